@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Exit codes, documented in docs/operations.md.
+const (
+	exitOK       = 0 // success
+	exitFailure  = 1 // the command ran and failed (or found problems)
+	exitUsage    = 2 // bad command line
+	exitConfig   = 3 // the agent configuration is invalid
+	exitNotBuilt = 4 // the command is not part of this build yet
+)
+
+// command is one berth subcommand.
+type command struct {
+	name    string
+	usage   string // arguments, after the name
+	summary string
+	// run is nil for a command that is designed (DESIGN.md §6) but not
+	// built yet: it says so and exits exitNotBuilt, never fakes output.
+	run func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{name: "run", usage: "[--config FILE]", summary: "run the agent daemon: poll the config repo and reconcile this host"},
+		{name: "validate", usage: "[--env ENV] [DIR]", summary: "validate environments of a config repo checkout"},
+		{name: "plan", usage: "[--config FILE]", summary: "show what a deploy of the current head would change, changing nothing"},
+		{name: "status", usage: "[--json]", summary: "show the live revision and each managed container"},
+		{name: "history", usage: "[--json]", summary: "list past deploys with their result and reason"},
+		{name: "rollback", usage: "[REV]", summary: "deploy a previous good revision and hold auto-deploy"},
+		{name: "retry", summary: "retry the last failed revision"},
+		{name: "resume", summary: "resume auto-deploy after a rollback"},
+		{name: "jobs", usage: "list|history NAME|logs NAME [RUN]|run NAME", summary: "inspect and run scheduled jobs"},
+		{name: "promote", usage: "--from ENV --to ENV [DIR]", summary: "copy image digests from one environment to another"},
+		{name: "version", summary: "print version, commit and Go version", run: runVersion},
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		usage(stdout)
+		return exitOK
+	case "--version", "-version":
+		return runVersion(ctx, nil, stdout, stderr)
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		if c.run == nil {
+			fmt.Fprintf(stderr, "berth %s: not built yet in this version of berth\n", c.name)
+			return exitNotBuilt
+		}
+		return c.run(ctx, args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "berth: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("berth: a GitOps agent for containers on plain virtual machines\n\n")
+	b.WriteString("Usage:\n  berth COMMAND [ARGS]\n\nCommands:\n")
+	for _, c := range commands() {
+		left := c.name
+		if c.usage != "" {
+			left += " " + c.usage
+		}
+		note := ""
+		if c.run == nil {
+			note = " (not built yet)"
+		}
+		fmt.Fprintf(&b, "  %-48s %s%s\n", left, c.summary, note)
+	}
+	b.WriteString("\nRun 'berth COMMAND -h' for a command's flags. Docs: docs/operations.md\n")
+	io.WriteString(w, b.String())
+}

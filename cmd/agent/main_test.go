@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func TestRun_ExitCodesAndOutput(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{name: "help lists every designed command", args: []string{"--help"}, wantCode: exitOK, wantStdout: "jobs list|history NAME"},
+		{name: "no arguments is a usage error", args: nil, wantCode: exitUsage, wantStderr: "Usage:"},
+		{name: "unknown command", args: []string{"deploy"}, wantCode: exitUsage, wantStderr: `unknown command "deploy"`},
+		{name: "version", args: []string{"version"}, wantCode: exitOK, wantStdout: runtime.Version()},
+		{name: "not built yet says so", args: []string{"rollback"}, wantCode: exitNotBuilt, wantStderr: "berth rollback: not built yet"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tc.args, &stdout, &stderr)
+			if code != tc.wantCode {
+				t.Errorf("exit code %d, want %d (stderr %q)", code, tc.wantCode, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.wantStdout) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tc.wantStdout)
+			}
+			if !strings.Contains(stderr.String(), tc.wantStderr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tc.wantStderr)
+			}
+		})
+	}
+}
+
+func TestUsage_NamesEveryCommandOfTheDesign(t *testing.T) {
+	var b bytes.Buffer
+	usage(&b)
+	for _, c := range []string{"run", "validate", "plan", "status", "history", "rollback", "jobs", "promote", "version"} {
+		if !strings.Contains(b.String(), "\n  "+c) {
+			t.Errorf("help lacks command %q", c)
+		}
+	}
+}

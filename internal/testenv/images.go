@@ -1,0 +1,190 @@
+package testenv
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// AppRepo is the repository test images are pushed to by default.
+const AppRepo = "berth/testapp"
+
+// AppImage is a test image pushed to a Registry.
+type AppImage struct {
+	Repo    string // "127.0.0.1:PORT/berth/testapp"
+	Tag     string
+	Digest  string // "sha256:…"
+	Version string // APP_VERSION baked into the image
+}
+
+// Ref is the pinned reference, "repo@sha256:…", as a config repo writes it.
+func (i AppImage) Ref() string { return i.Repo + "@" + i.Digest }
+
+// ImageSpec describes a test image. Images differing in any field have
+// different digests; the same spec always gives the same digest.
+type ImageSpec struct {
+	Version string   // APP_VERSION; also the tag
+	Repo    string   // default AppRepo
+	Env     []string // extra environment baked into the image, e.g. "APP_MODE=crash"
+	// NoHealthcheck leaves out the image's HEALTHCHECK.
+	NoHealthcheck bool
+}
+
+// AppImages are the two standard versions a deploy test moves between.
+type AppImages struct{ V1, V2 AppImage }
+
+// Images pushes the standard v1 and v2 test images to reg.
+func Images(t testing.TB, reg *Registry) AppImages {
+	t.Helper()
+	return AppImages{
+		V1: PushApp(t, reg, ImageSpec{Version: "v1"}),
+		V2: PushApp(t, reg, ImageSpec{Version: "v2"}),
+	}
+}
+
+// PushApp builds an image FROM scratch holding the testapp binary (see
+// internal/testenv/testapp) and pushes it to reg under spec.Version's tag.
+func PushApp(t testing.TB, reg *Registry, spec ImageSpec) AppImage {
+	t.Helper()
+	if spec.Repo == "" {
+		spec.Repo = AppRepo
+	}
+	img, err := buildApp(t, spec)
+	if err != nil {
+		t.Fatalf("testenv: build test image %s: %v", spec.Version, err)
+	}
+	repo := reg.Host + "/" + spec.Repo
+	ref, err := name.NewTag(repo+":"+spec.Version, name.Insecure)
+	if err != nil {
+		t.Fatalf("testenv: image ref: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+		t.Fatalf("testenv: push %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatalf("testenv: image digest: %v", err)
+	}
+	return AppImage{Repo: repo, Tag: spec.Version, Digest: d.String(), Version: spec.Version}
+}
+
+// epoch is the timestamp of every file and config in a test image, so that
+// digests are reproducible.
+var epoch = time.Unix(0, 0).UTC()
+
+func buildApp(t testing.TB, spec ImageSpec) (v1.Image, error) {
+	bin, err := TestAppBinary(t)
+	if err != nil {
+		return nil, err
+	}
+	layerTar, err := appLayer(bin)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("layer: %w", err)
+	}
+	cfg := &v1.ConfigFile{
+		Architecture: runtime.GOARCH,
+		OS:           "linux",
+		Created:      v1.Time{Time: epoch},
+		Config: v1.Config{
+			Entrypoint:   []string{"/app"},
+			Env:          append([]string{"APP_VERSION=" + spec.Version}, spec.Env...),
+			ExposedPorts: map[string]struct{}{"8080/tcp": {}},
+			Labels:       map[string]string{"org.opencontainers.image.version": spec.Version},
+		},
+	}
+	if !spec.NoHealthcheck {
+		// Exec form: a scratch image has no shell for CMD-SHELL.
+		cfg.Config.Healthcheck = &v1.HealthConfig{
+			Test:     []string{"CMD", "/app", "health"},
+			Interval: time.Second,
+			Timeout:  2 * time.Second,
+			Retries:  3,
+		}
+	}
+	img, err := mutate.ConfigFile(empty.Image, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	img, err = mutate.Append(img, mutate.Addendum{
+		Layer:   layer,
+		History: v1.History{Created: v1.Time{Time: epoch}, CreatedBy: "berth testenv"},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("append layer: %w", err)
+	}
+	return img, nil
+}
+
+// appLayer is a tar holding the binary as /app.
+func appLayer(bin string) ([]byte, error) {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	hdr := &tar.Header{Name: "app", Mode: 0o755, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+var (
+	testAppOnce sync.Once
+	testAppPath string
+	testAppErr  error
+)
+
+// TestAppBinary returns the static testapp binary: BERTH_TESTAPP_BIN when
+// set (scripts/test builds it once), else built with the go command, once
+// per test process.
+func TestAppBinary(t testing.TB) (string, error) {
+	if p := os.Getenv("BERTH_TESTAPP_BIN"); p != "" {
+		return p, nil
+	}
+	testAppOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-testapp-")
+		if err != nil {
+			testAppErr = err
+			return
+		}
+		testAppPath = filepath.Join(dir, "app")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", testAppPath, "berth.dev/berth/internal/testenv/testapp")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			testAppErr = fmt.Errorf("go build testapp: %v\n%s", err, out)
+		}
+	})
+	return testAppPath, testAppErr
+}

@@ -1,0 +1,97 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Nginx is Debian's nginx run from a private prefix in a temp dir, listening
+// on a loopback port. Its nginx.conf includes every *.conf in ConfD inside
+// the http block: a test writes the operator's server block there, and berth
+// writes its upstream file beside it, as on a real host.
+type Nginx struct {
+	Dir   string // prefix: nginx.conf, pid, logs, temp paths
+	ConfD string // included inside http {}
+	Port  int    // reserved for the test's server block to listen on
+
+	conf string
+	proc *process
+}
+
+// NewNginx prepares an nginx prefix and reserves a port. Write the site's
+// config into ConfD, then call Start.
+func NewNginx(t testing.TB) *Nginx {
+	t.Helper()
+	if _, err := exec.LookPath("nginx"); err != nil {
+		unavailable(t, "nginx", err)
+	}
+	dir := t.TempDir()
+	n := &Nginx{Dir: dir, ConfD: filepath.Join(dir, "conf.d"), Port: FreePort(t), conf: filepath.Join(dir, "nginx.conf")}
+	if err := os.MkdirAll(n.ConfD, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	user := ""
+	if os.Geteuid() == 0 {
+		// Workers would otherwise run as nobody and could not reach the
+		// temp paths inside the test's private (0700) temp dir.
+		user = "user root root;"
+	}
+	conf := fmt.Sprintf(`%s
+worker_processes 1;
+daemon off;
+pid %[2]s/nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %[2]s/tmp/body;
+  proxy_temp_path %[2]s/tmp/proxy;
+  fastcgi_temp_path %[2]s/tmp/fastcgi;
+  uwsgi_temp_path %[2]s/tmp/uwsgi;
+  scgi_temp_path %[2]s/tmp/scgi;
+  include %[3]s/*.conf;
+}
+`, user, dir, n.ConfD)
+	if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Args are the flags that point an nginx command at this instance, e.g.
+// append "-t" to test its config or "-s", "reload" to reload it.
+func (n *Nginx) Args() []string { return []string{"-p", n.Dir, "-c", n.conf} }
+
+// URL is the base URL of the reserved port.
+func (n *Nginx) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.Port) }
+
+// Start runs nginx and waits until it answers on Port.
+func (n *Nginx) Start(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("nginx", append(n.Args(), "-t", "-q")...).CombinedOutput(); err != nil {
+		t.Fatalf("testenv: nginx -t: %v\n%s", err, out)
+	}
+	p, err := startProcess(t, "nginx", exec.Command("nginx", n.Args()...))
+	if err != nil {
+		unavailable(t, "nginx", err)
+	}
+	n.proc = p
+	if err := p.waitTCP(fmt.Sprintf("127.0.0.1:%d", n.Port), 10*time.Second); err != nil {
+		t.Fatalf("testenv: nginx not answering on %d: %v", n.Port, err)
+	}
+}
+
+// Reload asks the running nginx to re-read its config.
+func (n *Nginx) Reload(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("nginx", append(n.Args(), "-s", "reload")...).CombinedOutput(); err != nil {
+		t.Fatalf("testenv: nginx reload: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,181 @@
+// Command testapp is the program inside berth's test images. It is built
+// statically and packed FROM scratch by internal/testenv, so one small binary
+// plays every part a deploy test needs: a healthy HTTP server, a server that
+// never becomes healthy or only after a delay, a container that crashes on
+// start, and a one-shot CLI/migration that exits with a chosen code.
+//
+// Behaviour is chosen by environment variables (all optional):
+//
+//	APP_MODE           serve (default) | unhealthy | crash | exit
+//	APP_PORT           port to serve on (default 8080)
+//	APP_VERSION        reported by GET / and GET /version (set in the image)
+//	APP_HEALTHY_AFTER  duration; /healthz fails until this long after start
+//	APP_EXIT_CODE      exit code for mode exit and crash (default 0 / 3)
+//	APP_SLEEP          duration to sleep before exiting in mode exit
+//	APP_MARKER         a line printed on start, for log assertions
+//	APP_PRINT_ENV      comma-separated names; for each one the name, whether
+//	                   it is set and a short SHA-256 of its value are printed,
+//	                   never the value itself
+//
+// "testapp health" is the image's HEALTHCHECK (exec form: scratch images have
+// no shell). It asks the running server's /healthz over loopback.
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "health" {
+		os.Exit(health())
+	}
+	os.Exit(run())
+}
+
+func port() string {
+	if p := os.Getenv("APP_PORT"); p != "" {
+		return p
+	}
+	return "8080"
+}
+
+func duration(name string) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testapp: bad %s=%q: %v\n", name, v, err)
+		os.Exit(64)
+	}
+	return d
+}
+
+func exitCode(def int) int {
+	v := os.Getenv("APP_EXIT_CODE")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testapp: bad APP_EXIT_CODE=%q\n", v)
+		return 64
+	}
+	return n
+}
+
+// printEnv reports the named variables without revealing their values: tests
+// use the hash to prove a secret arrived, and grep logs to prove it leaked
+// nowhere.
+func printEnv() {
+	for _, name := range strings.Split(os.Getenv("APP_PRINT_ENV"), ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			fmt.Printf("testapp env %s unset\n", name)
+			continue
+		}
+		sum := sha256.Sum256([]byte(v))
+		fmt.Printf("testapp env %s set sha256=%s\n", name, hex.EncodeToString(sum[:8]))
+	}
+}
+
+func run() int {
+	version := os.Getenv("APP_VERSION")
+	fmt.Printf("testapp start version=%s mode=%s\n", version, os.Getenv("APP_MODE"))
+	if m := os.Getenv("APP_MARKER"); m != "" {
+		fmt.Println(m)
+	}
+	printEnv()
+
+	switch mode := os.Getenv("APP_MODE"); mode {
+	case "", "serve", "unhealthy":
+		return serve(version, mode == "unhealthy")
+	case "crash":
+		fmt.Fprintln(os.Stderr, "testapp: crashing on start as asked")
+		return exitCode(3)
+	case "exit":
+		time.Sleep(duration("APP_SLEEP"))
+		code := exitCode(0)
+		fmt.Printf("testapp exit code=%d\n", code)
+		return code
+	default:
+		fmt.Fprintf(os.Stderr, "testapp: unknown APP_MODE %q\n", mode)
+		return 64
+	}
+}
+
+func serve(version string, neverHealthy bool) int {
+	start := time.Now()
+	healthyAfter := duration("APP_HEALTHY_AFTER")
+	host, _ := os.Hostname()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if neverHealthy || time.Since(start) < healthyAfter {
+			http.Error(w, "not healthy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, version)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "version=%s host=%s\n", version, host)
+	})
+	srv := &http.Server{Addr: ":" + port(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	fmt.Printf("testapp listening port=%s\n", port())
+
+	select {
+	case err := <-errc:
+		fmt.Fprintf(os.Stderr, "testapp: serve: %v\n", err)
+		return 1
+	case <-ctx.Done():
+	}
+	// Graceful stop: finish in-flight requests, as a production server
+	// should, so that a cutover test measures berth and not the app.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintf(os.Stderr, "testapp: shutdown: %v\n", err)
+		return 1
+	}
+	fmt.Println("testapp stopped")
+	return 0
+}
+
+func health() int {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://127.0.0.1:" + port() + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,117 @@
+// Package testenv gives berth's tests real services: a Docker engine, an OCI
+// registry, test images, a Vault server, a Git server and nginx.
+//
+// Each helper skips the test when its service is missing, unless
+// BERTH_INTEGRATION=1 is set (scripts/test sets it), in which case a missing
+// service fails the test: an integration test that skips in CI is a failure.
+//
+// Services that are built rather than installed (the registry and Vault
+// binaries, the test app) are looked up in the cache directory that
+// scripts/test fills; see CacheDir.
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Integration reports whether missing services must fail tests instead of
+// skipping them.
+func Integration() bool { return os.Getenv("BERTH_INTEGRATION") == "1" }
+
+// unavailable skips or fails t because service cannot be had.
+func unavailable(t testing.TB, service string, err error) {
+	t.Helper()
+	msg := fmt.Sprintf("testenv: %s unavailable: %v", service, err)
+	if Integration() {
+		t.Fatalf("%s (BERTH_INTEGRATION=1 turns this skip into a failure; run scripts/test)", msg)
+	}
+	t.Skip(msg)
+}
+
+// CacheDir is where scripts/test keeps built service binaries between runs:
+// $BERTH_CACHE_DIR, else $XDG_CACHE_HOME/berth, else ~/.cache/berth.
+func CacheDir() string {
+	if d := os.Getenv("BERTH_CACHE_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "berth")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "berth-cache")
+	}
+	return filepath.Join(home, ".cache", "berth")
+}
+
+// binary finds a built helper binary: the environment variable env when set,
+// else name in CacheDir.
+func binary(env, name string) (string, error) {
+	p := os.Getenv(env)
+	if p == "" {
+		p = filepath.Join(CacheDir(), name)
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s not built (%s; scripts/test builds it): %w", name, env, err)
+	}
+	return p, nil
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago. Services
+// that cannot listen on port 0 themselves need one; callers retry on the
+// rare collision.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// logWriter sends a child process's output to the test log, line by line,
+// until the test ends.
+type logWriter struct {
+	t      testing.TB
+	prefix string
+	quiet  []func(line string) bool
+	mu     sync.Mutex
+	closed bool
+}
+
+func newLogWriter(t testing.TB, prefix string) *logWriter {
+	w := &logWriter{t: t, prefix: prefix}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		// Logging after the test ended panics; the process is being
+		// stopped anyway.
+		return len(p), nil
+	}
+lines:
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		for _, q := range w.quiet {
+			if q(line) {
+				continue lines
+			}
+		}
+		w.t.Logf("%s: %s", w.prefix, line)
+	}
+	return len(p), nil
+}

@@ -1,0 +1,93 @@
+# shellcheck shell=bash
+# Shared by scripts/test, scripts/demo and scripts/bench-*: packages, caches
+# and a private Docker engine. Source it; it defines functions only.
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ensure_go puts Go on PATH and checks its version (berth needs Go 1.26).
+ensure_go() {
+	if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+		export PATH="/usr/local/go/bin:$PATH"
+	fi
+	command -v go >/dev/null 2>&1 || die "Go 1.26 is required (https://go.dev/dl/); none on PATH"
+	local v
+	v=$(go env GOVERSION)
+	case "$v" in
+	go1.2[6-9]* | go1.[3-9][0-9]*) ;;
+	*) die "Go 1.26 or newer is required, found $v" ;;
+	esac
+}
+
+# ensure_packages installs, quietly and only when missing, the Debian
+# packages that provide the given commands. Arguments: command=package ...
+ensure_packages() {
+	local need=() pair
+	for pair in "$@"; do
+		command -v "${pair%%=*}" >/dev/null 2>&1 || need+=("${pair#*=}")
+	done
+	[ ${#need[@]} -eq 0 ] && return 0
+	[ "$(id -u)" -eq 0 ] || die "missing ${need[*]}: run as root (or install them) first"
+	log "installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+
+# cache_dir prints (and creates) the directory built binaries are kept in
+# between runs; internal/testenv reads the same BERTH_CACHE_DIR.
+cache_dir() {
+	local d=${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}
+	mkdir -p "$d"
+	printf '%s\n' "$d"
+}
+
+# module_stamp prints a short hash of a wrapper module's go.mod and go.sum,
+# so a cached binary is rebuilt exactly when its pins change.
+module_stamp() {
+	cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12
+}
+
+# docker_reachable succeeds when DOCKER_HOST (or the default socket) answers.
+docker_reachable() {
+	timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+# start_private_dockerd DIR starts dockerd with all its state under DIR and
+# exports DOCKER_HOST. Stop it with stop_private_dockerd DIR.
+start_private_dockerd() {
+	local dir=$1
+	mkdir -p "$dir"
+	[ "$(id -u)" -eq 0 ] || die "no Docker engine reachable, and starting a private one needs root"
+	log "starting a private Docker engine in $dir"
+	dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \
+		--host "unix://$dir/docker.sock" >"$dir/dockerd.log" 2>&1 &
+	export DOCKER_HOST="unix://$dir/docker.sock"
+	local i
+	for i in $(seq 1 150); do
+		docker_reachable && return 0
+		if ! kill -0 "$!" 2>/dev/null; then
+			tail -n 30 "$dir/dockerd.log" >&2
+			die "dockerd exited during startup (log above)"
+		fi
+		sleep 0.2
+	done
+	tail -n 30 "$dir/dockerd.log" >&2
+	die "dockerd not ready after 30 s (log above)"
+}
+
+stop_private_dockerd() {
+	local dir=$1 pid i
+	[ -f "$dir/docker.pid" ] || return 0
+	pid=$(cat "$dir/docker.pid")
+	kill "$pid" 2>/dev/null || return 0
+	for i in $(seq 1 150); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	kill -9 "$pid" 2>/dev/null || true
+	# dockerd unmounts its layers on a clean stop; anything left is unmounted
+	# before the state is removed.
+	grep -o " $dir/[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	rm -rf "$dir"
+}
