@@ -11,10 +11,14 @@
 package testenv
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -51,16 +55,39 @@ func CacheDir() string {
 }
 
 // binary finds a built helper binary: the environment variable env when set,
-// else name in CacheDir.
+// else name-STAMP in CacheDir, where STAMP is the hash of the wrapper
+// module's go.mod and go.sum (internal/testenv/<name>bin), as scripts/lib.sh
+// module_stamp computes it.
 func binary(env, name string) (string, error) {
 	p := os.Getenv(env)
 	if p == "" {
-		p = filepath.Join(CacheDir(), name)
+		stamp, err := moduleStamp(name + "bin")
+		if err != nil {
+			return "", err
+		}
+		p = filepath.Join(CacheDir(), name+"-"+stamp)
 	}
 	if _, err := os.Stat(p); err != nil {
 		return "", fmt.Errorf("%s not built (%s; scripts/test builds it): %w", name, env, err)
 	}
 	return p, nil
+}
+
+// moduleStamp hashes go.mod and go.sum of a wrapper module beside this file.
+func moduleStamp(dir string) (string, error) {
+	_, self, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("cannot locate internal/testenv")
+	}
+	h := sha256.New()
+	for _, f := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(self), dir, f))
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago. Services

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"berth.dev/berth/envs"
+)
+
+// newFlagSet returns a flag set that reports errors to stderr and lets the
+// caller map them to exitUsage.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("berth "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: berth %s %s\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, returning the exit code to stop with when the
+// command must not go on (help asked for, or bad flags).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+type validateResult struct {
+	Env      string        `json:"env"`
+	OK       bool          `json:"ok"`
+	Services int           `json:"services,omitempty"`
+	Jobs     int           `json:"jobs,omitempty"`
+	Problems envs.Problems `json:"problems,omitempty"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// runValidate checks environments of a config repo checkout: the same
+// loading and validation the agent does before a deploy, for the config
+// repo's own CI.
+func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("validate", "[--env ENV] [--format text|json] [DIR]", stderr)
+	env := fs.String("env", "", "validate only this environment (default: every envs/* directory)")
+	format := fs.String("format", "text", "output format: text or json")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 1 || (*format != "text" && *format != "json") {
+		fs.Usage()
+		return exitUsage
+	}
+	dir := "."
+	if fs.NArg() == 1 {
+		dir = fs.Arg(0)
+	}
+	names := []string{*env}
+	if *env == "" {
+		var err error
+		if names, err = envs.List(dir); err != nil {
+			fmt.Fprintf(stderr, "berth validate: %v\n", err)
+			return exitFailure
+		}
+		if len(names) == 0 {
+			fmt.Fprintf(stderr, "berth validate: no environments under %s/envs\n", dir)
+			return exitFailure
+		}
+	}
+	var results []validateResult
+	failed := false
+	for _, name := range names {
+		r := validateResult{Env: name}
+		e, err := envs.Load(ctx, dir, name, envs.Options{})
+		var ps envs.Problems
+		switch {
+		case errors.As(err, &ps):
+			r.Problems = ps
+		case err != nil:
+			r.Error = err.Error()
+		default:
+			r.OK, r.Services, r.Jobs = true, len(e.Services), len(e.Jobs)
+		}
+		failed = failed || !r.OK
+		results = append(results, r)
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(results)
+	} else {
+		for _, r := range results {
+			switch {
+			case r.OK:
+				fmt.Fprintf(stdout, "envs/%s: ok (%d services, %d jobs)\n", r.Env, r.Services, r.Jobs)
+			case r.Error != "":
+				fmt.Fprintf(stdout, "envs/%s: %s\n", r.Env, r.Error)
+			default:
+				for _, p := range r.Problems {
+					fmt.Fprintln(stdout, p.String())
+				}
+			}
+		}
+	}
+	if failed {
+		return exitFailure
+	}
+	return exitOK
+}

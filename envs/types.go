@@ -1,0 +1,119 @@
+package envs
+
+import (
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// Role is the part a service plays in a deploy (DESIGN.md §4).
+type Role string
+
+const (
+	RoleMigrate Role = "migrate" // one-shot, before any cutover, once per digest
+	RoleCLI     Role = "cli"     // one-shot, must exit 0
+	RoleWorker  Role = "worker"  // long-running, replaced one by one
+	RoleServer  Role = "server"  // new container beside the old, LB switched
+)
+
+// Env is the desired state of one environment at one revision.
+type Env struct {
+	Name    string // environment name (envs/<name>/)
+	Project *types.Project
+	// File is the environment's main Compose file, relative to the checkout.
+	File           string
+	RequireDigests bool
+	LB             *LBSpec // nil when the env has no server behind a balancer
+	Jobs           map[string]JobSpec
+	// Services are ordered by deploy phase (migrate, cli, worker, server),
+	// then by name.
+	Services []Service
+
+	root string // checkout root the env was loaded from
+}
+
+// Service returns the named service, or nil.
+func (e *Env) Service(name string) *Service {
+	for i := range e.Services {
+		if e.Services[i].Name == name {
+			return &e.Services[i]
+		}
+	}
+	return nil
+}
+
+// Service is one Compose service with berth's settings for it.
+type Service struct {
+	Name   string
+	Config types.ServiceConfig
+	Berth  ServiceSpec
+	// Hash changes exactly when something that affects the container
+	// changes; see ConfigHash.
+	Hash string
+	// Mounted maps each bind-mount source inside the config repository to
+	// a digest of its content, so that editing a mounted file redeploys.
+	Mounted map[string]string
+}
+
+// ServiceSpec is a service's x-berth block.
+type ServiceSpec struct {
+	Role Role
+	// Port is the container port the load balancer targets (servers).
+	Port int
+	// Secrets maps container env var names to Vault references.
+	Secrets map[string]SecretRef
+	// StopFirst stops the old container before starting the new one, for
+	// services that must never run twice.
+	StopFirst bool
+}
+
+// SecretRef points at one field of a Vault secret: "path#field", with an
+// optional "@version" pin for KV v2 ("kv/app/db#password@3"). It holds no
+// secret value.
+type SecretRef struct {
+	Path    string
+	Field   string
+	Version int // 0: latest
+}
+
+func (r SecretRef) String() string {
+	s := r.Path + "#" + r.Field
+	if r.Version > 0 {
+		s += "@" + itoa(r.Version)
+	}
+	return s
+}
+
+// LBSpec is the top-level x-berth.lb block.
+type LBSpec struct {
+	Type     string // "nginx"
+	Upstream string // upstream name in the balancer's config
+	File     string // the upstream file berth owns
+}
+
+// Concurrency policy of a job whose previous run is still going.
+type Concurrency string
+
+const (
+	ConcurrencyForbid  Concurrency = "forbid"
+	ConcurrencyAllow   Concurrency = "allow"
+	ConcurrencyReplace Concurrency = "replace"
+)
+
+// JobSpec is one x-berth.jobs entry.
+type JobSpec struct {
+	Name     string
+	Schedule string
+	Timezone string // IANA name; "" is the host's local zone
+	// Service to inherit image, env, secrets and volumes from; or Image.
+	Service     string
+	Image       string
+	Command     []string
+	Environment map[string]string
+	Timeout     time.Duration // 0: none
+	Concurrency Concurrency
+	History     int    // runs kept
+	Missed      string // "skip" | "run_once"
+	Jitter      time.Duration
+	Notify      string // "failure" | "always" | "never"
+}

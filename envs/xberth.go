@@ -1,0 +1,346 @@
+package envs
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-shellwords"
+	"github.com/robfig/cron/v3"
+)
+
+// extKey is the Compose extension field berth's settings live in, so that a
+// config file stays valid for `docker compose config`.
+const extKey = "x-berth"
+
+var (
+	envNameRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	secretPathRe  = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
+	secretFieldRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	upstreamRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+)
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// fields checks a decoded mapping for keys berth does not know.
+func fields(m map[string]any, known []string, report func(field, msg, hint string), prefix string) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if !slices.Contains(known, k) {
+			report(prefix+"."+k, fmt.Sprintf("unknown key %q", k), "known keys: "+strings.Join(known, ", "))
+		}
+	}
+}
+
+// asMap reads an extension value that must be a mapping.
+func asMap(v any, field string, report func(field, msg, hint string)) (map[string]any, bool) {
+	if v == nil {
+		return nil, false
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		report(field, fmt.Sprintf("must be a mapping, not %T", v), "")
+	}
+	return m, ok
+}
+
+func asString(v any, field string, report func(field, msg, hint string)) (string, bool) {
+	s, ok := v.(string)
+	if !ok {
+		report(field, fmt.Sprintf("must be a string, not %v", v), "")
+	}
+	return s, ok
+}
+
+func asBool(v any, field string, report func(field, msg, hint string)) bool {
+	b, ok := v.(bool)
+	if !ok {
+		report(field, fmt.Sprintf("must be true or false, not %v", v), "")
+	}
+	return b
+}
+
+func asInt(v any, field string, report func(field, msg, hint string)) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	case uint64:
+		return int(n), true
+	case float64:
+		if n == float64(int(n)) {
+			return int(n), true
+		}
+	case string:
+		if i, err := strconv.Atoi(n); err == nil {
+			return i, true
+		}
+	}
+	report(field, fmt.Sprintf("must be a whole number, not %v", v), "")
+	return 0, false
+}
+
+func asDuration(v any, field string, report func(field, msg, hint string)) time.Duration {
+	s, ok := asString(v, field, report)
+	if !ok {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		report(field, fmt.Sprintf("%q is not a duration", s), `write e.g. "90s", "30m" or "1h30m"`)
+		return 0
+	}
+	return d
+}
+
+var serviceKeys = []string{"role", "port", "secrets", "stop_first"}
+
+// parseServiceSpec decodes a service's x-berth block.
+func parseServiceSpec(v any, report func(field, msg, hint string)) ServiceSpec {
+	spec := ServiceSpec{Role: RoleWorker}
+	m, ok := asMap(v, extKey, report)
+	if !ok {
+		return spec
+	}
+	fields(m, serviceKeys, report, extKey)
+	if r, ok := m["role"]; ok {
+		if s, ok := asString(r, extKey+".role", report); ok {
+			switch Role(s) {
+			case RoleMigrate, RoleCLI, RoleWorker, RoleServer:
+				spec.Role = Role(s)
+			default:
+				report(extKey+".role", fmt.Sprintf("unknown role %q", s), "one of migrate, cli, worker, server")
+			}
+		}
+	}
+	if p, ok := m["port"]; ok {
+		if n, ok := asInt(p, extKey+".port", report); ok {
+			if n < 1 || n > 65535 {
+				report(extKey+".port", fmt.Sprintf("port %d out of range", n), "a container port from 1 to 65535")
+			} else {
+				spec.Port = n
+			}
+		}
+	}
+	if s, ok := m["stop_first"]; ok {
+		spec.StopFirst = asBool(s, extKey+".stop_first", report)
+	}
+	if sm, ok := asMap(m["secrets"], extKey+".secrets", report); ok {
+		spec.Secrets = map[string]SecretRef{}
+		for _, name := range slices.Sorted(maps.Keys(sm)) {
+			field := extKey + ".secrets." + name
+			if !envNameRe.MatchString(name) {
+				report(field, fmt.Sprintf("%q is not a valid environment variable name", name), "letters, digits and _, not starting with a digit")
+				continue
+			}
+			s, ok := asString(sm[name], field, report)
+			if !ok {
+				continue
+			}
+			ref, err := ParseSecretRef(s)
+			if err != nil {
+				report(field, err.Error(), `write "path#field" or "path#field@version", e.g. "kv/journal/db#password"`)
+				continue
+			}
+			spec.Secrets[name] = ref
+		}
+	}
+	return spec
+}
+
+// ParseSecretRef parses "path#field" or "path#field@version".
+func ParseSecretRef(s string) (SecretRef, error) {
+	path, rest, ok := strings.Cut(s, "#")
+	if !ok {
+		return SecretRef{}, fmt.Errorf("secret reference %q has no #field", s)
+	}
+	field, ver, hasVer := strings.Cut(rest, "@")
+	ref := SecretRef{Path: path, Field: field}
+	if !secretPathRe.MatchString(path) || strings.Contains("/"+path+"/", "/../") || strings.Contains("/"+path+"/", "/./") {
+		return SecretRef{}, fmt.Errorf("secret reference %q has a malformed path", s)
+	}
+	if !secretFieldRe.MatchString(field) {
+		return SecretRef{}, fmt.Errorf("secret reference %q has a malformed field", s)
+	}
+	if hasVer {
+		n, err := strconv.Atoi(ver)
+		if err != nil || n < 1 {
+			return SecretRef{}, fmt.Errorf("secret reference %q has a malformed @version", s)
+		}
+		ref.Version = n
+	}
+	return ref, nil
+}
+
+var topKeys = []string{"require_digests", "lb", "jobs"}
+
+// topSpec is the decoded top-level x-berth block.
+type topSpec struct {
+	requireDigests bool
+	lb             *LBSpec
+	jobs           map[string]JobSpec
+}
+
+func parseTopSpec(v any, report func(field, msg, hint string)) topSpec {
+	spec := topSpec{requireDigests: true}
+	m, ok := asMap(v, extKey, report)
+	if !ok {
+		return spec
+	}
+	fields(m, topKeys, report, extKey)
+	if r, ok := m["require_digests"]; ok {
+		spec.requireDigests = asBool(r, extKey+".require_digests", report)
+	}
+	if lm, ok := asMap(m["lb"], extKey+".lb", report); ok {
+		spec.lb = parseLB(lm, report)
+	}
+	if jm, ok := asMap(m["jobs"], extKey+".jobs", report); ok {
+		spec.jobs = map[string]JobSpec{}
+		for _, name := range slices.Sorted(maps.Keys(jm)) {
+			spec.jobs[name] = parseJob(name, jm[name], report)
+		}
+	}
+	return spec
+}
+
+var lbKeys = []string{"type", "upstream", "file"}
+
+func parseLB(m map[string]any, report func(field, msg, hint string)) *LBSpec {
+	const f = extKey + ".lb"
+	fields(m, lbKeys, report, f)
+	lb := &LBSpec{}
+	if v, ok := m["type"]; ok {
+		lb.Type, _ = asString(v, f+".type", report)
+	}
+	switch lb.Type {
+	case "nginx":
+	case "":
+		report(f+".type", "missing", `set type: nginx`)
+	default:
+		report(f+".type", fmt.Sprintf("unsupported load balancer %q", lb.Type), "berth supports nginx")
+	}
+	if v, ok := m["upstream"]; ok {
+		lb.Upstream, _ = asString(v, f+".upstream", report)
+	}
+	if !upstreamRe.MatchString(lb.Upstream) {
+		report(f+".upstream", fmt.Sprintf("%q is not a valid upstream name", lb.Upstream), "letters, digits, '.', '_' and '-'")
+	}
+	if v, ok := m["file"]; ok {
+		lb.File, _ = asString(v, f+".file", report)
+	}
+	if !strings.HasPrefix(lb.File, "/") || !strings.HasSuffix(lb.File, ".conf") {
+		report(f+".file", fmt.Sprintf("%q must be an absolute path ending in .conf", lb.File), "e.g. /etc/nginx/conf.d/berth-journal.conf")
+	}
+	return lb
+}
+
+var jobKeys = []string{"schedule", "timezone", "service", "image", "environment", "command", "timeout", "concurrency", "history", "missed", "jitter", "notify"}
+
+// cronParser accepts 5 fields, an optional leading seconds field, and
+// descriptors such as @daily and @every 2s.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+func parseJob(name string, v any, report func(field, msg, hint string)) JobSpec {
+	f := extKey + ".jobs." + name
+	job := JobSpec{Name: name, Concurrency: ConcurrencyForbid, History: 50, Missed: "skip", Notify: "failure"}
+	m, ok := asMap(v, f, report)
+	if !ok {
+		return job
+	}
+	fields(m, jobKeys, report, f)
+	if s, ok := asString(m["schedule"], f+".schedule", report); ok {
+		job.Schedule = s
+		if _, err := cronParser.Parse(s); err != nil {
+			report(f+".schedule", fmt.Sprintf("invalid schedule %q: %v", s, err), `5 cron fields ("0 3 * * *"), 6 with seconds, or @daily / @every 10m`)
+		}
+	}
+	if tz, ok := m["timezone"]; ok {
+		if s, ok := asString(tz, f+".timezone", report); ok {
+			if _, err := time.LoadLocation(s); err != nil || s == "" || strings.EqualFold(s, "local") {
+				report(f+".timezone", fmt.Sprintf("unknown time zone %q", s), "an IANA name such as Europe/London or UTC")
+			} else {
+				job.Timezone = s
+			}
+		}
+	}
+	if s, ok := m["service"]; ok {
+		job.Service, _ = asString(s, f+".service", report)
+	}
+	if s, ok := m["image"]; ok {
+		job.Image, _ = asString(s, f+".image", report)
+	}
+	if job.Service == "" && job.Image == "" {
+		report(f, "names neither a service nor an image", "set service: to inherit a service's image, env and secrets, or image:")
+	}
+	if c, ok := m["command"]; ok {
+		switch x := c.(type) {
+		case string:
+			words, err := shellwords.Parse(x)
+			if err != nil {
+				report(f+".command", fmt.Sprintf("cannot split %q: %v", x, err), "write the command as a list")
+			}
+			job.Command = words
+		case []any:
+			job.Command = stringList(x)
+			if len(job.Command) != len(x) {
+				report(f+".command", "must be a list of strings", "")
+			}
+		default:
+			report(f+".command", "must be a string or a list of strings", "")
+		}
+	}
+	if em, ok := asMap(m["environment"], f+".environment", report); ok {
+		job.Environment = map[string]string{}
+		for k, v := range em {
+			job.Environment[k] = fmt.Sprint(v)
+		}
+	}
+	if t, ok := m["timeout"]; ok {
+		job.Timeout = asDuration(t, f+".timeout", report)
+	}
+	if j, ok := m["jitter"]; ok {
+		job.Jitter = asDuration(j, f+".jitter", report)
+	}
+	if c, ok := m["concurrency"]; ok {
+		if s, ok := asString(c, f+".concurrency", report); ok {
+			switch Concurrency(s) {
+			case ConcurrencyForbid, ConcurrencyAllow, ConcurrencyReplace:
+				job.Concurrency = Concurrency(s)
+			default:
+				report(f+".concurrency", fmt.Sprintf("unknown policy %q", s), "one of forbid, allow, replace")
+			}
+		}
+	}
+	if h, ok := m["history"]; ok {
+		if n, ok := asInt(h, f+".history", report); ok {
+			if n < 1 || n > 10000 {
+				report(f+".history", fmt.Sprintf("%d runs is out of range", n), "keep from 1 to 10000 runs")
+			} else {
+				job.History = n
+			}
+		}
+	}
+	if mv, ok := m["missed"]; ok {
+		if s, ok := asString(mv, f+".missed", report); ok {
+			if s != "skip" && s != "run_once" {
+				report(f+".missed", fmt.Sprintf("unknown policy %q", s), "one of skip, run_once")
+			} else {
+				job.Missed = s
+			}
+		}
+	}
+	if n, ok := m["notify"]; ok {
+		if s, ok := asString(n, f+".notify", report); ok {
+			if s != "failure" && s != "always" && s != "never" {
+				report(f+".notify", fmt.Sprintf("unknown setting %q", s), "one of failure, always, never")
+			} else {
+				job.Notify = s
+			}
+		}
+	}
+	return job
+}
