@@ -37,7 +37,7 @@ func commands() []command {
 		{name: "retry", summary: "retry the last failed revision"},
 		{name: "resume", summary: "resume auto-deploy after a rollback"},
 		{name: "jobs", usage: "list|history NAME|logs NAME [RUN]|run NAME", summary: "inspect and run scheduled jobs"},
-		{name: "promote", usage: "--from ENV --to ENV [DIR]", summary: "copy image digests from one environment to another"},
+		{name: "promote", usage: "--from ENV --to ENV [--dry-run] [DIR]", summary: "copy image digests from one environment to another", run: runPromote},
 		{name: "version", summary: "print version, commit and Go version", run: runVersion},
 	}
 }

@@ -99,7 +99,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		for _, r := range results {
 			switch {
 			case r.OK:
-				fmt.Fprintf(stdout, "envs/%s: ok (%d services, %d jobs)\n", r.Env, r.Services, r.Jobs)
+				fmt.Fprintf(stdout, "envs/%s: ok (%s, %s)\n", r.Env, plural(r.Services, "service"), plural(r.Jobs, "job"))
 			case r.Error != "":
 				fmt.Fprintf(stdout, "envs/%s: %s\n", r.Env, r.Error)
 			default:
@@ -113,4 +113,11 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitFailure
 	}
 	return exitOK
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
