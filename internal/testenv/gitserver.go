@@ -185,6 +185,9 @@ func (r *GitRepo) Head(t testing.TB) string {
 	return strings.TrimSpace(runGit(t, r.work, "rev-parse", "HEAD"))
 }
 
+// WorkDir is the work tree tests commit from (e.g. with go-git, to sign).
+func (r *GitRepo) WorkDir() string { return r.work }
+
 // Git runs a git command in the work tree, for what the helpers above do not
 // cover (amend and force-push, signed commits, …), and returns its stdout.
 func (r *GitRepo) Git(t testing.TB, args ...string) string {
