@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"golang.org/x/sys/unix"
 )
 
 // checkout writes c's tree to checkouts/<commit>/ unless it is there. The
@@ -25,7 +26,11 @@ func (s *Source) checkout(c *object.Commit) (string, error) {
 	if err := os.RemoveAll(tmp); err != nil {
 		return "", fmt.Errorf("checkout %s: %w", short(c.Hash.String()), err)
 	}
-	if err := writeTree(c, tmp); err != nil {
+	err := writeTree(c, tmp)
+	if err == nil {
+		err = syncTree(tmp)
+	}
+	if err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("checkout %s: %w", short(c.Hash.String()), err)
 	}
@@ -80,12 +85,19 @@ func writeTree(c *object.Commit, dir string) error {
 			out.Close()
 			return err
 		}
-		if err := out.Sync(); err != nil {
-			out.Close()
-			return err
-		}
 		return out.Close()
 	})
+}
+
+// syncTree flushes everything written under dir in one syncfs(2) call:
+// thousands of per-file fsyncs made a checkout of 2,000 files take seconds.
+func syncTree(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
 }
 
 // Prune removes working copies of commits not in keep (the live revision

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -21,6 +22,37 @@ type GitServer struct {
 	URL  string // "http://127.0.0.1:PORT", without credentials
 
 	user, pass string
+
+	mu       sync.Mutex
+	requests int
+	bytes    int64
+}
+
+// Traffic returns how many requests the HTTP server answered and how many
+// response body bytes it sent, since the last ResetTraffic.
+func (g *GitServer) Traffic() (requests int, bytes int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.requests, g.bytes
+}
+
+// ResetTraffic zeroes the counters Traffic reports.
+func (g *GitServer) ResetTraffic() {
+	g.mu.Lock()
+	g.requests, g.bytes = 0, 0
+	g.mu.Unlock()
+}
+
+// countingWriter counts the body bytes a handler writes.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
 }
 
 // GitServerOption configures StartGitServer.
@@ -81,7 +113,12 @@ func StartGitServer(t testing.TB, opts ...GitServerOption) *GitServer {
 				return
 			}
 		}
-		h.ServeHTTP(w, r)
+		cw := &countingWriter{ResponseWriter: w}
+		h.ServeHTTP(cw, r)
+		g.mu.Lock()
+		g.requests++
+		g.bytes += cw.n
+		g.mu.Unlock()
 	}))
 	t.Cleanup(srv.Close)
 	g.URL = srv.URL
