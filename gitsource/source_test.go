@@ -245,3 +245,42 @@ func TestSource_CommitSignatures(t *testing.T) {
 func testSignature() *object.Signature {
 	return &object.Signature{Name: "berth test", Email: "test@berth.invalid", When: time.Now()}
 }
+
+func TestSource_SSHChecksTheHostKey(t *testing.T) {
+	g := testenv.StartGitServer(t)
+	repo := g.NewRepo(t, "config")
+	c1 := repo.CommitFiles(t, "first", map[string]string{"envs/prod/compose.yaml": "services: {}\n"})
+	sshd := g.StartSSH(t)
+
+	tests := []struct {
+		name       string
+		knownHosts string
+		wantErr    string
+	}{
+		{"known host key", sshd.KnownHosts(t, sshd.HostKey), ""},
+		{"changed host key", sshd.KnownHosts(t, testenv.NewHostKey(t)), "key mismatch"},
+		{"unknown host", sshd.KnownHosts(t, nil), "key is unknown"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSource(t, Config{URL: sshd.URL(repo), Auth: Auth{SSHKeyFile: sshd.ClientKeyFile, KnownHostsFile: tc.knownHosts}})
+			head, err := s.Head(t.Context())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Head: %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || head != c1 {
+				t.Fatalf("Head = %s, %v", head, err)
+			}
+			if _, err := s.Fetch(t.Context(), head, ""); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if _, err := New(Config{URL: sshd.URL(repo), Dir: t.TempDir(), Auth: Auth{SSHKeyFile: sshd.ClientKeyFile}}, nil); err == nil ||
+		!strings.Contains(err.Error(), "known_hosts_file") {
+		t.Fatalf("ssh without known_hosts: %v, want a refusal", err)
+	}
+}

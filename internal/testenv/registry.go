@@ -47,7 +47,7 @@ func (r *Registry) ResetRequests() {
 // BERTH_REGISTRY_BIN).
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
-	bin, err := binary("BERTH_REGISTRY_BIN", "registry")
+	bin, err := builtBinary("BERTH_REGISTRY_BIN", "registry")
 	if err != nil {
 		unavailable(t, "registry", err)
 	}

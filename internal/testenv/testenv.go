@@ -54,11 +54,11 @@ func CacheDir() string {
 	return filepath.Join(home, ".cache", "berth")
 }
 
-// binary finds a built helper binary: the environment variable env when set,
+// builtBinary finds a built helper binary: the environment variable env when set,
 // else name-STAMP in CacheDir, where STAMP is the hash of the wrapper
 // module's go.mod and go.sum (internal/testenv/<name>bin), as scripts/lib.sh
 // module_stamp computes it.
-func binary(env, name string) (string, error) {
+func builtBinary(env, name string) (string, error) {
 	p := os.Getenv(env)
 	if p == "" {
 		stamp, err := moduleStamp(name + "bin")

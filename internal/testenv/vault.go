@@ -31,7 +31,7 @@ func StartVault(t testing.TB) *Vault {
 	if err := waitVaultBuild(t); err != nil {
 		unavailable(t, "vault", err)
 	}
-	bin, err := binary("BERTH_VAULT_BIN", "vault")
+	bin, err := builtBinary("BERTH_VAULT_BIN", "vault")
 	if err != nil {
 		unavailable(t, "vault", err)
 	}
