@@ -132,6 +132,9 @@ func checkPolicy(bad func(field, msg, hint string), cfg *types.ServiceConfig, p 
 	}
 	for i, v := range cfg.Volumes {
 		if v.Type != types.VolumeTypeBind {
+			if v.Type != types.VolumeTypeVolume && v.Type != types.VolumeTypeTmpfs {
+				bad(fmt.Sprintf("volumes[%d]", i), fmt.Sprintf("volume type %q is not supported by berth yet", v.Type), "use bind, volume or tmpfs")
+			}
 			continue
 		}
 		field := fmt.Sprintf("volumes[%d]", i)

@@ -1,0 +1,25 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Engine is berth's handle on the local Docker engine.
+type Engine struct {
+	c   *client.Client
+	log hclog.Logger
+	// PullStall aborts a pull that made no progress for this long.
+	PullStall time.Duration
+}
+
+// New wraps a Docker client (API version negotiated: Debian's engine
+// speaks 1.41).
+func New(c *client.Client, log hclog.Logger) *Engine {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Engine{c: c, log: log.Named("engine"), PullStall: 2 * time.Minute}
+}

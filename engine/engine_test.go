@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/testenv"
+)
+
+// deployable loads an env whose one server runs img, named uniquely so the
+// test's cleanup finds everything berth created by its env label.
+func deployable(t *testing.T, d *testenv.DockerEnv, img testenv.AppImage, extra string) (*envs.Env, Placement) {
+	t.Helper()
+	name := "t" + d.RunID
+	d.CleanupLabel(t, LabelEnv, name)
+	d.CleanupLabel(t, composeProject, name)
+	env := loadEnv(t, fmt.Sprintf(`
+services:
+  web:
+    image: %s
+%s    x-berth: {role: server, port: 8080}
+x-berth:
+  lb: {type: nginx, upstream: app, file: /etc/nginx/conf.d/app.conf}
+`, img.Ref(), extra))
+	env.Project.Name = name
+	for k, n := range env.Project.Networks {
+		n.Name = name + "_" + k
+		env.Project.Networks[k] = n
+	}
+	return env, Placement{Project: name, Env: name, Revision: "r1", ConfigHash: env.Services[0].Hash, Slot: 1, PublishLoopback: true}
+}
+
+func TestEngine_PullsOnceThenNeverAgain(t *testing.T) {
+	d := testenv.Docker(t)
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "once-" + d.RunID})
+	d.CleanupImage(img.Ref())
+	e := New(d.Client, nil)
+
+	reg.ResetRequests()
+	pulled, err := e.EnsureImage(t.Context(), img.Ref())
+	if err != nil || !pulled {
+		t.Fatalf("first EnsureImage: pulled %v, %v", pulled, err)
+	}
+	if len(reg.Requests()) == 0 {
+		t.Fatal("first EnsureImage made no registry request")
+	}
+	reg.ResetRequests()
+	pulled, err = e.EnsureImage(t.Context(), img.Ref())
+	if err != nil || pulled {
+		t.Fatalf("second EnsureImage: pulled %v, %v", pulled, err)
+	}
+	if r := reg.Requests(); len(r) != 0 {
+		t.Fatalf("redeploy of a present image made registry requests: %v", r)
+	}
+}
+
+func TestEngine_PullFromAnUnreachableRegistryFails(t *testing.T) {
+	d := testenv.Docker(t)
+	e := New(d.Client, nil)
+	ref := "127.0.0.1:1/berth/none@sha256:" + strings.Repeat("ab", 32)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := e.EnsureImage(ctx, ref); err == nil || !strings.Contains(err.Error(), "pull "+ref) {
+		t.Fatalf("EnsureImage from a closed port: %v", err)
+	}
+}
+
+func TestEngine_ServerContainerFromComposeServesAndIsHealthy(t *testing.T) {
+	d := testenv.Docker(t)
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "srv-" + d.RunID})
+	d.CleanupImage(img.Ref())
+	e := New(d.Client, nil)
+	env, pl := deployable(t, d, img, "    environment: {APP_MARKER: from-compose}\n")
+	ctx := t.Context()
+
+	if _, err := e.EnsureImage(ctx, img.Ref()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.EnsureProject(ctx, env.Project); err != nil {
+		t.Fatal(err)
+	}
+	req, err := CreateRequest(env.Project, env.Services[0], pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.Create(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WaitHealthy(ctx, id, 30*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	port, err := e.HostPort(ctx, id, "8080/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://127.0.0.1:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.HasPrefix(string(body), "version="+img.Version) {
+		t.Fatalf("GET / = %q", body)
+	}
+	ins, err := d.Client.ContainerInspect(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ins.Name != "/"+pl.Project+"-web-1" || ins.Config.Labels[LabelConfigHash] != pl.ConfigHash || ins.Config.Labels[composeProject] != pl.Project {
+		t.Fatalf("name %s labels %v", ins.Name, ins.Config.Labels)
+	}
+}
+
+func TestEngine_WaitHealthyFailsForNeverHealthyAndCrashed(t *testing.T) {
+	d := testenv.Docker(t)
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "bad-" + d.RunID})
+	d.CleanupImage(img.Ref())
+	e := New(d.Client, nil)
+	ctx := t.Context()
+	if _, err := e.EnsureImage(ctx, img.Ref()); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, env, want string
+	}{
+		{"never healthy", "    environment: {APP_MODE: unhealthy}\n", "not healthy after 4s (health unhealthy, last check exited 1)"},
+		{"crash on start", "    environment: {APP_MODE: crash}\n", "exited with code 3 before it was healthy"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, pl := deployable(t, d, img, tc.env)
+			pl.Slot = i + 1
+			if err := e.EnsureProject(ctx, env.Project); err != nil {
+				t.Fatal(err)
+			}
+			req, err := CreateRequest(env.Project, env.Services[0], pl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := e.Create(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Start(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			err = e.WaitHealthy(ctx, id, 4*time.Second, 0)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("WaitHealthy: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
