@@ -1,0 +1,151 @@
+package lb
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"berth.dev/berth/internal/testenv"
+)
+
+func backend(t *testing.T, name string) string {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
+}
+
+// startNginx runs nginx with a site proxying to upstream "app" and berth's
+// upstream file first pointing at first.
+func startNginx(t *testing.T, first string) (*testenv.Nginx, *Nginx) {
+	t.Helper()
+	n := testenv.NewNginx(t)
+	site := fmt.Sprintf("server { listen 127.0.0.1:%d; location / { proxy_pass http://app; } }\n", n.Port)
+	os.WriteFile(filepath.Join(n.ConfD, "site.conf"), []byte(site), 0o644)
+	sw := &Nginx{
+		Upstream: "app",
+		File:     filepath.Join(n.ConfD, "berth-app.conf"),
+		Command:  append([]string{"nginx"}, n.Args()...),
+		PidFile:  filepath.Join(n.Dir, "nginx.pid"),
+		ProbeURL: n.URL() + "/",
+	}
+	os.WriteFile(sw.File, sw.render([]string{first}), 0o644)
+	n.Start(t)
+	return n, sw
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestNginx_SwitchesAndWaitsForOldWorkers(t *testing.T) {
+	a, b := backend(t, "a"), backend(t, "b")
+	n, sw := startNginx(t, a)
+	if got := get(t, n.URL()); got != "a" {
+		t.Fatalf("before: %q", got)
+	}
+	if err := sw.Switch(t.Context(), []string{b}); err != nil {
+		t.Fatal(err)
+	}
+	// Switch returns once the old workers are gone: every request from
+	// now on reaches b, with no settling sleep.
+	for range 20 {
+		if got := get(t, n.URL()); got != "b" {
+			t.Fatalf("after switch: %q", got)
+		}
+	}
+}
+
+func TestNginx_RejectedConfigRestoresThePreviousFile(t *testing.T) {
+	a := backend(t, "a")
+	n, sw := startNginx(t, a)
+	before, _ := os.ReadFile(sw.File)
+	err := sw.Switch(t.Context(), []string{"127.0.0.1:99999"})
+	if err == nil || !strings.Contains(err.Error(), "nginx rejected "+sw.File) {
+		t.Fatalf("switch to an invalid port: %v", err)
+	}
+	after, _ := os.ReadFile(sw.File)
+	if string(after) != string(before) {
+		t.Fatalf("upstream file not restored:\n%s", after)
+	}
+	if got := get(t, n.URL()); got != "a" {
+		t.Fatalf("nginx no longer serves a: %q", got)
+	}
+}
+
+func TestNginx_FailedProbeSwitchesBack(t *testing.T) {
+	a := backend(t, "a")
+	n, sw := startNginx(t, a)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadAddr := strings.TrimPrefix(dead.URL, "http://")
+	dead.Close()
+	err := sw.Switch(t.Context(), []string{deadAddr})
+	if err == nil || !strings.Contains(err.Error(), "probe through nginx") {
+		t.Fatalf("switch to a dead backend: %v", err)
+	}
+	if got := get(t, n.URL()); got != "a" {
+		t.Fatalf("after the failed switch nginx serves %q, want a", got)
+	}
+}
+
+func TestNginx_NoFailedRequestsAcrossSwitches(t *testing.T) {
+	a, b := backend(t, "a"), backend(t, "b")
+	n, sw := startNginx(t, a)
+	var failed, sent atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 5 * time.Second}
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sent.Add(1)
+				resp, err := client.Get(n.URL())
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := range 6 {
+		target := []string{b}
+		if i%2 == 1 {
+			target = []string{a}
+		}
+		if err := sw.Switch(t.Context(), target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed across 6 switches", failed.Load(), sent.Load())
+	}
+	t.Logf("%d requests, 0 failed, across 6 switches", sent.Load())
+}
