@@ -164,3 +164,49 @@ func TestEngine_WaitHealthyFailsForNeverHealthyAndCrashed(t *testing.T) {
 		})
 	}
 }
+
+func TestEngine_RunOnceExitCodesTimeoutAndCleanup(t *testing.T) {
+	d := testenv.Docker(t)
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "once-" + d.RunID})
+	d.CleanupImage(img.Ref())
+	e := New(d.Client, nil)
+	ctx := t.Context()
+	if _, err := e.EnsureImage(ctx, img.Ref()); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		env      string
+		code     int
+		timedOut bool
+		output   string
+	}{
+		{"success", "    environment: {APP_MODE: exit, APP_MARKER: migrated}\n", 0, false, "migrated"},
+		{"failure", "    environment: {APP_MODE: exit, APP_EXIT_CODE: '7'}\n", 7, false, "testapp exit code=7"},
+		{"timeout", "    environment: {APP_MODE: exit, APP_SLEEP: 60s}\n", -1, true, "testapp start"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, pl := deployable(t, d, img, tc.env)
+			pl.Slot, pl.OneOff, pl.PublishLoopback = i+1, true, false
+			if err := e.EnsureProject(ctx, env.Project); err != nil {
+				t.Fatal(err)
+			}
+			req, err := CreateRequest(env.Project, env.Services[0], pl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.RunOnce(ctx, req, 3*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ExitCode != tc.code || res.TimedOut != tc.timedOut || !strings.Contains(string(res.Output), tc.output) {
+				t.Fatalf("result %+v (output %q)", res, res.Output)
+			}
+			if _, err := d.Client.ContainerInspect(ctx, req.Name); err == nil {
+				t.Fatalf("one-shot container %s left behind", req.Name)
+			}
+		})
+	}
+}

@@ -1,0 +1,158 @@
+package migrate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/engine"
+	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/atomicfile"
+)
+
+// OneShot runs a container to completion; *engine.Engine is one.
+type OneShot interface {
+	RunOnce(ctx context.Context, req *engine.Request, timeout time.Duration) (*engine.RunResult, error)
+}
+
+// Job is one one-shot service of a deploy.
+type Job struct {
+	Service envs.Service
+	Request *engine.Request
+	// Secrets are the values injected into the container, redacted from
+	// its captured output.
+	Secrets []string
+}
+
+// Record is what a deploy keeps of one run: the output, with secret values
+// redacted.
+type Record struct {
+	Service  string        `json:"service"`
+	Skipped  string        `json:"skipped,omitempty"` // why it did not run
+	ExitCode int           `json:"exit_code"`
+	TimedOut bool          `json:"timed_out,omitempty"`
+	Duration time.Duration `json:"duration"`
+	Output   string        `json:"output,omitempty"`
+}
+
+// Runner runs the migrate then cli services of a deploy.
+type Runner struct {
+	Engine  OneShot
+	Timeout time.Duration // per run; default 10 min
+	// Ledger is the file remembering migrations that succeeded, under the
+	// state dir.
+	Ledger string
+	Log    hclog.Logger
+
+	mu sync.Mutex
+}
+
+// Run runs every migrate job, then every cli job, in order, stopping at the
+// first that exits non-zero or times out. A migration that succeeded for
+// the same (service, image, command) before is not run again.
+func (r *Runner) Run(ctx context.Context, jobs []Job) ([]Record, error) {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	done, err := r.load()
+	if err != nil {
+		return nil, err
+	}
+	var recs []Record
+	for _, role := range []envs.Role{envs.RoleMigrate, envs.RoleCLI} {
+		for _, j := range jobs {
+			if j.Service.Berth.Role != role {
+				continue
+			}
+			key := ledgerKey(j.Service)
+			if role == envs.RoleMigrate && slices.Contains(done, key) {
+				recs = append(recs, Record{Service: j.Service.Name, Skipped: "succeeded before for this image and command"})
+				continue
+			}
+			res, err := r.Engine.RunOnce(ctx, j.Request, timeout)
+			if err != nil {
+				return recs, fmt.Errorf("%s %s: %w", role, j.Service.Name, err)
+			}
+			rec := Record{Service: j.Service.Name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Duration: res.Duration, Output: redact(string(res.Output), j.Secrets)}
+			recs = append(recs, rec)
+			switch {
+			case res.TimedOut:
+				return recs, fmt.Errorf("%s %s: timed out after %s", role, j.Service.Name, timeout)
+			case res.ExitCode != 0:
+				return recs, fmt.Errorf("%s %s: exited with code %d", role, j.Service.Name, res.ExitCode)
+			}
+			if role == envs.RoleMigrate {
+				done = append(done, key)
+				if err := r.save(done); err != nil {
+					return recs, err
+				}
+			}
+		}
+	}
+	return recs, nil
+}
+
+// ledgerKey identifies a migration: service, image (with digest) and
+// command.
+func ledgerKey(s envs.Service) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", s.Name, s.Config.Image, strings.Join(s.Config.Entrypoint, "\x01"), strings.Join(s.Config.Command, "\x01"))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (r *Runner) load() ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.Ledger == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(r.Ledger)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read migration ledger: %w", err)
+	}
+	var keys []string
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return nil, fmt.Errorf("read migration ledger %s: %w", r.Ledger, err)
+	}
+	return keys, nil
+}
+
+// save keeps the most recent 1000 keys: enough for any rollback window.
+func (r *Runner) save(keys []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.Ledger == "" {
+		return nil
+	}
+	if len(keys) > 1000 {
+		keys = keys[len(keys)-1000:]
+	}
+	b, _ := json.Marshal(keys)
+	return atomicfile.WriteFile(r.Ledger, b, 0o600)
+}
+
+// redact replaces every secret value in s; values shorter than 4 bytes are
+// left alone, as replacing them would garble unrelated output.
+func redact(s string, secrets []string) string {
+	for _, v := range secrets {
+		if len(v) >= 4 {
+			s = strings.ReplaceAll(s, v, "[redacted]")
+		}
+	}
+	return s
+}
