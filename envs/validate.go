@@ -28,13 +28,17 @@ var digestRe = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
 var dockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run"}
 
 func validate(c *collector, env *Env, opts Options) {
-	hasServer := false
+	var servers []string
 	for i := range env.Services {
 		s := &env.Services[i]
 		validateService(c, env, s, opts)
 		if s.Berth.Role == RoleServer {
-			hasServer = true
+			servers = append(servers, s.Name)
 		}
+	}
+	hasServer := len(servers) > 0
+	if len(servers) > 1 {
+		c.service(servers[1], extKey+".role", fmt.Sprintf("a second server (after %s): berth switches one upstream per environment", servers[0]), "make the others workers, or give them an environment of their own")
 	}
 	if hasServer && env.LB == nil {
 		c.top(extKey+".lb", "servers need a load balancer to switch", "add x-berth: {lb: {type: nginx, upstream: NAME, file: /etc/nginx/conf.d/berth-NAME.conf}}")

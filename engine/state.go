@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+)
+
+// Managed is one container berth manages, as its labels and the engine
+// describe it: the actual state of the host.
+type Managed struct {
+	ID         string
+	Name       string
+	Service    string
+	Role       string
+	Slot       int
+	Revision   string
+	ConfigHash string
+	Image      string // as created, "repo@sha256:…"
+	State      string // created, running, exited, …
+	OneOff     bool
+}
+
+// List returns the containers of env, oldest slot first per service.
+func (e *Engine) List(ctx context.Context, env string) ([]Managed, error) {
+	cs, err := e.c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelEnv+"="+env))})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of %s: %w", env, err)
+	}
+	out := make([]Managed, 0, len(cs))
+	for _, c := range cs {
+		slot, _ := strconv.Atoi(c.Labels[LabelSlot])
+		name := ""
+		if len(c.Names) > 0 {
+			name = c.Names[0][1:]
+		}
+		out = append(out, Managed{
+			ID: c.ID, Name: name, Service: c.Labels[LabelService], Role: c.Labels[LabelRole], Slot: slot,
+			Revision: c.Labels[LabelRevision], ConfigHash: c.Labels[LabelConfigHash], Image: c.Image, State: c.State,
+			OneOff: c.Labels[composeOneOff] == "True",
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Service != out[j].Service {
+			return out[i].Service < out[j].Service
+		}
+		return out[i].Slot < out[j].Slot
+	})
+	return out, nil
+}
+
+// Stop stops a container with its own stop signal, killing it after grace
+// (nil: the container's stop_grace_period, else Docker's default).
+func (e *Engine) Stop(ctx context.Context, id string, grace *time.Duration) error {
+	opts := container.StopOptions{}
+	if grace != nil {
+		secs := int(grace.Seconds())
+		opts.Timeout = &secs
+	}
+	if err := e.c.ContainerStop(ctx, id, opts); err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("stop container %s: %w", short(id), err)
+	}
+	return nil
+}
+
+// Remove removes a container (stopping it if needed) and its anonymous
+// volumes; a container already gone is not an error.
+func (e *Engine) Remove(ctx context.Context, id string) error {
+	err := e.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", short(id), err)
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"berth.dev/berth/engine"
+	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/testenv"
+	"berth.dev/berth/lb"
+	"berth.dev/berth/migrate"
+)
+
+// host is one test host: a real engine, registry, nginx, and berth's
+// adapters wired into a Deployer, for environment name.
+type host struct {
+	t        *testing.T
+	name     string
+	d        *testenv.DockerEnv
+	reg      *testenv.Registry
+	nginx    *testenv.Nginx
+	lbFile   string
+	engine   *engine.Engine
+	deployer *Deployer
+}
+
+func newHost(t *testing.T) *host {
+	d := testenv.Docker(t)
+	h := &host{t: t, d: d, name: "t" + d.RunID, reg: testenv.StartRegistry(t)}
+	d.CleanupLabel(t, engine.LabelEnv, h.name)
+	d.CleanupLabel(t, "com.docker.compose.project", h.name)
+	h.nginx = testenv.NewNginx(t)
+	h.lbFile = filepath.Join(h.nginx.ConfD, "berth-app.conf")
+	os.WriteFile(filepath.Join(h.nginx.ConfD, "site.conf"), []byte(fmt.Sprintf(
+		"server { listen 127.0.0.1:%d; location / { proxy_pass http://app; } }\n", h.nginx.Port)), 0o644)
+	// Before the first deploy the operator's upstream points nowhere.
+	os.WriteFile(h.lbFile, []byte("upstream app { server 127.0.0.1:1; }\n"), 0o644)
+	h.nginx.Start(t)
+	h.engine = engine.New(d.Client, nil)
+	h.deployer = &Deployer{
+		Images: h.engine, Containers: h.engine, Observer: h.engine,
+		OneShots: &migrate.Runner{Engine: h.engine, Ledger: filepath.Join(t.TempDir(), "migrations.json"), Timeout: 30 * time.Second},
+		Switcher: func(env *envs.Env) Switcher {
+			return &lb.Nginx{
+				Upstream: env.LB.Upstream, File: env.LB.File,
+				Command: append([]string{"nginx"}, h.nginx.Args()...), PidFile: filepath.Join(h.nginx.Dir, "nginx.pid"),
+				ProbeURL: h.nginx.URL() + "/",
+			}
+		},
+		HealthTimeout: 5 * time.Second,
+		Settle:        time.Second,
+	}
+	return h
+}
+
+// rev describes one revision of the test environment.
+type rev struct {
+	image       testenv.AppImage
+	migrateCode string // APP_EXIT_CODE of the migration
+	webMode     string
+	workerMode  string
+}
+
+func (h *host) env(r rev) *envs.Env {
+	h.t.Helper()
+	if r.migrateCode == "" {
+		r.migrateCode = "0"
+	}
+	if r.webMode == "" {
+		r.webMode = "serve"
+	}
+	if r.workerMode == "" {
+		r.workerMode = "serve"
+	}
+	dir := h.t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "envs", h.name), 0o755)
+	compose := fmt.Sprintf(`
+services:
+  migrate:
+    image: %[1]s
+    environment: {APP_MODE: exit, APP_EXIT_CODE: "%[2]s", APP_MARKER: migrating}
+    x-berth: {role: migrate}
+  worker:
+    image: %[1]s
+    environment: {APP_MODE: %[4]s, APP_PORT: "9000"}
+  web:
+    image: %[1]s
+    environment: {APP_MODE: %[3]s}
+    x-berth: {role: server, port: 8080}
+x-berth:
+  lb: {type: nginx, upstream: app, file: %[5]s}
+`, r.image.Ref(), r.migrateCode, r.webMode, r.workerMode, h.lbFile)
+	os.WriteFile(filepath.Join(dir, "envs", h.name, "compose.yaml"), []byte(compose), 0o644)
+	env, err := envs.Load(context.Background(), dir, h.name, envs.Options{Policy: envs.Policy{AllowedBindMounts: nil}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return env
+}
+
+func (h *host) deploy(r rev, revision string) (*Result, error) {
+	h.t.Helper()
+	return h.deployer.Deploy(h.t.Context(), Input{Env: h.env(r), Revision: revision})
+}
+
+// serving returns what nginx answers on /.
+func (h *host) serving() string {
+	h.t.Helper()
+	resp, err := http.Get(h.nginx.URL() + "/")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	v, _, _ := strings.Cut(string(b), " ")
+	return v
+}
+
+// containers lists "service@revision" of the env's containers.
+func (h *host) containers() []string {
+	h.t.Helper()
+	ms, err := h.engine.List(h.t.Context(), h.name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Service+"@"+m.Revision+":"+m.State)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.T) {
+	h := newHost(t)
+	v1 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v1"})
+	v2 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v2"})
+	v3 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v3"})
+	for _, img := range []testenv.AppImage{v1, v2, v3} {
+		h.d.CleanupImage(img.Ref())
+	}
+
+	res, err := h.deploy(rev{image: v1}, "r1")
+	if err != nil {
+		t.Fatalf("deploy v1: %v", err)
+	}
+	if h.serving() != "version=v1" || len(res.OneShots) != 1 || res.OneShots[0].ExitCode != 0 {
+		t.Fatalf("after v1: nginx serves %q, one-shots %+v", h.serving(), res.OneShots)
+	}
+
+	h.reg.ResetRequests()
+	res, err = h.deploy(rev{image: v1}, "r1")
+	if err != nil || res.Changed {
+		t.Fatalf("redeploy of v1: changed %v, %v", res.Changed, err)
+	}
+	if r := h.reg.Requests(); len(r) != 0 {
+		t.Fatalf("a no-change redeploy made registry requests: %v", r)
+	}
+
+	res, err = h.deploy(rev{image: v2}, "r2")
+	if err != nil {
+		t.Fatalf("deploy v2: %v", err)
+	}
+	want := []string{"web@r2:running", "worker@r2:running"}
+	if h.serving() != "version=v2" || !slices.Equal(h.containers(), want) {
+		t.Fatalf("after v2: nginx serves %q, containers %v", h.serving(), h.containers())
+	}
+	for _, a := range res.Actions {
+		if a.Service == "web" && !strings.Contains(a.Reason, "image digest changed "+v1.Digest[:19]) {
+			t.Errorf("web's reason %q does not name the digest change", a.Reason)
+		}
+	}
+
+	failures := []struct {
+		name    string
+		rev     rev
+		before  func()
+		after   func()
+		wantErr string
+	}{
+		{name: "migration exits 1", rev: rev{image: v3, migrateCode: "1"}, wantErr: "cli: migrate migrate: exited with code 1"},
+		{name: "server never healthy", rev: rev{image: v3, webMode: "unhealthy"}, wantErr: "servers: service web: container"},
+		{name: "server crashes on start", rev: rev{image: v3, webMode: "crash"}, wantErr: "exited with code 3 before it was healthy"},
+		{name: "worker never healthy", rev: rev{image: v3, workerMode: "unhealthy"}, wantErr: "workers: service worker: container"},
+		{
+			name:    "registry unreachable",
+			rev:     rev{image: testenv.AppImage{Repo: "127.0.0.1:1/berth/testapp", Digest: v3.Digest}},
+			wantErr: "prepare: service ",
+		},
+		{
+			name:    "nginx config test fails",
+			rev:     rev{image: v3},
+			before:  func() { os.WriteFile(filepath.Join(h.nginx.ConfD, "broken.conf"), []byte("this is not nginx config\n"), 0o644) },
+			after:   func() { os.Remove(filepath.Join(h.nginx.ConfD, "broken.conf")) },
+			wantErr: "nginx rejected " + h.lbFile,
+		},
+	}
+	for _, tc := range failures {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.before != nil {
+				tc.before()
+			}
+			if tc.after != nil {
+				defer tc.after()
+			}
+			_, err := h.deploy(tc.rev, "r3")
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("deploy: %v, want an error containing %q", err, tc.wantErr)
+			}
+			if got := h.serving(); got != "version=v2" {
+				t.Errorf("nginx serves %q after the failure, want v2", got)
+			}
+			if got := h.containers(); !slices.Equal(got, want) {
+				t.Errorf("containers after the failure %v, want %v", got, want)
+			}
+		})
+	}
+
+	if _, err := h.deploy(rev{image: v3}, "r3"); err != nil {
+		t.Fatalf("deploy of a good v3 after the failures: %v", err)
+	}
+	if h.serving() != "version=v3" {
+		t.Fatalf("after v3: %q", h.serving())
+	}
+}

@@ -1,0 +1,45 @@
+package reconcile
+
+import (
+	"context"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"berth.dev/berth/engine"
+	"berth.dev/berth/migrate"
+)
+
+// The small interfaces a pass needs. *engine.Engine satisfies the first
+// three, *migrate.Runner OneShots, *lb.Nginx Switcher; tests use fakes.
+
+// Images makes images present.
+type Images interface {
+	EnsureImage(ctx context.Context, ref string) (pulled bool, err error)
+	EnsureProject(ctx context.Context, p *types.Project) error
+}
+
+// Containers changes containers.
+type Containers interface {
+	Create(ctx context.Context, req *engine.Request) (string, error)
+	Start(ctx context.Context, id string) error
+	Stop(ctx context.Context, id string, grace *time.Duration) error
+	Remove(ctx context.Context, id string) error
+}
+
+// Observer reads the actual state of the host.
+type Observer interface {
+	List(ctx context.Context, env string) ([]engine.Managed, error)
+	WaitHealthy(ctx context.Context, id string, timeout, settle time.Duration) error
+	HostPort(ctx context.Context, id, port string) (string, error)
+}
+
+// OneShots runs the migrate and cli services of a deploy.
+type OneShots interface {
+	Run(ctx context.Context, jobs []migrate.Job) ([]migrate.Record, error)
+}
+
+// Switcher points the load balancer at backends ("127.0.0.1:PORT").
+type Switcher interface {
+	Switch(ctx context.Context, backends []string) error
+}
