@@ -196,9 +196,11 @@ func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.
 			wantErr: "prepare: service ",
 		},
 		{
-			name:    "nginx config test fails",
-			rev:     rev{image: v3},
-			before:  func() { os.WriteFile(filepath.Join(h.nginx.ConfD, "broken.conf"), []byte("this is not nginx config\n"), 0o644) },
+			name: "nginx config test fails",
+			rev:  rev{image: v3},
+			before: func() {
+				os.WriteFile(filepath.Join(h.nginx.ConfD, "broken.conf"), []byte("this is not nginx config\n"), 0o644)
+			},
 			after:   func() { os.Remove(filepath.Join(h.nginx.ConfD, "broken.conf")) },
 			wantErr: "nginx rejected " + h.lbFile,
 		},
