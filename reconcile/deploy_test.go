@@ -22,7 +22,7 @@ import (
 // host is one test host: a real engine, registry, nginx, and berth's
 // adapters wired into a Deployer, for environment name.
 type host struct {
-	t        *testing.T
+	t        testing.TB
 	name     string
 	d        *testenv.DockerEnv
 	reg      *testenv.Registry
@@ -32,7 +32,7 @@ type host struct {
 	deployer *Deployer
 }
 
-func newHost(t *testing.T) *host {
+func newHost(t testing.TB) *host {
 	d := testenv.Docker(t)
 	h := &host{t: t, d: d, name: "t" + d.RunID, reg: testenv.StartRegistry(t)}
 	d.CleanupLabel(t, engine.LabelEnv, h.name)

@@ -91,3 +91,29 @@ stop_private_dockerd() {
 	grep -o " $dir/[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 	rm -rf "$dir"
 }
+
+# setup_registry_testapp_docker RUN builds (or reuses) the test registry
+# binary, builds the test app, and starts a private Docker engine under RUN
+# when none is reachable (then BERTH_OWN_DOCKER=1: stop it with
+# stop_private_dockerd "$RUN/docker"). Exports what internal/testenv reads.
+setup_registry_testapp_docker() {
+	local run=$1 cache mod
+	cache=$(cache_dir)
+	export BERTH_CACHE_DIR=$cache
+	mod=internal/testenv/registrybin
+	export BERTH_REGISTRY_BIN="$cache/registry-$(module_stamp $mod)"
+	if [ ! -x "$BERTH_REGISTRY_BIN" ]; then
+		log "building the test registry (cold cache: ~3 min)"
+		(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$BERTH_REGISTRY_BIN.tmp" \
+			github.com/distribution/distribution/v3/cmd/registry)
+		mv "$BERTH_REGISTRY_BIN.tmp" "$BERTH_REGISTRY_BIN"
+	fi
+	# The test images' program: static, packed FROM scratch by internal/testenv.
+	log "building the test app"
+	export BERTH_TESTAPP_BIN="$run/testapp"
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BERTH_TESTAPP_BIN" ./internal/testenv/testapp
+	if ! docker_reachable; then
+		start_private_dockerd "$run/docker"
+		export BERTH_OWN_DOCKER=1
+	fi
+}
