@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -24,6 +25,7 @@ type Managed struct {
 	ConfigHash string
 	Image      string // as created, "repo@sha256:…"
 	State      string // created, running, exited, …
+	Health     string // healthy, starting, unhealthy; "" without a HEALTHCHECK
 	OneOff     bool
 }
 
@@ -43,7 +45,7 @@ func (e *Engine) List(ctx context.Context, env string) ([]Managed, error) {
 		out = append(out, Managed{
 			ID: c.ID, Name: name, Service: c.Labels[LabelService], Role: c.Labels[LabelRole], Slot: slot,
 			Revision: c.Labels[LabelRevision], ConfigHash: c.Labels[LabelConfigHash], Image: c.Image, State: c.State,
-			OneOff: c.Labels[composeOneOff] == "True",
+			Health: health(c.Status), OneOff: c.Labels[composeOneOff] == "True",
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -77,4 +79,18 @@ func (e *Engine) Remove(ctx context.Context, id string) error {
 		return fmt.Errorf("remove container %s: %w", short(id), err)
 	}
 	return nil
+}
+
+// health reads the health the engine appends to a container's status
+// ("Up 3 minutes (healthy)", "Up 2 seconds (health: starting)").
+func health(status string) string {
+	switch {
+	case strings.HasSuffix(status, "(healthy)"):
+		return "healthy"
+	case strings.HasSuffix(status, "(unhealthy)"):
+		return "unhealthy"
+	case strings.HasSuffix(status, "(health: starting)"):
+		return "starting"
+	}
+	return ""
 }

@@ -288,10 +288,22 @@ func (p *deploy) stopOld(ctx context.Context, a Action) error {
 // until the new one passed its gate and the switch is done.
 func (p *deploy) servers(ctx context.Context) error {
 	for _, a := range p.res.Actions {
-		if a.Role != envs.RoleServer || (a.Kind != Create && a.Kind != Replace) {
+		if a.Role != envs.RoleServer {
 			continue
 		}
 		port := strconv.Itoa(p.in.Env.Service(a.Service).Berth.Port) + "/tcp"
+		if a.Kind == Keep {
+			// An agent killed between a new server's health gate and the
+			// switch left the balancer on the old one: point it at the
+			// server being kept (a no-op when it already is).
+			if err := p.ensureBalancer(ctx, a, port); err != nil {
+				return err
+			}
+			continue
+		}
+		if a.Kind != Create && a.Kind != Replace {
+			continue
+		}
 		id, err := p.start(ctx, a, true)
 		if err != nil {
 			return err
@@ -300,12 +312,9 @@ func (p *deploy) servers(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		var sw Switcher
-		if p.Switcher != nil {
-			sw = p.Switcher(p.in.Env)
-		}
-		if sw == nil {
-			return fmt.Errorf("service %s: no load balancer configured", a.Service)
+		sw, err := p.balancer(a)
+		if err != nil {
+			return err
 		}
 		var oldBackends []string
 		if a.Current != nil && a.Current.State == "running" {
@@ -323,6 +332,32 @@ func (p *deploy) servers(ctx context.Context) error {
 		if a.Current != nil {
 			p.remove = append(p.remove, *a.Current)
 		}
+	}
+	return nil
+}
+
+func (p *deploy) balancer(a Action) (Switcher, error) {
+	var sw Switcher
+	if p.Switcher != nil {
+		sw = p.Switcher(p.in.Env)
+	}
+	if sw == nil {
+		return nil, fmt.Errorf("service %s: no load balancer configured", a.Service)
+	}
+	return sw, nil
+}
+
+func (p *deploy) ensureBalancer(ctx context.Context, a Action, port string) error {
+	hp, err := p.Observer.HostPort(ctx, a.Current.ID, port)
+	if err != nil {
+		return err
+	}
+	sw, err := p.balancer(a)
+	if err != nil {
+		return err
+	}
+	if err := sw.Switch(ctx, []string{"127.0.0.1:" + hp}); err != nil {
+		return fmt.Errorf("service %s: %w", a.Service, err)
 	}
 	return nil
 }

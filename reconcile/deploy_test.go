@@ -233,3 +233,60 @@ func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.
 		t.Fatalf("after v3: %q", h.serving())
 	}
 }
+
+// An agent killed after the new server passed its health gate but before
+// the switch leaves two servers and the balancer on the old one. The next
+// pass keeps the new server, points the balancer at it and retires the old.
+func TestDeploy_ConvergesAfterAnInterruptedCutover(t *testing.T) {
+	h := newHost(t)
+	v1 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v1"})
+	v2 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v2"})
+	h.d.CleanupImage(v1.Ref())
+	h.d.CleanupImage(v2.Ref())
+	if _, err := h.deploy(rev{image: v1}, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	// What the killed agent did of r2: worker and server started, healthy.
+	env2 := h.env(rev{image: v2})
+	ctx := t.Context()
+	for _, name := range []string{"worker", "web"} {
+		svc := *env2.Service(name)
+		if _, err := h.engine.EnsureImage(ctx, svc.Config.Image); err != nil {
+			t.Fatal(err)
+		}
+		req, err := engine.CreateRequest(env2.Project, svc, engine.Placement{
+			Project: h.name, Env: h.name, Revision: "r2", ConfigHash: svc.Hash, Slot: 2, PublishLoopback: name == "web",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := h.engine.Create(ctx, req)
+		if err == nil {
+			err = h.engine.Start(ctx, id)
+		}
+		if err == nil {
+			err = h.engine.WaitHealthy(ctx, id, 30*time.Second, time.Second)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := h.serving(); got != "version=v1" {
+		t.Fatalf("before the restart pass nginx serves %q", got)
+	}
+	res, err := h.deployer.Deploy(ctx, Input{Env: env2, Revision: "r2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.serving(); got != "version=v2" {
+		t.Fatalf("after the restart pass nginx serves %q, want v2", got)
+	}
+	if got, want := h.containers(), []string{"web@r2:running", "worker@r2:running"}; !slices.Equal(got, want) {
+		t.Fatalf("containers %v, want %v", got, want)
+	}
+	for _, a := range res.Actions {
+		if (a.Service == "web" || a.Service == "worker") && a.Kind != Keep {
+			t.Errorf("%s: %s, want keep (its r2 container was healthy)", a.Service, a)
+		}
+	}
+}

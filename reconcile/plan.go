@@ -68,6 +68,10 @@ func Plan(env *envs.Env, hashes map[string]string, actual []engine.Managed) []Ac
 			a.Kind, a.Reason = Replace, why(cur, s, a.Hash)
 		case cur.State != "running":
 			a.Kind, a.Reason = Replace, "container "+cur.State
+		case cur.Health == "unhealthy" || cur.Health == "starting":
+			// Never passed its health gate (an agent killed mid-cutover)
+			// or failed it since: not a container to keep.
+			a.Kind, a.Reason = Replace, "container "+cur.Health
 		default:
 			a.Kind = Keep
 			if len(stale) > 0 {
@@ -106,16 +110,16 @@ func Changes(actions []Action) bool {
 	return false
 }
 
-// pickCurrent chooses the container a service runs on: the running one with
-// the desired hash if any, else the newest running one, else the newest.
-// The others are stale.
+// pickCurrent chooses the container a service runs on: the healthy (or
+// health-less) running one with the desired hash if any, else the newest
+// running one, else the newest. The others are stale.
 func pickCurrent(ms []engine.Managed, hash string) (*engine.Managed, []engine.Managed) {
 	if len(ms) == 0 {
 		return nil, nil
 	}
 	best := -1
 	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].State == "running" && ms[i].ConfigHash == hash {
+		if ms[i].State == "running" && ms[i].ConfigHash == hash && (ms[i].Health == "healthy" || ms[i].Health == "") {
 			best = i
 			break
 		}

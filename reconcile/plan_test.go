@@ -84,11 +84,11 @@ func TestPlan_DeadOrDuplicateContainers(t *testing.T) {
 		{ID: "1", Service: "worker", Slot: 1, ConfigHash: "hw2", State: "exited"},
 		{ID: "2", Service: "web", Slot: 1, ConfigHash: "hs2", State: "running"},
 		{ID: "3", Service: "web", Slot: 2, ConfigHash: "hs2", State: "created"}, // left by an interrupted cutover
-		{ID: "4", Service: "cache", Slot: 1, ConfigHash: "hc", State: "running"},
+		{ID: "4", Service: "cache", Slot: 1, ConfigHash: "hc", State: "running", Health: "starting"},
 	}
 	actions := Plan(env, hashes(env), actual)
 	got := render(actions)
-	for _, want := range []string{"worker: replace, container exited", "web: keep, remove 1 stale container(s)"} {
+	for _, want := range []string{"worker: replace, container exited", "web: keep, remove 1 stale container(s)", "cache: replace, container starting"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("plan lacks %q:\n%s", want, got)
 		}

@@ -28,9 +28,9 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{name: "run", usage: "[--config FILE]", summary: "run the agent daemon: poll the config repo and reconcile this host"},
+		{name: "run", usage: "[--config FILE] [--once]", summary: "run the agent daemon: poll the config repo and reconcile this host", run: runRun},
 		{name: "validate", usage: "[--env ENV] [--format json] [DIR]", summary: "validate environments of a config repo checkout", run: runValidate},
-		{name: "plan", usage: "[--config FILE]", summary: "show what a deploy of the current head would change, changing nothing"},
+		{name: "plan", usage: "[--config FILE]", summary: "show what a deploy of the current head would change, changing nothing", run: runPlan},
 		{name: "status", usage: "[--json]", summary: "show the live revision and each managed container"},
 		{name: "history", usage: "[--json]", summary: "list past deploys with their result and reason"},
 		{name: "rollback", usage: "[REV]", summary: "deploy a previous good revision and hold auto-deploy"},

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v4"
+
+	"berth.dev/berth/envs"
+	"berth.dev/berth/gitsource"
+)
+
+// DefaultConfigPath is where the agent config lives on a host.
+const DefaultConfigPath = "/etc/berth/agent.yaml"
+
+// Config is /etc/berth/agent.yaml. Only env and repo.url are required; every
+// default is in defaults().
+type Config struct {
+	Env      string      `yaml:"env"`
+	Project  string      `yaml:"project"`
+	Profiles []string    `yaml:"profiles"`
+	StateDir string      `yaml:"state_dir"`
+	Repo     RepoConfig  `yaml:"repo"`
+	Docker   struct{ Host string `yaml:"host"` } `yaml:"docker"`
+	Policy   envs.Policy `yaml:"policy"`
+	Deploy   struct {
+		HealthTimeout    Duration `yaml:"health_timeout"`
+		Settle           Duration `yaml:"settle"`
+		Pulls            int      `yaml:"pulls"`
+		MigrationTimeout Duration `yaml:"migration_timeout"`
+	} `yaml:"deploy"`
+	Nginx struct {
+		Command []string `yaml:"command"`
+		PidFile string   `yaml:"pid_file"`
+		Probe   string   `yaml:"probe_url"`
+		Drain   Duration `yaml:"drain_timeout"`
+	} `yaml:"nginx"`
+}
+
+// RepoConfig is the config repository to watch.
+type RepoConfig struct {
+	URL                  string         `yaml:"url"`
+	Branch               string         `yaml:"branch"`
+	Path                 string         `yaml:"path"` // where envs/ lives inside the repo
+	PollInterval         Duration       `yaml:"poll_interval"`
+	Timeout              Duration       `yaml:"timeout"`
+	AllowHistoryRewrites bool           `yaml:"allow_history_rewrites"`
+	HistoryDepth         int            `yaml:"history_depth"`
+	TrustedKeysFile      string         `yaml:"trusted_keys_file"`
+	Auth                 gitsource.Auth `yaml:"auth"`
+}
+
+// Duration is a time.Duration written as "90s", "5m".
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration (write e.g. 90s, 5m)", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+func defaults() Config {
+	var c Config
+	c.StateDir = "/var/lib/berth"
+	c.Repo.Branch = "main"
+	c.Repo.PollInterval.Duration = 60 * time.Second
+	c.Repo.Timeout.Duration = 30 * time.Second
+	c.Repo.HistoryDepth = 64
+	c.Deploy.HealthTimeout.Duration = 60 * time.Second
+	c.Deploy.Settle.Duration = 5 * time.Second
+	c.Deploy.Pulls = 3
+	c.Deploy.MigrationTimeout.Duration = 10 * time.Minute
+	c.Nginx.Command = []string{"nginx"}
+	c.Nginx.PidFile = "/run/nginx.pid"
+	c.Nginx.Drain.Duration = 60 * time.Second
+	return c
+}
+
+var envNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// LoadConfig reads path strictly: unknown keys are errors, and every
+// problem is reported at once.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c := defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s:\n%w", path, err)
+	}
+	return &c, nil
+}
+
+// Validate reports every problem of the config.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("  %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Env == "" {
+		bad("env", "required: the environment this host runs (envs/<env>/ in the config repo)")
+	} else if !envNameRe.MatchString(c.Env) {
+		bad("env", "%q: lowercase letters, digits, - and _", c.Env)
+	}
+	if c.Repo.URL == "" {
+		bad("repo.url", "required: the config repository (https://, ssh:// or file://)")
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		bad("state_dir", "%q must be an absolute path", c.StateDir)
+	}
+	if strings.Contains(c.Repo.Path, "..") || filepath.IsAbs(c.Repo.Path) {
+		bad("repo.path", "%q must be a relative path inside the repository", c.Repo.Path)
+	}
+	if c.Repo.PollInterval.Duration < time.Second {
+		bad("repo.poll_interval", "at least 1s")
+	}
+	for field, f := range map[string]string{"repo.auth.token_file": c.Repo.Auth.TokenFile, "repo.auth.ssh_key_file": c.Repo.Auth.SSHKeyFile,
+		"repo.auth.known_hosts_file": c.Repo.Auth.KnownHostsFile, "repo.trusted_keys_file": c.Repo.TrustedKeysFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			bad(field, "%v", err)
+		}
+	}
+	if c.Deploy.Pulls < 1 {
+		bad("deploy.pulls", "at least 1")
+	}
+	if len(c.Nginx.Command) == 0 {
+		bad("nginx.command", "at least the nginx binary")
+	}
+	return errors.Join(errs...)
+}

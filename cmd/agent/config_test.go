@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, s string) string {
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(p, []byte(s), 0o600)
+	return p
+}
+
+func TestLoadConfig_MinimalGetsDefaults(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, "env: prod\nrepo: {url: https://git.example.org/ops/config.git}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateDir != "/var/lib/berth" || c.Repo.Branch != "main" || c.Repo.PollInterval.Duration != time.Minute || c.Nginx.PidFile != "/run/nginx.pid" {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestLoadConfig_StrictAndEveryProblemAtOnce(t *testing.T) {
+	_, err := LoadConfig(writeConfig(t, "env: prod\nrepo: {url: x, brnch: main}\n"))
+	if err == nil || !strings.Contains(err.Error(), "field brnch not found") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	_, err = LoadConfig(writeConfig(t, "env: Prod!\nstate_dir: relative\nrepo: {poll_interval: 10ms}\n"))
+	for _, want := range []string{"env: \"Prod!\"", "repo.url: required", "state_dir: \"relative\" must be an absolute path", "repo.poll_interval: at least 1s"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	_, err = LoadConfig(writeConfig(t, "env: prod\nrepo: {url: x, timeout: soon}\n"))
+	if err == nil || !strings.Contains(err.Error(), `"soon" is not a duration`) {
+		t.Errorf("bad duration: %v", err)
+	}
+}

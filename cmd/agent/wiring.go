@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/docker/docker/client"
+	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
+
+	"berth.dev/berth/engine"
+	"berth.dev/berth/envs"
+	"berth.dev/berth/gitsource"
+	"berth.dev/berth/lb"
+	"berth.dev/berth/migrate"
+	"berth.dev/berth/reconcile"
+)
+
+// newLogger is the one root logger: JSON when stderr is not a terminal
+// (journald), human-readable otherwise.
+func newLogger(w io.Writer, level string) hclog.Logger {
+	json := true
+	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		json = false
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "berth", Output: w, JSONFormat: json, Level: hclog.LevelFromString(level)})
+}
+
+// source adapts gitsource to what reconcile needs.
+type source struct{ *gitsource.Source }
+
+func (s source) Fetch(ctx context.Context, commit, deployed string) (*reconcile.Revision, error) {
+	rev, err := s.Source.Fetch(ctx, commit, deployed)
+	if errors.Is(err, gitsource.ErrRewrite) || errors.Is(err, gitsource.ErrSignature) {
+		return nil, &reconcile.Refusal{Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &reconcile.Revision{Commit: rev.Commit, Dir: rev.Dir, Author: rev.Author, Subject: rev.Subject}, nil
+}
+
+func newSource(cfg *Config, dir string, log hclog.Logger) (*gitsource.Source, error) {
+	keys := ""
+	if cfg.Repo.TrustedKeysFile != "" {
+		b, err := os.ReadFile(cfg.Repo.TrustedKeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("read trusted keys: %w", err)
+		}
+		keys = string(b)
+	}
+	return gitsource.New(gitsource.Config{
+		URL: cfg.Repo.URL, Branch: cfg.Repo.Branch, Auth: cfg.Repo.Auth, Dir: dir,
+		Timeout: cfg.Repo.Timeout.Duration, AllowRewrites: cfg.Repo.AllowHistoryRewrites,
+		HistoryDepth: cfg.Repo.HistoryDepth, TrustedKeys: keys,
+	}, log.Named("gitsource"))
+}
+
+func loadOptions(cfg *Config) envs.Options {
+	return envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: true}
+}
+
+// loader loads the agent's environment from a revision's working copy.
+func loader(cfg *Config) func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
+	return func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
+		return envs.Load(ctx, filepath.Join(rev.Dir, cfg.Repo.Path), cfg.Env, loadOptions(cfg))
+	}
+}
+
+func newDocker(cfg *Config) (*client.Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if cfg.Docker.Host != "" {
+		opts = append(opts, client.WithHost(cfg.Docker.Host))
+	}
+	c, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return c, nil
+}
+
+func newDeployer(cfg *Config, eng *engine.Engine, log hclog.Logger) *reconcile.Deployer {
+	return &reconcile.Deployer{
+		Images: eng, Containers: eng, Observer: eng,
+		OneShots: &migrate.Runner{Engine: eng, Ledger: filepath.Join(cfg.StateDir, "migrations.json"), Timeout: cfg.Deploy.MigrationTimeout.Duration, Log: log},
+		Switcher: func(env *envs.Env) reconcile.Switcher {
+			if env.LB == nil {
+				return nil
+			}
+			return &lb.Nginx{Upstream: env.LB.Upstream, File: env.LB.File, Command: cfg.Nginx.Command, PidFile: cfg.Nginx.PidFile,
+				ProbeURL: cfg.Nginx.Probe, Drain: cfg.Nginx.Drain.Duration, Log: log.Named("lb")}
+		},
+		Log:           log.Named("reconcile"),
+		HealthTimeout: cfg.Deploy.HealthTimeout.Duration,
+		Settle:        cfg.Deploy.Settle.Duration,
+		Pulls:         cfg.Deploy.Pulls,
+	}
+}

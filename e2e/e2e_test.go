@@ -1,0 +1,320 @@
+// Package e2e drives the built berth binary like an operator would: an
+// agent config, a config repo on a real Git server, a real Docker engine,
+// registry and nginx. It holds only tests.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth.dev/berth/engine"
+	"berth.dev/berth/internal/testenv"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// berthBinary builds cmd/agent once per test process.
+func berthBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "berth")
+		out, err := exec.Command("go", "build", "-o", binPath, "berth.dev/berth/cmd/agent").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// world is one host and its config repo.
+type world struct {
+	t      *testing.T
+	bin    string
+	env    string
+	d      *testenv.DockerEnv
+	reg    *testenv.Registry
+	repo   *testenv.GitRepo
+	nginx  *testenv.Nginx
+	lbFile string
+	state  string
+	config string
+}
+
+func newWorld(t *testing.T) *world {
+	w := &world{t: t, bin: berthBinary(t), d: testenv.Docker(t)}
+	w.env = "e" + w.d.RunID
+	w.d.CleanupLabel(t, engine.LabelEnv, w.env)
+	w.d.CleanupLabel(t, "com.docker.compose.project", w.env)
+	w.reg = testenv.StartRegistry(t)
+	g := testenv.StartGitServer(t, testenv.WithBasicAuth("berth", "tok-e2e"))
+	w.repo = g.NewRepo(t, "config")
+	w.nginx = testenv.NewNginx(t)
+	w.lbFile = filepath.Join(w.nginx.ConfD, "berth-app.conf")
+	os.WriteFile(filepath.Join(w.nginx.ConfD, "site.conf"), []byte(fmt.Sprintf(
+		"server { listen 127.0.0.1:%d; location / { proxy_pass http://app; } }\n", w.nginx.Port)), 0o644)
+	os.WriteFile(w.lbFile, []byte("upstream app { server 127.0.0.1:1; }\n"), 0o644)
+	w.nginx.Start(t)
+
+	dir := t.TempDir()
+	w.state = filepath.Join(dir, "state")
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("tok-e2e\n"), 0o600)
+	nginxCmd, _ := json.Marshal(append([]string{"nginx"}, w.nginx.Args()...))
+	w.config = filepath.Join(dir, "agent.yaml")
+	cfg := fmt.Sprintf(`env: %s
+state_dir: %s
+repo:
+  url: %s
+  poll_interval: 1s
+  auth: {username: berth, token_file: %s}
+deploy: {health_timeout: 8s, settle: 1s}
+nginx:
+  command: %s
+  pid_file: %s
+  probe_url: %s/
+`, w.env, w.state, w.repo.HTTPURL(), token, nginxCmd, filepath.Join(w.nginx.Dir, "nginx.pid"), w.nginx.URL())
+	os.WriteFile(w.config, []byte(cfg), 0o600)
+	return w
+}
+
+// commit pushes a revision whose server and worker run img, web in webMode.
+func (w *world) commit(msg string, img testenv.AppImage, webMode string) string {
+	compose := fmt.Sprintf(`services:
+  migrate:
+    image: %[1]s
+    environment: {APP_MODE: exit}
+    x-berth: {role: migrate}
+  worker:
+    image: %[1]s
+    environment: {APP_PORT: "9000"}
+  web:
+    image: %[1]s
+    environment: {APP_MODE: %[2]s}
+    x-berth: {role: server, port: 8080}
+x-berth:
+  lb: {type: nginx, upstream: app, file: %[3]s}
+`, img.Ref(), webMode, w.lbFile)
+	return w.repo.CommitFiles(w.t, msg, map[string]string{"envs/" + w.env + "/compose.yaml": compose})
+}
+
+// once runs `berth run --once` and returns its exit code and stderr.
+func (w *world) once() (int, string) {
+	cmd := exec.Command(w.bin, "run", "--once", "--config", w.config)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		w.t.Fatal(err)
+	}
+	return code, stderr.String()
+}
+
+func (w *world) serving() string {
+	resp, err := http.Get(w.nginx.URL() + "/")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	v, _, _ := strings.Cut(string(b), " ")
+	return v
+}
+
+// containers lists "service@commit[:12]" of running containers.
+func (w *world) containers() []string {
+	ms, err := engine.New(w.d.Client, nil).List(context.Background(), w.env)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, fmt.Sprintf("%s@%.12s:%s", m.Service, m.Revision, m.State))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (w *world) state_() map[string]any {
+	b, err := os.ReadFile(filepath.Join(w.state, "state.json"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var s map[string]any
+	json.Unmarshal(b, &s)
+	return s
+}
+
+func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
+	w := newWorld(t)
+	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
+	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})
+	for _, img := range []testenv.AppImage{v1, v2} {
+		w.d.CleanupImage(img.Ref())
+	}
+
+	w.commit("v1", v1, "serve")
+	if code, out := w.once(); code != 0 || w.serving() != "version=v1" {
+		t.Fatalf("v1: exit %d, serving %q\n%s", code, w.serving(), out)
+	}
+	c2 := w.commit("v2", v2, "serve")
+	if code, out := w.once(); code != 0 || w.serving() != "version=v2" {
+		t.Fatalf("v2: exit %d, serving %q\n%s", code, w.serving(), out)
+	}
+	want := []string{"web@" + c2[:12] + ":running", "worker@" + c2[:12] + ":running"}
+	if got := w.containers(); !slices.Equal(got, want) {
+		t.Fatalf("containers %v, want %v", got, want)
+	}
+
+	t.Run("invalid config is refused", func(t *testing.T) {
+		bad := w.repo.CommitFiles(t, "tag instead of digest", map[string]string{"envs/" + w.env + "/compose.override.yaml": "services:\n  web: {image: 'r/app:latest'}\n"})
+		code, out := w.once()
+		if code != 0 {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+		failed, _ := w.state_()["failed"].(map[string]any)
+		if failed["commit"] != bad || !strings.Contains(fmt.Sprint(failed["reason"]), "compose.override.yaml:web:image: image \"r/app:latest\" is not pinned by digest") {
+			t.Fatalf("failed = %v", failed)
+		}
+		if w.serving() != "version=v2" || !slices.Equal(w.containers(), want) {
+			t.Fatalf("host changed: %q %v", w.serving(), w.containers())
+		}
+		w.repo.CommitFiles(t, "revert", map[string]string{"envs/" + w.env + "/compose.override.yaml": ""})
+	})
+	t.Run("never-healthy server is rolled back and not retried", func(t *testing.T) {
+		bad := w.commit("v3 never healthy", v2, "unhealthy")
+		code, out := w.once()
+		if code != 0 {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+		failed, _ := w.state_()["failed"].(map[string]any)
+		if failed["commit"] != bad || !strings.Contains(fmt.Sprint(failed["reason"]), "servers: service web: container") {
+			t.Fatalf("failed = %v\n%s", failed, out)
+		}
+		if w.serving() != "version=v2" {
+			t.Fatalf("serving %q", w.serving())
+		}
+		_, out = w.once()
+		if strings.Contains(out, "container started") {
+			t.Fatalf("the failed revision was retried:\n%s", out)
+		}
+	})
+}
+
+// daemon runs `berth run` and lets the test kill it when a log line
+// contains a marker.
+type daemon struct {
+	cmd   *exec.Cmd
+	lines chan string
+}
+
+func (w *world) start() *daemon {
+	cmd := exec.Command(w.bin, "run", "--config", w.config, "--log-level", "debug")
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	d := &daemon{cmd: cmd, lines: make(chan string, 1000)}
+	go func() {
+		s := bufio.NewScanner(pr)
+		for s.Scan() {
+			select {
+			case d.lines <- s.Text():
+			default:
+			}
+		}
+	}()
+	go func() { cmd.Wait(); pw.Close() }()
+	w.t.Cleanup(func() { cmd.Process.Kill() })
+	return d
+}
+
+// waitFor returns once a log line contains every one of markers.
+func (d *daemon) waitFor(t *testing.T, markers ...string) {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case l := <-d.lines:
+			if !slices.ContainsFunc(markers, func(m string) bool { return !strings.Contains(l, m) }) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no log line with %q within 60s", markers)
+		}
+	}
+}
+
+func (d *daemon) kill() {
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	d.cmd.Process.Wait()
+}
+
+func TestE2E_KilledAtEachPhaseConverges(t *testing.T) {
+	w := newWorld(t)
+	imgs := map[string]testenv.AppImage{}
+	for _, v := range []string{"v1", "v2", "v3", "v4", "v5", "v6"} {
+		imgs[v] = testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: v})
+		w.d.CleanupImage(imgs[v].Ref())
+	}
+	w.commit("v1", imgs["v1"], "serve")
+	if code, out := w.once(); code != 0 {
+		t.Fatalf("v1: %d\n%s", code, out)
+	}
+	points := []struct {
+		version string
+		markers []string
+	}{
+		{"v2", []string{`"@message":"plan"`}},
+		{"v3", []string{`"@message":"container started"`, `"service":"worker"`}},
+		{"v4", []string{`"@message":"container started"`, `"service":"web"`}},
+		{"v5", []string{`"@message":"load balancer switched"`}},
+		{"v6", []string{`"@message":"container retired"`}},
+	}
+	for _, p := range points {
+		t.Run("killed after "+strings.Join(p.markers, " "), func(t *testing.T) {
+			c := w.commit(p.version, imgs[p.version], "serve")
+			d := w.start()
+			d.waitFor(t, p.markers...)
+			d.kill()
+			d = w.start()
+			deadline := time.Now().Add(60 * time.Second)
+			want := []string{"web@" + c[:12] + ":running", "worker@" + c[:12] + ":running"}
+			for w.serving() != "version="+p.version || !slices.Equal(w.containers(), want) {
+				if time.Now().After(deadline) {
+					t.Fatalf("not converged: serving %q, containers %v, want %v", w.serving(), w.containers(), want)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			d.kill()
+		})
+	}
+}

@@ -1,0 +1,139 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/envs"
+)
+
+// Revision is a fetched commit of the config repo.
+type Revision struct {
+	Commit  string
+	Dir     string // its complete working copy
+	Author  string
+	Subject string
+}
+
+// Source is the config repository (gitsource, adapted by cmd/agent).
+type Source interface {
+	Head(ctx context.Context) (string, error)
+	// Fetch returns commit's working copy; deployed is the live commit the
+	// new one must descend from (empty for none).
+	Fetch(ctx context.Context, commit, deployed string) (*Revision, error)
+}
+
+// Refusal marks errors that the same commit will always get (a rewrite, a
+// bad signature, an invalid config): the agent records them and waits for
+// a new commit instead of retrying.
+type Refusal struct{ Err error }
+
+func (r *Refusal) Error() string { return r.Err.Error() }
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// Agent is the loop body of `berth run`: one check per poll or webhook.
+type Agent struct {
+	Source   Source
+	Load     func(ctx context.Context, rev *Revision) (*envs.Env, error)
+	Deployer *Deployer
+	StateDir string
+	Log      hclog.Logger
+}
+
+// Check polls the config repo and makes the host match: the new head when
+// it moved (unless it failed before), else the live revision again, which
+// restores containers that died, vanished or were changed by hand. It
+// returns transient errors (network, engine) for the poller to back off on;
+// a deploy that failed and was rolled back is recorded, not returned.
+func (a *Agent) Check(ctx context.Context) error {
+	log := a.logger()
+	head, err := a.Source.Head(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := LoadState(a.StateDir)
+	if err != nil {
+		return err
+	}
+	live := ""
+	if st.Live != nil {
+		live = st.Live.Commit
+	}
+	target := head
+	if st.Failed != nil && st.Failed.Commit == head {
+		target = live // the head failed: keep the live revision whole
+	}
+	if target == "" {
+		return nil
+	}
+	rev, err := a.Source.Fetch(ctx, target, live)
+	if err == nil {
+		var env *envs.Env
+		if env, err = a.Load(ctx, rev); err == nil {
+			return a.deploy(ctx, &st, env, rev, log)
+		}
+		var ps envs.Problems
+		if errors.As(err, &ps) {
+			err = &Refusal{Err: fmt.Errorf("invalid config at %s:\n%w", short(target), err)}
+		}
+	}
+	var refusal *Refusal
+	if !errors.As(err, &refusal) || target == live {
+		return err
+	}
+	if st.Failed == nil || st.Failed.Commit != target {
+		log.Warn("revision refused", "commit", short(target), "error", err)
+		st.Failed = &RevisionState{Commit: target, At: time.Now().UTC(), Reason: err.Error()}
+		return SaveState(a.StateDir, st)
+	}
+	return nil
+}
+
+func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revision, log hclog.Logger) error {
+	id := newDeployID()
+	d := *a.Deployer
+	d.Log = log.With("deploy_id", id)
+	start := time.Now()
+	res, err := d.Deploy(ctx, Input{Env: env, Revision: rev.Commit})
+	if err != nil {
+		if ctx.Err() != nil {
+			return err // shutting down: rolled back, retried on restart
+		}
+		log.Error("deploy failed and rolled back", "deploy_id", id, "commit", short(rev.Commit), "error", err)
+		st.Failed = &RevisionState{Commit: rev.Commit, DeployID: id, At: time.Now().UTC(), Reason: err.Error()}
+		return SaveState(a.StateDir, *st)
+	}
+	if !res.Changed && st.Live != nil && st.Live.Commit == rev.Commit {
+		log.Debug("no change", "commit", short(rev.Commit))
+		return nil
+	}
+	log.Info("deployed", "deploy_id", id, "commit", short(rev.Commit), "subject", rev.Subject, "changed", res.Changed, "duration", time.Since(start).Round(time.Millisecond))
+	if st.Live == nil || st.Live.Commit != rev.Commit {
+		// A new commit went live: an older failure no longer matters. (A
+		// pass that only restored the live revision keeps the record of the
+		// head that failed, so that head is not retried.)
+		st.Failed = nil
+	}
+	st.Live = &RevisionState{Commit: rev.Commit, DeployID: id, At: time.Now().UTC()}
+	return SaveState(a.StateDir, *st)
+}
+
+func (a *Agent) logger() hclog.Logger {
+	if a.Log == nil {
+		return hclog.NewNullLogger()
+	}
+	return a.Log
+}
+
+// newDeployID is time-ordered and unique: "20261123T021500Z-1a2b3c".
+func newDeployID() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
