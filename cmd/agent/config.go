@@ -22,14 +22,16 @@ const DefaultConfigPath = "/etc/berth/agent.yaml"
 // Config is /etc/berth/agent.yaml. Only env and repo.url are required; every
 // default is in defaults().
 type Config struct {
-	Env      string      `yaml:"env"`
-	Project  string      `yaml:"project"`
-	Profiles []string    `yaml:"profiles"`
-	StateDir string      `yaml:"state_dir"`
-	Repo     RepoConfig  `yaml:"repo"`
-	Docker   struct{ Host string `yaml:"host"` } `yaml:"docker"`
-	Policy   envs.Policy `yaml:"policy"`
-	Deploy   struct {
+	Env      string     `yaml:"env"`
+	Project  string     `yaml:"project"`
+	Profiles []string   `yaml:"profiles"`
+	StateDir string     `yaml:"state_dir"`
+	Repo     RepoConfig `yaml:"repo"`
+	Docker   struct {
+		Host string `yaml:"host"`
+	} `yaml:"docker"`
+	Policy envs.Policy `yaml:"policy"`
+	Deploy struct {
 		HealthTimeout    Duration `yaml:"health_timeout"`
 		Settle           Duration `yaml:"settle"`
 		Pulls            int      `yaml:"pulls"`
