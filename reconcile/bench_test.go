@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"berth.dev/berth/internal/testenv"
 )
 
@@ -69,6 +71,9 @@ func (l *load) finish() (sent, failed int64) {
 func BenchmarkCutoverUnderLoad(b *testing.B) {
 	b.Run("berth", func(b *testing.B) {
 		h := newHost(b)
+		if testing.Verbose() {
+			h.deployer.Log = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Info})
+		}
 		imgs := []testenv.AppImage{testenv.PushApp(b, h.reg, testenv.ImageSpec{Version: "v1"}), testenv.PushApp(b, h.reg, testenv.ImageSpec{Version: "v2"})}
 		if _, err := h.deployer.Deploy(b.Context(), Input{Env: h.env(rev{image: imgs[0]}), Revision: "r0"}); err != nil {
 			b.Fatal(err)

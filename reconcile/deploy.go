@@ -241,9 +241,11 @@ func (p *deploy) start(ctx context.Context, a Action, publish bool) (string, err
 		settle = 5 * time.Second
 	}
 	p.log.Info("container started", "service", a.Service, "container", req.Name)
+	started := time.Now()
 	if err := p.Observer.WaitHealthy(ctx, id, timeout, settle); err != nil {
 		return "", fmt.Errorf("service %s: %w", a.Service, err)
 	}
+	p.log.Info("container healthy", "service", a.Service, "container", req.Name, "waited", time.Since(started).Round(time.Millisecond))
 	return id, nil
 }
 
@@ -322,13 +324,14 @@ func (p *deploy) servers(ctx context.Context) error {
 				oldBackends = []string{"127.0.0.1:" + hp}
 			}
 		}
+		switchStart := time.Now()
 		if err := sw.Switch(ctx, []string{"127.0.0.1:" + hostPort}); err != nil {
 			return fmt.Errorf("service %s: %w", a.Service, err)
 		}
 		if oldBackends != nil {
 			p.undo = append(p.undo, func(ctx context.Context) error { return sw.Switch(ctx, oldBackends) })
 		}
-		p.log.Info("load balancer switched", "service", a.Service, "backend", "127.0.0.1:"+hostPort)
+		p.log.Info("load balancer switched", "service", a.Service, "backend", "127.0.0.1:"+hostPort, "took", time.Since(switchStart).Round(time.Millisecond))
 		if a.Current != nil {
 			p.remove = append(p.remove, *a.Current)
 		}
