@@ -73,12 +73,7 @@ func newWorld(t *testing.T) *world {
 	w.reg = testenv.StartRegistry(t)
 	g := testenv.StartGitServer(t, testenv.WithBasicAuth("berth", "tok-e2e"))
 	w.repo = g.NewRepo(t, "config")
-	w.nginx = testenv.NewNginx(t)
-	w.lbFile = filepath.Join(w.nginx.ConfD, "berth-app.conf")
-	os.WriteFile(filepath.Join(w.nginx.ConfD, "site.conf"), []byte(fmt.Sprintf(
-		"server { listen 127.0.0.1:%d; location / { proxy_pass http://app; } }\n", w.nginx.Port)), 0o644)
-	os.WriteFile(w.lbFile, []byte("upstream app { server 127.0.0.1:1; }\n"), 0o644)
-	w.nginx.Start(t)
+	w.nginx, w.lbFile = testenv.StartProxy(t, "app", "127.0.0.1:1")
 
 	dir := t.TempDir()
 	w.state = filepath.Join(dir, "state")

@@ -36,6 +36,42 @@ x-berth:
 	return env, Placement{Project: name, Env: name, Revision: "r1", ConfigHash: env.Services[0].Hash, Slot: 1, PublishLoopback: true}
 }
 
+// pulledApp gives a test the engine, an engine client and a test image of
+// its own, already pulled.
+func pulledApp(t *testing.T, version string) (*testenv.DockerEnv, *Engine, testenv.AppImage) {
+	t.Helper()
+	d := testenv.Docker(t)
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: version + "-" + d.RunID})
+	d.CleanupImage(img.Ref())
+	e := New(d.Client, nil)
+	if _, err := e.EnsureImage(t.Context(), img.Ref()); err != nil {
+		t.Fatal(err)
+	}
+	return d, e, img
+}
+
+// launch creates and starts the env's one service as placed.
+func launch(t *testing.T, e *Engine, env *envs.Env, pl Placement) string {
+	t.Helper()
+	ctx := t.Context()
+	if err := e.EnsureProject(ctx, env.Project); err != nil {
+		t.Fatal(err)
+	}
+	req, err := CreateRequest(env.Project, env.Services[0], pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.Create(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func TestEngine_PullsOnceThenNeverAgain(t *testing.T) {
 	d := testenv.Docker(t)
 	reg := testenv.StartRegistry(t)
@@ -84,20 +120,7 @@ func TestEngine_ServerContainerFromComposeServesAndIsHealthy(t *testing.T) {
 	if _, err := e.EnsureImage(ctx, img.Ref()); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.EnsureProject(ctx, env.Project); err != nil {
-		t.Fatal(err)
-	}
-	req, err := CreateRequest(env.Project, env.Services[0], pl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := e.Create(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(ctx, id); err != nil {
-		t.Fatal(err)
-	}
+	id := launch(t, e, env, pl)
 	if err := e.WaitHealthy(ctx, id, 30*time.Second, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -124,15 +147,8 @@ func TestEngine_ServerContainerFromComposeServesAndIsHealthy(t *testing.T) {
 }
 
 func TestEngine_WaitHealthyFailsForNeverHealthyAndCrashed(t *testing.T) {
-	d := testenv.Docker(t)
-	reg := testenv.StartRegistry(t)
-	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "bad-" + d.RunID})
-	d.CleanupImage(img.Ref())
-	e := New(d.Client, nil)
+	d, e, img := pulledApp(t, "bad")
 	ctx := t.Context()
-	if _, err := e.EnsureImage(ctx, img.Ref()); err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		name, env, want string
 	}{
@@ -143,21 +159,8 @@ func TestEngine_WaitHealthyFailsForNeverHealthyAndCrashed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env, pl := deployable(t, d, img, tc.env)
 			pl.Slot = i + 1
-			if err := e.EnsureProject(ctx, env.Project); err != nil {
-				t.Fatal(err)
-			}
-			req, err := CreateRequest(env.Project, env.Services[0], pl)
-			if err != nil {
-				t.Fatal(err)
-			}
-			id, err := e.Create(ctx, req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.Start(ctx, id); err != nil {
-				t.Fatal(err)
-			}
-			err = e.WaitHealthy(ctx, id, 4*time.Second, 0)
+			id := launch(t, e, env, pl)
+			err := e.WaitHealthy(ctx, id, 4*time.Second, 0)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("WaitHealthy: %v, want %q", err, tc.want)
 			}
@@ -166,15 +169,8 @@ func TestEngine_WaitHealthyFailsForNeverHealthyAndCrashed(t *testing.T) {
 }
 
 func TestEngine_RunOnceExitCodesTimeoutAndCleanup(t *testing.T) {
-	d := testenv.Docker(t)
-	reg := testenv.StartRegistry(t)
-	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "once-" + d.RunID})
-	d.CleanupImage(img.Ref())
-	e := New(d.Client, nil)
+	d, e, img := pulledApp(t, "once")
 	ctx := t.Context()
-	if _, err := e.EnsureImage(ctx, img.Ref()); err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		name     string
 		env      string

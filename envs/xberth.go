@@ -84,6 +84,34 @@ func asInt(v any, field string, report func(field, msg, hint string)) (int, bool
 	return 0, false
 }
 
+// asEnum reads a string that must be one of allowed; what names the kind
+// of value in the message ("role", "policy").
+func asEnum(v any, field, what string, allowed []string, report func(field, msg, hint string)) (string, bool) {
+	s, ok := asString(v, field, report)
+	if !ok {
+		return "", false
+	}
+	if !slices.Contains(allowed, s) {
+		report(field, fmt.Sprintf("unknown %s %q", what, s), "one of "+strings.Join(allowed, ", "))
+		return "", false
+	}
+	return s, true
+}
+
+// asIntIn reads a whole number from lo to hi; outOfRange words the problem.
+func asIntIn(v any, field string, lo, hi int, outOfRange func(n int) (msg, hint string), report func(field, msg, hint string)) (int, bool) {
+	n, ok := asInt(v, field, report)
+	if !ok {
+		return 0, false
+	}
+	if n < lo || n > hi {
+		msg, hint := outOfRange(n)
+		report(field, msg, hint)
+		return 0, false
+	}
+	return n, true
+}
+
 func asDuration(v any, field string, report func(field, msg, hint string)) time.Duration {
 	s, ok := asString(v, field, report)
 	if !ok {
@@ -108,23 +136,14 @@ func parseServiceSpec(v any, report func(field, msg, hint string)) ServiceSpec {
 	}
 	fields(m, serviceKeys, report, extKey)
 	if r, ok := m["role"]; ok {
-		if s, ok := asString(r, extKey+".role", report); ok {
-			switch Role(s) {
-			case RoleMigrate, RoleCLI, RoleWorker, RoleServer:
-				spec.Role = Role(s)
-			default:
-				report(extKey+".role", fmt.Sprintf("unknown role %q", s), "one of migrate, cli, worker, server")
-			}
+		if s, ok := asEnum(r, extKey+".role", "role", []string{"migrate", "cli", "worker", "server"}, report); ok {
+			spec.Role = Role(s)
 		}
 	}
 	if p, ok := m["port"]; ok {
-		if n, ok := asInt(p, extKey+".port", report); ok {
-			if n < 1 || n > 65535 {
-				report(extKey+".port", fmt.Sprintf("port %d out of range", n), "a container port from 1 to 65535")
-			} else {
-				spec.Port = n
-			}
-		}
+		spec.Port, _ = asIntIn(p, extKey+".port", 1, 65535, func(n int) (string, string) {
+			return fmt.Sprintf("port %d out of range", n), "a container port from 1 to 65535"
+		}, report)
 	}
 	if s, ok := m["stop_first"]; ok {
 		spec.StopFirst = asBool(s, extKey+".stop_first", report)
@@ -306,40 +325,25 @@ func parseJob(name string, v any, report func(field, msg, hint string)) JobSpec 
 		job.Jitter = asDuration(j, f+".jitter", report)
 	}
 	if c, ok := m["concurrency"]; ok {
-		if s, ok := asString(c, f+".concurrency", report); ok {
-			switch Concurrency(s) {
-			case ConcurrencyForbid, ConcurrencyAllow, ConcurrencyReplace:
-				job.Concurrency = Concurrency(s)
-			default:
-				report(f+".concurrency", fmt.Sprintf("unknown policy %q", s), "one of forbid, allow, replace")
-			}
+		if s, ok := asEnum(c, f+".concurrency", "policy", []string{"forbid", "allow", "replace"}, report); ok {
+			job.Concurrency = Concurrency(s)
 		}
 	}
 	if h, ok := m["history"]; ok {
-		if n, ok := asInt(h, f+".history", report); ok {
-			if n < 1 || n > 10000 {
-				report(f+".history", fmt.Sprintf("%d runs is out of range", n), "keep from 1 to 10000 runs")
-			} else {
-				job.History = n
-			}
+		if n, ok := asIntIn(h, f+".history", 1, 10000, func(n int) (string, string) {
+			return fmt.Sprintf("%d runs is out of range", n), "keep from 1 to 10000 runs"
+		}, report); ok {
+			job.History = n
 		}
 	}
 	if mv, ok := m["missed"]; ok {
-		if s, ok := asString(mv, f+".missed", report); ok {
-			if s != "skip" && s != "run_once" {
-				report(f+".missed", fmt.Sprintf("unknown policy %q", s), "one of skip, run_once")
-			} else {
-				job.Missed = s
-			}
+		if s, ok := asEnum(mv, f+".missed", "policy", []string{"skip", "run_once"}, report); ok {
+			job.Missed = s
 		}
 	}
 	if n, ok := m["notify"]; ok {
-		if s, ok := asString(n, f+".notify", report); ok {
-			if s != "failure" && s != "always" && s != "never" {
-				report(f+".notify", fmt.Sprintf("unknown setting %q", s), "one of failure, always, never")
-			} else {
-				job.Notify = s
-			}
+		if s, ok := asEnum(n, f+".notify", "setting", []string{"failure", "always", "never"}, report); ok {
+			job.Notify = s
 		}
 	}
 	return job

@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,46 +15,24 @@ import (
 	"berth.dev/berth/internal/testenv"
 )
 
-func backend(t *testing.T, name string) string {
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
-	t.Cleanup(s.Close)
-	return strings.TrimPrefix(s.URL, "http://")
-}
-
-// startNginx runs nginx with a site proxying to upstream "app" and berth's
+// startNginx runs nginx with a site proxying to upstream "app", berth's
 // upstream file first pointing at first.
 func startNginx(t *testing.T, first string) (*testenv.Nginx, *Nginx) {
 	t.Helper()
-	n := testenv.NewNginx(t)
-	site := fmt.Sprintf("server { listen 127.0.0.1:%d; location / { proxy_pass http://app; } }\n", n.Port)
-	os.WriteFile(filepath.Join(n.ConfD, "site.conf"), []byte(site), 0o644)
-	sw := &Nginx{
+	n, file := testenv.StartProxy(t, "app", first)
+	return n, &Nginx{
 		Upstream: "app",
-		File:     filepath.Join(n.ConfD, "berth-app.conf"),
+		File:     file,
 		Command:  append([]string{"nginx"}, n.Args()...),
 		PidFile:  filepath.Join(n.Dir, "nginx.pid"),
 		ProbeURL: n.URL() + "/",
 	}
-	os.WriteFile(sw.File, sw.render([]string{first}), 0o644)
-	n.Start(t)
-	return n, sw
-}
-
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 func TestNginx_SwitchesAndWaitsForOldWorkers(t *testing.T) {
-	a, b := backend(t, "a"), backend(t, "b")
+	a, b := testenv.HTTPBackend(t, "a"), testenv.HTTPBackend(t, "b")
 	n, sw := startNginx(t, a)
-	if got := get(t, n.URL()); got != "a" {
+	if got := testenv.Get(t, n.URL()); got != "a" {
 		t.Fatalf("before: %q", got)
 	}
 	if err := sw.Switch(t.Context(), []string{b}); err != nil {
@@ -64,14 +41,14 @@ func TestNginx_SwitchesAndWaitsForOldWorkers(t *testing.T) {
 	// Switch returns once the old workers are gone: every request from
 	// now on reaches b, with no settling sleep.
 	for range 20 {
-		if got := get(t, n.URL()); got != "b" {
+		if got := testenv.Get(t, n.URL()); got != "b" {
 			t.Fatalf("after switch: %q", got)
 		}
 	}
 }
 
 func TestNginx_RejectedConfigRestoresThePreviousFile(t *testing.T) {
-	a := backend(t, "a")
+	a := testenv.HTTPBackend(t, "a")
 	n, sw := startNginx(t, a)
 	before, _ := os.ReadFile(sw.File)
 	err := sw.Switch(t.Context(), []string{"127.0.0.1:99999"})
@@ -82,13 +59,13 @@ func TestNginx_RejectedConfigRestoresThePreviousFile(t *testing.T) {
 	if string(after) != string(before) {
 		t.Fatalf("upstream file not restored:\n%s", after)
 	}
-	if got := get(t, n.URL()); got != "a" {
+	if got := testenv.Get(t, n.URL()); got != "a" {
 		t.Fatalf("nginx no longer serves a: %q", got)
 	}
 }
 
 func TestNginx_FailedProbeSwitchesBack(t *testing.T) {
-	a := backend(t, "a")
+	a := testenv.HTTPBackend(t, "a")
 	n, sw := startNginx(t, a)
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadAddr := strings.TrimPrefix(dead.URL, "http://")
@@ -97,13 +74,13 @@ func TestNginx_FailedProbeSwitchesBack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "probe through nginx") {
 		t.Fatalf("switch to a dead backend: %v", err)
 	}
-	if got := get(t, n.URL()); got != "a" {
+	if got := testenv.Get(t, n.URL()); got != "a" {
 		t.Fatalf("after the failed switch nginx serves %q, want a", got)
 	}
 }
 
 func TestNginx_NoFailedRequestsAcrossSwitches(t *testing.T) {
-	a, b := backend(t, "a"), backend(t, "b")
+	a, b := testenv.HTTPBackend(t, "a"), testenv.HTTPBackend(t, "b")
 	n, sw := startNginx(t, a)
 	var failed, sent atomic.Int64
 	stop := make(chan struct{})

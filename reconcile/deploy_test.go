@@ -37,13 +37,8 @@ func newHost(t testing.TB) *host {
 	h := &host{t: t, d: d, name: "t" + d.RunID, reg: testenv.StartRegistry(t)}
 	d.CleanupLabel(t, engine.LabelEnv, h.name)
 	d.CleanupLabel(t, "com.docker.compose.project", h.name)
-	h.nginx = testenv.NewNginx(t)
-	h.lbFile = filepath.Join(h.nginx.ConfD, "berth-app.conf")
-	os.WriteFile(filepath.Join(h.nginx.ConfD, "site.conf"), []byte(fmt.Sprintf(
-		"server { listen 127.0.0.1:%d; location / { proxy_pass http://app; } }\n", h.nginx.Port)), 0o644)
 	// Before the first deploy the operator's upstream points nowhere.
-	os.WriteFile(h.lbFile, []byte("upstream app { server 127.0.0.1:1; }\n"), 0o644)
-	h.nginx.Start(t)
+	h.nginx, h.lbFile = testenv.StartProxy(t, "app", "127.0.0.1:1")
 	h.engine = engine.New(d.Client, nil)
 	h.deployer = &Deployer{
 		Images: h.engine, Containers: h.engine, Observer: h.engine,

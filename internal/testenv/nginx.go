@@ -2,9 +2,13 @@ package testenv
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -94,4 +98,44 @@ func (n *Nginx) Reload(t testing.TB) {
 	if out, err := exec.Command("nginx", append(n.Args(), "-s", "reload")...).CombinedOutput(); err != nil {
 		t.Fatalf("testenv: nginx reload: %v\n%s", err, out)
 	}
+}
+
+// StartProxy starts nginx with a site on Port proxying everything to
+// upstream, the way an operator's server block does on a berth host. The
+// upstream's definition lives in a file of its own in ConfD — the file berth
+// owns — first pointing at first ("127.0.0.1:PORT"); its path is returned.
+func StartProxy(t testing.TB, upstream, first string) (*Nginx, string) {
+	t.Helper()
+	n := NewNginx(t)
+	site := fmt.Sprintf("server { listen 127.0.0.1:%d; location / { proxy_pass http://%s; } }\n", n.Port, upstream)
+	file := filepath.Join(n.ConfD, "berth-"+upstream+".conf")
+	if err := os.WriteFile(filepath.Join(n.ConfD, "site.conf"), []byte(site), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(fmt.Sprintf("upstream %s { server %s; }\n", upstream, first)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.Start(t)
+	return n, file
+}
+
+// HTTPBackend serves body on a loopback port until the test ends and
+// returns its "127.0.0.1:PORT".
+func HTTPBackend(t testing.TB, body string) string {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
+}
+
+// Get fetches url and returns the body, failing the test on a transport
+// error.
+func Get(t testing.TB, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

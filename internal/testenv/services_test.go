@@ -1,10 +1,6 @@
 package testenv_test
 
 import (
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,50 +118,23 @@ func TestGitServer_CloneAfterCommit(t *testing.T) {
 }
 
 func TestNginx_ProxiesAndReloads(t *testing.T) {
-	backend := func(name string) *httptest.Server {
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
-		t.Cleanup(s.Close)
-		return s
-	}
-	a, b := backend("a"), backend("b")
-	n := testenv.NewNginx(t)
-	upstream := func(s *httptest.Server) {
-		conf := fmt.Sprintf("upstream app { server %s; }\n", strings.TrimPrefix(s.URL, "http://"))
-		if err := os.WriteFile(filepath.Join(n.ConfD, "upstream.conf"), []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	upstream(a)
-	site := fmt.Sprintf("server { listen 127.0.0.1:%d; location / { proxy_pass http://app; } }\n", n.Port)
-	if err := os.WriteFile(filepath.Join(n.ConfD, "site.conf"), []byte(site), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.Start(t)
-	if got := get(t, n.URL()); got != "a" {
+	a, b := testenv.HTTPBackend(t, "a"), testenv.HTTPBackend(t, "b")
+	n, upstreamFile := testenv.StartProxy(t, "app", a)
+	if got := testenv.Get(t, n.URL()); got != "a" {
 		t.Fatalf("through nginx: %q, want a", got)
 	}
-
-	upstream(b)
+	if err := os.WriteFile(upstreamFile, []byte("upstream app { server "+b+"; }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("nginx", append(n.Args(), "-t", "-q")...).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
 	n.Reload(t)
 	deadline := time.Now().Add(10 * time.Second)
-	for get(t, n.URL()) != "b" {
+	for testenv.Get(t, n.URL()) != "b" {
 		if time.Now().After(deadline) {
 			t.Fatal("nginx still proxies to a after reload")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
