@@ -117,6 +117,20 @@ x-berth:
 	return w.repo.CommitFiles(w.t, msg, map[string]string{"envs/" + w.env + "/compose.yaml": compose})
 }
 
+// cli runs a berth command with the agent config and decodes its --json
+// output into v.
+func (w *world) cli(v any, args ...string) {
+	w.t.Helper()
+	cmd := exec.Command(w.bin, append(args, "--config", w.config, "--json")...)
+	out, err := cmd.Output()
+	if err != nil {
+		w.t.Fatalf("berth %v: %v\n%s", args, err, out)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		w.t.Fatalf("berth %v: %v\n%s", args, err, out)
+	}
+}
+
 // once runs `berth run --once` and returns its exit code and stderr.
 func (w *world) once() (int, string) {
 	cmd := exec.Command(w.bin, "run", "--once", "--config", w.config)
@@ -187,6 +201,14 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 	if got := w.containers(); !slices.Equal(got, want) {
 		t.Fatalf("containers %v, want %v", got, want)
 	}
+	var status struct {
+		Live       struct{ Commit string }
+		Containers []struct{ Service, Health string }
+	}
+	w.cli(&status, "status")
+	if status.Live.Commit != c2 || len(status.Containers) != 2 {
+		t.Fatalf("berth status: %+v", status)
+	}
 
 	t.Run("invalid config is refused", func(t *testing.T) {
 		bad := w.repo.CommitFiles(t, "tag instead of digest", map[string]string{"envs/" + w.env + "/compose.override.yaml": "services:\n  web: {image: 'r/app:latest'}\n"})
@@ -219,6 +241,11 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 		_, out = w.once()
 		if strings.Contains(out, "container started") {
 			t.Fatalf("the failed revision was retried:\n%s", out)
+		}
+		var history []struct{ Commit, Result, Reason string }
+		w.cli(&history, "history")
+		if len(history) != 3 || history[0].Commit != bad || history[0].Result != "failed" || history[1].Result != "succeeded" {
+			t.Fatalf("berth history: %+v", history)
 		}
 	})
 }

@@ -43,6 +43,7 @@ type Agent struct {
 	Load     func(ctx context.Context, rev *Revision) (*envs.Env, error)
 	Deployer *Deployer
 	StateDir string
+	Journal  *Journal
 	Log      hclog.Logger
 }
 
@@ -99,8 +100,34 @@ func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revis
 	id := newDeployID()
 	d := *a.Deployer
 	d.Log = log.With("deploy_id", id)
+	rec := &Record{ID: id, Env: env.Name, Commit: rev.Commit, Author: rev.Author, Subject: rev.Subject, Started: time.Now().UTC(), Result: ResultRunning}
+	d.BeforePhase = func(phase string, res *Result) error {
+		if a.Journal == nil {
+			return nil
+		}
+		if rec.Actions == nil {
+			for _, act := range res.Actions {
+				rec.Actions = append(rec.Actions, act.String())
+			}
+		}
+		rec.Phase, rec.Phases = phase, res.Phases
+		return a.Journal.Write(rec)
+	}
 	start := time.Now()
 	res, err := d.Deploy(ctx, Input{Env: env, Revision: rev.Commit})
+	if res != nil && res.Changed && a.Journal != nil {
+		rec.Finished, rec.Phases, rec.OneShots, rec.Result = time.Now().UTC(), res.Phases, res.OneShots, ResultSucceeded
+		if err != nil {
+			rec.Result, rec.Reason = ResultFailed, err.Error()
+			if ctx.Err() != nil {
+				rec.Result = ResultInterrupted
+			}
+		}
+		if jerr := a.Journal.Write(rec); jerr != nil {
+			log.Warn("journal", "error", jerr)
+		}
+		a.Journal.Prune()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return err // shutting down: rolled back, retried on restart
@@ -131,9 +158,9 @@ func (a *Agent) logger() hclog.Logger {
 	return a.Log
 }
 
-// newDeployID is time-ordered and unique: "20261123T021500Z-1a2b3c".
+// newDeployID is time-ordered and unique: "20261123T021500.123456Z-1a2b3c".
 func newDeployID() string {
 	b := make([]byte, 3)
 	rand.Read(b)
-	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+	return time.Now().UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(b)
 }

@@ -138,10 +138,12 @@ func fakeEnv(commit string) *envs.Env {
 
 func newAgent(t *testing.T, src *fakeSource, host *fakeHost) (*Agent, *fakeSwitch) {
 	sw := &fakeSwitch{}
+	dir := t.TempDir()
 	return &Agent{
+		Journal:  &Journal{Dir: dir + "/deploys"},
 		Source:   src,
 		Load:     func(_ context.Context, rev *Revision) (*envs.Env, error) { return fakeEnv(rev.Commit), nil },
-		StateDir: t.TempDir(),
+		StateDir: dir,
 		Deployer: &Deployer{Images: host, Containers: host, Observer: host, OneShots: noOneShots{},
 			Switcher: func(*envs.Env) Switcher { return sw }},
 	}, sw
@@ -222,5 +224,34 @@ func TestAgent_RefusedHeadKeepsTheHostAndTransientErrorsReturn(t *testing.T) {
 	}
 	if got := strings.Join(host.running(), ","); got != "web@c1" {
 		t.Fatalf("running %s", got)
+	}
+}
+
+func TestAgent_JournalRecordsEveryDeployAndRecoversInterruptedOnes(t *testing.T) {
+	host := newFakeHost()
+	src := &fakeSource{head: "c1"}
+	a, _ := newAgent(t, src, host)
+	ctx := t.Context()
+	a.Check(ctx)
+	host.unhealthy["r/app@c2"] = true
+	src.head = "c2"
+	a.Check(ctx)
+	a.Check(ctx) // no change: no record
+	recs, err := a.Journal.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[0].Commit != "c2" || recs[0].Result != ResultFailed || recs[1].Result != ResultSucceeded {
+		t.Fatalf("records %+v", recs)
+	}
+	if !strings.Contains(recs[0].Reason, "never healthy") || len(recs[0].Actions) == 0 || len(recs[1].Phases) != 5 {
+		t.Fatalf("record content %+v", recs[0])
+	}
+	// A record left running by a killed agent.
+	running := Record{ID: newDeployID(), Commit: "c9", Result: ResultRunning, Phase: "servers"}
+	a.Journal.Write(&running)
+	got, err := a.Journal.Recover()
+	if err != nil || len(got) != 1 || got[0].Result != ResultInterrupted || got[0].Reason != "the agent stopped during phase servers" {
+		t.Fatalf("Recover: %+v, %v", got, err)
 	}
 }

@@ -34,6 +34,9 @@ type Deployer struct {
 	Settle time.Duration
 	// Pulls is how many images are pulled at once. Default 3.
 	Pulls int
+	// BeforePhase, when set, is called before each phase is taken (the
+	// journal writes its record there); an error stops the deploy.
+	BeforePhase func(phase string, res *Result) error
 }
 
 // Input is one revision to deploy.
@@ -115,6 +118,12 @@ func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
 		{"retire", p.retire},
 	}
 	for _, st := range steps {
+		if d.BeforePhase != nil {
+			if err := d.BeforePhase(st.name, p.res); err != nil {
+				p.rollback(st.name)
+				return p.res, fmt.Errorf("%s: %w", st.name, err)
+			}
+		}
 		start := time.Now()
 		err := st.run(ctx)
 		p.res.Phases = append(p.res.Phases, Phase{Name: st.name, Duration: time.Since(start)})

@@ -58,7 +58,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("config repo", "error", err)
 		return exitConfig
 	}
+	journal := &reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}
+	interrupted, err := journal.Recover()
+	if err != nil {
+		log.Error("journal", "error", err)
+		return exitFailure
+	}
+	for _, r := range interrupted {
+		log.Warn("deploy was interrupted; converging from the containers", "deploy_id", r.ID, "commit", r.Commit, "phase", r.Phase)
+	}
 	agent := &reconcile.Agent{
+		Journal:  journal,
 		Source:   source{src},
 		Load:     loader(cfg),
 		Deployer: newDeployer(cfg, engine.New(dc, log), log),
