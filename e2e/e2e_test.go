@@ -248,6 +248,22 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 			t.Fatalf("berth history: %+v", history)
 		}
 	})
+	t.Run("rollback holds the previous revision until a new commit", func(t *testing.T) {
+		out, err := exec.Command(w.bin, "rollback", "--config", w.config).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "rollback to") {
+			t.Fatalf("berth rollback: %v\n%s", err, out)
+		}
+		if code, log := w.once(); code != 0 || w.serving() != "version=v1" {
+			t.Fatalf("after rollback: exit %d, serving %q\n%s", code, w.serving(), log)
+		}
+		if code, _ := w.once(); code != 0 || w.serving() != "version=v1" {
+			t.Fatalf("the hold did not last: serving %q", w.serving())
+		}
+		w.commit("v2 again", v2, "serve")
+		if code, log := w.once(); code != 0 || w.serving() != "version=v2" {
+			t.Fatalf("a new commit did not end the hold: exit %d, serving %q\n%s", code, w.serving(), log)
+		}
+	})
 }
 
 // daemon runs `berth run` and lets the test kill it when a log line

@@ -45,6 +45,9 @@ type Agent struct {
 	StateDir string
 	Journal  *Journal
 	Log      hclog.Logger
+	// HoldUntilResume keeps a rollback in force across new commits until
+	// `berth resume`; by default a new commit ends it.
+	HoldUntilResume bool
 }
 
 // Check polls the config repo and makes the host match: the new head when
@@ -62,18 +65,25 @@ func (a *Agent) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.apply(&st, head); err != nil {
+		return err
+	}
 	live := ""
 	if st.Live != nil {
 		live = st.Live.Commit
 	}
-	target := head
-	if st.Failed != nil && st.Failed.Commit == head {
+	target, since := head, live
+	switch {
+	case st.Hold != nil:
+		// A rollback goes back in history on purpose.
+		target, since = st.Hold.Commit, ""
+	case st.Failed != nil && st.Failed.Commit == head:
 		target = live // the head failed: keep the live revision whole
 	}
 	if target == "" {
 		return nil
 	}
-	rev, err := a.Source.Fetch(ctx, target, live)
+	rev, err := a.Source.Fetch(ctx, target, since)
 	if err == nil {
 		var env *envs.Env
 		if env, err = a.Load(ctx, rev); err == nil {
@@ -92,6 +102,42 @@ func (a *Agent) Check(ctx context.Context) error {
 		log.Warn("revision refused", "commit", short(target), "error", err)
 		st.Failed = &RevisionState{Commit: target, At: time.Now().UTC(), Reason: err.Error()}
 		return SaveState(a.StateDir, st)
+	}
+	return nil
+}
+
+// apply carries out a pending operator request and ends a hold the head has
+// moved past (unless holds last until resume).
+func (a *Agent) apply(st *State, head string) error {
+	req, err := takeRequest(a.StateDir)
+	if err != nil {
+		return err
+	}
+	changed := false
+	if req != nil {
+		log := a.logger()
+		switch req.Action {
+		case "rollback":
+			st.Hold = &Hold{Commit: req.Commit, Head: head, UntilNewCommit: !a.HoldUntilResume, At: time.Now().UTC()}
+			log.Info("rollback requested: holding", "commit", short(req.Commit), "until_new_commit", st.Hold.UntilNewCommit)
+		case "retry":
+			st.Failed = nil
+			log.Info("retry requested", "commit", short(head))
+		case "resume":
+			st.Hold = nil
+			log.Info("resume requested: following the branch again")
+		default:
+			log.Warn("unknown request ignored", "action", req.Action)
+		}
+		changed = true
+	}
+	if st.Hold != nil && st.Hold.UntilNewCommit && head != st.Hold.Head {
+		a.logger().Info("new commit ends the rollback hold", "commit", short(head))
+		st.Hold = nil
+		changed = true
+	}
+	if changed {
+		return SaveState(a.StateDir, *st)
 	}
 	return nil
 }

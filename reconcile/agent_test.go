@@ -255,3 +255,61 @@ func TestAgent_JournalRecordsEveryDeployAndRecoversInterruptedOnes(t *testing.T)
 		t.Fatalf("Recover: %+v, %v", got, err)
 	}
 }
+
+func TestAgent_RollbackHoldsUntilANewCommitOrResume(t *testing.T) {
+	for _, untilResume := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hold until resume %v", untilResume), func(t *testing.T) {
+			host := newFakeHost()
+			src := &fakeSource{head: "c1"}
+			a, _ := newAgent(t, src, host)
+			a.HoldUntilResume = untilResume
+			ctx := t.Context()
+			a.Check(ctx)
+			src.head = "c2"
+			a.Check(ctx)
+			if err := SubmitRequest(a.StateDir, Request{Action: "rollback", Commit: "c1"}); err != nil {
+				t.Fatal(err)
+			}
+			a.Check(ctx)
+			a.Check(ctx)
+			if got := strings.Join(host.running(), ","); got != "web@c1" {
+				t.Fatalf("after rollback running %s, want web@c1", got)
+			}
+			src.head = "c3"
+			a.Check(ctx)
+			want := "web@c3"
+			if untilResume {
+				want = "web@c1"
+			}
+			if got := strings.Join(host.running(), ","); got != want {
+				t.Fatalf("after a new commit running %s, want %s", got, want)
+			}
+			SubmitRequest(a.StateDir, Request{Action: "resume"})
+			a.Check(ctx)
+			if got := strings.Join(host.running(), ","); got != "web@c3" {
+				t.Fatalf("after resume running %s, want web@c3", got)
+			}
+		})
+	}
+}
+
+func TestAgent_RetryDeploysTheFailedHeadAgain(t *testing.T) {
+	host := newFakeHost()
+	src := &fakeSource{head: "c1"}
+	a, _ := newAgent(t, src, host)
+	ctx := t.Context()
+	a.Check(ctx)
+	host.unhealthy["r/app@c2"] = true
+	src.head = "c2"
+	a.Check(ctx)
+	delete(host.unhealthy, "r/app@c2") // e.g. a database it needed is back
+	a.Check(ctx)
+	if got := strings.Join(host.running(), ","); got != "web@c1" {
+		t.Fatalf("failed head retried without being asked: %s", got)
+	}
+	SubmitRequest(a.StateDir, Request{Action: "retry"})
+	a.Check(ctx)
+	if got := strings.Join(host.running(), ","); got != "web@c2" {
+		t.Fatalf("after retry running %s, want web@c2", got)
+	}
+}

@@ -31,7 +31,10 @@ type Config struct {
 		Host string `yaml:"host"`
 	} `yaml:"docker"`
 	Policy envs.Policy `yaml:"policy"`
-	Deploy struct {
+	// RollbackHold says what ends a `berth rollback`: "new_commit"
+	// (default) or only "resume".
+	RollbackHold string `yaml:"rollback_hold"`
+	Deploy       struct {
 		HealthTimeout    Duration `yaml:"health_timeout"`
 		Settle           Duration `yaml:"settle"`
 		Pulls            int      `yaml:"pulls"`
@@ -73,6 +76,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 func defaults() Config {
 	var c Config
 	c.StateDir = "/var/lib/berth"
+	c.RollbackHold = "new_commit"
 	c.Repo.Branch = "main"
 	c.Repo.PollInterval.Duration = 60 * time.Second
 	c.Repo.Timeout.Duration = 30 * time.Second
@@ -139,6 +143,9 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(f); err != nil {
 			bad(field, "%v", err)
 		}
+	}
+	if c.RollbackHold != "new_commit" && c.RollbackHold != "resume" {
+		bad("rollback_hold", "%q: new_commit or resume", c.RollbackHold)
 	}
 	if c.Deploy.Pulls < 1 {
 		bad("deploy.pulls", "at least 1")

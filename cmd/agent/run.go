@@ -68,12 +68,13 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Warn("deploy was interrupted; converging from the containers", "deploy_id", r.ID, "commit", r.Commit, "phase", r.Phase)
 	}
 	agent := &reconcile.Agent{
-		Journal:  journal,
-		Source:   source{src},
-		Load:     loader(cfg),
-		Deployer: newDeployer(cfg, engine.New(dc, log), log),
-		StateDir: cfg.StateDir,
-		Log:      log.Named("agent"),
+		Journal:         journal,
+		HoldUntilResume: cfg.RollbackHold == "resume",
+		Source:          source{src},
+		Load:            loader(cfg),
+		Deployer:        newDeployer(cfg, engine.New(dc, log), log),
+		StateDir:        cfg.StateDir,
+		Log:             log.Named("agent"),
 	}
 	log.Info("berth started", "version", version, "repo", src.URL(), "branch", cfg.Repo.Branch, "state_dir", cfg.StateDir)
 	if *once {

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"berth.dev/berth/reconcile"
+)
+
+// runRollback asks the agent to go back to a revision this host ran
+// successfully (default: the one before the live one) and hold there.
+func runRollback(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("rollback", "[--config FILE] [REV]", stderr)
+	path := fs.String("config", DefaultConfigPath, "agent config file")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
+		return exitConfig
+	}
+	st, err := reconcile.LoadState(cfg.StateDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
+		return exitFailure
+	}
+	recs, err := (&reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}).List()
+	if err != nil {
+		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
+		return exitFailure
+	}
+	live := ""
+	if st.Live != nil {
+		live = st.Live.Commit
+	}
+	want := fs.Arg(0)
+	target := ""
+	for _, r := range recs {
+		if r.Result != reconcile.ResultSucceeded {
+			continue
+		}
+		if want == "" && r.Commit != live || want != "" && strings.HasPrefix(r.Commit, want) {
+			target = r.Commit
+			break
+		}
+	}
+	if target == "" {
+		if want == "" {
+			fmt.Fprintln(stderr, "berth rollback: no earlier successful deploy recorded on this host")
+		} else {
+			fmt.Fprintf(stderr, "berth rollback: no successful deploy of %s recorded on this host (see berth history)\n", want)
+		}
+		return exitFailure
+	}
+	return submit(cfg, reconcile.Request{Action: "rollback", Commit: target}, stdout, stderr,
+		fmt.Sprintf("rollback to %.12s requested; held there until %s", target, holdEnd(cfg)))
+}
+
+func holdEnd(cfg *Config) string {
+	if cfg.RollbackHold == "resume" {
+		return "berth resume"
+	}
+	return "a new commit or berth resume"
+}
+
+func runRetry(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	return simpleRequest("retry", "retry of the failed revision requested", args, stdout, stderr)
+}
+
+func runResume(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	return simpleRequest("resume", "resume requested: the agent follows the branch again", args, stdout, stderr)
+}
+
+func simpleRequest(action, done string, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet(action, "[--config FILE]", stderr)
+	path := fs.String("config", DefaultConfigPath, "agent config file")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth %s: %v\n", action, err)
+		return exitConfig
+	}
+	return submit(cfg, reconcile.Request{Action: action}, stdout, stderr, done)
+}
+
+// submit leaves the request for the agent, which applies it at its next
+// check (the local API, once built, triggers that check at once).
+func submit(cfg *Config, r reconcile.Request, stdout, stderr io.Writer, done string) int {
+	r.At = time.Now().UTC()
+	if err := reconcile.SubmitRequest(cfg.StateDir, r); err != nil {
+		fmt.Fprintf(stderr, "berth %s: %v\n", r.Action, err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "%s; the agent applies it at its next check (within %s)\n", done, cfg.Repo.PollInterval.Duration)
+	return exitOK
+}
