@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,33 @@ func TestEngine_RunOnceExitCodesTimeoutAndCleanup(t *testing.T) {
 				t.Fatalf("one-shot container %s left behind", req.Name)
 			}
 		})
+	}
+}
+
+func TestEngine_PruneImagesKeepsWhatIsKeptOrInUse(t *testing.T) {
+	d, e, inUse := pulledApp(t, "inuse")
+	reg := testenv.StartRegistry(t)
+	old := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "old-" + d.RunID})
+	kept := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "kept-" + d.RunID})
+	for _, img := range []testenv.AppImage{old, kept} {
+		d.CleanupImage(img.Ref())
+		if _, err := e.EnsureImage(t.Context(), img.Ref()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env, pl := deployable(t, d, inUse, "")
+	launch(t, e, env, pl)
+
+	removed, err := e.PruneImages(t.Context(), []string{kept.Ref()}, []string{old.Ref(), kept.Ref(), inUse.Ref(), "127.0.0.1:1/gone@sha256:" + strings.Repeat("0", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(removed, []string{old.Ref()}) {
+		t.Fatalf("removed %v, want only %s", removed, old.Ref())
+	}
+	for _, ref := range []string{kept.Ref(), inUse.Ref()} {
+		if ok, _ := e.hasImage(t.Context(), ref); !ok {
+			t.Errorf("%s was removed", ref)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -130,4 +131,32 @@ func registryAuth(ref string) (string, error) {
 		RegistryToken: c.RegistryToken,
 		ServerAddress: r.Context().RegistryStr(),
 	})
+}
+
+// PruneImages removes each candidate image that is not in keep. An image a
+// container still uses, or one already gone, is left alone without error.
+func (e *Engine) PruneImages(ctx context.Context, keep, candidates []string) ([]string, error) {
+	var removed []string
+	var errs []error
+	seen := map[string]bool{}
+	for _, ref := range candidates {
+		if seen[ref] || slices.Contains(keep, ref) {
+			continue
+		}
+		seen[ref] = true
+		present, err := e.hasImage(ctx, ref)
+		if err != nil || !present {
+			continue
+		}
+		_, err = e.c.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
+		switch {
+		case err == nil:
+			removed = append(removed, ref)
+		case client.IsErrNotFound(err) || errdefs.IsConflict(err):
+			// Gone already, or in use by a container: keep it.
+		default:
+			errs = append(errs, fmt.Errorf("remove image %s: %w", ref, err))
+		}
+	}
+	return removed, errors.Join(errs...)
 }

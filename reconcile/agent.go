@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -48,6 +49,11 @@ type Agent struct {
 	// HoldUntilResume keeps a rollback in force across new commits until
 	// `berth resume`; by default a new commit ends it.
 	HoldUntilResume bool
+	// Pruner, when set, removes images of revisions older than the newest
+	// KeepRevisions successful ones (default 2: the live one and the one a
+	// rollback goes back to), after each successful deploy.
+	Pruner        Pruner
+	KeepRevisions int
 }
 
 // Check polls the config repo and makes the host match: the new head when
@@ -147,6 +153,11 @@ func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revis
 	d := *a.Deployer
 	d.Log = log.With("deploy_id", id)
 	rec := &Record{ID: id, Env: env.Name, Commit: rev.Commit, Author: rev.Author, Subject: rev.Subject, Started: time.Now().UTC(), Result: ResultRunning}
+	for _, s := range env.Services {
+		if !slices.Contains(rec.Images, s.Config.Image) {
+			rec.Images = append(rec.Images, s.Config.Image)
+		}
+	}
 	d.BeforePhase = func(phase string, res *Result) error {
 		if a.Journal == nil {
 			return nil
@@ -194,7 +205,44 @@ func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revis
 		st.Failed = nil
 	}
 	st.Live = &RevisionState{Commit: rev.Commit, DeployID: id, At: time.Now().UTC()}
-	return SaveState(a.StateDir, *st)
+	if err := SaveState(a.StateDir, *st); err != nil {
+		return err
+	}
+	a.prune(ctx, log)
+	return nil
+}
+
+// prune removes images only older revisions used. A failure is logged: the
+// next deploy tries again.
+func (a *Agent) prune(ctx context.Context, log hclog.Logger) {
+	if a.Pruner == nil || a.Journal == nil {
+		return
+	}
+	recs, err := a.Journal.List()
+	if err != nil {
+		log.Warn("prune images", "error", err)
+		return
+	}
+	keepRevs := a.KeepRevisions
+	if keepRevs <= 0 {
+		keepRevs = 2
+	}
+	var keep, candidates []string
+	for _, r := range recs {
+		if r.Result == ResultSucceeded && keepRevs > 0 {
+			keep = append(keep, r.Images...)
+			keepRevs--
+			continue
+		}
+		candidates = append(candidates, r.Images...)
+	}
+	removed, err := a.Pruner.PruneImages(ctx, keep, candidates)
+	if err != nil {
+		log.Warn("prune images", "error", err)
+	}
+	for _, img := range removed {
+		log.Info("image pruned", "image", img)
+	}
 }
 
 func (a *Agent) logger() hclog.Logger {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -311,5 +312,30 @@ func TestAgent_RetryDeploysTheFailedHeadAgain(t *testing.T) {
 	a.Check(ctx)
 	if got := strings.Join(host.running(), ","); got != "web@c2" {
 		t.Fatalf("after retry running %s, want web@c2", got)
+	}
+}
+
+type fakePruner struct{ keep, candidates []string }
+
+func (p *fakePruner) PruneImages(_ context.Context, keep, candidates []string) ([]string, error) {
+	p.keep, p.candidates = keep, candidates
+	return nil, nil
+}
+
+func TestAgent_PrunesImagesOfRevisionsBeyondTheKeptOnes(t *testing.T) {
+	host := newFakeHost()
+	src := &fakeSource{head: "c1"}
+	a, _ := newAgent(t, src, host)
+	p := &fakePruner{}
+	a.Pruner = p
+	ctx := t.Context()
+	for _, c := range []string{"c1", "c2", "c3"} {
+		src.head = c
+		if err := a.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(p.keep, []string{"r/app@c3", "r/app@c2"}) || !slices.Equal(p.candidates, []string{"r/app@c1"}) {
+		t.Fatalf("keep %v, candidates %v", p.keep, p.candidates)
 	}
 }

@@ -43,3 +43,8 @@ type OneShots interface {
 type Switcher interface {
 	Switch(ctx context.Context, backends []string) error
 }
+
+// Pruner removes images no longer wanted; images in use stay.
+type Pruner interface {
+	PruneImages(ctx context.Context, keep, candidates []string) (removed []string, err error)
+}

@@ -38,6 +38,7 @@ type Record struct {
 	Phase    string           `json:"phase,omitempty"` // the phase being (or last) taken
 	Reason   string           `json:"reason,omitempty"`
 	Actions  []string         `json:"actions,omitempty"`
+	Images   []string         `json:"images,omitempty"` // every image the revision uses
 	Phases   []Phase          `json:"phases,omitempty"`
 	OneShots []migrate.Record `json:"one_shots,omitempty"`
 }

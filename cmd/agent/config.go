@@ -39,6 +39,7 @@ type Config struct {
 		Settle           Duration `yaml:"settle"`
 		Pulls            int      `yaml:"pulls"`
 		MigrationTimeout Duration `yaml:"migration_timeout"`
+		KeepRevisions    int      `yaml:"keep_revisions"`
 	} `yaml:"deploy"`
 	Nginx struct {
 		Command []string `yaml:"command"`
@@ -85,6 +86,7 @@ func defaults() Config {
 	c.Deploy.Settle.Duration = 5 * time.Second
 	c.Deploy.Pulls = 3
 	c.Deploy.MigrationTimeout.Duration = 10 * time.Minute
+	c.Deploy.KeepRevisions = 2
 	c.Nginx.Command = []string{"nginx"}
 	c.Nginx.PidFile = "/run/nginx.pid"
 	c.Nginx.Drain.Duration = 60 * time.Second
@@ -146,6 +148,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RollbackHold != "new_commit" && c.RollbackHold != "resume" {
 		bad("rollback_hold", "%q: new_commit or resume", c.RollbackHold)
+	}
+	if c.Deploy.KeepRevisions < 1 {
+		bad("deploy.keep_revisions", "at least 1 (the live revision)")
 	}
 	if c.Deploy.Pulls < 1 {
 		bad("deploy.pulls", "at least 1")

@@ -67,7 +67,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, r := range interrupted {
 		log.Warn("deploy was interrupted; converging from the containers", "deploy_id", r.ID, "commit", r.Commit, "phase", r.Phase)
 	}
+	eng := engine.New(dc, log)
 	agent := &reconcile.Agent{
+		Pruner:          eng,
+		KeepRevisions:   cfg.Deploy.KeepRevisions,
 		Journal:         journal,
 		HoldUntilResume: cfg.RollbackHold == "resume",
 		Source:          source{src},
