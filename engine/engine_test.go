@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -233,5 +236,44 @@ func TestEngine_PruneImagesKeepsWhatIsKeptOrInUse(t *testing.T) {
 		if ok, _ := e.hasImage(t.Context(), ref); !ok {
 			t.Errorf("%s was removed", ref)
 		}
+	}
+}
+
+func TestEngine_PullUsesDockerConfigCredentials(t *testing.T) {
+	d := testenv.Docker(t)
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "auth-" + d.RunID})
+	d.CleanupImage(img.Ref())
+	reg.RequireAuth("bot", "s3cret-pw")
+	e := New(d.Client, nil)
+
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	if _, err := e.EnsureImage(t.Context(), img.Ref()); err == nil {
+		t.Fatal("pull from a private registry without credentials succeeded")
+	}
+	dir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("bot:s3cret-pw"))
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+reg.Host+`":{"auth":"`+auth+`"}}}`), 0o600)
+	t.Setenv("DOCKER_CONFIG", dir)
+	if _, err := e.EnsureImage(t.Context(), img.Ref()); err != nil {
+		t.Fatalf("pull with credentials from DOCKER_CONFIG: %v", err)
+	}
+}
+
+func TestEngine_StalledPullIsAbandoned(t *testing.T) {
+	d := testenv.Docker(t)
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "stall-" + d.RunID})
+	d.CleanupImage(img.Ref())
+	e := New(d.Client, nil)
+	e.PullStall = 2 * time.Second
+	reg.Stall(t)
+	start := time.Now()
+	_, err := e.EnsureImage(t.Context(), img.Ref())
+	if err == nil || !strings.Contains(err.Error(), "no progress for 2s") {
+		t.Fatalf("EnsureImage from a stalled registry: %v", err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("gave up after %s", took)
 	}
 }

@@ -26,6 +26,37 @@ type Registry struct {
 
 	mu       sync.Mutex
 	requests []string // "METHOD PATH" of every request, in order
+	user     string   // basic auth required when set
+	pass     string
+	stall    chan struct{} // blob GETs block until it is closed
+}
+
+// RequireAuth makes the registry answer 401 unless a request carries these
+// basic-auth credentials, as a private registry would.
+func (r *Registry) RequireAuth(user, pass string) {
+	r.mu.Lock()
+	r.user, r.pass = user, pass
+	r.mu.Unlock()
+}
+
+// Stall makes blob downloads hang (a registry that stops sending mid-pull)
+// until the returned function is called or the test ends.
+func (r *Registry) Stall(t testing.TB) (release func()) {
+	ch := make(chan struct{})
+	r.mu.Lock()
+	r.stall = ch
+	r.mu.Unlock()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.stall = nil
+			r.mu.Unlock()
+			close(ch)
+		})
+	}
+	t.Cleanup(release)
+	return release
 }
 
 // Requests returns "METHOD PATH" for every request the registry served.
@@ -73,7 +104,23 @@ func StartRegistry(t testing.TB) *Registry {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		reg.mu.Lock()
 		reg.requests = append(reg.requests, req.Method+" "+req.URL.Path)
+		user, pass, stall := reg.user, reg.pass, reg.stall
 		reg.mu.Unlock()
+		if user != "" {
+			u, p, ok := req.BasicAuth()
+			if !ok || u != user || p != pass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="berth-test"`)
+				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+				return
+			}
+		}
+		if stall != nil && req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") {
+			select {
+			case <-stall:
+			case <-req.Context().Done():
+				return
+			}
+		}
 		proxy.ServeHTTP(w, req)
 	}))
 	t.Cleanup(srv.Close)
