@@ -356,3 +356,39 @@ func TestE2E_KilledAtEachPhaseConverges(t *testing.T) {
 		})
 	}
 }
+
+func TestE2E_SIGTERMDuringACutoverRollsBackAndExits(t *testing.T) {
+	w := newWorld(t)
+	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
+	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})
+	w.d.CleanupImage(v1.Ref())
+	w.d.CleanupImage(v2.Ref())
+	c1 := w.commit("v1", v1, "serve")
+	if code, out := w.once(); code != 0 {
+		t.Fatalf("v1: %d\n%s", code, out)
+	}
+	c2 := w.commit("v2", v2, "serve")
+	d := w.start()
+	d.waitFor(t, `"@message":"container started"`, `"service":"web"`)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { _, err := d.cmd.Process.Wait(); exited <- err }()
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("berth run still running 30s after SIGTERM")
+	}
+	want := []string{"web@" + c1[:12] + ":running", "worker@" + c1[:12] + ":running"}
+	if got := w.containers(); w.serving() != "version=v1" || !slices.Equal(got, want) {
+		t.Fatalf("after SIGTERM mid-cutover: serving %q, containers %v, want v1 whole %v", w.serving(), got, want)
+	}
+	// The interrupted revision is not a failure: the next start deploys it.
+	if code, out := w.once(); code != 0 || w.serving() != "version=v2" {
+		t.Fatalf("restart: exit %d, serving %q\n%s", code, w.serving(), out)
+	}
+	var history []struct{ Commit, Result string }
+	w.cli(&history, "history")
+	if len(history) < 2 || history[0].Commit != c2 || history[0].Result != "succeeded" || history[1].Result != "interrupted" {
+		t.Fatalf("history %+v, want the interrupted deploy of %s then its success", history, c2[:12])
+	}
+}
