@@ -105,6 +105,9 @@ func BenchmarkCutoverUnderLoad(b *testing.B) {
 	})
 	b.Run("docker-compose", func(b *testing.B) {
 		if _, err := exec.LookPath("docker-compose"); err != nil {
+			if testenv.Integration() {
+				b.Fatal("docker-compose not installed (scripts/bench installs it)")
+			}
 			b.Skip("docker-compose not installed (apt-get install docker-compose)")
 		}
 		h := newHost(b)
