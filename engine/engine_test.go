@@ -40,15 +40,21 @@ x-berth:
 	return env, Placement{Project: name, Env: name, Revision: "r1", ConfigHash: env.Services[0].Hash, Slot: 1, PublishLoopback: true}
 }
 
-// pulledApp gives a test the engine, an engine client and a test image of
-// its own, already pulled.
-func pulledApp(t *testing.T, version string) (*testenv.DockerEnv, *Engine, testenv.AppImage) {
+// pushedApp gives a test the engine, a registry, an Engine and a test image
+// of its own in that registry (removed from the engine when the test ends).
+func pushedApp(t *testing.T, version string) (*testenv.DockerEnv, *testenv.Registry, *Engine, testenv.AppImage) {
 	t.Helper()
 	d := testenv.Docker(t)
 	reg := testenv.StartRegistry(t)
 	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: version + "-" + d.RunID})
 	d.CleanupImage(img.Ref())
-	e := New(d.Client, nil)
+	return d, reg, New(d.Client, nil), img
+}
+
+// pulledApp is pushedApp with the image already pulled.
+func pulledApp(t *testing.T, version string) (*testenv.DockerEnv, *Engine, testenv.AppImage) {
+	t.Helper()
+	d, _, e, img := pushedApp(t, version)
 	if _, err := e.EnsureImage(t.Context(), img.Ref()); err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +83,7 @@ func launch(t *testing.T, e *Engine, env *envs.Env, pl Placement) string {
 }
 
 func TestEngine_PullsOnceThenNeverAgain(t *testing.T) {
-	d := testenv.Docker(t)
-	reg := testenv.StartRegistry(t)
-	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "once-" + d.RunID})
-	d.CleanupImage(img.Ref())
-	e := New(d.Client, nil)
+	_, reg, e, img := pushedApp(t, "once")
 
 	reg.ResetRequests()
 	pulled, err := e.EnsureImage(t.Context(), img.Ref())
@@ -113,11 +115,7 @@ func TestEngine_PullFromAnUnreachableRegistryFails(t *testing.T) {
 }
 
 func TestEngine_ServerContainerFromComposeServesAndIsHealthy(t *testing.T) {
-	d := testenv.Docker(t)
-	reg := testenv.StartRegistry(t)
-	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "srv-" + d.RunID})
-	d.CleanupImage(img.Ref())
-	e := New(d.Client, nil)
+	d, _, e, img := pushedApp(t, "srv")
 	env, pl := deployable(t, d, img, "    environment: {APP_MARKER: from-compose}\n")
 	ctx := t.Context()
 
@@ -261,11 +259,7 @@ func TestEngine_PullUsesDockerConfigCredentials(t *testing.T) {
 }
 
 func TestEngine_StalledPullIsAbandoned(t *testing.T) {
-	d := testenv.Docker(t)
-	reg := testenv.StartRegistry(t)
-	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "stall-" + d.RunID})
-	d.CleanupImage(img.Ref())
-	e := New(d.Client, nil)
+	_, reg, e, img := pushedApp(t, "stall")
 	e.PullStall = 2 * time.Second
 	reg.Stall(t)
 	start := time.Now()

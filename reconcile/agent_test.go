@@ -150,19 +150,26 @@ func newAgent(t *testing.T, src *fakeSource, host *fakeHost) (*Agent, *fakeSwitc
 	}, sw
 }
 
-func TestAgent_FailedHeadIsNotRetriedAndTheLiveRevisionIsKeptWhole(t *testing.T) {
+// failedHead is an agent whose host runs c1 after c2 failed its health gate.
+func failedHead(t *testing.T) (*Agent, *fakeHost, *fakeSource) {
+	t.Helper()
 	host := newFakeHost()
 	src := &fakeSource{head: "c1"}
 	a, _ := newAgent(t, src, host)
-	ctx := t.Context()
-	if err := a.Check(ctx); err != nil {
+	if err := a.Check(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	host.unhealthy["r/app@c2"] = true
 	src.head = "c2"
-	if err := a.Check(ctx); err != nil {
+	if err := a.Check(t.Context()); err != nil {
 		t.Fatalf("a failed deploy is recorded, not returned: %v", err)
 	}
+	return a, host, src
+}
+
+func TestAgent_FailedHeadIsNotRetriedAndTheLiveRevisionIsKeptWhole(t *testing.T) {
+	a, host, src := failedHead(t)
+	ctx := t.Context()
 	st, _ := LoadState(a.StateDir)
 	if st.Live.Commit != "c1" || st.Failed == nil || st.Failed.Commit != "c2" || !strings.Contains(st.Failed.Reason, "never healthy") {
 		t.Fatalf("state after the failure: live %+v failed %+v", st.Live, st.Failed)
@@ -229,14 +236,8 @@ func TestAgent_RefusedHeadKeepsTheHostAndTransientErrorsReturn(t *testing.T) {
 }
 
 func TestAgent_JournalRecordsEveryDeployAndRecoversInterruptedOnes(t *testing.T) {
-	host := newFakeHost()
-	src := &fakeSource{head: "c1"}
-	a, _ := newAgent(t, src, host)
+	a, _, _ := failedHead(t)
 	ctx := t.Context()
-	a.Check(ctx)
-	host.unhealthy["r/app@c2"] = true
-	src.head = "c2"
-	a.Check(ctx)
 	a.Check(ctx) // no change: no record
 	recs, err := a.Journal.List()
 	if err != nil {
@@ -295,14 +296,8 @@ func TestAgent_RollbackHoldsUntilANewCommitOrResume(t *testing.T) {
 }
 
 func TestAgent_RetryDeploysTheFailedHeadAgain(t *testing.T) {
-	host := newFakeHost()
-	src := &fakeSource{head: "c1"}
-	a, _ := newAgent(t, src, host)
+	a, host, _ := failedHead(t)
 	ctx := t.Context()
-	a.Check(ctx)
-	host.unhealthy["r/app@c2"] = true
-	src.head = "c2"
-	a.Check(ctx)
 	delete(host.unhealthy, "r/app@c2") // e.g. a database it needed is back
 	a.Check(ctx)
 	if got := strings.Join(host.running(), ","); got != "web@c1" {
