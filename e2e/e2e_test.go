@@ -31,7 +31,7 @@ var (
 )
 
 // berthBinary builds cmd/agent once per test process.
-func berthBinary(t *testing.T) string {
+func berthBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "berth-e2e-")
@@ -53,7 +53,7 @@ func berthBinary(t *testing.T) string {
 
 // world is one host and its config repo.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	bin    string
 	env    string
 	d      *testenv.DockerEnv
@@ -65,7 +65,7 @@ type world struct {
 	config string
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	w := &world{t: t, bin: berthBinary(t), d: testenv.Docker(t)}
 	w.env = "e" + w.d.RunID
 	w.d.CleanupLabel(t, engine.LabelEnv, w.env)
@@ -296,7 +296,7 @@ func (w *world) start() *daemon {
 }
 
 // waitFor returns once a log line contains every one of markers.
-func (d *daemon) waitFor(t *testing.T, markers ...string) {
+func (d *daemon) waitFor(t testing.TB, markers ...string) {
 	t.Helper()
 	timeout := time.After(60 * time.Second)
 	for {

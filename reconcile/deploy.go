@@ -387,18 +387,29 @@ func (p *deploy) retire(ctx context.Context) error {
 	// From here on the revision is live: failures to clean up are logged,
 	// not rolled back.
 	p.undo = nil
+	// In parallel: each is already out of service, and a graceful stop
+	// takes as long as the slowest app's shutdown, not their sum.
+	var mu sync.Mutex
 	var errs []error
+	var wg sync.WaitGroup
 	for _, m := range p.remove {
-		if err := p.Containers.Stop(ctx, m.ID, nil); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := p.Containers.Remove(ctx, m.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		p.log.Info("container retired", "service", m.Service, "container", m.Name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := p.Containers.Stop(ctx, m.ID, nil)
+			if err == nil {
+				err = p.Containers.Remove(ctx, m.ID)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			p.log.Info("container retired", "service", m.Service, "container", m.Name)
+		}()
 	}
+	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		p.log.Warn("retire incomplete; the next pass removes the rest", "error", err)
 	}

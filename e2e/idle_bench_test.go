@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"berth.dev/berth/internal/testenv"
+)
+
+// BenchmarkIdleDaemon measures `berth run` once it has converged: resident
+// memory and CPU while it polls an unchanged repo (each poll: a ref listing
+// and a container listing). It polls every 5 s — twelve times the default
+// 60 s — for 30 s, so the CPU figure is an upper bound for the default.
+//
+//	go test -run '^$' -bench IdleDaemon -benchtime 1x ./e2e
+func BenchmarkIdleDaemon(b *testing.B) {
+	w := newWorld(b)
+	img := testenv.PushApp(b, w.reg, testenv.ImageSpec{Version: "v1"})
+	w.d.CleanupImage(img.Ref())
+	w.commit("v1", img, "serve")
+	cfg, _ := os.ReadFile(w.config)
+	os.WriteFile(w.config, []byte(strings.Replace(string(cfg), "poll_interval: 1s", "poll_interval: 5s", 1)), 0o600)
+	for b.Loop() {
+		d := w.start()
+		d.waitFor(b, `"@message":"deployed"`)
+		pid := d.cmd.Process.Pid
+		cpu0, wall0 := cpuTicks(b, pid), time.Now()
+		time.Sleep(30 * time.Second)
+		cpu := float64(cpuTicks(b, pid)-cpu0) / 100 // USER_HZ
+		b.ReportMetric(100*cpu/time.Since(wall0).Seconds(), "cpu-%")
+		b.ReportMetric(float64(rssKiB(b, pid))/1024, "rss-MiB")
+		d.kill()
+	}
+}
+
+// cpuTicks is utime+stime of pid in clock ticks.
+func cpuTicks(b *testing.B, pid int) int64 {
+	s, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(s[strings.LastIndexByte(string(s), ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + k
+}
+
+func rssKiB(b *testing.B, pid int) int64 {
+	s, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(s), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			n, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
