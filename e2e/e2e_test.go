@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+
 	"berth.dev/berth/engine"
 	"berth.dev/berth/internal/testenv"
 )
@@ -391,4 +393,49 @@ func TestE2E_SIGTERMDuringACutoverRollsBackAndExits(t *testing.T) {
 	if len(history) < 2 || history[0].Commit != c2 || history[0].Result != "succeeded" || history[1].Result != "interrupted" {
 		t.Fatalf("history %+v, want the interrupted deploy of %s then its success", history, c2[:12])
 	}
+}
+
+func TestE2E_PlanSelfHealAndOneAgentPerStateDir(t *testing.T) {
+	w := newWorld(t)
+	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
+	w.d.CleanupImage(v1.Ref())
+	c1 := w.commit("v1", v1, "serve")
+
+	out, err := exec.Command(w.bin, "plan", "--config", w.config).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "web: create, no container") || !strings.Contains(string(out), "migrate: run") {
+		t.Fatalf("berth plan before the first deploy: %v\n%s", err, out)
+	}
+	if len(w.containers()) != 0 {
+		t.Fatal("berth plan changed the host")
+	}
+	if code, log := w.once(); code != 0 {
+		t.Fatalf("v1: %d\n%s", code, log)
+	}
+	out, _ = exec.Command(w.bin, "plan", "--config", w.config).CombinedOutput()
+	if !strings.Contains(string(out), "no change") {
+		t.Fatalf("berth plan on a converged host:\n%s", out)
+	}
+
+	// Someone removes the server by hand: the next check restores it.
+	ms, _ := engine.New(w.d.Client, nil).List(t.Context(), w.env)
+	for _, m := range ms {
+		if m.Service == "web" {
+			w.d.Client.ContainerRemove(t.Context(), m.ID, container.RemoveOptions{Force: true})
+		}
+	}
+	if code, log := w.once(); code != 0 || w.serving() != "version=v1" {
+		t.Fatalf("self-heal: exit %d, serving %q\n%s", code, w.serving(), log)
+	}
+	want := []string{"web@" + c1[:12] + ":running", "worker@" + c1[:12] + ":running"}
+	if got := w.containers(); !slices.Equal(got, want) {
+		t.Fatalf("containers after self-heal %v", got)
+	}
+
+	d := w.start()
+	d.waitFor(t, `"@message":"berth started"`)
+	code, log := w.once()
+	if code != 1 || !strings.Contains(log, "another berth agent is running on "+w.state) {
+		t.Fatalf("a second agent on the same state dir: exit %d\n%s", code, log)
+	}
+	d.kill()
 }

@@ -145,3 +145,13 @@ func short(id string) string {
 	}
 	return id
 }
+
+// HasHealthcheck reports whether the container runs a HEALTHCHECK (its own
+// or its image's).
+func (e *Engine) HasHealthcheck(ctx context.Context, id string) (bool, error) {
+	ins, err := e.c.ContainerInspect(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("inspect container %s: %w", short(id), err)
+	}
+	return ins.State != nil && ins.State.Health != nil, nil
+}

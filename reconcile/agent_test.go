@@ -92,6 +92,7 @@ func (f *fakeHost) WaitHealthy(_ context.Context, id string, _, _ time.Duration)
 	return nil
 }
 func (f *fakeHost) HostPort(context.Context, string, string) (string, error) { return "32768", nil }
+func (f *fakeHost) HasHealthcheck(context.Context, string) (bool, error)     { return true, nil }
 
 func (f *fakeHost) running() []string {
 	ms, _ := f.List(context.Background(), "")
@@ -332,5 +333,54 @@ func TestAgent_PrunesImagesOfRevisionsBeyondTheKeptOnes(t *testing.T) {
 	}
 	if !slices.Equal(p.keep, []string{"r/app@c3", "r/app@c2"}) || !slices.Equal(p.candidates, []string{"r/app@c1"}) {
 		t.Fatalf("keep %v, candidates %v", p.keep, p.candidates)
+	}
+}
+
+type fakeSecrets struct {
+	digest string
+	err    error
+	asked  []string
+}
+
+func (f *fakeSecrets) Resolve(_ context.Context, service string, refs map[string]envs.SecretRef) ([]string, string, error) {
+	f.asked = append(f.asked, service)
+	if f.err != nil {
+		return nil, "", f.err
+	}
+	return []string{"DB_PASSWORD=value-" + f.digest}, f.digest, nil
+}
+
+func TestDeploy_SecretsResolvedFirstAndTheirDigestRedeploys(t *testing.T) {
+	host := newFakeHost()
+	sec := &fakeSecrets{digest: "d1"}
+	d := &Deployer{Images: host, Containers: host, Observer: host, OneShots: noOneShots{}, Secrets: sec,
+		Switcher: func(*envs.Env) Switcher { return &fakeSwitch{} }}
+	env := fakeEnv("c1")
+	env.Services[0].Berth.Secrets = map[string]envs.SecretRef{"DB_PASSWORD": {Path: "kv/db", Field: "pw"}}
+	ctx := t.Context()
+	if _, err := d.Deploy(ctx, Input{Env: env, Revision: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Deploy(ctx, Input{Env: env, Revision: "c1"})
+	if err != nil || res.Changed {
+		t.Fatalf("same secret version: changed %v, %v", res.Changed, err)
+	}
+	sec.digest = "d2"
+	res, err = d.Deploy(ctx, Input{Env: env, Revision: "c1"})
+	if err != nil || !res.Changed || !strings.Contains(res.Actions[0].Reason, "config changed") {
+		t.Fatalf("new secret version: %+v, %v", res, err)
+	}
+	sec.err = errors.New("vault: permission denied on kv/db")
+	before := host.running()
+	_, err = d.Deploy(ctx, Input{Env: env, Revision: "c2"})
+	if err == nil || err.Error() != "prepare: service web: vault: permission denied on kv/db" {
+		t.Fatalf("unresolvable secret: %v", err)
+	}
+	if !slices.Equal(host.running(), before) {
+		t.Fatalf("a secret failure touched containers: %v → %v", before, host.running())
+	}
+	d.Secrets = nil
+	if _, err := d.Deploy(ctx, Input{Env: env, Revision: "c2"}); err == nil || !strings.Contains(err.Error(), "no secrets backend is configured") {
+		t.Fatalf("secrets without a backend: %v", err)
 	}
 }

@@ -2,8 +2,11 @@ package reconcile
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -22,6 +25,9 @@ type Deployer struct {
 	Containers Containers
 	Observer   Observer
 	OneShots   OneShots
+	// Secrets resolves x-berth.secrets; nil when no Vault is configured
+	// (envs validation then refuses services that declare secrets).
+	Secrets Secrets
 	// Switcher returns the load balancer of env (nil when it has none).
 	Switcher func(env *envs.Env) Switcher
 	Log      hclog.Logger
@@ -87,6 +93,9 @@ func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
 		}
 	}
 	p := &deploy{Deployer: d, in: in, res: &Result{}, log: d.logger().With("env", in.Env.Name, "commit", short(in.Revision))}
+	if err := p.resolveSecrets(ctx); err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
 	actual, err := d.Observer.List(ctx, in.Env.Name)
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
@@ -140,6 +149,34 @@ func (d *Deployer) logger() hclog.Logger {
 		return hclog.NewNullLogger()
 	}
 	return d.Log
+}
+
+// resolveSecrets resolves every service's secrets before the plan (their
+// digests are part of the config hashes) and before anything is touched: a
+// Vault outage fails the deploy here, with nothing changed.
+func (p *deploy) resolveSecrets(ctx context.Context) error {
+	var errs []error
+	for _, s := range p.in.Env.Services {
+		if len(s.Berth.Secrets) == 0 {
+			continue
+		}
+		if p.Secrets == nil {
+			errs = append(errs, fmt.Errorf("service %s declares secrets but no secrets backend is configured", s.Name))
+			continue
+		}
+		env, digest, err := p.Secrets.Resolve(ctx, s.Name, s.Berth.Secrets)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
+			continue
+		}
+		if p.in.SecretEnv == nil {
+			p.in.SecretEnv = map[string][]string{}
+		}
+		p.in.SecretEnv[s.Name] = env
+		sum := sha256.Sum256([]byte(p.in.Hashes[s.Name] + "\x00" + digest))
+		p.in.Hashes[s.Name] = hex.EncodeToString(sum[:])
+	}
+	return errors.Join(errs...)
 }
 
 // prepare pulls every image the deploy needs before anything is touched: a
@@ -323,6 +360,9 @@ func (p *deploy) servers(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if err := p.gateWithoutHealthcheck(ctx, a, id, hostPort); err != nil {
+			return err
+		}
 		sw, err := p.balancer(a)
 		if err != nil {
 			return err
@@ -346,6 +386,43 @@ func (p *deploy) servers(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// gateWithoutHealthcheck is the health gate of a server whose image has no
+// HEALTHCHECK: berth warns and waits until an HTTP GET of / on its port gets
+// an answer below 500. (A TCP connect proves nothing: Docker's proxy accepts
+// on the published port whether or not the app listens.)
+func (p *deploy) gateWithoutHealthcheck(ctx context.Context, a Action, id, hostPort string) error {
+	has, err := p.Observer.HasHealthcheck(ctx, id)
+	if err != nil || has {
+		return err
+	}
+	p.log.Warn("server has no HEALTHCHECK; gating on an HTTP answer from its port instead", "service", a.Service)
+	timeout := p.HealthTimeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	url := "http://127.0.0.1:" + hostPort + "/"
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return nil
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("service %s: no HEALTHCHECK, and %s did not answer within %s: %w", a.Service, url, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (p *deploy) balancer(a Action) (Switcher, error) {

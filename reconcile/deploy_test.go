@@ -285,3 +285,28 @@ func TestDeploy_ConvergesAfterAnInterruptedCutover(t *testing.T) {
 		}
 	}
 }
+
+// A server image without HEALTHCHECK is gated on its port accepting
+// connections: one that never listens is never switched to.
+func TestDeploy_ServerWithoutHealthcheckIsGatedOnItsPort(t *testing.T) {
+	h := newHost(t)
+	v1 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v1", NoHealthcheck: true})
+	v2 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v2", NoHealthcheck: true})
+	h.d.CleanupImage(v1.Ref())
+	h.d.CleanupImage(v2.Ref())
+	if _, err := h.deploy(rev{image: v1}, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.serving(); got != "version=v1" {
+		t.Fatalf("serving %q", got)
+	}
+	// v2's server runs but never listens.
+	env := h.env(rev{image: v2, webMode: "idle"})
+	_, err := h.deployer.Deploy(t.Context(), Input{Env: env, Revision: "r2"})
+	if err == nil || !strings.Contains(err.Error(), "no HEALTHCHECK, and http://127.0.0.1:") {
+		t.Fatalf("deploy of a server that never listens: %v", err)
+	}
+	if got := h.serving(); got != "version=v1" {
+		t.Fatalf("after the failed gate nginx serves %q", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"berth.dev/berth/engine"
+	"berth.dev/berth/envs"
 	"berth.dev/berth/migrate"
 )
 
@@ -32,6 +33,15 @@ type Observer interface {
 	List(ctx context.Context, env string) ([]engine.Managed, error)
 	WaitHealthy(ctx context.Context, id string, timeout, settle time.Duration) error
 	HostPort(ctx context.Context, id, port string) (string, error)
+	HasHealthcheck(ctx context.Context, id string) (bool, error)
+}
+
+// Secrets resolves a service's x-berth.secrets before anything is touched.
+// It returns NAME=value pairs for the container and a digest of the values
+// (mixed into the config hash, so a new secret version redeploys); it never
+// returns or logs a value anywhere else.
+type Secrets interface {
+	Resolve(ctx context.Context, service string, refs map[string]envs.SecretRef) (env []string, digest string, err error)
 }
 
 // OneShots runs the migrate and cli services of a deploy.

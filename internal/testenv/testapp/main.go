@@ -6,7 +6,8 @@
 //
 // Behaviour is chosen by environment variables (all optional):
 //
-//	APP_MODE           serve (default) | unhealthy | crash | exit
+//	APP_MODE           serve (default) | unhealthy | crash | exit | idle
+//	                   (idle: runs until SIGTERM and never listens)
 //	APP_PORT           port to serve on (default 8080)
 //	APP_VERSION        reported by GET / and GET /version (set in the image)
 //	APP_HEALTHY_AFTER  duration; /healthz fails until this long after start
@@ -109,6 +110,11 @@ func run() int {
 	case "crash":
 		fmt.Fprintln(os.Stderr, "testapp: crashing on start as asked")
 		return exitCode(3)
+	case "idle":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		<-ctx.Done()
+		return 0
 	case "exit":
 		time.Sleep(duration("APP_SLEEP"))
 		code := exitCode(0)
