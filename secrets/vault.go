@@ -1,0 +1,281 @@
+package secrets
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	vault "github.com/hashicorp/vault/api"
+
+	"berth.dev/berth/envs"
+)
+
+// Config is how the agent reaches Vault. Credentials are named by file and
+// re-read when used, so a Vault Agent or a rotation can rewrite them.
+type Config struct {
+	Address   string `yaml:"address"`
+	CACert    string `yaml:"ca_cert"`
+	Namespace string `yaml:"namespace"`
+	// TokenFile holds a Vault token (e.g. written by Vault Agent).
+	TokenFile string `yaml:"token_file"`
+	// AppRole logs in with role_id and secret_id read from files.
+	AppRole *AppRole `yaml:"approle"`
+	// Timeout bounds the resolution of one service's secrets.
+	Timeout time.Duration `yaml:"-"`
+}
+
+// AppRole auth.
+type AppRole struct {
+	RoleIDFile   string `yaml:"role_id_file"`
+	SecretIDFile string `yaml:"secret_id_file"`
+	Mount        string `yaml:"mount"` // default "approle"
+}
+
+// Vault resolves x-berth secret references ("path#field[@version]") from KV
+// v1 and v2 mounts.
+type Vault struct {
+	cfg    Config
+	client *vault.Client
+	log    hclog.Logger
+
+	mu      sync.Mutex
+	renewAt time.Time        // AppRole token: renew (or log in again) after this
+	mounts  map[string]mount // path prefix → mount
+}
+
+type mount struct {
+	path    string // "secret/"
+	version int    // 1 or 2
+}
+
+// New builds a Vault client; nothing is contacted until Resolve.
+func New(cfg Config, log hclog.Logger) (*Vault, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	vc := vault.DefaultConfig()
+	vc.Address = cfg.Address
+	vc.Timeout = cfg.Timeout
+	vc.MaxRetries = 1
+	if cfg.CACert != "" {
+		if err := vc.ConfigureTLS(&vault.TLSConfig{CACert: cfg.CACert}); err != nil {
+			return nil, fmt.Errorf("vault tls: %w", err)
+		}
+	}
+	c, err := vault.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	c.ClearToken() // never VAULT_TOKEN from the environment: configured auth only
+	if cfg.Namespace != "" {
+		c.SetNamespace(cfg.Namespace)
+	}
+	if cfg.TokenFile == "" && cfg.AppRole == nil {
+		return nil, errors.New("vault: configure token_file or approle")
+	}
+	return &Vault{cfg: cfg, client: c, log: log.Named("secrets"), mounts: map[string]mount{}}, nil
+}
+
+// Resolve reads every reference of one service, in parallel, within the
+// timeout. It returns NAME=value pairs sorted by name and a digest of the
+// values; any missing path or field, permission error or outage fails the
+// whole service, naming the variable and the reference, never a value.
+func (v *Vault) Resolve(ctx context.Context, service string, refs map[string]envs.SecretRef) ([]string, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+	defer cancel()
+	if err := v.authenticate(ctx); err != nil {
+		return nil, "", err
+	}
+	names := slices.Sorted(maps.Keys(refs))
+	values := make([]Value, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			values[i], errs[i] = v.read(ctx, refs[name])
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("secret %s (%s): %w", name, refs[name], errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, "", err
+	}
+	env := make([]string, len(names))
+	h := sha256.New()
+	for i, name := range names {
+		env[i] = name + "=" + values[i].Reveal()
+		fmt.Fprintf(h, "%s=%s=%s\n", name, refs[name], values[i].Digest())
+	}
+	return env, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// authenticate sets the client's token: the token file's content, or an
+// AppRole token renewed at half its TTL and re-acquired when renewal fails.
+func (v *Vault) authenticate(ctx context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.cfg.TokenFile != "" {
+		b, err := os.ReadFile(v.cfg.TokenFile)
+		if err != nil {
+			return fmt.Errorf("vault: read token file: %w", err)
+		}
+		v.client.SetToken(strings.TrimSpace(string(b)))
+		return nil
+	}
+	if v.client.Token() != "" && time.Now().Before(v.renewAt) {
+		return nil
+	}
+	if v.client.Token() != "" {
+		s, err := v.client.Auth().Token().RenewSelfWithContext(ctx, 0)
+		if err == nil && s != nil && s.Auth != nil {
+			v.renewAt = time.Now().Add(time.Duration(s.Auth.LeaseDuration) * time.Second / 2)
+			return nil
+		}
+		v.log.Warn("vault token renewal failed; logging in again", "error", err)
+	}
+	return v.login(ctx)
+}
+
+func (v *Vault) login(ctx context.Context) error {
+	a := v.cfg.AppRole
+	roleID, err := os.ReadFile(a.RoleIDFile)
+	if err != nil {
+		return fmt.Errorf("vault: read role_id file: %w", err)
+	}
+	secretID, err := os.ReadFile(a.SecretIDFile)
+	if err != nil {
+		return fmt.Errorf("vault: read secret_id file: %w", err)
+	}
+	m := a.Mount
+	if m == "" {
+		m = "approle"
+	}
+	v.client.ClearToken()
+	s, err := v.client.Logical().WriteWithContext(ctx, "auth/"+m+"/login", map[string]any{
+		"role_id": strings.TrimSpace(string(roleID)), "secret_id": strings.TrimSpace(string(secretID)),
+	})
+	if err != nil {
+		return fmt.Errorf("vault: approle login: %w", describe(err))
+	}
+	if s == nil || s.Auth == nil {
+		return errors.New("vault: approle login returned no token")
+	}
+	v.client.SetToken(s.Auth.ClientToken)
+	v.renewAt = time.Now().Add(time.Duration(s.Auth.LeaseDuration) * time.Second / 2)
+	return nil
+}
+
+// read fetches one field, from a KV v2 mount (data/ inserted, optional
+// version) or a KV v1 mount.
+func (v *Vault) read(ctx context.Context, ref envs.SecretRef) (Value, error) {
+	m, err := v.mountOf(ctx, ref.Path)
+	if err != nil {
+		return Value{}, err
+	}
+	var data map[string]any
+	if m.version == 2 {
+		rel := strings.TrimPrefix(ref.Path, m.path)
+		q := map[string][]string{}
+		if ref.Version > 0 {
+			q["version"] = []string{strconv.Itoa(ref.Version)}
+		}
+		s, err := v.client.Logical().ReadWithDataWithContext(ctx, m.path+"data/"+rel, q)
+		if err != nil {
+			return Value{}, describe(err)
+		}
+		if s == nil || s.Data == nil || s.Data["data"] == nil {
+			return Value{}, errors.New("no such secret")
+		}
+		data, _ = s.Data["data"].(map[string]any)
+	} else {
+		if ref.Version > 0 {
+			return Value{}, fmt.Errorf("@%d: %s is a KV v1 mount, which has no versions", ref.Version, m.path)
+		}
+		s, err := v.client.Logical().ReadWithContext(ctx, ref.Path)
+		if err != nil {
+			return Value{}, describe(err)
+		}
+		if s == nil {
+			return Value{}, errors.New("no such secret")
+		}
+		data = s.Data
+	}
+	raw, ok := data[ref.Field]
+	if !ok {
+		return Value{}, fmt.Errorf("no field %q in the secret", ref.Field)
+	}
+	if s, ok := raw.(string); ok {
+		return Value{v: s}, nil
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return Value{}, fmt.Errorf("field %q: %w", ref.Field, err)
+	}
+	return Value{v: string(b)}, nil
+}
+
+// mountOf finds the mount a path is under and its KV version (Vault's own
+// CLI asks the same endpoint), caching by mount path.
+func (v *Vault) mountOf(ctx context.Context, path string) (mount, error) {
+	v.mu.Lock()
+	for prefix, m := range v.mounts {
+		if strings.HasPrefix(path, prefix) {
+			v.mu.Unlock()
+			return m, nil
+		}
+	}
+	v.mu.Unlock()
+	s, err := v.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
+	if err != nil {
+		return mount{}, describe(err)
+	}
+	if s == nil || s.Data == nil {
+		return mount{}, errors.New("no secrets engine is mounted there")
+	}
+	m := mount{version: 1}
+	m.path, _ = s.Data["path"].(string)
+	if opts, ok := s.Data["options"].(map[string]any); ok && opts["version"] == "2" {
+		m.version = 2
+	}
+	if m.path == "" {
+		return mount{}, errors.New("no secrets engine is mounted there")
+	}
+	v.mu.Lock()
+	v.mounts[m.path] = m
+	v.mu.Unlock()
+	return m, nil
+}
+
+// describe turns Vault client errors into short reasons.
+func describe(err error) error {
+	var re *vault.ResponseError
+	if errors.As(err, &re) {
+		switch re.StatusCode {
+		case http.StatusForbidden:
+			return errors.New("permission denied")
+		case http.StatusNotFound:
+			return errors.New("no such secret")
+		}
+		return fmt.Errorf("vault answered %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
+	}
+	return fmt.Errorf("vault unreachable: %w", err)
+}

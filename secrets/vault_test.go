@@ -1,0 +1,169 @@
+package secrets
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/testenv"
+)
+
+// seeded is a real Vault with a KV v2 secret at secret/journal/db (two
+// versions), a KV v1 mount kv1/ holding kv1/journal/api, a "berth" policy
+// reading both, and AppRole enabled with a role carrying that policy.
+type seeded struct {
+	v    *testenv.Vault
+	root *vault.Client
+}
+
+func seed(t *testing.T) *seeded {
+	t.Helper()
+	v := testenv.StartVault(t)
+	cfg := vault.DefaultConfig()
+	cfg.Address = v.Addr
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(v.Token)
+	ctx := t.Context()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(c.Sys().MountWithContext(ctx, "kv1", &vault.MountInput{Type: "kv", Options: map[string]string{"version": "1"}}))
+	_, err = c.KVv2("secret").Put(ctx, "journal/db", map[string]any{"password": "pw-version-1"})
+	must(err)
+	_, err = c.KVv2("secret").Put(ctx, "journal/db", map[string]any{"password": "pw-version-2", "port": 5432})
+	must(err)
+	_, err = c.Logical().WriteWithContext(ctx, "kv1/journal/api", map[string]any{"key": "api-key-v1"})
+	must(err)
+	must(c.Sys().PutPolicyWithContext(ctx, "berth", `
+path "secret/data/journal/*" { capabilities = ["read"] }
+path "kv1/journal/*" { capabilities = ["read"] }
+`))
+	must(c.Sys().EnableAuthWithOptionsWithContext(ctx, "approle", &vault.EnableAuthOptions{Type: "approle"}))
+	_, err = c.Logical().WriteWithContext(ctx, "auth/approle/role/berth", map[string]any{"token_policies": "berth", "token_ttl": "20m"})
+	must(err)
+	return &seeded{v: v, root: c}
+}
+
+func (s *seeded) tokenFile(t *testing.T, policies ...string) string {
+	t.Helper()
+	tok, err := s.root.Auth().Token().CreateWithContext(t.Context(), &vault.TokenCreateRequest{Policies: policies, NoDefaultPolicy: len(policies) > 0 && policies[0] == "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(p, []byte(tok.Auth.ClientToken+"\n"), 0o600)
+	return p
+}
+
+func (s *seeded) appRole(t *testing.T) *AppRole {
+	t.Helper()
+	ctx := t.Context()
+	r, err := s.root.Logical().ReadWithContext(ctx, "auth/approle/role/berth/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := s.root.Logical().WriteWithContext(ctx, "auth/approle/role/berth/secret-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	a := &AppRole{RoleIDFile: filepath.Join(dir, "role_id"), SecretIDFile: filepath.Join(dir, "secret_id")}
+	os.WriteFile(a.RoleIDFile, []byte(r.Data["role_id"].(string)), 0o600)
+	os.WriteFile(a.SecretIDFile, []byte(sid.Data["secret_id"].(string)), 0o600)
+	return a
+}
+
+var refs = map[string]envs.SecretRef{
+	"DB_PASSWORD": {Path: "secret/journal/db", Field: "password"},
+	"DB_PORT":     {Path: "secret/journal/db", Field: "port"},
+	"OLD_DB_PW":   {Path: "secret/journal/db", Field: "password", Version: 1},
+	"API_KEY":     {Path: "kv1/journal/api", Field: "key"},
+}
+
+func TestVault_ResolvesKVv2AndKVv1WithTokenFileAndAppRole(t *testing.T) {
+	s := seed(t)
+	want := "API_KEY=api-key-v1,DB_PASSWORD=pw-version-2,DB_PORT=5432,OLD_DB_PW=pw-version-1"
+	for name, cfg := range map[string]Config{
+		"token file": {Address: s.v.Addr, TokenFile: s.tokenFile(t, "berth")},
+		"approle":    {Address: s.v.Addr, AppRole: s.appRole(t)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			v, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, digest, err := v.Resolve(t.Context(), "web", refs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(env, ","); got != want {
+				t.Fatalf("env %s, want %s", got, want)
+			}
+			if strings.Contains(digest, "pw-version") || len(digest) != 64 {
+				t.Fatalf("digest %q", digest)
+			}
+		})
+	}
+}
+
+func TestVault_NewVersionChangesTheDigest(t *testing.T) {
+	s := seed(t)
+	v, _ := New(Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "berth")}, nil)
+	one := map[string]envs.SecretRef{"DB_PASSWORD": refs["DB_PASSWORD"]}
+	_, d1, err := v.Resolve(t.Context(), "web", one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, d1again, _ := v.Resolve(t.Context(), "web", one)
+	s.root.KVv2("secret").Put(t.Context(), "journal/db", map[string]any{"password": "pw-version-3"})
+	_, d2, _ := v.Resolve(t.Context(), "web", one)
+	if d1 != d1again || d1 == d2 {
+		t.Fatalf("digests %s %s %s: want stable, then changed by the new version", d1, d1again, d2)
+	}
+}
+
+func TestVault_FailuresNameTheVariableAndPathNeverAValue(t *testing.T) {
+	s := seed(t)
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	down := "http://" + closed.Addr().String()
+	closed.Close()
+	tests := []struct {
+		name string
+		cfg  Config
+		ref  envs.SecretRef
+		want string
+	}{
+		{"missing path", Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "berth")}, envs.SecretRef{Path: "secret/journal/nope", Field: "password"}, "secret DB_PASSWORD (secret/journal/nope#password): no such secret"},
+		{"missing field", Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "berth")}, envs.SecretRef{Path: "secret/journal/db", Field: "passwd"}, `secret DB_PASSWORD (secret/journal/db#passwd): no field "passwd" in the secret`},
+		{"permission denied", Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "default")}, envs.SecretRef{Path: "secret/journal/db", Field: "password"}, "secret DB_PASSWORD (secret/journal/db#password): permission denied"},
+		{"vault down", Config{Address: down, TokenFile: s.tokenFile(t, "berth"), Timeout: 5 * time.Second}, envs.SecretRef{Path: "secret/journal/db", Field: "password"}, "secret DB_PASSWORD (secret/journal/db#password): vault unreachable"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := New(tc.cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = v.Resolve(context.Background(), "web", map[string]envs.SecretRef{"DB_PASSWORD": tc.ref})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "pw-version") {
+				t.Fatalf("error reveals a value: %v", err)
+			}
+		})
+	}
+}
