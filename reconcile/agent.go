@@ -189,6 +189,12 @@ func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revis
 		if ctx.Err() != nil {
 			return err // shutting down: rolled back, retried on restart
 		}
+		if st.Live != nil && st.Live.Commit == rev.Commit {
+			// Restoring the live revision failed (Vault or the engine down,
+			// a container that keeps dying): not a verdict on the revision.
+			// The poller backs off and the next check tries again.
+			return fmt.Errorf("restore live revision %s: %w", short(rev.Commit), err)
+		}
 		log.Error("deploy failed and rolled back", "deploy_id", id, "commit", short(rev.Commit), "error", err)
 		st.Failed = &RevisionState{Commit: rev.Commit, DeployID: id, At: time.Now().UTC(), Reason: err.Error()}
 		return SaveState(a.StateDir, *st)

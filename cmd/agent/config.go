@@ -14,6 +14,7 @@ import (
 
 	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
+	"berth.dev/berth/secrets"
 )
 
 // DefaultConfigPath is where the agent config lives on a host.
@@ -31,6 +32,8 @@ type Config struct {
 		Host string `yaml:"host"`
 	} `yaml:"docker"`
 	Policy envs.Policy `yaml:"policy"`
+	// Vault, when set, resolves x-berth.secrets.
+	Vault *VaultConfig `yaml:"vault"`
 	// RollbackHold says what ends a `berth rollback`: "new_commit"
 	// (default) or only "resume".
 	RollbackHold string `yaml:"rollback_hold"`
@@ -47,6 +50,17 @@ type Config struct {
 		Probe   string   `yaml:"probe_url"`
 		Drain   Duration `yaml:"drain_timeout"`
 	} `yaml:"nginx"`
+}
+
+// VaultConfig is the agent's Vault: where, how to log in, and how often a
+// live revision's secrets are read again to notice new versions.
+type VaultConfig struct {
+	secrets.Config `yaml:",inline"`
+	// CheckInterval is how long resolved secrets are reused before Vault is
+	// read again (a new version then redeploys the services using it).
+	CheckInterval Duration `yaml:"check_interval"`
+	// RedeployOnChange: false keeps a revision's secrets until a new commit.
+	RedeployOnChange *bool `yaml:"redeploy_on_change"`
 }
 
 // RepoConfig is the config repository to watch.
@@ -144,6 +158,33 @@ func (c *Config) Validate() error {
 		}
 		if _, err := os.Stat(f); err != nil {
 			bad(field, "%v", err)
+		}
+	}
+	if v := c.Vault; v != nil {
+		if v.Address == "" {
+			bad("vault.address", "required, e.g. https://vault.example.org:8200")
+		}
+		if (v.TokenFile == "") == (v.AppRole == nil) {
+			bad("vault", "set exactly one of token_file and approle")
+		}
+		files := map[string]string{"vault.token_file": v.TokenFile, "vault.ca_cert": v.CACert}
+		if v.AppRole != nil {
+			files["vault.approle.role_id_file"] = v.AppRole.RoleIDFile
+			files["vault.approle.secret_id_file"] = v.AppRole.SecretIDFile
+			if v.AppRole.RoleIDFile == "" || v.AppRole.SecretIDFile == "" {
+				bad("vault.approle", "role_id_file and secret_id_file are required")
+			}
+		}
+		for field, f := range files {
+			if f == "" {
+				continue
+			}
+			if _, err := os.Stat(f); err != nil {
+				bad(field, "%v", err)
+			}
+		}
+		if v.CheckInterval.Duration == 0 {
+			v.CheckInterval.Duration = 5 * time.Minute
 		}
 	}
 	if c.RollbackHold != "new_commit" && c.RollbackHold != "resume" {

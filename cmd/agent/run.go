@@ -68,6 +68,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Warn("deploy was interrupted; converging from the containers", "deploy_id", r.ID, "commit", r.Commit, "phase", r.Phase)
 	}
 	eng := engine.New(dc, log)
+	sec, err := newSecrets(cfg, log)
+	if err != nil {
+		log.Error("vault", "error", err)
+		return exitConfig
+	}
 	agent := &reconcile.Agent{
 		Pruner:          eng,
 		KeepRevisions:   cfg.Deploy.KeepRevisions,
@@ -75,7 +80,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		HoldUntilResume: cfg.RollbackHold == "resume",
 		Source:          source{src},
 		Load:            loader(cfg),
-		Deployer:        newDeployer(cfg, engine.New(dc, log), log),
+		Deployer:        newDeployer(cfg, eng, sec, log),
 		StateDir:        cfg.StateDir,
 		Log:             log.Named("agent"),
 	}

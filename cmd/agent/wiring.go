@@ -18,6 +18,7 @@ import (
 	"berth.dev/berth/lb"
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/secrets"
 )
 
 // newLogger is the one root logger: JSON when stderr is not a terminal
@@ -61,7 +62,24 @@ func newSource(cfg *Config, dir string, log hclog.Logger) (*gitsource.Source, er
 }
 
 func loadOptions(cfg *Config) envs.Options {
-	return envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: true}
+	return envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: cfg.Vault == nil}
+}
+
+// newSecrets is the Vault resolver behind a cache that re-reads Vault every
+// check_interval (never, with redeploy_on_change: false); nil without vault.
+func newSecrets(cfg *Config, log hclog.Logger) (reconcile.Secrets, error) {
+	if cfg.Vault == nil {
+		return nil, nil
+	}
+	v, err := secrets.New(cfg.Vault.Config, log)
+	if err != nil {
+		return nil, err
+	}
+	interval := cfg.Vault.CheckInterval.Duration
+	if r := cfg.Vault.RedeployOnChange; r != nil && !*r {
+		interval = -1
+	}
+	return &secrets.Cached{Resolver: v, Interval: interval}, nil
 }
 
 // loader loads the agent's environment from a revision's working copy.
@@ -83,9 +101,10 @@ func newDocker(cfg *Config) (*client.Client, error) {
 	return c, nil
 }
 
-func newDeployer(cfg *Config, eng *engine.Engine, log hclog.Logger) *reconcile.Deployer {
+func newDeployer(cfg *Config, eng *engine.Engine, sec reconcile.Secrets, log hclog.Logger) *reconcile.Deployer {
 	return &reconcile.Deployer{
-		Images: eng, Containers: eng, Observer: eng,
+		Secrets: sec,
+		Images:  eng, Containers: eng, Observer: eng,
 		OneShots: &migrate.Runner{Engine: eng, Ledger: filepath.Join(cfg.StateDir, "migrations.json"), Timeout: cfg.Deploy.MigrationTimeout.Duration, Log: log},
 		Switcher: func(env *envs.Env) reconcile.Switcher {
 			if env.LB == nil {
