@@ -26,6 +26,13 @@ type fakeHost struct {
 	pulls      []string
 	unhealthy  map[string]bool // image → never healthy
 	pullErr    error
+	calls      []string // "create web@c1", "stop web@c1", …
+}
+
+func (f *fakeHost) record(op, id string) {
+	if c, ok := f.containers[id]; ok {
+		f.calls = append(f.calls, op+" "+c.Service+"@"+c.Revision)
+	}
 }
 
 func newFakeHost() *fakeHost {
@@ -52,6 +59,7 @@ func (f *fakeHost) Create(_ context.Context, req *engine.Request) (string, error
 	fmt.Sscan(l[engine.LabelSlot], &slot)
 	f.containers[id] = &engine.Managed{ID: id, Name: req.Name, Service: l[engine.LabelService], Role: l[engine.LabelRole], Slot: slot,
 		Revision: l[engine.LabelRevision], ConfigHash: l[engine.LabelConfigHash], Image: req.Config.Image, State: "created"}
+	f.record("create", id)
 	return id, nil
 }
 func (f *fakeHost) Start(_ context.Context, id string) error {
@@ -63,8 +71,9 @@ func (f *fakeHost) Start(_ context.Context, id string) error {
 func (f *fakeHost) Stop(_ context.Context, id string, _ *time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c, ok := f.containers[id]; ok {
+	if c, ok := f.containers[id]; ok && c.State == "running" {
 		c.State = "exited"
+		f.record("stop", id)
 	}
 	return nil
 }
@@ -382,5 +391,33 @@ func TestDeploy_SecretsResolvedFirstAndTheirDigestRedeploys(t *testing.T) {
 	d.Secrets = nil
 	if _, err := d.Deploy(ctx, Input{Env: env, Revision: "c2"}); err == nil || !strings.Contains(err.Error(), "no secrets backend is configured") {
 		t.Fatalf("secrets without a backend: %v", err)
+	}
+}
+
+func TestDeploy_WorkerOrder_StartFirstUnlessStopFirst(t *testing.T) {
+	for _, stopFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stop_first %v", stopFirst), func(t *testing.T) {
+			host := newFakeHost()
+			d := &Deployer{Images: host, Containers: host, Observer: host, OneShots: noOneShots{}}
+			env := func(c string) *envs.Env {
+				e := fakeEnv(c)
+				e.Services[0].Name, e.Services[0].Berth = "worker", envs.ServiceSpec{Role: envs.RoleWorker, StopFirst: stopFirst}
+				e.Project.Services = types.Services{"worker": e.Services[0].Config}
+				return e
+			}
+			for _, c := range []string{"c1", "c2"} {
+				if _, err := d.Deploy(t.Context(), Input{Env: env(c), Revision: c}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := strings.Join(host.calls, ", ")
+			want := "create worker@c1, create worker@c2, stop worker@c1"
+			if stopFirst {
+				want = "create worker@c1, stop worker@c1, create worker@c2"
+			}
+			if got != want {
+				t.Fatalf("calls %s, want %s", got, want)
+			}
+		})
 	}
 }
