@@ -1,0 +1,100 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"berth.dev/berth/migrate"
+)
+
+// resolveSecrets resolves every service's secrets before the plan (their
+// digests are part of the config hashes) and before anything is touched: a
+// Vault outage fails the deploy here, with nothing changed.
+func (p *deploy) resolveSecrets(ctx context.Context) error {
+	var errs []error
+	for _, s := range p.in.Env.Services {
+		if len(s.Berth.Secrets) == 0 {
+			continue
+		}
+		if p.Secrets == nil {
+			errs = append(errs, fmt.Errorf("service %s declares secrets but no secrets backend is configured", s.Name))
+			continue
+		}
+		env, digest, err := p.Secrets.Resolve(ctx, s.Name, s.Berth.Secrets)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
+			continue
+		}
+		if p.in.SecretEnv == nil {
+			p.in.SecretEnv = map[string][]string{}
+		}
+		p.in.SecretEnv[s.Name] = env
+		sum := sha256.Sum256([]byte(p.in.Hashes[s.Name] + "\x00" + digest))
+		p.in.Hashes[s.Name] = hex.EncodeToString(sum[:])
+	}
+	return errors.Join(errs...)
+}
+
+// prepare pulls every image the deploy needs before anything is touched: a
+// registry outage fails here, with nothing changed.
+func (p *deploy) prepare(ctx context.Context) error {
+	images := map[string]string{} // image → a service using it
+	for _, a := range p.res.Actions {
+		if a.Kind == Create || a.Kind == Replace || a.Kind == Run {
+			images[p.in.Env.Service(a.Service).Config.Image] = a.Service
+		}
+	}
+	limit := p.Pulls
+	if limit <= 0 {
+		limit = 3
+	}
+	sem := make(chan struct{}, limit)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for img, svc := range images {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, err := p.Images.EnsureImage(ctx, img); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("service %s: %w", svc, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return p.Images.EnsureProject(ctx, p.in.Env.Project)
+}
+
+// cli runs migrate then cli services from the new images; a failure
+// aborts the deploy with nothing else changed.
+func (p *deploy) cli(ctx context.Context) error {
+	var jobs []migrate.Job
+	for _, a := range p.res.Actions {
+		if a.Kind != Run {
+			continue
+		}
+		req, err := p.request(a, 1, true, false)
+		if err != nil {
+			return err
+		}
+		req.Name = fmt.Sprintf("%s-%s-run-%s", p.in.Env.Project.Name, a.Service, short(p.in.Revision))
+		jobs = append(jobs, migrate.Job{Service: *p.in.Env.Service(a.Service), Request: req, Secrets: secretValues(p.in.SecretEnv[a.Service])})
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	recs, err := p.OneShots.Run(ctx, jobs)
+	p.res.OneShots = recs
+	return err
+}
