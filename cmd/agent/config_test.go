@@ -40,3 +40,16 @@ func TestLoadConfig_StrictAndEveryProblemAtOnce(t *testing.T) {
 		t.Errorf("bad duration: %v", err)
 	}
 }
+
+func TestRun_CheckConfigExitCodes(t *testing.T) {
+	good := writeConfig(t, "env: prod\nrepo: {url: https://git.example.org/c.git}\n")
+	bad := writeConfig(t, "env: prod\nrepo: {url: x, nope: 1}\n")
+	var out, errOut strings.Builder
+	if code := run(t.Context(), []string{"run", "--check-config", "--config", good}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), good+": ok") {
+		t.Fatalf("good config: exit %d, %q %q", code, out.String(), errOut.String())
+	}
+	errOut.Reset()
+	if code := run(t.Context(), []string{"run", "--check-config", "--config", bad}, &out, &errOut); code != exitConfig || !strings.Contains(errOut.String(), "berth run: ") {
+		t.Fatalf("bad config: exit %d, %q", code, errOut.String())
+	}
+}

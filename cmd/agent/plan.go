@@ -14,14 +14,9 @@ import (
 // nothing: it fetches into a scratch dir, not the agent's state dir.
 func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("plan", "[--config FILE]", stderr)
-	path := fs.String("config", DefaultConfigPath, "agent config file")
-	if code, ok := parseFlags(fs, args); !ok {
+	cfg, code, ok := withConfig(fs, args, stderr)
+	if !ok {
 		return code
-	}
-	cfg, err := LoadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitConfig
 	}
 	log := newLogger(stderr, "warn")
 	scratch, err := os.MkdirTemp("", "berth-plan-")

@@ -15,18 +15,13 @@ import (
 // successfully (default: the one before the live one) and hold there.
 func runRollback(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("rollback", "[--config FILE] [REV]", stderr)
-	path := fs.String("config", DefaultConfigPath, "agent config file")
-	if code, ok := parseFlags(fs, args); !ok {
+	cfg, code, ok := withConfig(fs, args, stderr)
+	if !ok {
 		return code
 	}
 	if fs.NArg() > 1 {
 		fs.Usage()
 		return exitUsage
-	}
-	cfg, err := LoadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
-		return exitConfig
 	}
 	st, err := reconcile.LoadState(cfg.StateDir)
 	if err != nil {
@@ -82,14 +77,9 @@ func runResume(_ context.Context, args []string, stdout, stderr io.Writer) int {
 
 func simpleRequest(action, done string, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet(action, "[--config FILE]", stderr)
-	path := fs.String("config", DefaultConfigPath, "agent config file")
-	if code, ok := parseFlags(fs, args); !ok {
+	cfg, code, ok := withConfig(fs, args, stderr)
+	if !ok {
 		return code
-	}
-	cfg, err := LoadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth %s: %v\n", action, err)
-		return exitConfig
 	}
 	return submit(cfg, reconcile.Request{Action: action}, stdout, stderr, done)
 }

@@ -18,20 +18,15 @@ import (
 // retried on the next start.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "[--config FILE] [--once] [--log-level LEVEL]", stderr)
-	path := fs.String("config", DefaultConfigPath, "agent config file")
 	once := fs.Bool("once", false, "make one check and exit (exit 1 if it failed)")
 	checkOnly := fs.Bool("check-config", false, "validate the config and exit")
 	level := fs.String("log-level", "info", "trace, debug, info, warn or error")
-	if code, ok := parseFlags(fs, args); !ok {
+	cfg, code, ok := withConfig(fs, args, stderr)
+	if !ok {
 		return code
 	}
-	cfg, err := LoadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth run: %v\n", err)
-		return exitConfig
-	}
 	if *checkOnly {
-		fmt.Fprintf(stdout, "%s: ok\n", *path)
+		fmt.Fprintf(stdout, "%s: ok\n", fs.Lookup("config").Value)
 		return exitOK
 	}
 	log := newLogger(stderr, *level).With("env", cfg.Env)

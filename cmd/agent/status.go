@@ -27,15 +27,10 @@ type statusJSON struct {
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("status", "[--config FILE] [--json]", stderr)
-	path := fs.String("config", DefaultConfigPath, "agent config file")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if code, ok := parseFlags(fs, args); !ok {
+	cfg, code, ok := withConfig(fs, args, stderr)
+	if !ok {
 		return code
-	}
-	cfg, err := LoadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth status: %v\n", err)
-		return exitConfig
 	}
 	st, err := reconcile.LoadState(cfg.StateDir)
 	if err != nil {
@@ -102,16 +97,11 @@ func printStatus(w io.Writer, s statusJSON) {
 
 func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("history", "[--config FILE] [--json] [-n N]", stderr)
-	path := fs.String("config", DefaultConfigPath, "agent config file")
 	asJSON := fs.Bool("json", false, "print JSON")
 	n := fs.Int("n", 20, "how many deploys, newest first")
-	if code, ok := parseFlags(fs, args); !ok {
+	cfg, code, ok := withConfig(fs, args, stderr)
+	if !ok {
 		return code
-	}
-	cfg, err := LoadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth history: %v\n", err)
-		return exitConfig
 	}
 	recs, err := (&reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}).List()
 	if err != nil {

@@ -35,6 +35,22 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 	return 0, true
 }
 
+// withConfig adds --config to fs, parses args and loads the agent config.
+// When ok is false the command stops with code (help, bad flags, bad
+// config); fs's own flags must be defined before the call.
+func withConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *Config, code int, ok bool) {
+	path := fs.String("config", DefaultConfigPath, "agent config file")
+	if code, ok := parseFlags(fs, args); !ok {
+		return nil, code, false
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		return nil, exitConfig, false
+	}
+	return cfg, 0, true
+}
+
 type validateResult struct {
 	Env      string        `json:"env"`
 	OK       bool          `json:"ok"`
