@@ -167,3 +167,42 @@ func TestVault_FailuresNameTheVariableAndPathNeverAValue(t *testing.T) {
 		})
 	}
 }
+
+// An AppRole token is renewed once past half its TTL, and a token that can
+// no longer be renewed (revoked, past max TTL) is replaced by a new login.
+// The clock is the token's: renewAt is moved instead of sleeping.
+func TestVault_AppRoleTokenRenewedThenReacquired(t *testing.T) {
+	s := seed(t)
+	v, err := New(Config{Address: s.v.Addr, AppRole: s.appRole(t)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := map[string]envs.SecretRef{"DB_PASSWORD": refs["DB_PASSWORD"]}
+	if _, _, err := v.Resolve(t.Context(), "web", one); err != nil {
+		t.Fatal(err)
+	}
+	first := v.client.Token()
+
+	v.mu.Lock()
+	v.renewAt = time.Now().Add(-time.Second)
+	v.mu.Unlock()
+	if _, _, err := v.Resolve(t.Context(), "web", one); err != nil {
+		t.Fatal(err)
+	}
+	if v.client.Token() != first || time.Until(v.renewAt) < 5*time.Minute {
+		t.Fatalf("past half TTL the token was not renewed in place (token changed: %v, renew in %s)", v.client.Token() != first, time.Until(v.renewAt))
+	}
+
+	if err := s.root.Auth().Token().RevokeTreeWithContext(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	v.renewAt = time.Now().Add(-time.Second)
+	v.mu.Unlock()
+	if _, _, err := v.Resolve(t.Context(), "web", one); err != nil {
+		t.Fatalf("after the token was revoked: %v", err)
+	}
+	if v.client.Token() == first {
+		t.Fatal("a revoked token was kept instead of logging in again")
+	}
+}
