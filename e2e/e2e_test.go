@@ -173,7 +173,7 @@ func (w *world) containers() []string {
 	return out
 }
 
-func (w *world) state_() map[string]any {
+func (w *world) stateFile() map[string]any {
 	b, err := os.ReadFile(filepath.Join(w.state, "state.json"))
 	if err != nil {
 		w.t.Fatal(err)
@@ -218,7 +218,7 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d\n%s", code, out)
 		}
-		failed, _ := w.state_()["failed"].(map[string]any)
+		failed, _ := w.stateFile()["failed"].(map[string]any)
 		if failed["commit"] != bad || !strings.Contains(fmt.Sprint(failed["reason"]), "compose.override.yaml:web:image: image \"r/app:latest\" is not pinned by digest") {
 			t.Fatalf("failed = %v", failed)
 		}
@@ -233,7 +233,7 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d\n%s", code, out)
 		}
-		failed, _ := w.state_()["failed"].(map[string]any)
+		failed, _ := w.stateFile()["failed"].(map[string]any)
 		if failed["commit"] != bad || !strings.Contains(fmt.Sprint(failed["reason"]), "servers: service web: container") {
 			t.Fatalf("failed = %v\n%s", failed, out)
 		}

@@ -25,13 +25,7 @@ import (
 func TestE2E_SecretsFromVaultReachTheContainerAndNeverLeak(t *testing.T) {
 	w := newWorld(t)
 	v := testenv.StartVault(t)
-	vc := vault.DefaultConfig()
-	vc.Address = v.Addr
-	root, err := vault.NewClient(vc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root.SetToken(v.Token)
+	root := v.RootClient(t)
 	values := []string{"e2e-first-s3cret-" + w.d.RunID, "e2e-second-s3cret-" + w.d.RunID}
 	if _, err := root.KVv2("secret").Put(t.Context(), "journal/db", map[string]any{"password": values[0]}); err != nil {
 		t.Fatal(err)

@@ -283,12 +283,10 @@ func mountFor(p *types.Project, v types.ServiceVolumeConfig) (mount.Mount, error
 	case types.VolumeTypeTmpfs:
 		m.Type = mount.TypeTmpfs
 		if v.Tmpfs != nil {
-			m.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: int64(v.Tmpfs.Size), Mode: fileMode(v.Tmpfs.Mode)}
+			m.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: int64(v.Tmpfs.Size), Mode: os.FileMode(v.Tmpfs.Mode)}
 		}
 	default:
 		return m, fmt.Errorf("volume type %q is not supported", v.Type)
 	}
 	return m, nil
 }
-
-func fileMode(m uint32) os.FileMode { return os.FileMode(m) }

@@ -35,7 +35,11 @@ type Options struct {
 // DefaultMaxFileSize is the default cap on one config file.
 const DefaultMaxFileSize = 1 << 20
 
-var envNameRe2 = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+var envNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// ValidEnvName reports whether name can name an environment (envs/<name>/):
+// lowercase letters, digits, - and _.
+func ValidEnvName(name string) bool { return envNameRe.MatchString(name) }
 
 // List returns the environment names under envs/ of a checkout.
 func List(checkout string) ([]string, error) {
@@ -45,7 +49,7 @@ func List(checkout string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() && envNameRe2.MatchString(e.Name()) {
+		if e.IsDir() && ValidEnvName(e.Name()) {
 			names = append(names, e.Name())
 		}
 	}
@@ -73,7 +77,7 @@ func Load(ctx context.Context, dir, name string, opts Options) (*Env, error) {
 		return nil, fmt.Errorf("load env %s: %w", name, err)
 	}
 	envRel := "envs/" + name
-	if !envNameRe2.MatchString(name) {
+	if !ValidEnvName(name) {
 		return nil, Problems{{File: envRel, Message: fmt.Sprintf("invalid environment name %q", name), Hint: "lowercase letters, digits, - and _"}}
 	}
 	files := &fileSet{root: root, maxSize: opts.MaxFileSize, maxFiles: 64, seen: map[string]bool{}}

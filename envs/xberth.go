@@ -18,7 +18,7 @@ import (
 const extKey = "x-berth"
 
 var (
-	envNameRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	varNameRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	secretPathRe  = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
 	secretFieldRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 	upstreamRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -152,7 +152,7 @@ func parseServiceSpec(v any, report func(field, msg, hint string)) ServiceSpec {
 		spec.Secrets = map[string]SecretRef{}
 		for _, name := range slices.Sorted(maps.Keys(sm)) {
 			field := extKey + ".secrets." + name
-			if !envNameRe.MatchString(name) {
+			if !varNameRe.MatchString(name) {
 				report(field, fmt.Sprintf("%q is not a valid environment variable name", name), "letters, digits and _, not starting with a digit")
 				continue
 			}

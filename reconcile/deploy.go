@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -204,11 +205,8 @@ func (p *deploy) start(ctx context.Context, a Action, publish bool) (string, err
 func secretValues(env []string) []string {
 	var out []string
 	for _, kv := range env {
-		for i := 0; i < len(kv); i++ {
-			if kv[i] == '=' {
-				out = append(out, kv[i+1:])
-				break
-			}
+		if _, v, ok := strings.Cut(kv, "="); ok {
+			out = append(out, v)
 		}
 	}
 	return out

@@ -26,13 +26,7 @@ type seeded struct {
 func seed(t *testing.T) *seeded {
 	t.Helper()
 	v := testenv.StartVault(t)
-	cfg := vault.DefaultConfig()
-	cfg.Address = v.Addr
-	c, err := vault.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetToken(v.Token)
+	c := v.RootClient(t)
 	ctx := t.Context()
 	must := func(err error) {
 		t.Helper()
@@ -41,7 +35,7 @@ func seed(t *testing.T) *seeded {
 		}
 	}
 	must(c.Sys().MountWithContext(ctx, "kv1", &vault.MountInput{Type: "kv", Options: map[string]string{"version": "1"}}))
-	_, err = c.KVv2("secret").Put(ctx, "journal/db", map[string]any{"password": "pw-version-1"})
+	_, err := c.KVv2("secret").Put(ctx, "journal/db", map[string]any{"password": "pw-version-1"})
 	must(err)
 	_, err = c.KVv2("secret").Put(ctx, "journal/db", map[string]any{"password": "pw-version-2", "port": 5432})
 	must(err)

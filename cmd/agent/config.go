@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -107,8 +106,6 @@ func defaults() Config {
 	return c
 }
 
-var envNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-
 // LoadConfig reads path strictly: unknown keys are errors, and every
 // problem is reported at once.
 func LoadConfig(path string) (*Config, error) {
@@ -136,7 +133,7 @@ func (c *Config) Validate() error {
 	}
 	if c.Env == "" {
 		bad("env", "required: the environment this host runs (envs/<env>/ in the config repo)")
-	} else if !envNameRe.MatchString(c.Env) {
+	} else if !envs.ValidEnvName(c.Env) {
 		bad("env", "%q: lowercase letters, digits, - and _", c.Env)
 	}
 	if c.Repo.URL == "" {

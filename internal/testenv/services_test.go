@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-	vault "github.com/hashicorp/vault/api"
 
 	"berth.dev/berth/internal/testenv"
 )
@@ -32,14 +31,7 @@ func TestImages_DistinctVersionsReproducibleDigests(t *testing.T) {
 
 func TestVault_KVv2WriteRead(t *testing.T) {
 	v := testenv.StartVault(t)
-	cfg := vault.DefaultConfig()
-	cfg.Address = v.Addr
-	c, err := vault.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetToken(v.Token)
-	kv := c.KVv2("secret")
+	kv := v.RootClient(t).KVv2("secret")
 	ctx := t.Context()
 	if _, err := kv.Put(ctx, "journal/db", map[string]any{"password": "pw-1"}); err != nil {
 		t.Fatalf("put: %v", err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	vault "github.com/hashicorp/vault/api"
 )
 
 // VaultVersion is the Vault release internal/testenv/vaultbin builds.
@@ -18,6 +20,20 @@ const VaultVersion = "v1.21.1"
 type Vault struct {
 	Addr  string // "http://127.0.0.1:PORT"
 	Token string // root token, random per test
+}
+
+// RootClient is a Vault API client holding the root token, for a test to
+// seed secrets, policies and auth methods.
+func (v *Vault) RootClient(t testing.TB) *vault.Client {
+	t.Helper()
+	cfg := vault.DefaultConfig()
+	cfg.Address = v.Addr
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(v.Token)
+	return c
 }
 
 // StartVault starts a dev-mode Vault server for the test, its log in the
