@@ -28,6 +28,8 @@ type Source interface {
 	// Fetch returns commit's working copy; deployed is the live commit the
 	// new one must descend from (empty for none).
 	Fetch(ctx context.Context, commit, deployed string) (*Revision, error)
+	// Prune removes the working copies of all commits but keep.
+	Prune(keep ...string) error
 }
 
 // Refusal marks errors that the same commit will always get (a rewrite, a
@@ -51,7 +53,8 @@ type Agent struct {
 	HoldUntilResume bool
 	// Pruner, when set, removes images of revisions older than the newest
 	// KeepRevisions successful ones (default 2: the live one and the one a
-	// rollback goes back to), after each successful deploy.
+	// rollback goes back to), after each successful deploy; their working
+	// copies go too.
 	Pruner        Pruner
 	KeepRevisions int
 }
@@ -214,33 +217,49 @@ func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revis
 	if err := SaveState(a.StateDir, *st); err != nil {
 		return err
 	}
-	a.prune(ctx, log)
+	a.prune(ctx, *st, log)
 	return nil
 }
 
-// prune removes images only older revisions used. A failure is logged: the
-// next deploy tries again.
-func (a *Agent) prune(ctx context.Context, log hclog.Logger) {
-	if a.Pruner == nil || a.Journal == nil {
+// prune removes what only older revisions used: their images, and their
+// working copies (the live revision's stays: its containers may bind-mount
+// from it). A failure is logged: the next deploy tries again.
+func (a *Agent) prune(ctx context.Context, st State, log hclog.Logger) {
+	if a.Journal == nil {
 		return
 	}
 	recs, err := a.Journal.List()
 	if err != nil {
-		log.Warn("prune images", "error", err)
+		log.Warn("prune", "error", err)
 		return
 	}
 	keepRevs := a.KeepRevisions
 	if keepRevs <= 0 {
 		keepRevs = 2
 	}
-	var keep, candidates []string
+	var keep, candidates, commits []string
 	for _, r := range recs {
 		if r.Result == ResultSucceeded && keepRevs > 0 {
 			keep = append(keep, r.Images...)
+			commits = append(commits, r.Commit)
 			keepRevs--
 			continue
 		}
 		candidates = append(candidates, r.Images...)
+	}
+	for _, rs := range []*RevisionState{st.Live, st.Failed} {
+		if rs != nil {
+			commits = append(commits, rs.Commit)
+		}
+	}
+	if st.Hold != nil {
+		commits = append(commits, st.Hold.Commit)
+	}
+	if err := a.Source.Prune(commits...); err != nil {
+		log.Warn("prune working copies", "error", err)
+	}
+	if a.Pruner == nil {
+		return
 	}
 	removed, err := a.Pruner.PruneImages(ctx, keep, candidates)
 	if err != nil {

@@ -128,6 +128,7 @@ type fakeSource struct {
 	listErr error
 	refuse  map[string]error
 	fetches []string
+	kept    []string // the last Prune's keep list
 }
 
 func (s *fakeSource) Head(context.Context) (string, error) { return s.head, s.listErr }
@@ -138,6 +139,8 @@ func (s *fakeSource) Fetch(_ context.Context, commit, _ string) (*Revision, erro
 	}
 	return &Revision{Commit: commit, Dir: commit}, nil
 }
+
+func (s *fakeSource) Prune(keep ...string) error { s.kept = keep; return nil }
 
 func fakeEnv(commit string) *envs.Env {
 	s := envs.Service{Name: "web", Berth: envs.ServiceSpec{Role: envs.RoleServer, Port: 8080}, Hash: "h-" + commit}
@@ -327,7 +330,7 @@ func (p *fakePruner) PruneImages(_ context.Context, keep, candidates []string) (
 	return nil, nil
 }
 
-func TestAgent_PrunesImagesOfRevisionsBeyondTheKeptOnes(t *testing.T) {
+func TestAgent_PrunesImagesAndWorkingCopiesOfRevisionsBeyondTheKeptOnes(t *testing.T) {
 	host := newFakeHost()
 	src := &fakeSource{head: "c1"}
 	a, _ := newAgent(t, src, host)
@@ -342,6 +345,9 @@ func TestAgent_PrunesImagesOfRevisionsBeyondTheKeptOnes(t *testing.T) {
 	}
 	if !slices.Equal(p.keep, []string{"r/app@c3", "r/app@c2"}) || !slices.Equal(p.candidates, []string{"r/app@c1"}) {
 		t.Fatalf("keep %v, candidates %v", p.keep, p.candidates)
+	}
+	if !slices.Equal(src.kept, []string{"c3", "c2", "c3"}) {
+		t.Fatalf("working copies kept %v, want c3 and c2 (c3 live)", src.kept)
 	}
 }
 
