@@ -301,14 +301,16 @@ func (w *world) start() *daemon {
 func (d *daemon) waitFor(t testing.TB, markers ...string) {
 	t.Helper()
 	timeout := time.After(60 * time.Second)
+	var seen []string
 	for {
 		select {
 		case l := <-d.lines:
 			if !slices.ContainsFunc(markers, func(m string) bool { return !strings.Contains(l, m) }) {
 				return
 			}
+			seen = append(seen, l)
 		case <-timeout:
-			t.Fatalf("no log line with %q within 60s", markers)
+			t.Fatalf("no log line with %q within 60s; the last lines:\n%s", markers, strings.Join(seen[max(0, len(seen)-15):], "\n"))
 		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 // exist yet, with Compose's names and labels, so `docker compose` sees the
 // same project. External ones must exist already.
 func (e *Engine) EnsureProject(ctx context.Context, p *types.Project) error {
+	e.project.Lock()
+	defer e.project.Unlock()
 	for key, n := range p.Networks {
 		if _, err := e.c.NetworkInspect(ctx, n.Name, network.InspectOptions{}); err == nil {
 			continue

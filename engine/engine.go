@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -13,6 +14,9 @@ type Engine struct {
 	log hclog.Logger
 	// PullStall aborts a pull that made no progress for this long.
 	PullStall time.Duration
+	// project serializes EnsureProject: Docker accepts two networks of one
+	// name, so a deploy and a job run must not both create it.
+	project sync.Mutex
 }
 
 // New wraps a Docker client (API version negotiated: Debian's engine

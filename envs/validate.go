@@ -46,6 +46,9 @@ func validate(c *collector, env *Env, opts Options) {
 	for _, name := range slices.Sorted(maps.Keys(env.Jobs)) {
 		job := env.Jobs[name]
 		f := extKey + ".jobs." + name
+		if !ValidJobName(name) {
+			c.top(f, fmt.Sprintf("job name %q is not allowed", name), "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters")
+		}
 		if job.Service != "" && env.Service(job.Service) == nil {
 			c.top(f+".service", fmt.Sprintf("no service %q in this environment", job.Service), "name a service defined under services:")
 		}

@@ -57,6 +57,28 @@ type Agent struct {
 	// copies go too.
 	Pruner        Pruner
 	KeepRevisions int
+	// OnLive, when set, is given the live revision's environment after
+	// every check that leaves it live; the job scheduler follows it.
+	OnLive func(env *envs.Env, commit string)
+}
+
+// LoadLive hands the live revision's environment to OnLive, from its local
+// working copy (no network: jobs keep running while Git is unreachable).
+func (a *Agent) LoadLive(ctx context.Context) error {
+	st, err := LoadState(a.StateDir)
+	if err != nil || st.Live == nil || a.OnLive == nil {
+		return err
+	}
+	rev, err := a.Source.Fetch(ctx, st.Live.Commit, "")
+	if err != nil {
+		return err
+	}
+	env, err := a.Load(ctx, rev)
+	if err != nil {
+		return err
+	}
+	a.OnLive(env, rev.Commit)
+	return nil
 }
 
 // Check polls the config repo and makes the host match: the new head when
@@ -161,6 +183,11 @@ func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revis
 			rec.Images = append(rec.Images, s.Config.Image)
 		}
 	}
+	for _, j := range env.Jobs {
+		if j.Image != "" && !slices.Contains(rec.Images, j.Image) {
+			rec.Images = append(rec.Images, j.Image) // kept from pruning
+		}
+	}
 	d.BeforePhase = func(phase string, res *Result) error {
 		if a.Journal == nil {
 			return nil
@@ -201,6 +228,9 @@ func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revis
 		log.Error("deploy failed and rolled back", "deploy_id", id, "commit", short(rev.Commit), "error", err)
 		st.Failed = &RevisionState{Commit: rev.Commit, DeployID: id, At: time.Now().UTC(), Reason: err.Error()}
 		return SaveState(a.StateDir, *st)
+	}
+	if a.OnLive != nil {
+		a.OnLive(env, rev.Commit)
 	}
 	if !res.Changed && st.Live != nil && st.Live.Commit == rev.Commit {
 		log.Debug("no change", "commit", short(rev.Commit))

@@ -9,11 +9,10 @@ import (
 
 // Exit codes, documented in docs/operations.md.
 const (
-	exitOK       = 0 // success
-	exitFailure  = 1 // the command ran and failed (or found problems)
-	exitUsage    = 2 // bad command line
-	exitConfig   = 3 // the agent configuration is invalid
-	exitNotBuilt = 4 // the command is not part of this build yet
+	exitOK      = 0 // success
+	exitFailure = 1 // the command ran and failed (or found problems)
+	exitUsage   = 2 // bad command line
+	exitConfig  = 3 // the agent configuration is invalid
 )
 
 // command is one berth subcommand.
@@ -21,9 +20,7 @@ type command struct {
 	name    string
 	usage   string // arguments, after the name
 	summary string
-	// run is nil for a command that is designed (DESIGN.md §6) but not
-	// built yet: it says so and exits exitNotBuilt, never fakes output.
-	run func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 func commands() []command {
@@ -36,7 +33,7 @@ func commands() []command {
 		{name: "rollback", usage: "[--config FILE] [REV]", summary: "deploy a previous good revision and hold auto-deploy", run: runRollback},
 		{name: "retry", usage: "[--config FILE]", summary: "retry the last failed revision", run: runRetry},
 		{name: "resume", usage: "[--config FILE]", summary: "resume auto-deploy after a rollback", run: runResume},
-		{name: "jobs", usage: "list|history NAME|logs NAME [RUN]|run NAME", summary: "inspect and run scheduled jobs"},
+		{name: "jobs", usage: "list|history NAME|logs NAME [RUN]|run NAME", summary: "inspect and run scheduled jobs", run: runJobs},
 		{name: "promote", usage: "--from ENV --to ENV [--dry-run] [DIR]", summary: "copy image digests from one environment to another", run: runPromote},
 		{name: "version", summary: "print version, commit and Go version", run: runVersion},
 	}
@@ -58,10 +55,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		if c.run == nil {
-			fmt.Fprintf(stderr, "berth %s: not built yet in this version of berth\n", c.name)
-			return exitNotBuilt
-		}
 		return c.run(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "berth: unknown command %q\n\n", args[0])
@@ -78,11 +71,7 @@ func usage(w io.Writer) {
 		if c.usage != "" {
 			left += " " + c.usage
 		}
-		note := ""
-		if c.run == nil {
-			note = " (not built yet)"
-		}
-		fmt.Fprintf(&b, "  %-48s %s%s\n", left, c.summary, note)
+		fmt.Fprintf(&b, "  %-48s %s\n", left, c.summary)
 	}
 	b.WriteString("\nRun 'berth COMMAND -h' for a command's flags. Docs: docs/operations.md\n")
 	io.WriteString(w, b.String())

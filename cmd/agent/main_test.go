@@ -20,7 +20,7 @@ func TestRun_ExitCodesAndOutput(t *testing.T) {
 		{name: "no arguments is a usage error", args: nil, wantCode: exitUsage, wantStderr: "Usage:"},
 		{name: "unknown command", args: []string{"deploy"}, wantCode: exitUsage, wantStderr: `unknown command "deploy"`},
 		{name: "version", args: []string{"version"}, wantCode: exitOK, wantStdout: runtime.Version()},
-		{name: "not built yet says so", args: []string{"jobs"}, wantCode: exitNotBuilt, wantStderr: "berth jobs: not built yet"},
+		{name: "jobs without a subcommand", args: []string{"jobs"}, wantCode: exitUsage, wantStderr: "usage: berth jobs list"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -84,14 +84,17 @@ func simpleRequest(action, done string, args []string, stdout, stderr io.Writer)
 	return submit(cfg, reconcile.Request{Action: action}, stdout, stderr, done)
 }
 
-// submit leaves the request for the agent, which applies it at its next
-// check (the local API, once built, triggers that check at once).
+// submit leaves the request for the agent and signals it to check now.
 func submit(cfg *Config, r reconcile.Request, stdout, stderr io.Writer, done string) int {
 	r.At = time.Now().UTC()
 	if err := reconcile.SubmitRequest(cfg.StateDir, r); err != nil {
 		fmt.Fprintf(stderr, "berth %s: %v\n", r.Action, err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "%s; the agent applies it at its next check (within %s)\n", done, cfg.Repo.PollInterval.Duration)
+	if signalAgent(cfg.StateDir) {
+		fmt.Fprintf(stdout, "%s; the agent is applying it now\n", done)
+	} else {
+		fmt.Fprintf(stdout, "%s; the agent is not running: it applies it when it starts\n", done)
+	}
 	return exitOK
 }

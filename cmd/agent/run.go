@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"berth.dev/berth/engine"
+	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
+	"berth.dev/berth/jobs"
 	"berth.dev/berth/reconcile"
 )
 
@@ -68,6 +73,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("vault", "error", err)
 		return exitConfig
 	}
+	sched := &jobs.Scheduler{Env: cfg.Env, Store: jobStore(cfg), Engine: eng, Secrets: sec, Log: log.Named("jobs")}
 	agent := &reconcile.Agent{
 		Pruner:          eng,
 		KeepRevisions:   cfg.Deploy.KeepRevisions,
@@ -78,6 +84,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Deployer:        newDeployer(cfg, eng, sec, log),
 		StateDir:        cfg.StateDir,
 		Log:             log.Named("agent"),
+		OnLive: func(env *envs.Env, commit string) {
+			if err := sched.Update(env, commit); err != nil {
+				log.Warn("jobs", "error", err)
+			}
+		},
 	}
 	log.Info("berth started", "version", version, "repo", src.URL(), "branch", cfg.Repo.Branch, "state_dir", cfg.StateDir)
 	if *once {
@@ -87,7 +98,35 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
+	// Jobs: reap runs a killed agent left, then follow the live revision
+	// (from its local working copy, so cron survives a Git outage).
+	if err := sched.Recover(ctx); err != nil {
+		log.Warn("jobs: recover interrupted runs", "error", err)
+	}
+	if err := agent.LoadLive(ctx); err != nil {
+		log.Warn("jobs: load the live revision", "error", err)
+	}
+	schedDone := make(chan struct{})
+	go func() { defer close(schedDone); sched.Run(ctx) }()
+
 	poller := gitsource.NewPoller(cfg.Repo.PollInterval.Duration)
+	// SIGUSR1 (sent by `berth jobs run`, `rollback`, `retry`, `resume`):
+	// pick up requests now instead of at the next poll.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-usr1:
+				sched.TakeRequests()
+				poller.Trigger()
+			}
+		}
+	}()
+	sched.TakeRequests()
 	poller.Run(ctx, func(ctx context.Context) error {
 		err := agent.Check(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -95,11 +134,13 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return err
 	})
+	<-schedDone
 	log.Info("berth stopped")
 	return exitOK
 }
 
-// lockStateDir makes sure one agent runs per state dir.
+// lockStateDir makes sure one agent runs per state dir. The lock file holds
+// the agent's pid, for commands that signal it.
 func lockStateDir(dir string) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -109,5 +150,28 @@ func lockStateDir(dir string) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("another berth agent is running on %s", dir)
 	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
 	return func() { f.Close() }, nil
+}
+
+// signalAgent tells the running agent to pick up requests now. It returns
+// false when no agent holds the state dir.
+func signalAgent(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return false // nobody holds it
+	}
+	b, _ := io.ReadAll(f)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return false
+	}
+	return syscall.Kill(pid, syscall.SIGUSR1) == nil
 }

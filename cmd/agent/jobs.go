@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"berth.dev/berth/jobs"
+)
+
+// berth jobs list|history|logs|run: read from the state dir, like status;
+// `run` asks the running agent (the one process that starts containers).
+
+func jobStore(cfg *Config) *jobs.Store { return &jobs.Store{Dir: filepath.Join(cfg.StateDir, "jobs")} }
+
+func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: berth jobs list|history NAME|logs NAME [RUN]|run NAME [--config FILE]")
+		return exitUsage
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "list":
+		return jobsList(rest, stdout, stderr)
+	case "history":
+		return jobsHistory(rest, stdout, stderr)
+	case "logs":
+		return jobsLogs(rest, stdout, stderr)
+	case "run":
+		return jobsRun(ctx, rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "berth jobs: unknown subcommand %q (list, history, logs, run)\n", sub)
+	return exitUsage
+}
+
+// jobArgs parses a jobs subcommand's flags and wants between min and max
+// positional arguments.
+func jobArgs(name, usage string, args []string, min, max int, stderr io.Writer, extra func(fs *flag.FlagSet)) (*Config, []string, int, bool) {
+	fs := newFlagSet("jobs "+name, usage, stderr)
+	if extra != nil {
+		extra(fs)
+	}
+	cfg, code, ok := withConfig(fs, args, stderr)
+	if !ok {
+		return nil, nil, code, false
+	}
+	if n := fs.NArg(); n < min || n > max {
+		fmt.Fprintf(stderr, "usage: berth jobs %s %s\n", name, usage)
+		return nil, nil, exitUsage, false
+	}
+	return cfg, fs.Args(), exitOK, true
+}
+
+type jobRow struct {
+	jobs.Entry
+	Last *jobs.Run `json:"last,omitempty"`
+}
+
+func jobsList(args []string, stdout, stderr io.Writer) int {
+	var asJSON *bool
+	cfg, _, code, ok := jobArgs("list", "[--config FILE] [--json]", args, 0, 0, stderr, func(fs *flag.FlagSet) { asJSON = fs.Bool("json", false, "print JSON") })
+	if !ok {
+		return code
+	}
+	st := jobStore(cfg)
+	l, err := st.Listing()
+	if err != nil {
+		fmt.Fprintf(stderr, "berth jobs list: %v\n", err)
+		return exitFailure
+	}
+	rows := []jobRow{}
+	for _, e := range l.Jobs {
+		row := jobRow{Entry: e}
+		if runs, err := st.Runs(e.Name); err == nil && len(runs) > 0 {
+			row.Last = &runs[0]
+		}
+		rows = append(rows, row)
+	}
+	if *asJSON {
+		return writeJSON(stdout, rows)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(stdout, "no jobs in the live revision")
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSCHEDULE\tTIMEZONE\tNEXT\tLAST\tLAST STATUS\tRUNNING")
+	for _, r := range rows {
+		tz := r.Timezone
+		if tz == "" {
+			tz = "local"
+		}
+		last, status := "-", "-"
+		if r.Last != nil {
+			last, status = stamp(r.Last.Started, r.Last.Scheduled), string(r.Last.Status)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", r.Name, r.Schedule, tz, stamp(r.Next), last, status, len(r.Running))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func jobsHistory(args []string, stdout, stderr io.Writer) int {
+	var asJSON *bool
+	var n *int
+	cfg, pos, code, ok := jobArgs("history", "NAME [--config FILE] [--json] [-n N]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print JSON")
+		n = fs.Int("n", 20, "how many runs, newest first")
+	})
+	if !ok {
+		return code
+	}
+	runs, err := jobStore(cfg).Runs(pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "berth jobs history: %v\n", err)
+		return exitFailure
+	}
+	if len(runs) > *n {
+		runs = runs[:*n]
+	}
+	if *asJSON {
+		if runs == nil {
+			runs = []jobs.Run{}
+		}
+		return writeJSON(stdout, runs)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tTRIGGER\tSCHEDULED\tSTARTED\tDURATION\tSTATUS\tEXIT\tREASON")
+	for _, r := range runs {
+		exit, dur := "-", "-"
+		if r.ExitCode != nil {
+			exit = fmt.Sprint(*r.ExitCode)
+		}
+		if !r.Finished.IsZero() && !r.Started.IsZero() {
+			dur = (time.Duration(r.DurationMS) * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Trigger, stamp(r.Scheduled), stamp(r.Started), dur, r.Status, exit, r.Reason)
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func jobsLogs(args []string, stdout, stderr io.Writer) int {
+	cfg, pos, code, ok := jobArgs("logs", "NAME [RUN] [--config FILE]", args, 1, 2, stderr, nil)
+	if !ok {
+		return code
+	}
+	st := jobStore(cfg)
+	job, id := pos[0], ""
+	if len(pos) == 2 {
+		id = pos[1]
+	} else {
+		runs, err := st.Runs(job)
+		if err != nil {
+			fmt.Fprintf(stderr, "berth jobs logs: %v\n", err)
+			return exitFailure
+		}
+		for _, r := range runs { // the newest run that made output
+			if r.Done() && r.Status != jobs.StatusSkipped {
+				id = r.ID
+				break
+			}
+		}
+		if id == "" {
+			fmt.Fprintf(stderr, "berth jobs logs: job %s has no finished run\n", job)
+			return exitFailure
+		}
+	}
+	r, err := st.Run(job, id)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth jobs logs: no run %s of job %s\n", id, job)
+		return exitFailure
+	}
+	out, errb, err := st.Output(job, id)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth jobs logs: %v\n", err)
+		return exitFailure
+	}
+	if r.StdoutDropped > 0 {
+		fmt.Fprintf(stdout, "[berth: %d earlier bytes of stdout not kept]\n", r.StdoutDropped)
+	}
+	stdout.Write(out)
+	if r.StderrDropped > 0 {
+		fmt.Fprintf(stderr, "[berth: %d earlier bytes of stderr not kept]\n", r.StderrDropped)
+	}
+	stderr.Write(errb)
+	return exitOK
+}
+
+func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var detach *bool
+	var wait *time.Duration
+	cfg, pos, code, ok := jobArgs("run", "NAME [--config FILE] [--detach] [--wait DURATION]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
+		detach = fs.Bool("detach", false, "return once the run started")
+		wait = fs.Duration("wait", 0, "give up waiting for the run after this long (0: the job's timeout, else forever)")
+	})
+	if !ok {
+		return code
+	}
+	job := pos[0]
+	st := jobStore(cfg)
+	l, err := st.Listing()
+	if err != nil {
+		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)
+		return exitFailure
+	}
+	var entry *jobs.Entry
+	for i := range l.Jobs {
+		if l.Jobs[i].Name == job {
+			entry = &l.Jobs[i]
+		}
+	}
+	if entry == nil {
+		fmt.Fprintf(stderr, "berth jobs run: no job %q in the live revision (berth jobs list)\n", job)
+		return exitFailure
+	}
+	req := jobs.Request{ID: jobs.NewID(time.Now()), Job: job, At: time.Now().UTC()}
+	if err := st.SubmitRequest(req); err != nil {
+		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)
+		return exitFailure
+	}
+	if !signalAgent(cfg.StateDir) {
+		fmt.Fprintf(stderr, "berth jobs run: the agent is not running on %s; it runs %s when it starts\n", cfg.StateDir, job)
+		return exitFailure
+	}
+	if *wait == 0 && entry.Timeout != "" {
+		d, _ := time.ParseDuration(entry.Timeout)
+		*wait = d + time.Minute
+	}
+	if *wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *wait)
+		defer cancel()
+	}
+	var run *jobs.Run
+	for tick := time.NewTicker(100 * time.Millisecond); ; {
+		if run = findRequested(st, job, req.ID); run != nil && (run.Done() || (*detach && run.Container != "")) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			if run == nil {
+				fmt.Fprintf(stderr, "berth jobs run: the agent has not started %s yet (request %s)\n", job, req.ID)
+			} else {
+				fmt.Fprintf(stderr, "berth jobs run: run %s is still %s\n", run.ID, run.Status)
+			}
+			return exitFailure
+		case <-tick.C:
+		}
+	}
+	if !run.Done() {
+		fmt.Fprintf(stdout, "run %s started; berth jobs logs %s %s when it ends\n", run.ID, job, run.ID)
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "run %s: %s", run.ID, run.Status)
+	if run.Reason != "" {
+		fmt.Fprintf(stdout, " (%s)", run.Reason)
+	}
+	fmt.Fprintln(stdout)
+	if run.Status == jobs.StatusSucceeded {
+		return exitOK
+	}
+	return exitFailure
+}
+
+// findRequested returns the run the agent made for request id, if any yet.
+func findRequested(st *jobs.Store, job, id string) *jobs.Run {
+	runs, _ := st.Runs(job)
+	for i := range runs {
+		if runs[i].Request == id {
+			return &runs[i]
+		}
+	}
+	return nil
+}
+
+// stamp shows the first non-zero time, local and to the second.
+func stamp(ts ...time.Time) string {
+	for _, t := range ts {
+		if !t.IsZero() {
+			return t.Local().Format("2006-01-02 15:04:05")
+		}
+	}
+	return "-"
+}
+
+func writeJSON(w io.Writer, v any) int {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+	return exitOK
+}
