@@ -60,8 +60,10 @@ type world struct {
 	env    string
 	d      *testenv.DockerEnv
 	reg    *testenv.Registry
+	git    *testenv.GitServer
 	repo   *testenv.GitRepo
 	nginx  *testenv.Nginx
+	apiSock, hookSecret string
 	lbFile string
 	state  string
 	config string
@@ -73,14 +75,16 @@ func newWorld(t testing.TB) *world {
 	w.d.CleanupLabel(t, engine.LabelEnv, w.env)
 	w.d.CleanupLabel(t, "com.docker.compose.project", w.env)
 	w.reg = testenv.StartRegistry(t)
-	g := testenv.StartGitServer(t, testenv.WithBasicAuth("berth", "tok-e2e"))
-	w.repo = g.NewRepo(t, "config")
+	w.git = testenv.StartGitServer(t, testenv.WithBasicAuth("berth", "tok-e2e"))
+	w.repo = w.git.NewRepo(t, "config")
 	w.nginx, w.lbFile = testenv.StartProxy(t, "app", "127.0.0.1:1")
 
 	dir := t.TempDir()
 	w.state = filepath.Join(dir, "state")
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("tok-e2e\n"), 0o600)
+	w.apiSock, w.hookSecret = filepath.Join(dir, "api.sock"), "hook-secret-e2e"
+	os.WriteFile(filepath.Join(dir, "hook"), []byte(w.hookSecret+"\n"), 0o600)
 	nginxCmd, _ := json.Marshal(append([]string{"nginx"}, w.nginx.Args()...))
 	w.config = filepath.Join(dir, "agent.yaml")
 	cfg := fmt.Sprintf(`env: %s
@@ -90,11 +94,12 @@ repo:
   poll_interval: 1s
   auth: {username: berth, token_file: %s}
 deploy: {health_timeout: 8s, settle: 1s}
+api: {listen: "unix:%s", webhook_secret_file: %s}
 nginx:
   command: %s
   pid_file: %s
   probe_url: %s/
-`, w.env, w.state, w.repo.HTTPURL(), token, nginxCmd, filepath.Join(w.nginx.Dir, "nginx.pid"), w.nginx.URL())
+`, w.env, w.state, w.repo.HTTPURL(), token, w.apiSock, filepath.Join(dir, "hook"), nginxCmd, filepath.Join(w.nginx.Dir, "nginx.pid"), w.nginx.URL())
 	os.WriteFile(w.config, []byte(cfg), 0o600)
 	return w
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -42,11 +43,15 @@ type Config struct {
 
 // Source is one watched config repository.
 type Source struct {
-	cfg   Config
-	ep    endpoint
-	log   hclog.Logger
-	store *git.Repository
+	cfg     Config
+	ep      endpoint
+	log     hclog.Logger
+	store   *git.Repository
+	fetches atomic.Uint64
 }
+
+// Fetches is how many fetches went to the remote (for metrics).
+func (s *Source) Fetches() uint64 { return s.fetches.Load() }
 
 // Revision is a fetched commit with its working copy.
 type Revision struct {
@@ -191,6 +196,7 @@ func (s *Source) fetch(ctx context.Context, depth int) error {
 		return fmt.Errorf("fetch %s: %w", s.ep.safe, err)
 	}
 	spec := config.RefSpec(fmt.Sprintf("+refs/heads/%s:refs/remotes/origin/%s", s.cfg.Branch, s.cfg.Branch))
+	s.fetches.Add(1)
 	err = s.remote(nil).FetchContext(ctx, &git.FetchOptions{
 		RefSpecs: []config.RefSpec{spec},
 		Depth:    depth,

@@ -60,6 +60,9 @@ type Agent struct {
 	// OnLive, when set, is given the live revision's environment after
 	// every check that leaves it live; the job scheduler follows it.
 	OnLive func(env *envs.Env, commit string)
+	// OnDeploy, when set, is given each deploy record that changed
+	// something, once it ended (metrics, notifications). It must not block.
+	OnDeploy func(rec Record)
 }
 
 // LoadLive hands the live revision's environment to OnLive, from its local
@@ -214,6 +217,9 @@ func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revis
 			log.Warn("journal", "error", jerr)
 		}
 		a.Journal.Prune()
+		if a.OnDeploy != nil {
+			a.OnDeploy(*rec)
+		}
 	}
 	if err != nil {
 		if ctx.Err() != nil {

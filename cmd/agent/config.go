@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v4"
 
+	"berth.dev/berth/api"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
 	"berth.dev/berth/secrets"
@@ -43,6 +44,14 @@ type Config struct {
 		MigrationTimeout Duration `yaml:"migration_timeout"`
 		KeepRevisions    int      `yaml:"keep_revisions"`
 	} `yaml:"deploy"`
+	// API is the local HTTP API (status, metrics, Git webhook).
+	API struct {
+		// Listen is a loopback host:port, "unix:/path", or "off".
+		Listen string `yaml:"listen"`
+		// WebhookSecretFile holds the secret Git webhooks are signed
+		// with; without it /hooks/git is off.
+		WebhookSecretFile string `yaml:"webhook_secret_file"`
+	} `yaml:"api"`
 	Nginx struct {
 		Command []string `yaml:"command"`
 		PidFile string   `yaml:"pid_file"`
@@ -100,6 +109,7 @@ func defaults() Config {
 	c.Deploy.Pulls = 3
 	c.Deploy.MigrationTimeout.Duration = 10 * time.Minute
 	c.Deploy.KeepRevisions = 2
+	c.API.Listen = "127.0.0.1:9465"
 	c.Nginx.Command = []string{"nginx"}
 	c.Nginx.PidFile = "/run/nginx.pid"
 	c.Nginx.Drain.Duration = 60 * time.Second
@@ -192,6 +202,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Deploy.Pulls < 1 {
 		bad("deploy.pulls", "at least 1")
+	}
+	if l := c.API.Listen; l != "off" && !strings.HasPrefix(l, "unix:/") {
+		if err := api.CheckLoopback(l); err != nil {
+			bad("api.listen", "%v", err)
+		}
+	}
+	if f := c.API.WebhookSecretFile; f != "" {
+		if _, err := os.Stat(f); err != nil {
+			bad("api.webhook_secret_file", "%v", err)
+		}
 	}
 	if len(c.Nginx.Command) == 0 {
 		bad("nginx.command", "at least the nginx binary")

@@ -67,19 +67,10 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	st := jobStore(cfg)
-	l, err := st.Listing()
+	rows, err := jobsData(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth jobs list: %v\n", err)
 		return exitFailure
-	}
-	rows := []jobRow{}
-	for _, e := range l.Jobs {
-		row := jobRow{Entry: e}
-		if runs, err := st.Runs(e.Name); err == nil && len(runs) > 0 {
-			row.Last = &runs[0]
-		}
-		rows = append(rows, row)
 	}
 	if *asJSON {
 		return writeJSON(stdout, rows)
@@ -103,6 +94,24 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// jobsData is what `berth jobs list --json` and /api/jobs show.
+func jobsData(cfg *Config) ([]jobRow, error) {
+	st := jobStore(cfg)
+	l, err := st.Listing()
+	if err != nil {
+		return nil, err
+	}
+	rows := []jobRow{}
+	for _, e := range l.Jobs {
+		row := jobRow{Entry: e}
+		if runs, err := st.Runs(e.Name); err == nil && len(runs) > 0 {
+			row.Last = &runs[0]
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
 }
 
 func jobsHistory(args []string, stdout, stderr io.Writer) int {

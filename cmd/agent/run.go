@@ -73,22 +73,30 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("vault", "error", err)
 		return exitConfig
 	}
-	sched := &jobs.Scheduler{Env: cfg.Env, Store: jobStore(cfg), Engine: eng, Secrets: sec, Log: log.Named("jobs")}
+	m := newAgentMetrics()
+	if sec != nil {
+		sec = meteredSecrets{sec, m}
+	}
+	deployer := newDeployer(cfg, eng, sec, log)
+	deployer.Images = meteredImages{eng, m}
+	sched := &jobs.Scheduler{Env: cfg.Env, Store: jobStore(cfg), Engine: eng, Secrets: sec, Log: log.Named("jobs"), OnFinish: m.jobFinished}
 	agent := &reconcile.Agent{
 		Pruner:          eng,
 		KeepRevisions:   cfg.Deploy.KeepRevisions,
 		Journal:         journal,
 		HoldUntilResume: cfg.RollbackHold == "resume",
-		Source:          source{src},
+		Source:          meteredSource{source{src}, m},
 		Load:            loader(cfg),
-		Deployer:        newDeployer(cfg, eng, sec, log),
+		Deployer:        deployer,
 		StateDir:        cfg.StateDir,
 		Log:             log.Named("agent"),
 		OnLive: func(env *envs.Env, commit string) {
+			m.liveRevision(env.Name, commit)
 			if err := sched.Update(env, commit); err != nil {
 				log.Warn("jobs", "error", err)
 			}
 		},
+		OnDeploy: m.deployed,
 	}
 	log.Info("berth started", "version", version, "repo", src.URL(), "branch", cfg.Repo.Branch, "state_dir", cfg.StateDir)
 	if *once {
@@ -127,10 +135,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	sched.TakeRequests()
+	startAPI(ctx, cfg, eng, src, m, poller.Trigger, log)
 	poller.Run(ctx, func(ctx context.Context) error {
 		err := agent.Check(ctx)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("check failed", "error", err)
+			m.checks.Inc("error")
+		} else if err == nil {
+			m.checks.Inc("ok")
 		}
 		return err
 	})

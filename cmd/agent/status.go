@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -32,42 +32,66 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !ok {
 		return code
 	}
-	st, err := reconcile.LoadState(cfg.StateDir)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth status: %v\n", err)
-		return exitFailure
-	}
-	out := statusJSON{Env: cfg.Env, Live: st.Live, Failed: st.Failed, Containers: []engine.Managed{}}
-	recs, err := (&reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}).List()
-	if err != nil {
-		fmt.Fprintf(stderr, "berth status: %v\n", err)
-		return exitFailure
-	}
-	if len(recs) > 0 {
-		out.LastDeploy = &recs[0]
-	}
+	var eng *engine.Engine
 	dc, err := newDocker(cfg)
 	if err == nil {
 		defer dc.Close()
-		var ms []engine.Managed
-		if ms, err = engine.New(dc, nil).List(ctx, cfg.Env); err == nil {
-			out.Containers = ms
+		eng = engine.New(dc, nil)
+	}
+	out, err := statusData(ctx, cfg, eng)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth status: %v\n", err)
+		if out == nil {
+			return exitFailure
 		}
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "berth status: containers: %v\n", err)
-	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(out)
+		writeJSON(stdout, out)
 	} else {
-		printStatus(stdout, out)
+		printStatus(stdout, *out)
 	}
 	if err != nil {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// statusData is what `berth status --json` and /api/status show. With an
+// engine error it returns the state-dir part and the error.
+func statusData(ctx context.Context, cfg *Config, eng *engine.Engine) (*statusJSON, error) {
+	st, err := reconcile.LoadState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	out := &statusJSON{Env: cfg.Env, Live: st.Live, Failed: st.Failed, Containers: []engine.Managed{}}
+	recs, err := (&reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}).List()
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) > 0 {
+		out.LastDeploy = &recs[0]
+	}
+	if eng == nil {
+		return out, errors.New("containers: no Docker client")
+	}
+	ms, err := eng.List(ctx, cfg.Env)
+	if err != nil {
+		return out, fmt.Errorf("containers: %w", err)
+	}
+	out.Containers = ms
+	return out, nil
+}
+
+// historyData is what `berth history --json` and /api/history show.
+func historyData(cfg *Config, n int) ([]reconcile.Record, error) {
+	recs, err := (&reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}).List()
+	if len(recs) > n {
+		recs = recs[:n]
+	}
+	if recs == nil {
+		recs = []reconcile.Record{}
+	}
+	return recs, err
 }
 
 func printStatus(w io.Writer, s statusJSON) {
@@ -103,22 +127,13 @@ func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	if !ok {
 		return code
 	}
-	recs, err := (&reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}).List()
+	recs, err := historyData(cfg, *n)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth history: %v\n", err)
 		return exitFailure
 	}
-	if len(recs) > *n {
-		recs = recs[:*n]
-	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if recs == nil {
-			recs = []reconcile.Record{}
-		}
-		enc.Encode(recs)
-		return exitOK
+		return writeJSON(stdout, recs)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEPLOY\tCOMMIT\tRESULT\tDURATION\tSUBJECT\tREASON")

@@ -1,0 +1,219 @@
+// Package api is the agent's local HTTP API, on a loopback address or a
+// unix socket: health, the status/history/jobs JSON the CLI prints,
+// Prometheus metrics, and the Git webhook that triggers a poll.
+package api
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/internal/metrics"
+)
+
+// MaxHookBody is the largest webhook body accepted.
+const MaxHookBody = 1 << 20
+
+// Server serves the API. Every func field is optional: a nil one answers 404.
+type Server struct {
+	Status  func(ctx context.Context) (any, error)
+	History func(ctx context.Context) (any, error)
+	Jobs    func(ctx context.Context) (any, error)
+	Metrics *metrics.Registry
+	// BeforeScrape, when set, refreshes values read from elsewhere.
+	BeforeScrape func()
+	// WebhookSecret returns the shared secret (read from its file on each
+	// call, so rotating it needs no restart). Nil: /hooks/git is off.
+	WebhookSecret func() ([]byte, error)
+	// Trigger asks for a check now; it must not block (bursts collapse).
+	Trigger func()
+	Log     hclog.Logger
+
+	hooks *metrics.Family
+}
+
+// Handler routes the API.
+func (s *Server) Handler() http.Handler {
+	if s.Log == nil {
+		s.Log = hclog.NewNullLogger()
+	}
+	if s.Metrics != nil {
+		s.hooks = s.Metrics.Counter("berth_webhook_requests_total", "Git webhook calls by result.", "result")
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	for path, f := range map[string]func(context.Context) (any, error){"/api/status": s.Status, "/api/history": s.History, "/api/jobs": s.Jobs} {
+		if f != nil {
+			mux.HandleFunc("GET "+path, s.jsonHandler(f))
+		}
+	}
+	if s.Metrics != nil {
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			if s.BeforeScrape != nil {
+				s.BeforeScrape()
+			}
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+			s.Metrics.WriteText(w)
+		})
+	}
+	if s.WebhookSecret != nil {
+		mux.HandleFunc("POST /hooks/git", s.hook)
+	}
+	return mux
+}
+
+func (s *Server) jsonHandler(f func(context.Context) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := f(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(v)
+	}
+}
+
+// hook verifies a Git host's webhook and triggers a poll. The payload is
+// never used for what to deploy: the poll reads the branch itself.
+func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxHookBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.count("too_large")
+			http.Error(w, "body over 1 MiB", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "read body", http.StatusBadRequest)
+		return
+	}
+	secret, err := s.WebhookSecret()
+	if err != nil || len(secret) == 0 {
+		s.Log.Error("webhook secret unreadable: refusing webhooks", "error", err)
+		s.count("unauthorized")
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if !Verify(r.Header, body, secret) {
+		s.count("unauthorized")
+		s.Log.Warn("webhook refused: missing or invalid signature", "remote", r.RemoteAddr)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	s.count("accepted")
+	if s.Trigger != nil {
+		s.Trigger()
+	}
+	w.WriteHeader(http.StatusAccepted)
+	io.WriteString(w, "poll triggered\n")
+}
+
+func (s *Server) count(result string) {
+	if s.hooks != nil {
+		s.hooks.Inc(result)
+	}
+}
+
+// Verify checks a webhook against secret: GitHub's X-Hub-Signature-256
+// ("sha256=" + hex HMAC-SHA256 of the body), Gitea's and Forgejo's
+// X-Gitea-Signature / X-Forgejo-Signature (hex HMAC-SHA256), or GitLab's
+// X-Gitlab-Token (the secret itself). Comparisons are constant-time.
+func Verify(h http.Header, body, secret []byte) bool {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	want := mac.Sum(nil)
+	hexEqual := func(got string) bool {
+		b, err := hex.DecodeString(strings.TrimSpace(got))
+		return err == nil && hmac.Equal(b, want)
+	}
+	if sig := h.Get("X-Hub-Signature-256"); sig != "" {
+		rest, ok := strings.CutPrefix(sig, "sha256=")
+		return ok && hexEqual(rest)
+	}
+	for _, name := range []string{"X-Gitea-Signature", "X-Forgejo-Signature"} {
+		if sig := h.Get(name); sig != "" {
+			return hexEqual(sig)
+		}
+	}
+	if tok := h.Get("X-Gitlab-Token"); tok != "" {
+		return subtle.ConstantTimeCompare([]byte(tok), secret) == 1
+	}
+	return false
+}
+
+// SecretFile reads a webhook secret file on each call (trailing newline
+// trimmed).
+func SecretFile(path string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	}
+}
+
+// Listen opens addr: "unix:/path" (a socket made 0660, replacing a stale
+// one) or a loopback host:port. Anything else is refused: the API has no
+// authentication of its own beyond the webhook's signature.
+func Listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		os.Remove(path)
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(path, 0o660); err != nil {
+			l.Close()
+			return nil, err
+		}
+		return l, nil
+	}
+	if err := CheckLoopback(addr); err != nil {
+		return nil, err
+	}
+	return net.Listen("tcp", addr)
+}
+
+// CheckLoopback says whether addr is a loopback host:port.
+func CheckLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%s is not a loopback address (use 127.0.0.1:PORT, [::1]:PORT or unix:/path)", addr)
+	}
+	return nil
+}
+
+// Serve serves on l until ctx ends.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
