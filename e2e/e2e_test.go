@@ -55,18 +55,18 @@ func berthBinary(t testing.TB) string {
 
 // world is one host and its config repo.
 type world struct {
-	t      testing.TB
-	bin    string
-	env    string
-	d      *testenv.DockerEnv
-	reg    *testenv.Registry
-	git    *testenv.GitServer
-	repo   *testenv.GitRepo
-	nginx  *testenv.Nginx
+	t                   testing.TB
+	bin                 string
+	env                 string
+	d                   *testenv.DockerEnv
+	reg                 *testenv.Registry
+	git                 *testenv.GitServer
+	repo                *testenv.GitRepo
+	nginx               *testenv.Nginx
 	apiSock, hookSecret string
-	lbFile string
-	state  string
-	config string
+	lbFile              string
+	state               string
+	config              string
 }
 
 func newWorld(t testing.TB) *world {
