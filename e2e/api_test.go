@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"os"
 	"strings"
 	"sync"
@@ -100,8 +102,24 @@ func value(fams map[string]*dto.MetricFamily, name string, labels ...string) flo
 func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
 	w := newWorld(t)
 	// Polls only at start and by webhook.
+	// Notifications go to a generic webhook and a Slack-style one.
+	var mu sync.Mutex
+	var events []map[string]any
+	sink := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		m["path"] = r.URL.Path
+		mu.Lock()
+		events = append(events, m)
+		mu.Unlock()
+	}))
+	defer sink.Close()
+	slackFile := filepath.Join(t.TempDir(), "slack-url")
+	os.WriteFile(slackFile, []byte(sink.URL+"/slack\n"), 0o600)
 	cfg, _ := os.ReadFile(w.config)
-	os.WriteFile(w.config, []byte(strings.Replace(string(cfg), "poll_interval: 1s", "poll_interval: 1h", 1)), 0o600)
+	cfgText := strings.Replace(string(cfg), "poll_interval: 1s", "poll_interval: 1h", 1) +
+		fmt.Sprintf("notify:\n  - {type: webhook, url: %q}\n  - {type: slack, url_file: %s, events: [deploy_succeeded]}\n", sink.URL+"/hook", slackFile)
+	os.WriteFile(w.config, []byte(cfgText), 0o600)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})
 	v3 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v3"})
@@ -147,6 +165,18 @@ func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
 		t.Fatalf("metrics after v1: deploys %v, live %v, phases %v, fetches %v", value(fams, "berth_deploys_total", "result", "succeeded"),
 			value(fams, "berth_live_revision_info", "commit", rev1), value(fams, "berth_deploy_phase_seconds", "phase", "servers"), value(fams, "berth_git_fetches_total"))
 	}
+
+	// The deploy was announced on both targets.
+	w.eventually("deploy notifications", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		var hook, slack bool
+		for _, e := range events {
+			hook = hook || (e["path"] == "/hook" && e["event"] == "deploy_succeeded" && e["commit"] == rev1)
+			slack = slack || (e["path"] == "/slack" && strings.Contains(fmt.Sprint(e["text"]), rev1[:12]))
+		}
+		return hook && slack
+	})
 
 	// Missing and invalid signatures: 401 and no Git traffic.
 	rev2 := w.commit("v2", v2, "serve")

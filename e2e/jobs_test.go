@@ -90,7 +90,7 @@ func TestE2E_JobsFollowTheLiveRevisionAndSurviveAKill(t *testing.T) {
 		t.Fatalf("berth jobs logs tick: %v\n%s", err, out)
 	}
 	out, err = exec.Command(w.bin, "jobs", "list", "--config", w.config).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "@every 2s") || !strings.Contains(string(out), "succeeded") {
+	if err != nil || !strings.Contains(string(out), "@every 2s") || !strings.Contains(string(out), "@yearly") {
 		t.Fatalf("berth jobs list: %v\n%s", err, out)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"berth.dev/berth/api"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/notify"
 	"berth.dev/berth/gitsource"
 	"berth.dev/berth/secrets"
 )
@@ -52,7 +54,11 @@ type Config struct {
 		// with; without it /hooks/git is off.
 		WebhookSecretFile string `yaml:"webhook_secret_file"`
 	} `yaml:"api"`
-	Nginx struct {
+	// Notify lists where deploy and job events go.
+	Notify []NotifyTarget `yaml:"notify"`
+	// NotifyRepeatAfter suppresses a repeat of the same event for this long.
+	NotifyRepeatAfter Duration `yaml:"notify_repeat_after"`
+	Nginx             struct {
 		Command []string `yaml:"command"`
 		PidFile string   `yaml:"pid_file"`
 		Probe   string   `yaml:"probe_url"`
@@ -69,6 +75,14 @@ type VaultConfig struct {
 	CheckInterval Duration `yaml:"check_interval"`
 	// RedeployOnChange: false keeps a revision's secrets until a new commit.
 	RedeployOnChange *bool `yaml:"redeploy_on_change"`
+}
+
+// NotifyTarget is one notification destination.
+type NotifyTarget struct {
+	Type    string   `yaml:"type"`     // webhook | slack
+	URL     string   `yaml:"url"`      // or:
+	URLFile string   `yaml:"url_file"` // a file holding the URL (Slack URLs are credentials)
+	Events  []string `yaml:"events"`   // default: all
 }
 
 // RepoConfig is the config repository to watch.
@@ -110,6 +124,7 @@ func defaults() Config {
 	c.Deploy.MigrationTimeout.Duration = 10 * time.Minute
 	c.Deploy.KeepRevisions = 2
 	c.API.Listen = "127.0.0.1:9465"
+	c.NotifyRepeatAfter.Duration = time.Hour
 	c.Nginx.Command = []string{"nginx"}
 	c.Nginx.PidFile = "/run/nginx.pid"
 	c.Nginx.Drain.Duration = 60 * time.Second
@@ -211,6 +226,28 @@ func (c *Config) Validate() error {
 	if f := c.API.WebhookSecretFile; f != "" {
 		if _, err := os.Stat(f); err != nil {
 			bad("api.webhook_secret_file", "%v", err)
+		}
+	}
+	for i, n := range c.Notify {
+		f := fmt.Sprintf("notify[%d]", i)
+		if n.Type != "webhook" && n.Type != "slack" {
+			bad(f+".type", "%q: webhook or slack", n.Type)
+		}
+		if (n.URL == "") == (n.URLFile == "") {
+			bad(f, "set exactly one of url and url_file")
+		}
+		if n.URL != "" && !strings.HasPrefix(n.URL, "https://") && !strings.HasPrefix(n.URL, "http://") {
+			bad(f+".url", "must be an http(s) URL")
+		}
+		if n.URLFile != "" {
+			if _, err := os.Stat(n.URLFile); err != nil {
+				bad(f+".url_file", "%v", err)
+			}
+		}
+		for _, e := range n.Events {
+			if !slices.Contains(notify.AllEvents, e) {
+				bad(f+".events", "%q: one of %s", e, strings.Join(notify.AllEvents, ", "))
+			}
 		}
 	}
 	if len(c.Nginx.Command) == 0 {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/hashicorp/go-hclog"
@@ -13,6 +15,7 @@ import (
 	"berth.dev/berth/gitsource"
 	"berth.dev/berth/internal/metrics"
 	"berth.dev/berth/jobs"
+	"berth.dev/berth/notify"
 	"berth.dev/berth/reconcile"
 )
 
@@ -166,4 +169,68 @@ func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsour
 			log.Error("local API", "error", err)
 		}
 	}()
+}
+
+// newNotifier builds the notifier from the config (nil without targets).
+func newNotifier(cfg *Config, log hclog.Logger) *notify.Notifier {
+	if len(cfg.Notify) == 0 {
+		return nil
+	}
+	n := &notify.Notifier{Log: log.Named("notify"), RepeatAfter: cfg.NotifyRepeatAfter.Duration}
+	for _, t := range cfg.Notify {
+		target := notify.Target{Type: t.Type}
+		if t.URLFile != "" {
+			target.URL = notify.URLFromFile(t.URLFile)
+		} else {
+			u := t.URL
+			target.URL = func() (string, error) { return u, nil }
+		}
+		if len(t.Events) > 0 {
+			target.Events = map[string]bool{}
+			for _, e := range t.Events {
+				target.Events[e] = true
+			}
+		}
+		n.Targets = append(n.Targets, target)
+	}
+	return n
+}
+
+// deployEvent is the notification for a deploy record: failed before
+// anything changed (plan, prepare, cli) or rolled back after.
+func deployEvent(env string, rec reconcile.Record) notify.Event {
+	e := notify.Event{Env: env, Commit: rec.Commit, Subject: rec.Subject, DeployID: rec.ID, Status: rec.Result, Reason: rec.Reason, Key: "deploy:" + rec.Commit}
+	switch {
+	case rec.Result == reconcile.ResultSucceeded:
+		e.Event = notify.DeploySucceeded
+		e.Text = fmt.Sprintf("berth %s: deployed %.12s %q", env, rec.Commit, rec.Subject)
+	case slices.Contains([]string{"workers", "servers", "retire"}, rec.Phase):
+		e.Event = notify.DeployRolledBack
+		e.Text = fmt.Sprintf("berth %s: deploy of %.12s %q failed in %s and was rolled back: %s", env, rec.Commit, rec.Subject, rec.Phase, rec.Reason)
+	default:
+		e.Event = notify.DeployFailed
+		e.Text = fmt.Sprintf("berth %s: deploy of %.12s %q failed in %s, nothing changed: %s", env, rec.Commit, rec.Subject, rec.Phase, rec.Reason)
+	}
+	return e
+}
+
+// jobEvent tells of a finished run, per the job's notify setting.
+func jobEvent(n *notify.Notifier, env string, r jobs.Run, spec envs.JobSpec) {
+	key := "job:" + r.Job
+	e := notify.Event{Env: env, Job: r.Job, Run: r.ID, Status: string(r.Status), ExitCode: r.ExitCode, Reason: r.Reason, Commit: r.Revision, Key: key}
+	switch {
+	case spec.Notify == "never" || r.Status == jobs.StatusSkipped || r.Status == jobs.StatusInterrupted:
+		return
+	case r.Status == jobs.StatusSucceeded:
+		n.Forget(key) // the next failure is news again
+		if spec.Notify != "always" {
+			return
+		}
+		e.Event, e.Key = notify.JobSucceeded, ""
+		e.Text = fmt.Sprintf("berth %s: job %s succeeded (run %s)", env, r.Job, r.ID)
+	default:
+		e.Event = notify.JobFailed
+		e.Text = fmt.Sprintf("berth %s: job %s %s (run %s): %s", env, r.Job, r.Status, r.ID, r.Reason)
+	}
+	n.Send(e)
 }

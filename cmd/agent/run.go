@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
@@ -79,7 +80,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	deployer := newDeployer(cfg, eng, sec, log)
 	deployer.Images = meteredImages{eng, m}
-	sched := &jobs.Scheduler{Env: cfg.Env, Store: jobStore(cfg), Engine: eng, Secrets: sec, Log: log.Named("jobs"), OnFinish: m.jobFinished}
+	notifier := newNotifier(cfg, log)
+	go notifier.Run(ctx)
+	sched := &jobs.Scheduler{Env: cfg.Env, Store: jobStore(cfg), Engine: eng, Secrets: sec, Log: log.Named("jobs"),
+		OnFinish: func(r jobs.Run, spec envs.JobSpec) {
+			m.jobFinished(r, spec)
+			if notifier != nil {
+				jobEvent(notifier, cfg.Env, r, spec)
+			}
+		}}
 	agent := &reconcile.Agent{
 		Pruner:          eng,
 		KeepRevisions:   cfg.Deploy.KeepRevisions,
@@ -96,7 +105,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				log.Warn("jobs", "error", err)
 			}
 		},
-		OnDeploy: m.deployed,
+		OnDeploy: func(rec reconcile.Record) {
+			m.deployed(rec)
+			notifier.Send(deployEvent(cfg.Env, rec))
+		},
 	}
 	log.Info("berth started", "version", version, "repo", src.URL(), "branch", cfg.Repo.Branch, "state_dir", cfg.StateDir)
 	if *once {
@@ -136,6 +148,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}()
 	sched.TakeRequests()
 	startAPI(ctx, cfg, eng, src, m, poller.Trigger, log)
+	sdNotify("READY=1\nSTATUS=started; first check running")
+	lastStatus := ""
 	poller.Run(ctx, func(ctx context.Context) error {
 		err := agent.Check(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -144,11 +158,36 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		} else if err == nil {
 			m.checks.Inc("ok")
 		}
+		if s := statusLine(cfg, err); s != lastStatus {
+			sdNotify("STATUS=" + s)
+			lastStatus = s
+		}
 		return err
 	})
+	sdNotify("STOPPING=1\nSTATUS=stopping: waiting for the deploy and job runs in flight")
 	<-schedDone
 	log.Info("berth stopped")
 	return exitOK
+}
+
+// statusLine is the unit's STATUS= (systemctl status berth): the live
+// revision, and the last failure.
+func statusLine(cfg *Config, checkErr error) string {
+	st, err := reconcile.LoadState(cfg.StateDir)
+	if err != nil {
+		return "state unreadable: " + err.Error()
+	}
+	s := "env " + cfg.Env + ": no live revision yet"
+	if st.Live != nil {
+		s = fmt.Sprintf("env %s: live %.12s since %s", cfg.Env, st.Live.Commit, st.Live.At.Format(time.RFC3339))
+	}
+	if st.Failed != nil {
+		s += fmt.Sprintf("; %.12s failed", st.Failed.Commit)
+	}
+	if checkErr != nil {
+		s += "; last check failed (see journal)"
+	}
+	return s
 }
 
 // lockStateDir makes sure one agent runs per state dir. The lock file holds
