@@ -14,8 +14,8 @@ import (
 
 	"berth.dev/berth/api"
 	"berth.dev/berth/envs"
-	"berth.dev/berth/notify"
 	"berth.dev/berth/gitsource"
+	"berth.dev/berth/notify"
 	"berth.dev/berth/secrets"
 )
 
