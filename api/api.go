@@ -117,11 +117,21 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.count("accepted")
+	s.Log.Info("webhook accepted: poll triggered", "event", firstOf(r.Header, "X-GitHub-Event", "X-Gitlab-Event", "X-Gitea-Event", "X-Forgejo-Event"))
 	if s.Trigger != nil {
 		s.Trigger()
 	}
 	w.WriteHeader(http.StatusAccepted)
 	io.WriteString(w, "poll triggered\n")
+}
+
+func firstOf(h http.Header, names ...string) string {
+	for _, n := range names {
+		if v := h.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func (s *Server) count(result string) {

@@ -18,6 +18,11 @@
 //	                   it is set and a short SHA-256 of its value are printed,
 //	                   never the value itself
 //
+// Arguments (after an optional leading "journal", the demo app's name):
+// "health" is the image's HEALTHCHECK (below); "migrate", "check" and
+// "cleanup" print a line and exit with APP_EXIT_CODE (default 0); anything
+// else runs APP_MODE.
+//
 // "testapp health" is the image's HEALTHCHECK (exec form: scratch images have
 // no shell). It asks the running server's /healthz over loopback.
 package main
@@ -38,8 +43,19 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "health" {
-		os.Exit(health())
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "journal" {
+		args = args[1:] // the demo's app name (examples/config-repo/envs/demo)
+	}
+	if len(args) > 0 {
+		switch args[0] {
+		case "health":
+			os.Exit(health())
+		case "migrate", "check", "cleanup":
+			// The demo's one-shots and job: say so and exit.
+			fmt.Printf("journal %s done version=%s\n", args[0], os.Getenv("APP_VERSION"))
+			os.Exit(exitCode(0))
+		}
 	}
 	os.Exit(run())
 }
