@@ -32,7 +32,7 @@ func (w *world) apiClient() *http.Client {
 		}}}
 }
 
-func (w *world) hook(t *testing.T, header, value, body string) int {
+func (w *world) hook(t testing.TB, header, value, body string) int {
 	t.Helper()
 	req, _ := http.NewRequest("POST", "http://berth/hooks/git", strings.NewReader(body))
 	if header != "" {
