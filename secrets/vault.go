@@ -32,6 +32,8 @@ type Config struct {
 	TokenFile string `yaml:"token_file"`
 	// AppRole logs in with role_id and secret_id read from files.
 	AppRole *AppRole `yaml:"approle"`
+	// AWS logs in with the aws auth method (IAM) as the EC2 host.
+	AWS *AWSIAM `yaml:"aws"`
 	// Timeout bounds the resolution of one service's secrets.
 	Timeout time.Duration `yaml:"-"`
 }
@@ -85,8 +87,8 @@ func New(cfg Config, log hclog.Logger) (*Vault, error) {
 	if cfg.Namespace != "" {
 		c.SetNamespace(cfg.Namespace)
 	}
-	if cfg.TokenFile == "" && cfg.AppRole == nil {
-		return nil, errors.New("vault: configure token_file or approle")
+	if cfg.TokenFile == "" && cfg.AppRole == nil && cfg.AWS == nil {
+		return nil, errors.New("vault: configure token_file, approle or aws")
 	}
 	return &Vault{cfg: cfg, client: c, log: log.Named("secrets"), mounts: map[string]mount{}}, nil
 }
@@ -129,7 +131,8 @@ func (v *Vault) Resolve(ctx context.Context, service string, refs map[string]env
 }
 
 // authenticate sets the client's token: the token file's content, or an
-// AppRole token renewed at half its TTL and re-acquired when renewal fails.
+// AppRole or AWS token renewed at half its TTL and re-acquired when renewal
+// fails.
 func (v *Vault) authenticate(ctx context.Context) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -156,32 +159,49 @@ func (v *Vault) authenticate(ctx context.Context) error {
 }
 
 func (v *Vault) login(ctx context.Context) error {
-	a := v.cfg.AppRole
-	roleID, err := os.ReadFile(a.RoleIDFile)
+	method, mount, data, err := v.loginData(ctx)
 	if err != nil {
-		return fmt.Errorf("vault: read role_id file: %w", err)
-	}
-	secretID, err := os.ReadFile(a.SecretIDFile)
-	if err != nil {
-		return fmt.Errorf("vault: read secret_id file: %w", err)
-	}
-	m := a.Mount
-	if m == "" {
-		m = "approle"
+		return err
 	}
 	v.client.ClearToken()
-	s, err := v.client.Logical().WriteWithContext(ctx, "auth/"+m+"/login", map[string]any{
-		"role_id": strings.TrimSpace(string(roleID)), "secret_id": strings.TrimSpace(string(secretID)),
-	})
+	s, err := v.client.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", data)
 	if err != nil {
-		return fmt.Errorf("vault: approle login: %w", describe(err))
+		return fmt.Errorf("vault: %s login: %w", method, describe(err))
 	}
 	if s == nil || s.Auth == nil {
-		return errors.New("vault: approle login returned no token")
+		return fmt.Errorf("vault: %s login returned no token", method)
 	}
 	v.client.SetToken(s.Auth.ClientToken)
 	v.renewAt = time.Now().Add(time.Duration(s.Auth.LeaseDuration) * time.Second / 2)
 	return nil
+}
+
+// loginData is the configured auth method's login request.
+func (v *Vault) loginData(ctx context.Context) (method, mount string, data map[string]any, err error) {
+	if a := v.cfg.AWS; a != nil {
+		mount = a.Mount
+		if mount == "" {
+			mount = "aws"
+		}
+		data, err = a.loginData(ctx, time.Now())
+		return "aws", mount, data, err
+	}
+	a := v.cfg.AppRole
+	roleID, err := os.ReadFile(a.RoleIDFile)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("vault: read role_id file: %w", err)
+	}
+	secretID, err := os.ReadFile(a.SecretIDFile)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("vault: read secret_id file: %w", err)
+	}
+	mount = a.Mount
+	if mount == "" {
+		mount = "approle"
+	}
+	return "approle", mount, map[string]any{
+		"role_id": strings.TrimSpace(string(roleID)), "secret_id": strings.TrimSpace(string(secretID)),
+	}, nil
 }
 
 // read fetches one field, from a KV v2 mount (data/ inserted, optional

@@ -2,7 +2,11 @@ package secrets
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,5 +202,64 @@ func TestVault_AppRoleTokenRenewedThenReacquired(t *testing.T) {
 	}
 	if v.client.Token() == first {
 		t.Fatal("a revoked token was kept instead of logging in again")
+	}
+}
+
+// AWS itself cannot be reached here: STS is played by a local server that
+// answers GetCallerIdentity as STS does, and Vault's real aws auth method
+// is pointed at it (sts_endpoint). Everything else is real: the agent's
+// SigV4-signed request, Vault's parsing and forwarding of it, the role's
+// principal binding, the token and its policy.
+func TestVault_AWSIAMLoginAsTheEC2Host(t *testing.T) {
+	s := seed(t)
+	var seen []string
+	sts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		seen = append(seen, r.Method+" "+string(body)+" "+r.Header.Get("Authorization")+" server-id="+r.Header.Get("X-Vault-AWS-IAM-Server-ID"))
+		arn := "arn:aws:sts::123456789012:assumed-role/berth-host/i-0abc"
+		if strings.Contains(r.Header.Get("Authorization"), "Credential=AKIAOTHER/") {
+			arn = "arn:aws:sts::123456789012:assumed-role/someone-else/i-0def"
+		}
+		w.Header().Set("Content-Type", "text/xml")
+		fmt.Fprintf(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <GetCallerIdentityResult><Arn>%s</Arn><UserId>AROAEXAMPLE:i-0abc</UserId><Account>123456789012</Account></GetCallerIdentityResult>
+  <ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata>
+</GetCallerIdentityResponse>`, arn)
+	}))
+	defer sts.Close()
+	ctx := t.Context()
+	c := s.root
+	if err := c.Sys().EnableAuthWithOptionsWithContext(ctx, "aws", &vault.EnableAuthOptions{Type: "aws"}); err != nil {
+		t.Fatal(err)
+	}
+	for path, data := range map[string]map[string]any{
+		"auth/aws/config/client": {"sts_endpoint": sts.URL, "sts_region": "us-east-1", "iam_server_id_header_value": "vault.test"},
+		"auth/aws/role/berth": {"auth_type": "iam", "bound_iam_principal_arn": "arn:aws:iam::123456789012:role/berth-host",
+			"resolve_aws_unique_ids": false, "token_policies": "berth", "token_ttl": "20m"},
+	} {
+		if _, err := c.Logical().WriteWithContext(ctx, path, data); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIATEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret-key")
+	v, err := New(Config{Address: s.v.Addr, AWS: &AWSIAM{Role: "berth", ServerIDHeader: "vault.test"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _, err := v.Resolve(ctx, "web", map[string]envs.SecretRef{"DB_PASSWORD": refs["DB_PASSWORD"]})
+	if err != nil || strings.Join(env, ",") != "DB_PASSWORD=pw-version-2" {
+		t.Fatalf("aws login then read: %v %v (STS saw %q)", env, err, seen)
+	}
+	if len(seen) == 0 || !strings.Contains(seen[0], "POST Action=GetCallerIdentity&Version=2011-06-15 AWS4-HMAC-SHA256 Credential=AKIATEST/") ||
+		!strings.Contains(seen[0], "server-id=vault.test") {
+		t.Errorf("STS saw %q", seen)
+	}
+
+	// Another principal is refused, and the error says which login failed.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAOTHER")
+	v, _ = New(Config{Address: s.v.Addr, AWS: &AWSIAM{Role: "berth", ServerIDHeader: "vault.test"}}, nil)
+	if _, _, err := v.Resolve(ctx, "web", map[string]envs.SecretRef{"DB_PASSWORD": refs["DB_PASSWORD"]}); err == nil || !strings.Contains(err.Error(), "aws login") {
+		t.Errorf("a host with another role logged in: %v", err)
 	}
 }

@@ -186,8 +186,11 @@ func (c *Config) Validate() error {
 		if v.Address == "" {
 			bad("vault.address", "required, e.g. https://vault.example.org:8200")
 		}
-		if (v.TokenFile == "") == (v.AppRole == nil) {
-			bad("vault", "set exactly one of token_file and approle")
+		if n := btoi(v.TokenFile != "") + btoi(v.AppRole != nil) + btoi(v.AWS != nil); n != 1 {
+			bad("vault", "set exactly one of token_file, approle and aws")
+		}
+		if v.AWS != nil && v.AWS.Role == "" {
+			bad("vault.aws.role", "required: the Vault role this host logs in as")
 		}
 		files := map[string]string{"vault.token_file": v.TokenFile, "vault.ca_cert": v.CACert}
 		if v.AppRole != nil {
@@ -254,4 +257,11 @@ func (c *Config) Validate() error {
 		bad("nginx.command", "at least the nginx binary")
 	}
 	return errors.Join(errs...)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
