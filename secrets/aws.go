@@ -176,7 +176,11 @@ func signV4(h http.Header, method, rawURL, body, service, region string, c awsCr
 	canonical := strings.Join([]string{method, path, canonicalQuery(u.Query()), ch.String(), signed, sum(body)}, "\n")
 	scope := day + "/" + region + "/" + service + "/aws4_request"
 	toSign := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + sum(canonical)
-	mac := func(key []byte, data string) []byte { m := hmac.New(sha256.New, key); m.Write([]byte(data)); return m.Sum(nil) }
+	mac := func(key []byte, data string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(data))
+		return m.Sum(nil)
+	}
 	key := mac(mac(mac(mac([]byte("AWS4"+c.SecretAccessKey), day), region), service), "aws4_request")
 	sig := hex.EncodeToString(mac(key, toSign))
 	h.Set("Authorization", fmt.Sprintf("AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s", c.AccessKeyID, scope, signed, sig))
