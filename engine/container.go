@@ -2,11 +2,14 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -57,10 +60,23 @@ func (e *Engine) EnsureProject(ctx context.Context, p *types.Project) error {
 }
 
 // Create creates the container of req and connects its further networks.
+// A request with secret files runs berth's init first (see secretInit).
 func (e *Engine) Create(ctx context.Context, req *Request) (string, error) {
+	var payload []byte
+	if len(req.SecretFiles) > 0 {
+		var err error
+		if req, payload, err = e.withSecretInit(ctx, req); err != nil {
+			return "", err
+		}
+	}
 	resp, err := e.c.ContainerCreate(ctx, req.Config, req.Host, req.Network, nil, req.Name)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", req.Name, err)
+	}
+	if payload != nil {
+		e.mu.Lock()
+		e.pending[resp.ID] = payload
+		e.mu.Unlock()
 	}
 	for name, ep := range req.MoreNetworks {
 		if err := e.c.NetworkConnect(ctx, name, resp.ID, ep); err != nil {
@@ -71,12 +87,75 @@ func (e *Engine) Create(ctx context.Context, req *Request) (string, error) {
 	return resp.ID, nil
 }
 
-// Start starts a created container.
+// Start starts a created container. One with secret files gets them on
+// its stdin, attached before the start: they pass through the Docker API
+// and the container's tmpfs only, never a file on the host.
 func (e *Engine) Start(ctx context.Context, id string) error {
+	e.mu.Lock()
+	payload := e.pending[id]
+	delete(e.pending, id)
+	e.mu.Unlock()
+	if payload == nil {
+		if err := e.c.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+			return fmt.Errorf("start container %s: %w", short(id), err)
+		}
+		return nil
+	}
+	hj, err := e.c.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdin: true})
+	if err != nil {
+		return fmt.Errorf("attach to container %s: %w", short(id), err)
+	}
+	defer hj.Close()
 	if err := e.c.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return fmt.Errorf("start container %s: %w", short(id), err)
 	}
+	if _, err := hj.Conn.Write(payload); err != nil {
+		return fmt.Errorf("hand secret files to container %s: %w", short(id), err)
+	}
+	if err := hj.CloseWrite(); err != nil {
+		return fmt.Errorf("hand secret files to container %s: %w", short(id), err)
+	}
 	return nil
+}
+
+// SecretInitPath is where berth's init is mounted in a container.
+const SecretInitPath = "/.berth/init"
+
+// withSecretInit returns req with berth's init in front of the container's
+// own command (the service's entrypoint and command, else the image's) and
+// the files' payload for Start.
+func (e *Engine) withSecretInit(ctx context.Context, req *Request) (*Request, []byte, error) {
+	if e.InitPath == "" {
+		return nil, nil, fmt.Errorf("container %s has secret files but berth's own binary (its init) was not found", req.Name)
+	}
+	cfg, host := *req.Config, *req.Host
+	entry, cmd := []string(cfg.Entrypoint), []string(cfg.Cmd)
+	if len(entry) == 0 {
+		img, err := e.c.ImageInspect(ctx, cfg.Image)
+		if err != nil {
+			return nil, nil, fmt.Errorf("inspect image %s: %w", cfg.Image, err)
+		}
+		if img.Config != nil {
+			entry = img.Config.Entrypoint
+			if len(cmd) == 0 {
+				cmd = img.Config.Cmd
+			}
+		}
+	}
+	argv := append(append([]string{}, entry...), cmd...)
+	if len(argv) == 0 {
+		return nil, nil, fmt.Errorf("container %s has no command to run after its secret files", req.Name)
+	}
+	cfg.Entrypoint = append([]string{SecretInitPath, "secret-init", "--"}, argv...)
+	cfg.Cmd = nil
+	host.Mounts = append(slices.Clone(host.Mounts), mount.Mount{Type: mount.TypeBind, Source: e.InitPath, Target: SecretInitPath, ReadOnly: true})
+	payload, err := json.Marshal(req.SecretFiles)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := *req
+	out.Config, out.Host = &cfg, &host
+	return &out, payload, nil
 }
 
 // WaitHealthy waits until the container's HEALTHCHECK reports healthy. It

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"os"
 	"sync"
 	"time"
 
@@ -17,6 +18,12 @@ type Engine struct {
 	// project serializes EnsureProject: Docker accepts two networks of one
 	// name, so a deploy and a job run must not both create it.
 	project sync.Mutex
+	// InitPath is a static berth binary, bind-mounted read-only into
+	// containers with secret files as their init (default: this binary).
+	InitPath string
+
+	mu      sync.Mutex
+	pending map[string][]byte // secret files to hand over at Start, by container id
 }
 
 // New wraps a Docker client (API version negotiated: Debian's engine
@@ -25,5 +32,6 @@ func New(c *client.Client, log hclog.Logger) *Engine {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Engine{c: c, log: log.Named("engine"), PullStall: 2 * time.Minute}
+	init, _ := os.Executable()
+	return &Engine{c: c, log: log.Named("engine"), PullStall: 2 * time.Minute, InitPath: init, pending: map[string][]byte{}}
 }

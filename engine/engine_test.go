@@ -1,15 +1,21 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,4 +276,91 @@ func TestEngine_StalledPullIsAbandoned(t *testing.T) {
 	if took := time.Since(start); took > 30*time.Second {
 		t.Fatalf("gave up after %s", took)
 	}
+}
+
+var (
+	initOnce sync.Once
+	initPath string
+	initErr  error
+)
+
+// staticBerth builds berth without cgo, as scripts/build does: the init
+// that containers with secret files run FROM scratch.
+func staticBerth(t *testing.T) string {
+	t.Helper()
+	initOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-init-")
+		if err != nil {
+			initErr = err
+			return
+		}
+		initPath = filepath.Join(dir, "berth")
+		cmd := exec.Command("go", "build", "-o", initPath, "berth.dev/berth/cmd/agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			initErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if initErr != nil {
+		t.Fatal(initErr)
+	}
+	return initPath
+}
+
+func TestEngine_SecretFilesReachATmpfsInTheContainerAndNoDisk(t *testing.T) {
+	d, e, img := pulledApp(t, "files")
+	e.InitPath = staticBerth(t)
+	ctx := t.Context()
+	env, pl := deployable(t, d, img, "    user: \"1000\"\n    environment: {APP_MODE: exit, APP_SLEEP: 3s, APP_PRINT_FILES: /run/secrets/db_password}\n")
+	pl.OneOff, pl.PublishLoopback = true, false
+	value := "s3cret-file-value-" + d.RunID
+	pl.SecretFiles = []string{"db_password=" + value}
+	if err := e.EnsureProject(ctx, env.Project); err != nil {
+		t.Fatal(err)
+	}
+	req, err := CreateRequest(env.Project, env.Services[0], pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.Create(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Remove(context.Background(), id)
+	if err := e.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	code, err := e.WaitExit(ctx, id)
+	out, errb, _, _ := e.Logs(ctx, id, 1<<20)
+	sum := sha256.Sum256([]byte(value))
+	want := "testapp file /run/secrets/db_password mode=400 sha256=" + hex.EncodeToString(sum[:8])
+	if err != nil || code != 0 || !strings.Contains(string(out), want) {
+		t.Fatalf("exit %d %v; want %q in output:\n%s%s", code, err, want, out, errb)
+	}
+	// Not in the container's config (docker inspect) ...
+	info, err := d.Client.ContainerInspect(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(info); strings.Contains(string(b), value) {
+		t.Error("the value is in docker inspect")
+	}
+	// ... nor anywhere under the engine's data root (container configs,
+	// layers, logs), the container still there.
+	di, err := d.Client.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filepath.WalkDir(di.DockerRootDir, func(p string, de os.DirEntry, err error) error {
+		if err != nil || de.IsDir() || !de.Type().IsRegular() {
+			return nil
+		}
+		if fi, err := de.Info(); err != nil || fi.Size() > 16<<20 {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(value)) {
+			t.Errorf("the value is on disk in %s", p)
+		}
+		return nil
+	})
 }

@@ -35,6 +35,8 @@ type JobPlacement struct {
 	Run      string // run id
 	// SecretEnv holds resolved secrets as NAME=value, for Docker only.
 	SecretEnv []string
+	// SecretFiles holds resolved secret files as name=value.
+	SecretFiles []string
 }
 
 // JobRequest builds the container of one run of job: the inherited service's
@@ -67,7 +69,7 @@ func JobRequest(p *types.Project, svc *envs.Service, job envs.JobSpec, pl JobPla
 	s.Config.Ports, s.Config.Restart, s.Config.ContainerName, s.Config.Hostname = nil, "no", "", ""
 	s.Config.HealthCheck = &types.HealthCheckConfig{Disable: true}
 	s.Berth.Port = 0
-	req, err := CreateRequest(p, s, Placement{Project: pl.Project, Env: pl.Env, Revision: pl.Revision, SecretEnv: pl.SecretEnv, OneOff: true})
+	req, err := CreateRequest(p, s, Placement{Project: pl.Project, Env: pl.Env, Revision: pl.Revision, SecretEnv: pl.SecretEnv, SecretFiles: pl.SecretFiles, OneOff: true})
 	if err != nil {
 		return nil, fmt.Errorf("job %s: %w", job.Name, err)
 	}

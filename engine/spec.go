@@ -32,6 +32,9 @@ type Placement struct {
 	// SecretEnv holds resolved secrets as NAME=value. Values go to Docker
 	// and nowhere else: a Request is never logged.
 	SecretEnv []string
+	// SecretFiles holds resolved x-berth.secret_files as name=value: they
+	// reach the container over its stdin, never a file on the host.
+	SecretFiles []string
 	// PublishLoopback publishes the server's x-berth.port on a free
 	// 127.0.0.1 port chosen by the engine, for the load balancer.
 	PublishLoopback bool
@@ -45,6 +48,9 @@ type Request struct {
 	Network *network.NetworkingConfig
 	// More networks to connect after create (API 1.41 takes one at create).
 	MoreNetworks map[string]*network.EndpointSettings
+	// SecretFiles (name → value) are written by berth's init into a tmpfs
+	// at envs.SecretFilesDir before the container's own command runs.
+	SecretFiles map[string]string
 }
 
 // CreateRequest turns a loaded Compose service into a create request. It
@@ -144,6 +150,18 @@ func CreateRequest(p *types.Project, svc envs.Service, pl Placement) (*Request, 
 	}
 
 	req := &Request{Name: ContainerName(pl.Project, svc.Name, pl.Slot), Config: cfg, Host: host}
+	if len(pl.SecretFiles) > 0 {
+		req.SecretFiles = map[string]string{}
+		for _, kv := range pl.SecretFiles {
+			k, v, _ := strings.Cut(kv, "=")
+			req.SecretFiles[k] = v
+		}
+		// In memory only; sticky and world-writable so that a non-root
+		// user can create its files (0400, its own).
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: envs.SecretFilesDir,
+			TmpfsOptions: &mount.TmpfsOptions{SizeBytes: 4 << 20, Mode: os.FileMode(0o1777)}}) // mode=1777 (Docker formats it %o)
+		cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
+	}
 	if s.NetworkMode != "" {
 		host.NetworkMode = container.NetworkMode(s.NetworkMode)
 		return req, nil

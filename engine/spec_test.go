@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +153,28 @@ func TestCreateRequest_Defaults(t *testing.T) {
 	}
 	if req.Config.Labels[composeOneOff] != "True" || len(req.Host.PortBindings) != 0 {
 		t.Errorf("one-off labels %v, ports %v", req.Config.Labels, req.Host.PortBindings)
+	}
+}
+
+func TestCreateRequest_SecretFilesGetATmpfsAndStdinNeverEnvOrBinds(t *testing.T) {
+	env := loadEnv(t, "services:\n  w:\n    image: r/a@"+digest+"\n")
+	req, err := CreateRequest(env.Project, *env.Service("w"), Placement{Project: "prod", Env: "prod", Slot: 1, SecretFiles: []string{"db=v4lue=with=equals"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.SecretFiles["db"] != "v4lue=with=equals" || !req.Config.OpenStdin || !req.Config.StdinOnce {
+		t.Errorf("secret files %v, stdin %v/%v", req.SecretFiles, req.Config.OpenStdin, req.Config.StdinOnce)
+	}
+	var tmpfs bool
+	for _, m := range req.Host.Mounts {
+		tmpfs = tmpfs || (m.Target == "/run/secrets" && m.Type == "tmpfs" && m.TmpfsOptions.Mode == 0o1777)
+	}
+	if !tmpfs {
+		t.Errorf("no tmpfs at /run/secrets: %+v", req.Host.Mounts)
+	}
+	for _, e := range req.Config.Env {
+		if strings.Contains(e, "v4lue") {
+			t.Errorf("a secret file value is in the environment: %s", e)
+		}
 	}
 }

@@ -74,6 +74,9 @@ func (e *Engine) Stop(ctx context.Context, id string, grace *time.Duration) erro
 // Remove removes a container (stopping it if needed) and its anonymous
 // volumes; a container already gone is not an error.
 func (e *Engine) Remove(ctx context.Context, id string) error {
+	e.mu.Lock()
+	delete(e.pending, id)
+	e.mu.Unlock()
 	err := e.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !client.IsErrNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", short(id), err)

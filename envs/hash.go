@@ -21,9 +21,12 @@ import (
 // input changes the hash, which is how the planner knows to replace a
 // container and can say why.
 func ConfigHash(s Service) string {
-	refs := make([]string, 0, len(s.Berth.Secrets))
+	refs := make([]string, 0, len(s.Berth.Secrets)+len(s.Berth.SecretFiles))
 	for _, name := range slices.Sorted(maps.Keys(s.Berth.Secrets)) {
 		refs = append(refs, name+"="+s.Berth.Secrets[name].String())
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Berth.SecretFiles)) {
+		refs = append(refs, "file:"+name+"="+s.Berth.SecretFiles[name].String())
 	}
 	in := struct {
 		Service   any               `json:"service"`

@@ -62,10 +62,16 @@ type ServiceSpec struct {
 	Port int
 	// Secrets maps container env var names to Vault references.
 	Secrets map[string]SecretRef
+	// SecretFiles maps file names under /run/secrets (a tmpfs in the
+	// container, files 0400) to Vault references: the file mode of secrets.
+	SecretFiles map[string]SecretRef
 	// StopFirst stops the old container before starting the new one, for
 	// services that must never run twice.
 	StopFirst bool
 }
+
+// SecretFilesDir is where x-berth.secret_files appear in a container.
+const SecretFilesDir = "/run/secrets"
 
 // SecretRef points at one field of a Vault secret: "path#field", with an
 // optional "@version" pin for KV v2 ("kv/app/db#password@3"). It holds no

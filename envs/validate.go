@@ -101,6 +101,16 @@ func validateService(c *collector, env *Env, s *Service, opts Options) {
 	if len(s.Berth.Secrets) > 0 && opts.NoSecretsBackend {
 		bad(extKey+".secrets", "declares secrets but the agent has no Vault configured", "configure vault: in /etc/berth/agent.yaml")
 	}
+	if len(s.Berth.SecretFiles) > 0 && opts.NoSecretsBackend {
+		bad(extKey+".secret_files", "declares secret files but the agent has no Vault configured", "configure vault: in /etc/berth/agent.yaml")
+	}
+	if len(s.Berth.SecretFiles) > 0 {
+		for _, v := range cfg.Volumes {
+			if v.Target == SecretFilesDir || strings.HasPrefix(v.Target, SecretFilesDir+"/") {
+				bad("volumes", fmt.Sprintf("%s is where x-berth.secret_files are mounted", v.Target), "mount the volume elsewhere")
+			}
+		}
+	}
 	for name := range s.Berth.Secrets {
 		if _, ok := cfg.Environment[name]; ok {
 			bad(extKey+".secrets."+name, fmt.Sprintf("%s is also set in environment:", name), "set it in one place")

@@ -21,7 +21,7 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 		{
 			name:    "unknown x-berth key of a service",
 			compose: "services:\n  web:\n    image: " + img + "\n    x-berth: {role: server, port: 80, prot: 8080}\n" + lbBlock,
-			want:    []string{f + `:web:x-berth.prot: unknown key "prot" (known keys: role, port, secrets, stop_first)`},
+			want:    []string{f + `:web:x-berth.prot: unknown key "prot" (known keys: role, port, secrets, secret_files, stop_first)`},
 		},
 		{
 			name:    "unknown top-level x-berth key",
@@ -72,6 +72,16 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 			compose: "services:\n  w:\n    image: " + img + "\n    x-berth: {secrets: {DB: kv/db#pw}}\n",
 			opts:    Options{NoSecretsBackend: true},
 			want:    []string{f + `:w:x-berth.secrets: declares secrets but the agent has no Vault configured (configure vault: in /etc/berth/agent.yaml)`},
+		},
+		{
+			name:    "secret files: a bad name, no Vault, and a volume over /run/secrets",
+			compose: "services:\n  w:\n    image: " + img + "\n    volumes: [{type: volume, source: v, target: /run/secrets}]\n    x-berth: {secret_files: {db_password: kv/db#pw, ../x: kv/db#pw}}\nvolumes: {v: {}}\n",
+			opts:    Options{NoSecretsBackend: true},
+			want: []string{
+				f + `:w:volumes: /run/secrets is where x-berth.secret_files are mounted (mount the volume elsewhere)`,
+				f + `:w:x-berth.secret_files: declares secret files but the agent has no Vault configured (configure vault: in /etc/berth/agent.yaml)`,
+				f + `:w:x-berth.secret_files.../x: "../x" is not a valid file name (letters, digits, '.', '_' and '-', no '/')`,
+			},
 		},
 		{
 			name:    "invalid cron expression and time zone",

@@ -125,7 +125,10 @@ func asDuration(v any, field string, report func(field, msg, hint string)) time.
 	return d
 }
 
-var serviceKeys = []string{"role", "port", "secrets", "stop_first"}
+var serviceKeys = []string{"role", "port", "secrets", "secret_files", "stop_first"}
+
+// secretFileRe is a file name under /run/secrets.
+var secretFileRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 // parseServiceSpec decodes a service's x-berth block.
 func parseServiceSpec(v any, report func(field, msg, hint string)) ServiceSpec {
@@ -148,27 +151,36 @@ func parseServiceSpec(v any, report func(field, msg, hint string)) ServiceSpec {
 	if s, ok := m["stop_first"]; ok {
 		spec.StopFirst = asBool(s, extKey+".stop_first", report)
 	}
-	if sm, ok := asMap(m["secrets"], extKey+".secrets", report); ok {
-		spec.Secrets = map[string]SecretRef{}
-		for _, name := range slices.Sorted(maps.Keys(sm)) {
-			field := extKey + ".secrets." + name
-			if !varNameRe.MatchString(name) {
-				report(field, fmt.Sprintf("%q is not a valid environment variable name", name), "letters, digits and _, not starting with a digit")
-				continue
-			}
-			s, ok := asString(sm[name], field, report)
-			if !ok {
-				continue
-			}
-			ref, err := ParseSecretRef(s)
-			if err != nil {
-				report(field, err.Error(), `write "path#field" or "path#field@version", e.g. "kv/journal/db#password"`)
-				continue
-			}
-			spec.Secrets[name] = ref
-		}
-	}
+	spec.Secrets = secretRefs(m, "secrets", varNameRe, "a valid environment variable name", "letters, digits and _, not starting with a digit", report)
+	spec.SecretFiles = secretRefs(m, "secret_files", secretFileRe, "a valid file name", "letters, digits, '.', '_' and '-', no '/'", report)
 	return spec
+}
+
+// secretRefs decodes a map of names (matching nameRe) to Vault references.
+func secretRefs(m map[string]any, key string, nameRe *regexp.Regexp, what, hint string, report func(field, msg, hint string)) map[string]SecretRef {
+	sm, ok := asMap(m[key], extKey+"."+key, report)
+	if !ok {
+		return nil
+	}
+	out := map[string]SecretRef{}
+	for _, name := range slices.Sorted(maps.Keys(sm)) {
+		field := extKey + "." + key + "." + name
+		if !nameRe.MatchString(name) {
+			report(field, fmt.Sprintf("%q is not %s", name, what), hint)
+			continue
+		}
+		s, ok := asString(sm[name], field, report)
+		if !ok {
+			continue
+		}
+		ref, err := ParseSecretRef(s)
+		if err != nil {
+			report(field, err.Error(), `write "path#field" or "path#field@version", e.g. "kv/journal/db#password"`)
+			continue
+		}
+		out[name] = ref
+	}
+	return out
 }
 
 // ParseSecretRef parses "path#field" or "path#field@version".

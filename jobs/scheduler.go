@@ -88,7 +88,7 @@ func Defs(env *envs.Env, revision string) ([]*Def, error) {
 		h := sha256.New()
 		json.NewEncoder(h).Encode(spec)
 		if d.service != nil {
-			fmt.Fprintf(h, "%s\x00%v", d.service.Hash, d.service.Berth.Secrets)
+			fmt.Fprintf(h, "%s\x00%v\x00%v", d.service.Hash, d.service.Berth.Secrets, d.service.Berth.SecretFiles)
 		}
 		d.Hash = hex.EncodeToString(h.Sum(nil))[:16]
 		out = append(out, d)
@@ -444,21 +444,29 @@ func (s *Scheduler) execute(ctx context.Context, a *active) {
 		fail(err)
 		return
 	}
-	var secretEnv []string
-	if d.service != nil && len(d.service.Berth.Secrets) > 0 {
-		if s.Secrets == nil {
-			fail(fmt.Errorf("service %s declares secrets but no secrets backend is configured", d.service.Name))
-			return
+	var secretEnv, secretFiles []string
+	if d.service != nil {
+		for _, kind := range []struct {
+			refs map[string]envs.SecretRef
+			into *[]string
+		}{{d.service.Berth.Secrets, &secretEnv}, {d.service.Berth.SecretFiles, &secretFiles}} {
+			if len(kind.refs) == 0 {
+				continue
+			}
+			if s.Secrets == nil {
+				fail(fmt.Errorf("service %s declares secrets but no secrets backend is configured", d.service.Name))
+				return
+			}
+			vals, _, err := s.Secrets.Resolve(ctx, d.service.Name, kind.refs)
+			if err != nil {
+				fail(fmt.Errorf("service %s: %w", d.service.Name, err))
+				return
+			}
+			*kind.into = vals
 		}
-		env, _, err := s.Secrets.Resolve(ctx, d.service.Name, d.service.Berth.Secrets)
-		if err != nil {
-			fail(fmt.Errorf("service %s: %w", d.service.Name, err))
-			return
-		}
-		secretEnv = env
 	}
 	req, err := engine.JobRequest(d.project, d.service, d.Spec, engine.JobPlacement{
-		Project: d.project.Name, Env: s.Env, Revision: d.Revision, Job: r.Job, Run: r.ID, SecretEnv: secretEnv})
+		Project: d.project.Name, Env: s.Env, Revision: d.Revision, Job: r.Job, Run: r.ID, SecretEnv: secretEnv, SecretFiles: secretFiles})
 	if err != nil {
 		fail(err)
 		return

@@ -49,6 +49,8 @@ type Input struct {
 	Hashes map[string]string
 	// SecretEnv holds each service's resolved secrets as NAME=value.
 	SecretEnv map[string][]string
+	// SecretFiles holds each service's resolved secret files as name=value.
+	SecretFiles map[string][]string
 }
 
 // Phase is one timed step of a deploy.
@@ -151,7 +153,7 @@ func (p *deploy) request(a Action, slot int, oneOff, publish bool) (*engine.Requ
 	return engine.CreateRequest(p.in.Env.Project, *svc, engine.Placement{
 		Project: p.in.Env.Project.Name, Env: p.in.Env.Name, Revision: p.in.Revision,
 		ConfigHash: p.in.Hashes[a.Service], Slot: slot, OneOff: oneOff,
-		SecretEnv: p.in.SecretEnv[a.Service], PublishLoopback: publish,
+		SecretEnv: p.in.SecretEnv[a.Service], SecretFiles: p.in.SecretFiles[a.Service], PublishLoopback: publish,
 	})
 }
 

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
+	"berth.dev/berth/envs"
 	"berth.dev/berth/migrate"
 )
 
@@ -17,24 +19,41 @@ import (
 func (p *deploy) resolveSecrets(ctx context.Context) error {
 	var errs []error
 	for _, s := range p.in.Env.Services {
-		if len(s.Berth.Secrets) == 0 {
+		if len(s.Berth.Secrets) == 0 && len(s.Berth.SecretFiles) == 0 {
 			continue
 		}
 		if p.Secrets == nil {
 			errs = append(errs, fmt.Errorf("service %s declares secrets but no secrets backend is configured", s.Name))
 			continue
 		}
-		env, digest, err := p.Secrets.Resolve(ctx, s.Name, s.Berth.Secrets)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
-			continue
+		// The hash mixes in digests of the values (never the values);
+		// for env secrets alone it is what berth has always computed, so
+		// an upgrade of berth does not redeploy.
+		mixed, ok := "", true
+		for _, kind := range []struct {
+			refs map[string]envs.SecretRef
+			into *map[string][]string
+			tag  string
+		}{{s.Berth.Secrets, &p.in.SecretEnv, ""}, {s.Berth.SecretFiles, &p.in.SecretFiles, "\x00files:"}} {
+			if len(kind.refs) == 0 {
+				continue
+			}
+			vals, digest, err := p.Secrets.Resolve(ctx, s.Name, kind.refs)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
+				ok = false
+				continue
+			}
+			if *kind.into == nil {
+				*kind.into = map[string][]string{}
+			}
+			(*kind.into)[s.Name] = vals
+			mixed += kind.tag + digest
 		}
-		if p.in.SecretEnv == nil {
-			p.in.SecretEnv = map[string][]string{}
+		if ok {
+			sum := sha256.Sum256([]byte(p.in.Hashes[s.Name] + "\x00" + mixed))
+			p.in.Hashes[s.Name] = hex.EncodeToString(sum[:])
 		}
-		p.in.SecretEnv[s.Name] = env
-		sum := sha256.Sum256([]byte(p.in.Hashes[s.Name] + "\x00" + digest))
-		p.in.Hashes[s.Name] = hex.EncodeToString(sum[:])
 	}
 	return errors.Join(errs...)
 }
@@ -89,7 +108,7 @@ func (p *deploy) cli(ctx context.Context) error {
 			return err
 		}
 		req.Name = fmt.Sprintf("%s-%s-run-%s", p.in.Env.Project.Name, a.Service, short(p.in.Revision))
-		jobs = append(jobs, migrate.Job{Service: *p.in.Env.Service(a.Service), Request: req, Secrets: secretValues(p.in.SecretEnv[a.Service])})
+		jobs = append(jobs, migrate.Job{Service: *p.in.Env.Service(a.Service), Request: req, Secrets: secretValues(append(slices.Clone(p.in.SecretEnv[a.Service]), p.in.SecretFiles[a.Service]...))})
 	}
 	if len(jobs) == 0 {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "--version", "-version":
 		return runVersion(ctx, nil, stdout, stderr)
+	case "secret-init": // inside containers, not for operators: see secretinit.go
+		return secretInit(args[1:], os.Stdin, stderr)
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {

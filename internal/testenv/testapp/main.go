@@ -17,6 +17,8 @@
 //	APP_PRINT_ENV      comma-separated names; for each one the name, whether
 //	                   it is set and a short SHA-256 of its value are printed,
 //	                   never the value itself
+//	APP_PRINT_FILES    comma-separated paths; for each one its mode and a
+//	                   short SHA-256 of its content, never the content
 //
 // Arguments (after an optional leading "journal", the demo app's name):
 // "health" is the image's HEALTHCHECK (below); "migrate", "check" and
@@ -112,6 +114,29 @@ func printEnv() {
 	}
 }
 
+// printFiles reports the files named in APP_PRINT_FILES like printEnv does
+// variables: mode and a short SHA-256 of the content, never the content.
+func printFiles() {
+	for _, p := range strings.Split(os.Getenv("APP_PRINT_FILES"), ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			fmt.Printf("testapp file %s missing\n", p)
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			fmt.Printf("testapp file %s unreadable: %v\n", p, err)
+			continue
+		}
+		sum := sha256.Sum256(b)
+		fmt.Printf("testapp file %s mode=%o sha256=%s\n", p, fi.Mode().Perm(), hex.EncodeToString(sum[:8]))
+	}
+}
+
 func run() int {
 	version := os.Getenv("APP_VERSION")
 	fmt.Printf("testapp start version=%s mode=%s\n", version, os.Getenv("APP_MODE"))
@@ -119,6 +144,7 @@ func run() int {
 		fmt.Println(m)
 	}
 	printEnv()
+	printFiles()
 
 	switch mode := os.Getenv("APP_MODE"); mode {
 	case "", "serve", "unhealthy":
