@@ -33,7 +33,6 @@ type Cached struct {
 }
 
 type cacheEntry struct {
-	key    string // the references, rendered
 	env    []string
 	digest string
 	at     time.Time
@@ -50,9 +49,9 @@ func (c *Cached) Resolve(ctx context.Context, service string, refs map[string]en
 	}
 	key := b.String()
 	c.mu.Lock()
-	e, ok := c.entries[service]
+	e, ok := c.entries[service+"\x00"+key]
 	c.mu.Unlock()
-	if ok && e.key == key && (c.Interval < 0 || now().Sub(e.at) < c.Interval) {
+	if ok && (c.Interval < 0 || now().Sub(e.at) < c.Interval) {
 		return e.env, e.digest, nil
 	}
 	env, digest, err := c.Resolver.Resolve(ctx, service, refs)
@@ -63,7 +62,10 @@ func (c *Cached) Resolve(ctx context.Context, service string, refs map[string]en
 	if c.entries == nil {
 		c.entries = map[string]cacheEntry{}
 	}
-	c.entries[service] = cacheEntry{key: key, env: env, digest: digest, at: now()}
+	// By service and references: a service asks once for its variables
+	// and once for its files. (Entries of older references stay: a few
+	// bytes per change of a service's references.)
+	c.entries[service+"\x00"+key] = cacheEntry{env: env, digest: digest, at: now()}
 	c.mu.Unlock()
 	return env, digest, nil
 }

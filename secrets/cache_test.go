@@ -38,6 +38,16 @@ func TestCached_ReadsVaultOncePerInterval(t *testing.T) {
 	if c.Resolve(t.Context(), "web", refs); r.calls != 3 {
 		t.Fatalf("changed references were answered from the cache")
 	}
+	// A service's variables and files are two sets of references, each
+	// cached on its own.
+	files := map[string]envs.SecretRef{"f": {Path: "kv/a", Field: "x"}}
+	c.Resolve(t.Context(), "web", files)
+	c.Resolve(t.Context(), "web", refs)
+	c.Resolve(t.Context(), "web", files)
+	if r.calls != 4 {
+		t.Fatalf("variables and files evict each other: %d reads", r.calls)
+	}
+	r.calls = 3
 	never := &Cached{Resolver: r, Interval: -1, now: func() time.Time { return now }}
 	never.Resolve(t.Context(), "web", refs)
 	now = now.Add(24 * time.Hour)
