@@ -22,7 +22,8 @@ type Resolver interface {
 // references for Interval, so that the agent's frequent passes do not read
 // Vault every time: a new secret version is noticed (and redeployed) at most
 // Interval later. With Interval < 0 an answer is kept until the references
-// change (a new commit), so new versions never redeploy on their own.
+// change (a new commit), so new versions never redeploy on their own. A
+// dynamic secret whose lease runs out is read again whatever the interval.
 type Cached struct {
 	Resolver Resolver
 	Interval time.Duration
@@ -51,7 +52,13 @@ func (c *Cached) Resolve(ctx context.Context, service string, refs map[string]en
 	c.mu.Lock()
 	e, ok := c.entries[service+"\x00"+key]
 	c.mu.Unlock()
-	if ok && (c.Interval < 0 || now().Sub(e.at) < c.Interval) {
+	refresh := false
+	if r, isVault := c.Resolver.(interface {
+		NeedsRefresh(string, map[string]envs.SecretRef) bool
+	}); isVault {
+		refresh = r.NeedsRefresh(service, refs) // a lease running out
+	}
+	if ok && !refresh && (c.Interval < 0 || now().Sub(e.at) < c.Interval) {
 		return e.env, e.digest, nil
 	}
 	env, digest, err := c.Resolver.Resolve(ctx, service, refs)

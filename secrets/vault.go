@@ -53,13 +53,16 @@ type Vault struct {
 	log    hclog.Logger
 
 	mu      sync.Mutex
-	renewAt time.Time        // AppRole token: renew (or log in again) after this
-	mounts  map[string]mount // path prefix → mount
+	renewAt time.Time           // AppRole token: renew (or log in again) after this
+	mounts  map[string]mount    // path prefix → mount
+	dyn     map[string]*dynamic // leased secrets by service and path (dynamic.go)
+	now     func() time.Time
 }
 
 type mount struct {
 	path    string // "secret/"
-	version int    // 1 or 2
+	version int    // KV 1 or 2
+	kv      bool   // a KV mount; anything else is read as a (dynamic) secret
 }
 
 // New builds a Vault client; nothing is contacted until Resolve.
@@ -90,7 +93,7 @@ func New(cfg Config, log hclog.Logger) (*Vault, error) {
 	if cfg.TokenFile == "" && cfg.AppRole == nil && cfg.AWS == nil {
 		return nil, errors.New("vault: configure token_file, approle or aws")
 	}
-	return &Vault{cfg: cfg, client: c, log: log.Named("secrets"), mounts: map[string]mount{}}, nil
+	return &Vault{cfg: cfg, client: c, log: log.Named("secrets"), mounts: map[string]mount{}, dyn: map[string]*dynamic{}, now: time.Now}, nil
 }
 
 // Resolve reads every reference of one service, in parallel, within the
@@ -106,14 +109,37 @@ func (v *Vault) Resolve(ctx context.Context, service string, refs map[string]env
 	names := slices.Sorted(maps.Keys(refs))
 	values := make([]Value, len(names))
 	errs := make([]error, len(names))
-	var wg sync.WaitGroup
+	// One read per path (and version): fields of a dynamic secret must
+	// come from the same lease (a username with its password).
+	type group struct{ idx []int }
+	groups := map[string]*group{}
+	var order []string
 	for i, name := range names {
+		k := refs[name].Path + "@" + strconv.Itoa(refs[name].Version)
+		if groups[k] == nil {
+			groups[k] = &group{}
+			order = append(order, k)
+		}
+		groups[k].idx = append(groups[k].idx, i)
+	}
+	var wg sync.WaitGroup
+	for _, k := range order {
+		g := groups[k]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			values[i], errs[i] = v.read(ctx, refs[name])
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("secret %s (%s): %w", name, refs[name], errs[i])
+			first := refs[names[g.idx[0]]]
+			data, err := v.readData(ctx, service, first)
+			for _, i := range g.idx {
+				ref := refs[names[i]]
+				if err == nil {
+					values[i], errs[i] = field(data, ref.Field)
+				} else {
+					errs[i] = err
+				}
+				if errs[i] != nil {
+					errs[i] = fmt.Errorf("secret %s (%s): %w", names[i], ref, errs[i])
+				}
 			}
 		}()
 	}
@@ -204,14 +230,20 @@ func (v *Vault) loginData(ctx context.Context) (method, mount string, data map[s
 	}, nil
 }
 
-// read fetches one field, from a KV v2 mount (data/ inserted, optional
-// version) or a KV v1 mount.
-func (v *Vault) read(ctx context.Context, ref envs.SecretRef) (Value, error) {
+// readData fetches the secret at ref's path: from a KV v2 mount (data/
+// inserted, optional version), a KV v1 mount, or any other engine — a
+// dynamic secret, leased and renewed (dynamic.go).
+func (v *Vault) readData(ctx context.Context, service string, ref envs.SecretRef) (map[string]any, error) {
 	m, err := v.mountOf(ctx, ref.Path)
 	if err != nil {
-		return Value{}, err
+		return nil, err
 	}
-	var data map[string]any
+	if !m.kv {
+		if ref.Version > 0 {
+			return nil, fmt.Errorf("@%d: %s is not a KV mount, which has no versions", ref.Version, m.path)
+		}
+		return v.dynamicData(ctx, service, ref.Path)
+	}
 	if m.version == 2 {
 		rel := strings.TrimPrefix(ref.Path, m.path)
 		q := map[string][]string{}
@@ -220,35 +252,39 @@ func (v *Vault) read(ctx context.Context, ref envs.SecretRef) (Value, error) {
 		}
 		s, err := v.client.Logical().ReadWithDataWithContext(ctx, m.path+"data/"+rel, q)
 		if err != nil {
-			return Value{}, describe(err)
+			return nil, describe(err)
 		}
 		if s == nil || s.Data == nil || s.Data["data"] == nil {
-			return Value{}, errors.New("no such secret")
+			return nil, errors.New("no such secret")
 		}
-		data, _ = s.Data["data"].(map[string]any)
-	} else {
-		if ref.Version > 0 {
-			return Value{}, fmt.Errorf("@%d: %s is a KV v1 mount, which has no versions", ref.Version, m.path)
-		}
-		s, err := v.client.Logical().ReadWithContext(ctx, ref.Path)
-		if err != nil {
-			return Value{}, describe(err)
-		}
-		if s == nil {
-			return Value{}, errors.New("no such secret")
-		}
-		data = s.Data
+		data, _ := s.Data["data"].(map[string]any)
+		return data, nil
 	}
-	raw, ok := data[ref.Field]
+	if ref.Version > 0 {
+		return nil, fmt.Errorf("@%d: %s is a KV v1 mount, which has no versions", ref.Version, m.path)
+	}
+	s, err := v.client.Logical().ReadWithContext(ctx, ref.Path)
+	if err != nil {
+		return nil, describe(err)
+	}
+	if s == nil {
+		return nil, errors.New("no such secret")
+	}
+	return s.Data, nil
+}
+
+// field is one field of a secret's data, as a string (JSON for others).
+func field(data map[string]any, name string) (Value, error) {
+	raw, ok := data[name]
 	if !ok {
-		return Value{}, fmt.Errorf("no field %q in the secret", ref.Field)
+		return Value{}, fmt.Errorf("no field %q in the secret", name)
 	}
 	if s, ok := raw.(string); ok {
 		return Value{v: s}, nil
 	}
 	b, err := json.Marshal(raw)
 	if err != nil {
-		return Value{}, fmt.Errorf("field %q: %w", ref.Field, err)
+		return Value{}, fmt.Errorf("field %q: %w", name, err)
 	}
 	return Value{v: string(b)}, nil
 }
@@ -273,6 +309,8 @@ func (v *Vault) mountOf(ctx context.Context, path string) (mount, error) {
 	}
 	m := mount{version: 1}
 	m.path, _ = s.Data["path"].(string)
+	typ, _ := s.Data["type"].(string)
+	m.kv = typ == "kv" || typ == "generic" || typ == ""
 	if opts, ok := s.Data["options"].(map[string]any); ok && opts["version"] == "2" {
 		m.version = 2
 	}

@@ -69,7 +69,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Warn("deploy was interrupted; converging from the containers", "deploy_id", r.ID, "commit", r.Commit, "phase", r.Phase)
 	}
 	eng := engine.New(dc, log)
-	sec, err := newSecrets(cfg, log)
+	sec, renewLeases, err := newSecrets(cfg, log)
 	if err != nil {
 		log.Error("vault", "error", err)
 		return exitConfig
@@ -80,6 +80,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	deployer := newDeployer(cfg, eng, sec, log)
 	deployer.Images = meteredImages{eng, m}
+	go renewLeases(ctx)
 	notifier := newNotifier(cfg, log)
 	go notifier.Run(ctx)
 	sched := &jobs.Scheduler{Env: cfg.Env, Store: jobStore(cfg), Engine: eng, Secrets: sec, Log: log.Named("jobs"),

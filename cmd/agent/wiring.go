@@ -66,20 +66,22 @@ func loadOptions(cfg *Config) envs.Options {
 }
 
 // newSecrets is the Vault resolver behind a cache that re-reads Vault every
-// check_interval (never, with redeploy_on_change: false); nil without vault.
-func newSecrets(cfg *Config, log hclog.Logger) (reconcile.Secrets, error) {
+// check_interval (never, with redeploy_on_change: false, except for a
+// dynamic secret whose lease runs out); nil without vault. renew keeps the
+// leases of dynamic secrets alive until its context ends.
+func newSecrets(cfg *Config, log hclog.Logger) (sec reconcile.Secrets, renew func(context.Context), err error) {
 	if cfg.Vault == nil {
-		return nil, nil
+		return nil, func(context.Context) {}, nil
 	}
 	v, err := secrets.New(cfg.Vault.Config, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	interval := cfg.Vault.CheckInterval.Duration
 	if r := cfg.Vault.RedeployOnChange; r != nil && !*r {
 		interval = -1
 	}
-	return &secrets.Cached{Resolver: v, Interval: interval}, nil
+	return &secrets.Cached{Resolver: v, Interval: interval}, v.RenewLeases, nil
 }
 
 // loader loads the agent's environment from a revision's working copy.
