@@ -352,12 +352,15 @@ func TestAgent_PrunesImagesAndWorkingCopiesOfRevisionsBeyondTheKeptOnes(t *testi
 }
 
 type fakeSecrets struct {
+	mu     sync.Mutex
 	digest string
 	err    error
 	asked  []string
 }
 
 func (f *fakeSecrets) Resolve(_ context.Context, service string, refs map[string]envs.SecretRef) ([]string, string, error) {
+	f.mu.Lock() // services resolve in parallel
+	defer f.mu.Unlock()
 	f.asked = append(f.asked, service)
 	if f.err != nil {
 		return nil, "", f.err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"berth.dev/berth/envs"
@@ -17,44 +18,62 @@ import (
 // digests are part of the config hashes) and before anything is touched: a
 // Vault outage fails the deploy here, with nothing changed.
 func (p *deploy) resolveSecrets(ctx context.Context) error {
-	var errs []error
-	for _, s := range p.in.Env.Services {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	for _, s := range p.in.Env.Services { // every service at once
 		if len(s.Berth.Secrets) == 0 && len(s.Berth.SecretFiles) == 0 {
 			continue
 		}
 		if p.Secrets == nil {
-			errs = append(errs, fmt.Errorf("service %s declares secrets but no secrets backend is configured", s.Name))
+			fail(fmt.Errorf("service %s declares secrets but no secrets backend is configured", s.Name))
 			continue
 		}
-		// The hash mixes in digests of the values (never the values);
-		// for env secrets alone it is what berth has always computed, so
-		// an upgrade of berth does not redeploy.
-		mixed, ok := "", true
-		for _, kind := range []struct {
-			refs map[string]envs.SecretRef
-			into *map[string][]string
-			tag  string
-		}{{s.Berth.Secrets, &p.in.SecretEnv, ""}, {s.Berth.SecretFiles, &p.in.SecretFiles, "\x00files:"}} {
-			if len(kind.refs) == 0 {
-				continue
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The hash mixes in digests of the values (never the values);
+			// for env secrets alone it is what berth has always computed,
+			// so an upgrade of berth does not redeploy.
+			mixed := ""
+			got := map[*map[string][]string][]string{}
+			for _, kind := range []struct {
+				refs map[string]envs.SecretRef
+				into *map[string][]string
+				tag  string
+			}{{s.Berth.Secrets, &p.in.SecretEnv, ""}, {s.Berth.SecretFiles, &p.in.SecretFiles, "\x00files:"}} {
+				if len(kind.refs) == 0 {
+					continue
+				}
+				vals, digest, err := p.Secrets.Resolve(ctx, s.Name, kind.refs)
+				if err != nil {
+					fail(fmt.Errorf("service %s: %w", s.Name, err))
+					return
+				}
+				got[kind.into] = vals
+				mixed += kind.tag + digest
 			}
-			vals, digest, err := p.Secrets.Resolve(ctx, s.Name, kind.refs)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
-				ok = false
-				continue
-			}
-			if *kind.into == nil {
-				*kind.into = map[string][]string{}
-			}
-			(*kind.into)[s.Name] = vals
-			mixed += kind.tag + digest
-		}
-		if ok {
+			mu.Lock()
+			defer mu.Unlock()
 			sum := sha256.Sum256([]byte(p.in.Hashes[s.Name] + "\x00" + mixed))
+			for into, vals := range got {
+				if *into == nil {
+					*into = map[string][]string{}
+				}
+				(*into)[s.Name] = vals
+			}
 			p.in.Hashes[s.Name] = hex.EncodeToString(sum[:])
-		}
+		}()
 	}
+	wg.Wait()
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
 }
 
