@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,37 +24,6 @@ import (
 	"berth.dev/berth/engine"
 	"berth.dev/berth/internal/testenv"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// berthBinary builds cmd/agent once per test process.
-func berthBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "berth")
-		// Static, as scripts/build makes it: it is also the init of
-		// containers with secret files (FROM scratch).
-		cmd := exec.Command("go", "build", "-o", binPath, "berth.dev/berth/cmd/agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
 
 // world is one host and its config repo.
 type world struct {
@@ -74,7 +42,7 @@ type world struct {
 }
 
 func newWorld(t testing.TB) *world {
-	w := &world{t: t, bin: berthBinary(t), d: testenv.Docker(t)}
+	w := &world{t: t, bin: testenv.BerthBinary(t), d: testenv.Docker(t)}
 	w.env = "e" + w.d.RunID
 	w.d.CleanupLabel(t, engine.LabelEnv, w.env)
 	w.d.CleanupLabel(t, "com.docker.compose.project", w.env)

@@ -11,11 +11,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -278,58 +276,16 @@ func TestEngine_StalledPullIsAbandoned(t *testing.T) {
 	}
 }
 
-var (
-	initOnce sync.Once
-	initPath string
-	initErr  error
-)
-
-// staticBerth builds berth without cgo, as scripts/build does: the init
-// that containers with secret files run FROM scratch.
-func staticBerth(t *testing.T) string {
-	t.Helper()
-	initOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-init-")
-		if err != nil {
-			initErr = err
-			return
-		}
-		initPath = filepath.Join(dir, "berth")
-		cmd := exec.Command("go", "build", "-o", initPath, "berth.dev/berth/cmd/agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			initErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if initErr != nil {
-		t.Fatal(initErr)
-	}
-	return initPath
-}
-
 func TestEngine_SecretFilesReachATmpfsInTheContainerAndNoDisk(t *testing.T) {
 	d, e, img := pulledApp(t, "files")
-	e.InitPath = staticBerth(t)
+	e.InitPath = testenv.BerthBinary(t)
 	ctx := t.Context()
 	env, pl := deployable(t, d, img, "    user: \"1000\"\n    environment: {APP_MODE: exit, APP_SLEEP: 3s, APP_PRINT_FILES: /run/secrets/db_password}\n")
 	pl.OneOff, pl.PublishLoopback = true, false
 	value := "s3cret-file-value-" + d.RunID
 	pl.SecretFiles = []string{"db_password=" + value}
-	if err := e.EnsureProject(ctx, env.Project); err != nil {
-		t.Fatal(err)
-	}
-	req, err := CreateRequest(env.Project, env.Services[0], pl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := e.Create(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := launch(t, e, env, pl)
 	defer e.Remove(context.Background(), id)
-	if err := e.Start(ctx, id); err != nil {
-		t.Fatal(err)
-	}
 	code, err := e.WaitExit(ctx, id)
 	out, errb, _, _ := e.Logs(ctx, id, 1<<20)
 	sum := sha256.Sum256([]byte(value))
