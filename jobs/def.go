@@ -1,0 +1,94 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"berth.dev/berth/engine"
+	"berth.dev/berth/envs"
+)
+
+// Engine is what a run needs of the Docker engine (*engine.Engine).
+type Engine interface {
+	EnsureImage(ctx context.Context, ref string) (pulled bool, err error)
+	EnsureProject(ctx context.Context, p *types.Project) error
+	Create(ctx context.Context, req *engine.Request) (string, error)
+	Start(ctx context.Context, id string) error
+	WaitExit(ctx context.Context, id string) (int, error)
+	Stop(ctx context.Context, id string, grace *time.Duration) error
+	Kill(ctx context.Context, id string) error
+	Logs(ctx context.Context, id string, max int) (stdout, stderr []byte, dropped [2]int64, err error)
+	Remove(ctx context.Context, id string) error
+	ListJobRuns(ctx context.Context, env string) ([]engine.JobContainer, error)
+}
+
+// Secrets resolves the inherited service's secrets for a run (the same
+// resolver deploys use; values go to Docker only).
+type Secrets interface {
+	Resolve(ctx context.Context, service string, refs map[string]envs.SecretRef) (env []string, digest string, err error)
+}
+
+// Causes a run is cut short for.
+var (
+	errReplaced = errors.New("replaced by a newer run (concurrency: replace)")
+	errStopping = errors.New("the agent stopped during the run")
+)
+
+// Def is a job of the live revision, ready to run.
+type Def struct {
+	Spec     envs.JobSpec
+	Hash     string // changes when anything that affects a run changes
+	Revision string
+	Schedule *Schedule
+	project  *types.Project
+	service  *envs.Service // nil for a job with its own image
+}
+
+// Image is the image a run uses.
+func (d *Def) Image() string {
+	if d.Spec.Image != "" {
+		return d.Spec.Image
+	}
+	if d.service != nil {
+		return d.service.Config.Image
+	}
+	return ""
+}
+
+// Defs turns an environment's x-berth.jobs into runnable definitions.
+func Defs(env *envs.Env, revision string) ([]*Def, error) {
+	var out []*Def
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(env.Jobs)) {
+		spec := env.Jobs[name]
+		sched, err := ParseSchedule(spec.Schedule, spec.Timezone)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("job %s: %w", name, err))
+			continue
+		}
+		d := &Def{Spec: spec, Revision: revision, Schedule: sched, project: env.Project}
+		if spec.Service != "" {
+			if d.service = env.Service(spec.Service); d.service == nil {
+				errs = append(errs, fmt.Errorf("job %s: no service %q", name, spec.Service))
+				continue
+			}
+		}
+		h := sha256.New()
+		json.NewEncoder(h).Encode(spec)
+		if d.service != nil {
+			fmt.Fprintf(h, "%s\x00%v\x00%v", d.service.Hash, d.service.Berth.Secrets, d.service.Berth.SecretFiles)
+		}
+		d.Hash = hex.EncodeToString(h.Sum(nil))[:16]
+		out = append(out, d)
+	}
+	return out, errors.Join(errs...)
+}
