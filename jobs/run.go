@@ -10,6 +10,7 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/secrets"
 )
 
 // execute makes one run: image, secrets, container, wait (with timeout),
@@ -69,8 +70,8 @@ func (s *Scheduler) execute(ctx context.Context, a *active) {
 		fail(err)
 		return
 	}
-	r.Container = req.Name
-	defer s.collect(bg, r, id, log)
+	r.Container, r.Secrets = req.Name, len(secretEnv)+len(secretFiles) > 0
+	defer s.collect(bg, r, id, log, secrets.Values(append(secretEnv, secretFiles...)))
 	if err := s.Engine.Start(cctx, id); err != nil {
 		fail(err)
 		return
@@ -118,8 +119,9 @@ func (s *Scheduler) execute(ctx context.Context, a *active) {
 	}
 }
 
-// collect stores a run container's output and removes the container.
-func (s *Scheduler) collect(ctx context.Context, r *Run, id string, log hclog.Logger) {
+// collect stores a run container's output, with the run's secret values
+// redacted, and removes the container.
+func (s *Scheduler) collect(ctx context.Context, r *Run, id string, log hclog.Logger, values []string) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	out, errb, dropped, err := s.Engine.Logs(ctx, id, s.MaxOutput)
@@ -127,6 +129,7 @@ func (s *Scheduler) collect(ctx context.Context, r *Run, id string, log hclog.Lo
 		log.Warn("job output", "error", err)
 	}
 	r.StdoutDropped, r.StderrDropped = dropped[0], dropped[1]
+	out, errb = []byte(secrets.Redact(string(out), values)), []byte(secrets.Redact(string(errb), values))
 	if err := s.Store.SaveOutput(r.Job, r.ID, out, errb); err != nil {
 		log.Warn("job output", "error", err)
 	}
@@ -195,7 +198,13 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 			log := s.Log.With("job", r.Job, "run", r.ID)
 			if c, ok := byRun[r.ID]; ok {
 				s.Engine.Kill(ctx, c.ID)
-				s.collect(ctx, r, c.ID, log)
+				if r.Secrets {
+					// The values to redact died with the old agent.
+					s.Store.SaveOutput(r.Job, r.ID, []byte("[berth: output not kept: the run had secrets and the agent restarted before it could redact them]\n"), nil)
+					s.Engine.Remove(ctx, c.ID)
+				} else {
+					s.collect(ctx, r, c.ID, log, nil)
+				}
 				delete(byRun, r.ID)
 			}
 			r.Status, r.Reason, r.Finished = StatusInterrupted, "the agent stopped during the run; its container was removed on restart", s.Now()

@@ -25,6 +25,7 @@ type fakeEngine struct {
 
 type fakeCtr struct {
 	job, run string
+	env      []string
 	exit     chan int
 }
 
@@ -38,7 +39,7 @@ func (f *fakeEngine) Create(_ context.Context, req *engine.Request) (string, err
 	}
 	f.n++
 	id := fmt.Sprintf("c%d", f.n)
-	f.ctrs[id] = &fakeCtr{job: req.Config.Labels[engine.LabelJob], run: req.Config.Labels[engine.LabelRun], exit: make(chan int, 1)}
+	f.ctrs[id] = &fakeCtr{job: req.Config.Labels[engine.LabelJob], run: req.Config.Labels[engine.LabelRun], env: req.Config.Env, exit: make(chan int, 1)}
 	return id, nil
 }
 func (f *fakeEngine) Start(context.Context, string) error { return nil }
@@ -67,7 +68,8 @@ func (f *fakeEngine) Logs(_ context.Context, id string, _ int) ([]byte, []byte, 
 	if c == nil {
 		return nil, nil, [2]int64{}, fmt.Errorf("no such container %s", id)
 	}
-	return []byte("out of " + c.run + "\n"), []byte("err\n"), [2]int64{}, nil
+	// A careless job prints its environment to stderr.
+	return []byte("out of " + c.run + "\n"), []byte("err\n" + strings.Join(c.env, "\n")), [2]int64{}, nil
 }
 func (f *fakeEngine) Remove(_ context.Context, id string) error {
 	f.mu.Lock()
@@ -226,7 +228,7 @@ func TestScheduler_RunsWhenDueAfterJitterAndKeepsTheRecord(t *testing.T) {
 		t.Fatalf("record %+v", r)
 	}
 	out, errb, _ := h.s.Store.Output("tick", r.ID)
-	if string(out) != "out of "+r.ID+"\n" || string(errb) != "err\n" {
+	if string(out) != "out of "+r.ID+"\n" || !strings.HasPrefix(string(errb), "err\n") {
 		t.Fatalf("output %q %q", out, errb)
 	}
 	if h.eng.running() != 0 {
@@ -390,5 +392,27 @@ func TestStore_PruneKeepsHistoryLimit(t *testing.T) {
 	}
 	if err := st.Save(&Run{ID: "x", Job: "../etc"}); err == nil {
 		t.Error("a job name with a path was saved")
+	}
+}
+
+type jobSecrets struct{}
+
+func (jobSecrets) Resolve(context.Context, string, map[string]envs.SecretRef) ([]string, string, error) {
+	return []string{"API_TOKEN=sup3r-s3cret-token"}, "d", nil
+}
+
+func TestScheduler_RunOutputKeepsNoSecretValue(t *testing.T) {
+	h := newHarness(t, t0)
+	h.s.Secrets = jobSecrets{}
+	env := testEnv(envs.JobSpec{Name: "report", Schedule: "@daily"})
+	env.Services[0].Berth.Secrets = map[string]envs.SecretRef{"API_TOKEN": {Path: "kv/api", Field: "token"}}
+	h.s.Update(env, "rev1")
+	id, _ := h.s.RunNow("report", "")
+	h.settled(t, "report", 1, func([]Run) bool { return h.eng.running() == 1 })
+	h.eng.exit(t, id, 0)
+	r := h.settled(t, "report", 1, allDone)[0]
+	_, errb, _ := h.s.Store.Output("report", r.ID)
+	if strings.Contains(string(errb), "sup3r") || !strings.Contains(string(errb), "API_TOKEN=[redacted]") || !r.Secrets {
+		t.Fatalf("stored stderr %q (secrets %v)", errb, r.Secrets)
 	}
 }

@@ -58,6 +58,9 @@ type Run struct {
 	StdoutDropped int64  `json:"stdout_dropped,omitempty"`
 	StderrDropped int64  `json:"stderr_dropped,omitempty"`
 	Request       string `json:"request,omitempty"` // id of the berth jobs run request
+	// Secrets says the run had secret values (its output is kept only
+	// redacted, so not at all after an agent restart).
+	Secrets bool `json:"secrets,omitempty"`
 }
 
 // Done says whether the run has ended.

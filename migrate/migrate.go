@@ -19,6 +19,7 @@ import (
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/internal/atomicfile"
+	"berth.dev/berth/secrets"
 )
 
 // OneShot runs a container to completion; *engine.Engine is one.
@@ -85,7 +86,7 @@ func (r *Runner) Run(ctx context.Context, jobs []Job) ([]Record, error) {
 			if err != nil {
 				return recs, fmt.Errorf("%s %s: %w", role, j.Service.Name, err)
 			}
-			rec := Record{Service: j.Service.Name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Duration: res.Duration, Output: redact(string(res.Output), j.Secrets)}
+			rec := Record{Service: j.Service.Name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Duration: res.Duration, Output: secrets.Redact(string(res.Output), j.Secrets)}
 			recs = append(recs, rec)
 			switch {
 			case res.TimedOut:
@@ -144,15 +145,4 @@ func (r *Runner) save(keys []string) error {
 	}
 	b, _ := json.Marshal(keys)
 	return atomicfile.WriteFile(r.Ledger, b, 0o600)
-}
-
-// redact replaces every secret value in s; values shorter than 4 bytes are
-// left alone, as replacing them would garble unrelated output.
-func redact(s string, secrets []string) string {
-	for _, v := range secrets {
-		if len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, "[redacted]")
-		}
-	}
-	return s
 }

@@ -3,7 +3,6 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -202,16 +201,6 @@ func (p *deploy) start(ctx context.Context, a Action, publish bool) (string, err
 	}
 	p.log.Info("container healthy", "service", a.Service, "container", req.Name, "waited", time.Since(started).Round(time.Millisecond))
 	return id, nil
-}
-
-func secretValues(env []string) []string {
-	var out []string
-	for _, kv := range env {
-		if _, v, ok := strings.Cut(kv, "="); ok {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 func short(h string) string {

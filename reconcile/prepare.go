@@ -12,6 +12,7 @@ import (
 
 	"berth.dev/berth/envs"
 	"berth.dev/berth/migrate"
+	"berth.dev/berth/secrets"
 )
 
 // resolveSecrets resolves every service's secrets before the plan (their
@@ -127,7 +128,7 @@ func (p *deploy) cli(ctx context.Context) error {
 			return err
 		}
 		req.Name = fmt.Sprintf("%s-%s-run-%s", p.in.Env.Project.Name, a.Service, short(p.in.Revision))
-		jobs = append(jobs, migrate.Job{Service: *p.in.Env.Service(a.Service), Request: req, Secrets: secretValues(append(slices.Clone(p.in.SecretEnv[a.Service]), p.in.SecretFiles[a.Service]...))})
+		jobs = append(jobs, migrate.Job{Service: *p.in.Env.Service(a.Service), Request: req, Secrets: secrets.Values(append(slices.Clone(p.in.SecretEnv[a.Service]), p.in.SecretFiles[a.Service]...))})
 	}
 	if len(jobs) == 0 {
 		return nil
