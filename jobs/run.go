@@ -165,8 +165,8 @@ func (s *Scheduler) record(r *Run, spec envs.JobSpec) {
 
 // Recover reaps what an agent killed mid-run left: every record still
 // "running" becomes "interrupted" (its output kept as far as the engine has
-// it) and every run container of the environment is removed. Call it once
-// before Run.
+// it) and every run container of the environment is removed. Run calls it
+// before it schedules anything.
 func (s *Scheduler) Recover(ctx context.Context) error {
 	s.mu.Lock()
 	s.init()

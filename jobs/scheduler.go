@@ -186,11 +186,23 @@ func (s *Scheduler) missed(e *entry, now time.Time) {
 	s.record(r, e.def.Spec)
 }
 
-// Run schedules until ctx ends; then runs in flight are stopped and
-// recorded as interrupted before it returns.
+// Run reaps interrupted runs (Recover), then schedules until ctx ends; then
+// runs in flight are stopped and recorded as interrupted before it returns.
 func (s *Scheduler) Run(ctx context.Context) {
 	s.mu.Lock()
 	s.init()
+	s.mu.Unlock()
+	// First reap what a killed agent left. Without the engine nothing can
+	// run anyway: retry until it answers, so no record stays "running".
+	for err := s.Recover(ctx); err != nil; err = s.Recover(ctx) {
+		s.Log.Warn("jobs: cannot reap interrupted runs yet; retrying in 10 s", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+	s.mu.Lock()
 	s.ctx = ctx
 	s.mu.Unlock()
 	timer := time.NewTimer(time.Hour)

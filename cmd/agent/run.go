@@ -82,7 +82,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	deployer.Images = meteredImages{eng, m}
 	go renewLeases(ctx)
 	notifier := newNotifier(cfg, log)
-	go notifier.Run(ctx)
+	nctx, stopNotifier := context.WithCancel(ctx)
+	notifierDone := make(chan struct{})
+	go func() { defer close(notifierDone); notifier.Run(nctx) }()
+	defer func() { stopNotifier(); <-notifierDone }() // deliver what is queued
 	sched := &jobs.Scheduler{Env: cfg.Env, Store: jobStore(cfg), Engine: eng, Secrets: sec, Log: log.Named("jobs"),
 		OnFinish: func(r jobs.Run, spec envs.JobSpec) {
 			m.jobFinished(r, spec)
@@ -119,11 +122,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	// Jobs: reap runs a killed agent left, then follow the live revision
-	// (from its local working copy, so cron survives a Git outage).
-	if err := sched.Recover(ctx); err != nil {
-		log.Warn("jobs: recover interrupted runs", "error", err)
-	}
+	// Jobs follow the live revision, from its local working copy (so cron
+	// survives a Git outage); the scheduler first reaps runs a killed agent
+	// left.
 	if err := agent.LoadLive(ctx); err != nil {
 		log.Warn("jobs: load the live revision", "error", err)
 	}
