@@ -110,7 +110,14 @@ func TestE2E_JobsFollowTheLiveRevisionAndSurviveAKill(t *testing.T) {
 		w.cli(&l, "jobs", "list")
 		return len(l) == 2 && l[1].Name == "tick" && l[1].Schedule == "@every 1h"
 	})
-	time.Sleep(time.Second) // let a run started under rev1 finish
+	w.eventually("tick runs started under rev1 to finish", func() bool {
+		for _, r := range w.jobRuns("tick") {
+			if r.Status == "running" {
+				return false
+			}
+		}
+		return true
+	})
 	ticks, gones := len(w.jobRuns("tick")), len(w.jobRuns("gone"))
 	time.Sleep(5 * time.Second)
 	if n, m := len(w.jobRuns("tick")), len(w.jobRuns("gone")); n != ticks || m != gones {

@@ -1,11 +1,11 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -130,7 +130,7 @@ func (e *Engine) Kill(ctx context.Context, id string) error {
 }
 
 func isNotRunning(err error) bool {
-	return bytes.Contains([]byte(err.Error()), []byte("is not running"))
+	return strings.Contains(err.Error(), "is not running")
 }
 
 // Logs returns the last max bytes of a container's stdout and of its stderr,

@@ -247,7 +247,9 @@ func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer cancel()
 	}
 	var run *jobs.Run
-	for tick := time.NewTicker(100 * time.Millisecond); ; {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
 		if run = findRequested(st, job, req.ID); run != nil && (run.Done() || (*detach && run.Container != "")) {
 			break
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/api"
@@ -131,10 +130,6 @@ func (e meteredImages) EnsureImage(ctx context.Context, ref string) (bool, error
 		e.m.pullErrors.Inc()
 	}
 	return pulled, err
-}
-
-func (e meteredImages) EnsureProject(ctx context.Context, p *types.Project) error {
-	return e.Engine.EnsureProject(ctx, p)
 }
 
 // startAPI serves the local API until ctx ends. A listen failure is logged
