@@ -1,32 +1,50 @@
 package gitsource
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"golang.org/x/sys/unix"
 )
 
-// checkout writes c's tree to checkouts/<commit>/ unless it is there. The
-// tree is written to a temp dir first and renamed into place, so a
-// checkout directory that exists is always complete.
+// checkout writes c's tree to checkouts/<commit>/ unless it is there and
+// unchanged. The tree is validated whole first (validateTree: nothing is
+// written for a refused tree), then written to a temp dir through an
+// os.Root and renamed into place, so a checkout directory that exists is
+// always complete and no entry is ever written through a symlink or
+// outside the directory.
 func (s *Source) checkout(c *object.Commit) (string, error) {
 	root := filepath.Join(s.cfg.Dir, "checkouts")
 	final := filepath.Join(root, c.Hash.String())
-	if _, err := os.Stat(final); err == nil {
-		return final, nil
+	entries, err := validateTree(c)
+	if err != nil {
+		return "", fmt.Errorf("checkout %s: %w", short(c.Hash.String()), err)
+	}
+	if _, err := os.Lstat(final); err == nil {
+		// A container or a hand may have changed a working copy since it
+		// was written: reuse it only when it still matches the tree.
+		if err := verifyTree(final, entries); err == nil {
+			return final, nil
+		} else if s.log != nil {
+			s.log.Warn("working copy changed since checkout: writing it again", "commit", short(c.Hash.String()), "error", err)
+		}
+		if err := os.RemoveAll(final); err != nil {
+			return "", fmt.Errorf("checkout %s: %w", short(c.Hash.String()), err)
+		}
 	}
 	tmp := filepath.Join(root, ".tmp-"+c.Hash.String())
 	if err := os.RemoveAll(tmp); err != nil {
 		return "", fmt.Errorf("checkout %s: %w", short(c.Hash.String()), err)
 	}
-	err := writeTree(c, tmp)
+	err = writeTree(entries, tmp)
 	if err == nil {
 		err = syncTree(tmp)
 	}
@@ -45,48 +63,159 @@ func (s *Source) checkout(c *object.Commit) (string, error) {
 	return final, nil
 }
 
-func writeTree(c *object.Commit, dir string) error {
-	tree, err := c.Tree()
+// writeTree writes validated entries under dir, every operation relative to
+// an os.Root of dir: a path that would leave it (through "..", or a symlink
+// written earlier) fails instead of touching the host.
+func writeTree(entries []treeEntry, dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return tree.Files().ForEach(func(f *object.File) error {
-		if strings.HasPrefix(f.Name, "/") || slices.Contains(strings.Split(f.Name, "/"), "..") {
-			return fmt.Errorf("unsafe path %q in tree", f.Name)
-		}
-		path := filepath.Join(dir, filepath.FromSlash(f.Name))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
-		}
-		r, err := f.Reader()
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		if f.Mode == filemode.Symlink {
-			target, err := io.ReadAll(r)
+	defer root.Close()
+	for _, e := range entries {
+		name := filepath.FromSlash(e.path)
+		switch e.mode {
+		case filemode.Dir:
+			if err := root.Mkdir(name, 0o755); err != nil {
+				return err
+			}
+		case filemode.Symlink:
+			target, err := blobBytes(e.blob)
 			if err != nil {
 				return err
 			}
-			return os.Symlink(string(target), path)
+			// The link's target is data: it may point anywhere, which is
+			// why everything that later reads the working copy does so
+			// through an os.Root too.
+			if err := root.Symlink(string(target), name); err != nil {
+				return err
+			}
+		default:
+			perm := os.FileMode(0o644)
+			if e.mode == filemode.Executable {
+				perm = 0o755
+			}
+			if err := writeBlob(root, name, perm, e.blob); err != nil {
+				return err
+			}
 		}
-		perm := os.FileMode(0o644)
-		if f.Mode == filemode.Executable {
-			perm = 0o755
-		}
-		out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	}
+	return nil
+}
+
+func writeBlob(root *os.Root, name string, perm os.FileMode, b *object.Blob) error {
+	out, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, perm)
+	if err != nil {
+		return err
+	}
+	r, err := b.Reader()
+	if err != nil {
+		out.Close()
+		return err
+	}
+	defer r.Close()
+	if _, err := io.Copy(out, io.LimitReader(r, b.Size)); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func blobBytes(b *object.Blob) ([]byte, error) {
+	r, err := b.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(io.LimitReader(r, b.Size))
+}
+
+// verifyTree says whether dir still holds exactly entries: the same
+// names, kinds, executable bits, symlink targets and blob hashes (the tree
+// hash, compared entry by entry), and nothing else. It reads through an
+// os.Root, so a symlink swapped in cannot make it read the host.
+func verifyTree(dir string, entries []treeEntry) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	want := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		name := filepath.FromSlash(e.path)
+		want[name] = true
+		fi, err := root.Lstat(name)
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(out, r); err != nil {
-			out.Close()
+		switch e.mode {
+		case filemode.Dir:
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is no longer a directory", e.path)
+			}
+		case filemode.Symlink:
+			if fi.Mode()&fs.ModeSymlink == 0 {
+				return fmt.Errorf("%s is no longer a symlink", e.path)
+			}
+			got, err := root.Readlink(name)
+			if err != nil {
+				return err
+			}
+			target, err := blobBytes(e.blob)
+			if err != nil {
+				return err
+			}
+			if got != string(target) {
+				return fmt.Errorf("%s points elsewhere", e.path)
+			}
+		default:
+			if !fi.Mode().IsRegular() || fi.Size() != e.blob.Size || (fi.Mode()&0o100 != 0) != (e.mode == filemode.Executable) {
+				return fmt.Errorf("%s changed", e.path)
+			}
+			if err := sameBlob(root, name, e.blob); err != nil {
+				return fmt.Errorf("%s: %w", e.path, err)
+			}
+		}
+	}
+	// Nothing may have been added.
+	extra := ""
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
 			return err
 		}
-		return out.Close()
+		if p != "." && !want[filepath.FromSlash(p)] {
+			extra = p
+			return fs.SkipAll
+		}
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if extra != "" {
+		return fmt.Errorf("%s was added", extra)
+	}
+	return nil
+}
+
+// sameBlob compares a file's git blob hash with b's.
+func sameBlob(root *os.Root, name string, b *object.Blob) error {
+	f, err := root.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := newBlobHasher(b.Size)
+	if _, err := io.Copy(h, io.LimitReader(f, b.Size+1)); err != nil {
+		return err
+	}
+	if h.Sum() != b.Hash {
+		return errors.New("content changed")
+	}
+	return nil
 }
 
 // syncTree flushes everything written under dir in one syncfs(2) call:
@@ -118,3 +247,5 @@ func (s *Source) Prune(keep ...string) error {
 	}
 	return nil
 }
+
+func newBlobHasher(size int64) plumbing.Hasher { return plumbing.NewHasher(plumbing.BlobObject, size) }

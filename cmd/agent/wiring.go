@@ -15,6 +15,7 @@ import (
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/lb"
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/reconcile"
@@ -36,7 +37,7 @@ type source struct{ *gitsource.Source }
 
 func (s source) Fetch(ctx context.Context, commit, deployed string) (*reconcile.Revision, error) {
 	rev, err := s.Source.Fetch(ctx, commit, deployed)
-	if errors.Is(err, gitsource.ErrRewrite) || errors.Is(err, gitsource.ErrSignature) {
+	if errors.Is(err, gitsource.ErrRewrite) || errors.Is(err, gitsource.ErrSignature) || failure.IsVerdict(err) {
 		return nil, &reconcile.Refusal{Err: err}
 	}
 	if err != nil {
