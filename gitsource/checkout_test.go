@@ -114,14 +114,18 @@ func TestCheckout_ChangedWorkingCopyIsWrittenAgainBeforeReuse(t *testing.T) {
 		name string
 		edit func(dir string) error
 	}{
-		{"content", func(d string) error { return os.WriteFile(filepath.Join(d, "envs/prod/conf/app.ini"), []byte("a=2\n"), 0o644) }},
+		{"content", func(d string) error {
+			return os.WriteFile(filepath.Join(d, "envs/prod/conf/app.ini"), []byte("a=2\n"), 0o644)
+		}},
 		{"directory swapped for a symlink", func(d string) error {
 			if err := os.RemoveAll(filepath.Join(d, "envs/prod/conf")); err != nil {
 				return err
 			}
 			return os.Symlink(outside, filepath.Join(d, "envs/prod/conf"))
 		}},
-		{"file added", func(d string) error { return os.WriteFile(filepath.Join(d, "envs/prod/extra.yaml"), []byte("x"), 0o644) }},
+		{"file added", func(d string) error {
+			return os.WriteFile(filepath.Join(d, "envs/prod/extra.yaml"), []byte("x"), 0o644)
+		}},
 		{"mode", func(d string) error { return os.Chmod(filepath.Join(d, "envs/prod/compose.yaml"), 0o755) }},
 	}
 	for _, e := range edits {
