@@ -1,0 +1,289 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/internal/failure"
+)
+
+// HAProxy switches one HAProxy backend between a service's old and new
+// servers through the runtime API, with no reload: it adds the new servers,
+// waits until HAProxy's own checks see them UP, drains the old ones until
+// their last session has ended, removes them, and persists the live servers
+// in the backend's section file so that a reload or restart keeps them.
+//
+// Ownership: the backend is berth's when its section is the only thing in
+// SERVERS_DIR/BACKEND.cfg (the operator puts it there; HAProxy loads the
+// directory with -f), and berth changes only servers named berth-* in it.
+// Other servers may stay only as backup or in maintenance: berth moves all
+// of a backend's traffic, so an active server it does not manage would keep
+// part of it on something else. Anything else is refused as a verdict.
+type HAProxy struct {
+	// Backend comes from the environment's x-berth.lb.
+	Backend string
+	// RuntimeAPI is "unix:/run/haproxy/admin.sock" or a loopback
+	// "host:port": a stats socket with level admin.
+	RuntimeAPI string
+	// ServersDir holds BACKEND.cfg, the backend's section.
+	ServersDir string
+	// Command runs HAProxy's config check: "haproxy" plus the flags that
+	// select the operator's config files; "-c" is appended. Default:
+	// haproxy -f /etc/haproxy/haproxy.cfg -f SERVERS_DIR.
+	Command []string
+	// DrainTimeout bounds the wait for an old server's sessions to end;
+	// the sessions still open then are cut (as stopping the old container
+	// would). Default 60 s.
+	DrainTimeout time.Duration
+	// ReadyTimeout bounds the wait for HAProxy's checks to see a new
+	// server UP, when the backend checks its servers. Default 30 s.
+	ReadyTimeout time.Duration
+	Log          hclog.Logger
+
+	mu sync.Mutex
+	// observe, when set (tests, benchmarks), hears each phase's duration.
+	observe func(phase string, d time.Duration)
+}
+
+var backendName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+
+// ValidBackendName reports whether name may be used as a backend: it names
+// a file in ServersDir and goes into runtime API commands, so it is held
+// to letters, digits, '_', '.' and '-'.
+func ValidBackendName(name string) bool { return backendName.MatchString(name) }
+
+func (h *HAProxy) check() (*runtimeAPI, error) {
+	if !ValidBackendName(h.Backend) {
+		return nil, failure.AsVerdict(fmt.Errorf("haproxy backend %q: use letters, digits, '_', '.' and '-'", h.Backend))
+	}
+	if h.ServersDir == "" {
+		return nil, errors.New("haproxy: servers_dir is not set")
+	}
+	return parseRuntimeAPI(h.RuntimeAPI)
+}
+
+func (h *HAProxy) command() []string {
+	if len(h.Command) > 0 {
+		return h.Command
+	}
+	return []string{"haproxy", "-f", "/etc/haproxy/haproxy.cfg", "-f", h.ServersDir}
+}
+
+func (h *HAProxy) logger() hclog.Logger {
+	if h.Log == nil {
+		return hclog.NewNullLogger()
+	}
+	return h.Log
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// target is the set of berth servers a switch ends with, in order.
+type target struct {
+	names []string
+	addr  map[string]string
+}
+
+// serverName is a berth server's name for addr, stable for the address: a
+// switch back to a port reuses the name, a crash-restarted switch finds
+// the servers it added. Ports are unique per host, so the loopback address
+// is left out.
+func serverName(ap netip.AddrPort) string {
+	if ap.Addr() == netip.AddrFrom4([4]byte{127, 0, 0, 1}) {
+		return "berth-" + strconv.Itoa(int(ap.Port()))
+	}
+	return "berth-" + ap.Addr().String() + "-" + strconv.Itoa(int(ap.Port()))
+}
+
+func isBerthServer(name string) bool { return strings.HasPrefix(name, "berth-") }
+
+func targetOf(backends []string) (target, error) {
+	t := target{addr: map[string]string{}}
+	for _, b := range backends {
+		ap, err := netip.ParseAddrPort(b)
+		if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
+			return t, fmt.Errorf("haproxy: backend address %q: want IPv4:PORT", b)
+		}
+		n := serverName(ap)
+		if _, dup := t.addr[n]; dup {
+			continue
+		}
+		t.names = append(t.names, n)
+		t.addr[n] = ap.String()
+	}
+	return t, nil
+}
+
+// Switch makes backends ("127.0.0.1:PORT") the backend's berth servers.
+// It is idempotent: when they are live and ready already and the file
+// says so, it changes nothing (crash convergence calls it again, rollback
+// calls it with the old backends).
+//
+// Order: the section file is written and checked with `haproxy -c` first,
+// so a file HAProxy rejects changes nothing live; then the runtime API adds
+// and readies the new servers, drains and removes the old ones. If a
+// runtime step fails, the servers that were live are put back (new ones
+// drained and removed, old ones re-added or made ready again) and the
+// previous file restored. HAProxy refusing a command is a verdict; not
+// reaching it is an outage.
+func (h *HAProxy) Switch(ctx context.Context, backends []string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	api, err := h.check()
+	if err != nil {
+		return err
+	}
+	want, err := targetOf(backends)
+	if err != nil {
+		return err
+	}
+	sec, err := readSection(h.file(), h.Backend)
+	if err != nil {
+		return err
+	}
+	live, err := h.liveServers(ctx, api)
+	if err != nil {
+		return err
+	}
+	prev := target{addr: map[string]string{}}
+	for _, s := range live {
+		if isBerthServer(s.Name) {
+			prev.names = append(prev.names, s.Name)
+			prev.addr[s.Name] = s.Addr
+		}
+	}
+	next := sec.render(want.names, want.addr)
+	if err := h.persist(ctx, sec.raw, next); err != nil {
+		return err
+	}
+	if settled(live, want) {
+		return nil
+	}
+	start := time.Now()
+	if err := h.converge(ctx, api, sec, want, live); err != nil {
+		h.logger().Warn("haproxy switch failed, putting the previous servers back", "backend", h.Backend, "error", err)
+		undo := context.WithoutCancel(ctx)
+		if now, lerr := api.servers(undo, h.Backend); lerr != nil {
+			err = fmt.Errorf("%w; putting the previous servers back also failed: %v", err, lerr)
+		} else if uerr := h.converge(undo, api, sec, prev, now); uerr != nil {
+			err = fmt.Errorf("%w; putting the previous servers back also failed: %v", err, uerr)
+		}
+		if ferr := writeSectionFile(h.file(), sec.raw); ferr != nil {
+			err = fmt.Errorf("%w; restoring the previous %s also failed: %v", err, h.file(), ferr)
+		}
+		return err
+	}
+	h.logger().Info("haproxy backend switched", "backend", h.Backend,
+		"servers", strings.Join(want.names, ","), "previous", strings.Join(prev.names, ","),
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// liveServers reads the backend's servers and refuses a backend berth does
+// not own.
+func (h *HAProxy) liveServers(ctx context.Context, api *runtimeAPI) ([]serverState, error) {
+	live, err := api.servers(ctx, h.Backend)
+	if errors.Is(err, errNoBackend) {
+		return nil, failure.AsVerdict(fmt.Errorf("haproxy has no backend %s (is %s loaded?)", h.Backend, h.file()))
+	}
+	if err != nil {
+		return nil, err
+	}
+	var foreign []string
+	for _, s := range live {
+		if !isBerthServer(s.Name) && !s.Backup && !s.maint() {
+			foreign = append(foreign, s.Name)
+		}
+	}
+	if len(foreign) > 0 {
+		return nil, failure.AsVerdict(fmt.Errorf("haproxy backend %s is not berth's: it serves traffic from servers berth does not manage (%s); berth moves all of a backend's traffic, so other servers may only be backup or disabled", h.Backend, strings.Join(foreign, ", ")))
+	}
+	return live, nil
+}
+
+// settled: the berth servers live are exactly want, at the same addresses,
+// all ready.
+func settled(live []serverState, want target) bool {
+	n := 0
+	for _, s := range live {
+		if !isBerthServer(s.Name) {
+			continue
+		}
+		n++
+		if want.addr[s.Name] != s.Addr || !s.ready() {
+			return false
+		}
+	}
+	return n == len(want.names)
+}
+
+// converge takes the backend from live to want: add and ready what is
+// missing, then drain and remove the rest. Each step is safe to repeat.
+func (h *HAProxy) converge(ctx context.Context, api *runtimeAPI, sec *section, want target, live []serverState) error {
+	byName := map[string]serverState{}
+	for _, s := range live {
+		byName[s.Name] = s
+	}
+	var old []serverState
+	for _, s := range live {
+		if _, keep := want.addr[s.Name]; isBerthServer(s.Name) && (!keep || want.addr[s.Name] != s.Addr) {
+			old = append(old, s)
+		}
+	}
+	// A berth name at another address cannot happen (names derive from
+	// addresses) unless someone added it by hand: it goes first.
+	for _, s := range old {
+		if _, clash := want.addr[s.Name]; clash {
+			if err := h.remove(ctx, api, []serverState{s}); err != nil {
+				return err
+			}
+			delete(byName, s.Name)
+		}
+	}
+
+	t := time.Now()
+	if err := h.addReady(ctx, api, sec, want, byName); err != nil {
+		return err
+	}
+	h.phase("ready", time.Since(t))
+
+	t = time.Now()
+	var gone []serverState
+	for _, s := range old {
+		if _, clash := want.addr[s.Name]; !clash {
+			gone = append(gone, s)
+		}
+	}
+	if err := h.drain(ctx, api, gone); err != nil {
+		return err
+	}
+	h.phase("drain", time.Since(t))
+	t = time.Now()
+	if err := h.remove(ctx, api, gone); err != nil {
+		return err
+	}
+	h.phase("remove", time.Since(t))
+	return nil
+}
+
+func (h *HAProxy) phase(name string, d time.Duration) {
+	if h.observe != nil {
+		h.observe(name, d)
+	}
+}
+
+func (h *HAProxy) srv(name string) string { return h.Backend + "/" + name }

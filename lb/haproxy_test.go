@@ -1,0 +1,558 @@
+package lb
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"berth.dev/berth/internal/failure"
+	"berth.dev/berth/internal/testenv"
+)
+
+// startHAProxy runs HAProxy with backend "app" (section from
+// testenv.HAProxyBackend unless section is given) and returns the switcher
+// berth would build for it.
+func startHAProxy(t *testing.T, section string) (*testenv.HAProxy, *HAProxy) {
+	t.Helper()
+	hp := testenv.NewHAProxy(t, "app")
+	if section == "" {
+		section = testenv.HAProxyBackend("app")
+	}
+	hp.WriteSection(t, section)
+	hp.Start(t)
+	return hp, switcherFor(hp)
+}
+
+func switcherFor(hp *testenv.HAProxy) *HAProxy {
+	return &HAProxy{
+		Backend:      "app",
+		RuntimeAPI:   hp.RuntimeAPI(),
+		ServersDir:   hp.ServersDir,
+		Command:      append([]string{"haproxy"}, hp.Args()...),
+		DrainTimeout: 20 * time.Second,
+		ReadyTimeout: 10 * time.Second,
+	}
+}
+
+// get fetches url on a fresh connection.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// servesOnly checks that every one of n requests reaches one of names.
+func servesOnly(t *testing.T, url string, names ...string) {
+	t.Helper()
+	for range 12 {
+		code, body := get(t, url)
+		ok := false
+		for _, n := range names {
+			ok = ok || body == n
+		}
+		if code != 200 || !ok {
+			t.Fatalf("got %d %q, want one of %v", code, body, names)
+		}
+	}
+}
+
+// berthServers lists the berth-* servers HAProxy has in backend app.
+func berthServers(t *testing.T, hp *testenv.HAProxy) []string {
+	t.Helper()
+	var out []string
+	for _, l := range strings.Split(hp.Command(t, "show servers state app"), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && f[1] == "app" && strings.HasPrefix(f[3], "berth-") {
+			out = append(out, f[3]+"="+f[4]+":"+f[18])
+		}
+	}
+	return out
+}
+
+func TestHAProxy_SwitchesThroughTheRuntimeAPI(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "")
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	servesOnly(t, hp.URL(), "a")
+	if err := sw.Switch(t.Context(), []string{b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	servesOnly(t, hp.URL(), "b")
+	if got, want := strings.Join(berthServers(t, hp), " "), serverName(mustAddrPort(t, b.addr))+"="+b.addr; got != want {
+		t.Fatalf("live berth servers %q, want %q", got, want)
+	}
+	file, _ := os.ReadFile(hp.SectionFile())
+	if !bytes.Contains(file, []byte("server "+serverName(mustAddrPort(t, b.addr))+" "+b.addr+"\n")) || bytes.Contains(file, []byte(a.addr)) {
+		t.Fatalf("section file does not hold exactly b:\n%s", file)
+	}
+	if !bytes.HasPrefix(file, []byte(testenv.HAProxyBackend("app"))) {
+		t.Fatalf("the operator's lines were not kept:\n%s", file)
+	}
+}
+
+func TestHAProxy_DownIsAnOutage(t *testing.T) {
+	a := newAppServer(t, "a", 0)
+	hp, sw := startHAProxy(t, "")
+	hp.Stop(t)
+	err := sw.Switch(t.Context(), []string{a.addr})
+	if err == nil || !failure.IsOutage(err) {
+		t.Fatalf("switch with HAProxy stopped: %v (class %v), want an outage", err, failure.Of(err))
+	}
+}
+
+func mustAddrPort(t *testing.T, s string) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap
+}
+
+func TestHAProxy_NoFailedRequestsAcrossSwitchesUnderLoad(t *testing.T) {
+	hp, sw := startHAProxy(t, "")
+	cur := newAppServer(t, "v0", 2*time.Millisecond)
+	if err := sw.Switch(t.Context(), []string{cur.addr}); err != nil {
+		t.Fatal(err)
+	}
+	l := startLoad(t, hp.URL()+"/", 8)
+	waitFor(t, 5*time.Second, "load reaching v0", func() bool { return cur.served.Load() > 100 })
+	type retired struct {
+		app    *appServer
+		served int64
+	}
+	var old []retired
+	for i := 1; i <= 6; i++ {
+		next := newAppServer(t, "v"+strconv.Itoa(i), 2*time.Millisecond)
+		start := time.Now()
+		if err := sw.Switch(t.Context(), []string{next.addr}); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		// Drained and removed: nothing in flight on the old server when
+		// Switch returns, and HAProxy lets go of its connections.
+		if n := cur.inflight.Load(); n != 0 {
+			t.Fatalf("switch %d: %d requests still in flight on the old server when Switch returned", i, n)
+		}
+		old = append(old, retired{cur, cur.served.Load()})
+		waitFor(t, 5*time.Second, "HAProxy closing its connections to the old server", func() bool { return cur.conns.Load() == 0 })
+		waitFor(t, 5*time.Second, "load reaching the new server", func() bool { return next.served.Load() > 100 })
+		t.Logf("switch %d took %s (old server served %d)", i, took.Round(time.Millisecond), cur.served.Load())
+		cur = next
+	}
+	l.finish()
+	for i, r := range old {
+		if n := r.app.served.Load(); n != r.served {
+			t.Errorf("retired server %d served %d more requests after Switch returned", i, n-r.served)
+		}
+	}
+	if l.failed.Load() != 0 || l.sent.Load() == 0 {
+		t.Fatalf("load across 6 switches: %s", l)
+	}
+	t.Logf("load across 6 switches: %s", l)
+}
+
+func TestHAProxy_DrainWaitsForTheLastRequestOfTheOldServer(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "")
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		code, body := 0, ""
+		resp, err := http.Get(hp.URL() + "/?sleep=1500ms")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			code, body = resp.StatusCode, string(b)
+		}
+		if err == nil && (code != 200 || body != "a") {
+			err = fmt.Errorf("slow request answered %d %q", code, body)
+		}
+		slow <- err
+	}()
+	waitFor(t, 5*time.Second, "the slow request reaching a", func() bool { return a.inflight.Load() == 1 })
+	start := time.Now()
+	if err := sw.Switch(t.Context(), []string{b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if a.inflight.Load() != 0 {
+		t.Fatal("Switch returned with the slow request still on the old server")
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("the request in flight during the switch: %v", err)
+	}
+	servesOnly(t, hp.URL(), "b")
+	t.Logf("switch waited %s for the request in flight", took.Round(time.Millisecond))
+}
+
+func TestHAProxy_DrainTimeoutCutsTheSessionsLeft(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "")
+	sw.DrainTimeout = 300 * time.Millisecond
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	long := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(hp.URL() + "/?sleep=20s")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == 200 {
+				long <- nil
+				return
+			}
+			err = fmt.Errorf("%s, %v", resp.Status, err)
+		}
+		long <- err
+	}()
+	waitFor(t, 5*time.Second, "the long request reaching a", func() bool { return a.inflight.Load() == 1 })
+	if err := sw.Switch(t.Context(), []string{b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-long:
+		if err == nil {
+			t.Fatal("the request left past the drain timeout was answered, want it cut")
+		}
+		t.Logf("the request left past the drain timeout: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request left past the drain timeout is still running")
+	}
+	if got := berthServers(t, hp); len(got) != 1 || !strings.HasPrefix(got[0], serverName(mustAddrPort(t, b.addr))+"=") {
+		t.Fatalf("live servers %v, want b only", got)
+	}
+}
+
+func TestHAProxy_ReloadAndRestartKeepTheLiveServers(t *testing.T) {
+	a, b, c := newAppServer(t, "a", 0), newAppServer(t, "b", 0), newAppServer(t, "c", 0)
+	hp, sw := startHAProxy(t, "")
+	for _, s := range []*appServer{a, b} {
+		if err := sw.Switch(t.Context(), []string{s.addr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{serverName(mustAddrPort(t, b.addr)) + "=" + b.addr}
+	hp.Reload(t)
+	servesOnly(t, hp.URL(), "b")
+	if got := berthServers(t, hp); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("after a reload HAProxy has %v, want %v", got, want)
+	}
+	hp.Restart(t)
+	servesOnly(t, hp.URL(), "b")
+	if got := berthServers(t, hp); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("after a restart HAProxy has %v, want %v", got, want)
+	}
+	// The server loaded from the file is switched away from like a
+	// dynamic one, and a second switch to the same servers changes nothing.
+	if err := sw.Switch(t.Context(), []string{c.addr}); err != nil {
+		t.Fatal(err)
+	}
+	servesOnly(t, hp.URL(), "c")
+	hp.Reload(t)
+	servesOnly(t, hp.URL(), "c")
+}
+
+func TestHAProxy_SwitchingToTheLiveServersChangesNothing(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "")
+	var phases []string
+	sw.observe = func(p string, _ time.Duration) { phases = append(phases, p) }
+	if err := sw.Switch(t.Context(), []string{a.addr, b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	if len(phases) == 0 {
+		t.Fatal("the first switch ran no phase")
+	}
+	fi1, _ := os.Stat(hp.SectionFile())
+	phases = nil
+	for _, order := range [][]string{{a.addr, b.addr}, {b.addr, a.addr}} {
+		if err := sw.Switch(t.Context(), order); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(phases) != 0 {
+		t.Fatalf("switching to the live servers ran %v", phases)
+	}
+	if fi2, _ := os.Stat(hp.SectionFile()); !fi2.ModTime().Equal(fi1.ModTime()) {
+		t.Fatal("switching to the live servers rewrote the section file")
+	}
+	servesOnly(t, hp.URL(), "a", "b")
+}
+
+func TestHAProxy_FailedSwitchPutsTheOldServersBack(t *testing.T) {
+	a := newAppServer(t, "a", 0)
+	hp, sw := startHAProxy(t, "")
+	sw.ReadyTimeout = time.Second
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(hp.SectionFile())
+	l := startLoad(t, hp.URL()+"/", 4)
+	// Nothing listens on dead's port: HAProxy's checks never see it UP.
+	dead := newAppServer(t, "dead", 0)
+	dead.srv.Close()
+	err := sw.Switch(t.Context(), []string{dead.addr})
+	if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "not UP") {
+		t.Fatalf("switch to a server that never passes HAProxy's checks: %v (class %v), want a verdict", err, failure.Of(err))
+	}
+	l.finish()
+	if l.failed.Load() != 0 {
+		t.Fatalf("load during the failed switch: %s", l)
+	}
+	after, _ := os.ReadFile(hp.SectionFile())
+	if !bytes.Equal(before, after) {
+		t.Fatalf("section file not restored:\n%s", after)
+	}
+	if got := berthServers(t, hp); len(got) != 1 || !strings.HasSuffix(got[0], "="+a.addr) {
+		t.Fatalf("live servers after the failed switch: %v, want a only", got)
+	}
+	servesOnly(t, hp.URL(), "a")
+}
+
+func TestHAProxy_RollbackSwitchesBackToTheOldServers(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "")
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(hp.SectionFile())
+	if err := sw.Switch(t.Context(), []string{b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	// reconcile's rollback: Switch with the old backends.
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	servesOnly(t, hp.URL(), "a")
+	if after, _ := os.ReadFile(hp.SectionFile()); !bytes.Equal(before, after) {
+		t.Fatalf("section file after the rollback:\n%s\nwant:\n%s", after, before)
+	}
+}
+
+func TestHAProxy_ConvergesAfterACrashMidSwitch(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "")
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	na, nb := serverName(mustAddrPort(t, a.addr)), serverName(mustAddrPort(t, b.addr))
+	// The agent died between adding b (left in drain) and removing a
+	// (left draining).
+	for _, cmd := range []string{
+		"add server app/" + nb + " " + b.addr + " check",
+		"enable health app/" + nb,
+		"set server app/" + nb + " state drain",
+		"set server app/" + na + " state drain",
+	} {
+		if out := strings.TrimSpace(hp.Command(t, cmd)); out != "" && out != "New server registered." {
+			t.Fatalf("%s: %s", cmd, out)
+		}
+	}
+	if err := sw.Switch(t.Context(), []string{b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	servesOnly(t, hp.URL(), "b")
+	if got := berthServers(t, hp); len(got) != 1 || got[0] != nb+"="+b.addr {
+		t.Fatalf("live servers %v, want b only", got)
+	}
+	// Or it died having added b in maintenance only, and the deploy is
+	// rolled back: b goes, a comes back.
+	if out := strings.TrimSpace(hp.Command(t, "add server app/"+na+" "+a.addr+" check")); out != "New server registered." {
+		t.Fatal(out)
+	}
+	if err := sw.Switch(t.Context(), []string{b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	servesOnly(t, hp.URL(), "b")
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	servesOnly(t, hp.URL(), "a")
+}
+
+func TestHAProxy_RejectedConfigIsRestored(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "")
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(hp.SectionFile())
+	// An operator's edit broke the config HAProxy would load next.
+	f, err := os.OpenFile(hp.Config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("\nbackend broken\n    server s1 127.0.0.1:99999\n")
+	f.Close()
+	err = sw.Switch(t.Context(), []string{b.addr})
+	if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "haproxy rejected "+hp.SectionFile()) {
+		t.Fatalf("switch with a config haproxy -c rejects: %v (class %v)", err, failure.Of(err))
+	}
+	if after, _ := os.ReadFile(hp.SectionFile()); !bytes.Equal(before, after) {
+		t.Fatalf("section file not restored:\n%s", after)
+	}
+	servesOnly(t, hp.URL(), "a")
+	if got := berthServers(t, hp); len(got) != 1 || !strings.HasSuffix(got[0], "="+a.addr) {
+		t.Fatalf("live servers %v, want a only (nothing live changes when the file is rejected)", got)
+	}
+}
+
+func TestHAProxy_RefusedCommandIsAVerdict(t *testing.T) {
+	a := newAppServer(t, "a", 0)
+	// static-rr is not a dynamic algorithm: HAProxy refuses `add server`.
+	hp, sw := startHAProxy(t, "backend app\n    balance static-rr\n")
+	before, _ := os.ReadFile(hp.SectionFile())
+	err := sw.Switch(t.Context(), []string{a.addr})
+	if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "haproxy refused") {
+		t.Fatalf("add server to a static-rr backend: %v (class %v), want a verdict", err, failure.Of(err))
+	}
+	t.Logf("refused: %v", err)
+	if after, _ := os.ReadFile(hp.SectionFile()); !bytes.Equal(before, after) {
+		t.Fatalf("section file not restored:\n%s", after)
+	}
+}
+
+func TestHAProxy_RefusesABackendItDoesNotOwn(t *testing.T) {
+	a := newAppServer(t, "a", 0)
+	other := newAppServer(t, "other", 0)
+	tests := []struct {
+		name    string
+		main    string // appended to the operator's main config
+		section string // the backend's file in servers_dir; "" for none
+		backend string // default app
+		want    string
+	}{
+		{
+			name: "backend in the operator's config, not in servers_dir",
+			main: "backend app\n    balance roundrobin\n",
+			want: "not declared for berth",
+		},
+		{
+			name:    "active servers berth does not manage",
+			section: "backend app\n    balance roundrobin\n    server web1 " + other.addr + "\n",
+			want:    "servers berth does not manage (web1)",
+		},
+		{
+			name:    "a file holding more than the backend",
+			section: "backend app\n    balance roundrobin\nfrontend extra\n    bind 127.0.0.1:1\n    default_backend app\n",
+			want:    "may hold only the section `backend app`",
+		},
+		{
+			name:    "a backend HAProxy does not have",
+			section: testenv.HAProxyBackend("app"),
+			backend: "ghost",
+			want:    "haproxy has no backend ghost",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hp := testenv.NewHAProxy(t, "app")
+			if tc.main != "" {
+				f, _ := os.OpenFile(hp.Config, os.O_APPEND|os.O_WRONLY, 0)
+				f.WriteString(tc.main)
+				f.Close()
+			}
+			if tc.section != "" {
+				hp.WriteSection(t, tc.section)
+			}
+			hp.Start(t)
+			sw := switcherFor(hp)
+			if tc.backend != "" {
+				sw.Backend = tc.backend
+				os.WriteFile(sw.file(), []byte(testenv.HAProxyBackend(tc.backend)), 0o644) // written, never loaded
+			}
+			before, _ := os.ReadFile(sw.file())
+			err := sw.Switch(t.Context(), []string{a.addr})
+			if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("switch: %v (class %v), want a verdict saying %q", err, failure.Of(err), tc.want)
+			}
+			if after, _ := os.ReadFile(sw.file()); !bytes.Equal(before, after) {
+				t.Fatalf("%s changed:\n%s", sw.file(), after)
+			}
+			if got := berthServers(t, hp); len(got) != 0 {
+				t.Fatalf("berth servers were added: %v", got)
+			}
+		})
+	}
+}
+
+func TestHAProxy_LeavesBackupServersAlone(t *testing.T) {
+	a, sorry := newAppServer(t, "a", 0), newAppServer(t, "sorry", 0)
+	hp, sw := startHAProxy(t, testenv.HAProxyBackend("app")+"    server sorry "+sorry.addr+" backup\n")
+	servesOnly(t, hp.URL(), "sorry")
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	servesOnly(t, hp.URL(), "a")
+	file, _ := os.ReadFile(hp.SectionFile())
+	if !bytes.Contains(file, []byte("server sorry "+sorry.addr+" backup\n")) {
+		t.Fatalf("the operator's backup server line is gone:\n%s", file)
+	}
+	if out := hp.Command(t, "show servers state app"); !strings.Contains(out, " sorry ") {
+		t.Fatalf("the backup server is gone from HAProxy:\n%s", out)
+	}
+}
+
+func TestHAProxy_BackendWithoutChecks(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "backend app\n    balance leastconn\n")
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	l := startLoad(t, hp.URL()+"/", 4)
+	for _, s := range []*appServer{b, a} {
+		if err := sw.Switch(t.Context(), []string{s.addr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.finish()
+	if l.failed.Load() != 0 {
+		t.Fatalf("load: %s", l)
+	}
+	servesOnly(t, hp.URL(), "a")
+}
+
+func TestHAProxy_ServerStatsCount5xx(t *testing.T) {
+	a := newAppServer(t, "a", 0)
+	hp, sw := startHAProxy(t, "")
+	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		status := "200"
+		if i < 3 {
+			status = "503"
+		}
+		get(t, hp.URL()+"/?status="+status)
+	}
+	stats, err := sw.ServerStats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != 1 || stats[0].Addr != a.addr || stats[0].Responses5xx != 3 || stats[0].Responses != 10 {
+		t.Fatalf("stats %+v, want a with 3 5xx of 10", stats)
+	}
+	hp.Stop(t)
+	if _, err := sw.ServerStats(t.Context()); !failure.IsOutage(err) {
+		t.Fatalf("stats with HAProxy stopped: %v, want an outage", err)
+	}
+}
