@@ -13,6 +13,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+
+	"berth.dev/berth/internal/failure"
 )
 
 // EnsureProject creates the project's networks and named volumes that do not
@@ -22,10 +24,13 @@ func (e *Engine) EnsureProject(ctx context.Context, p *types.Project) error {
 	e.project.Lock()
 	defer e.project.Unlock()
 	for key, n := range p.Networks {
-		if _, err := e.c.NetworkInspect(ctx, n.Name, network.InspectOptions{}); err == nil {
+		cctx, cancel := e.call(ctx)
+		_, err := e.c.NetworkInspect(cctx, n.Name, network.InspectOptions{})
+		cancel()
+		if err == nil {
 			continue
 		} else if !client.IsErrNotFound(err) {
-			return fmt.Errorf("inspect network %s: %w", n.Name, err)
+			return classify(fmt.Errorf("inspect network %s: %w", n.Name, err))
 		}
 		if bool(n.External) {
 			return fmt.Errorf("external network %s does not exist", n.Name)
@@ -34,16 +39,21 @@ func (e *Engine) EnsureProject(ctx context.Context, p *types.Project) error {
 		for k, v := range n.Labels {
 			labels[k] = v
 		}
-		_, err := e.c.NetworkCreate(ctx, n.Name, network.CreateOptions{Driver: n.Driver, Options: n.DriverOpts, Internal: n.Internal, Attachable: n.Attachable, Labels: labels})
+		cctx, cancel = e.call(ctx)
+		_, err = e.c.NetworkCreate(cctx, n.Name, network.CreateOptions{Driver: n.Driver, Options: n.DriverOpts, Internal: n.Internal, Attachable: n.Attachable, Labels: labels})
+		cancel()
 		if err != nil {
-			return fmt.Errorf("create network %s: %w", n.Name, err)
+			return classify(fmt.Errorf("create network %s: %w", n.Name, err))
 		}
 		e.log.Info("network created", "network", n.Name)
 	}
 	for key, v := range p.Volumes {
 		if bool(v.External) {
-			if _, err := e.c.VolumeInspect(ctx, v.Name); err != nil {
-				return fmt.Errorf("external volume %s: %w", v.Name, err)
+			cctx, cancel := e.call(ctx)
+			_, err := e.c.VolumeInspect(cctx, v.Name)
+			cancel()
+			if err != nil {
+				return classify(fmt.Errorf("external volume %s: %w", v.Name, err))
 			}
 			continue
 		}
@@ -52,8 +62,11 @@ func (e *Engine) EnsureProject(ctx context.Context, p *types.Project) error {
 			labels[k] = val
 		}
 		// VolumeCreate is idempotent for an existing volume of that name.
-		if _, err := e.c.VolumeCreate(ctx, volume.CreateOptions{Name: v.Name, Driver: v.Driver, DriverOpts: v.DriverOpts, Labels: labels}); err != nil {
-			return fmt.Errorf("create volume %s: %w", v.Name, err)
+		cctx, cancel := e.call(ctx)
+		_, err := e.c.VolumeCreate(cctx, volume.CreateOptions{Name: v.Name, Driver: v.Driver, DriverOpts: v.DriverOpts, Labels: labels})
+		cancel()
+		if err != nil {
+			return classify(fmt.Errorf("create volume %s: %w", v.Name, err))
 		}
 	}
 	return nil
@@ -69,9 +82,11 @@ func (e *Engine) Create(ctx context.Context, req *Request) (string, error) {
 			return "", err
 		}
 	}
-	resp, err := e.c.ContainerCreate(ctx, req.Config, req.Host, req.Network, nil, req.Name)
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	resp, err := e.c.ContainerCreate(cctx, req.Config, req.Host, req.Network, nil, req.Name)
 	if err != nil {
-		return "", fmt.Errorf("create container %s: %w", req.Name, err)
+		return "", classify(fmt.Errorf("create container %s: %w", req.Name, err))
 	}
 	if payload != nil {
 		e.mu.Lock()
@@ -79,9 +94,11 @@ func (e *Engine) Create(ctx context.Context, req *Request) (string, error) {
 		e.mu.Unlock()
 	}
 	for name, ep := range req.MoreNetworks {
-		if err := e.c.NetworkConnect(ctx, name, resp.ID, ep); err != nil {
-			e.c.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true})
-			return "", fmt.Errorf("connect %s to network %s: %w", req.Name, name, err)
+		if err := e.c.NetworkConnect(cctx, name, resp.ID, ep); err != nil {
+			// Best effort: a container left behind is a stale one the
+			// next pass removes.
+			_ = e.Remove(context.WithoutCancel(ctx), resp.ID)
+			return "", classify(fmt.Errorf("connect %s to network %s: %w", req.Name, name, err))
 		}
 	}
 	return resp.ID, nil
@@ -95,25 +112,31 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 	payload := e.pending[id]
 	delete(e.pending, id)
 	e.mu.Unlock()
+	ctx, cancel := e.call(ctx)
+	defer cancel()
 	if payload == nil {
 		if err := e.c.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-			return fmt.Errorf("start container %s: %w", short(id), err)
+			return classify(fmt.Errorf("start container %s: %w", short(id), err))
 		}
 		return nil
 	}
 	hj, err := e.c.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdin: true})
 	if err != nil {
-		return fmt.Errorf("attach to container %s: %w", short(id), err)
+		return classify(fmt.Errorf("attach to container %s: %w", short(id), err))
 	}
 	defer hj.Close()
+	if d, ok := ctx.Deadline(); ok {
+		// The hijacked connection is outside the client's context.
+		_ = hj.Conn.SetDeadline(d)
+	}
 	if err := e.c.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-		return fmt.Errorf("start container %s: %w", short(id), err)
+		return classify(fmt.Errorf("start container %s: %w", short(id), err))
 	}
 	if _, err := hj.Conn.Write(payload); err != nil {
-		return fmt.Errorf("hand secret files to container %s: %w", short(id), err)
+		return classify(fmt.Errorf("hand secret files to container %s: %w", short(id), err))
 	}
 	if err := hj.CloseWrite(); err != nil {
-		return fmt.Errorf("hand secret files to container %s: %w", short(id), err)
+		return classify(fmt.Errorf("hand secret files to container %s: %w", short(id), err))
 	}
 	return nil
 }
@@ -131,9 +154,11 @@ func (e *Engine) withSecretInit(ctx context.Context, req *Request) (*Request, []
 	cfg, host := *req.Config, *req.Host
 	entry, cmd := []string(cfg.Entrypoint), []string(cfg.Cmd)
 	if len(entry) == 0 {
-		img, err := e.c.ImageInspect(ctx, cfg.Image)
+		cctx, cancel := e.call(ctx)
+		img, err := e.c.ImageInspect(cctx, cfg.Image)
+		cancel()
 		if err != nil {
-			return nil, nil, fmt.Errorf("inspect image %s: %w", cfg.Image, err)
+			return nil, nil, classify(fmt.Errorf("inspect image %s: %w", cfg.Image, err))
 		}
 		if img.Config != nil {
 			entry = img.Config.Entrypoint
@@ -158,31 +183,33 @@ func (e *Engine) withSecretInit(ctx context.Context, req *Request) (*Request, []
 	return &out, payload, nil
 }
 
-// WaitHealthy waits until the container's HEALTHCHECK reports healthy. It
-// fails at once when the container exits, and when timeout passes.
-// "unhealthy" is not final: a slow starter without a start_period turns
-// unhealthy before it turns healthy, so only the deadline decides. A
+// WaitHealthy waits until the container's HEALTHCHECK reports healthy. A
 // container without a healthcheck must stay running for settle instead.
+// A container that exits first, or is not healthy when timeout passes, is
+// a verdict on the revision. "unhealthy" is not final: a slow starter
+// without a start_period turns unhealthy before it turns healthy, so only
+// the deadline decides. The verdict rests on what the engine answered: an
+// engine that stops answering meanwhile (hung, restarting — and a
+// restarting engine stops containers on its way down) is an outage.
 func (e *Engine) WaitHealthy(ctx context.Context, id string, timeout, settle time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	start := time.Now()
+	deadline := start.Add(timeout)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	last := "no health report yet"
 	for {
-		ins, err := e.c.ContainerInspect(ctx, id)
+		ins, err := e.inspect(ctx, id)
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("container %s not healthy after %s (%s)", short(id), timeout, last)
+				return ctx.Err()
 			}
-			return fmt.Errorf("inspect container %s: %w", short(id), err)
+			return err
 		}
 		st := ins.State
 		switch {
 		case st == nil:
 		case !st.Running:
-			return fmt.Errorf("container %s exited with code %d before it was healthy", short(id), st.ExitCode)
+			return failure.AsVerdict(fmt.Errorf("container %s exited with code %d before it was healthy", short(id), st.ExitCode))
 		case st.Health == nil:
 			if time.Since(start) >= settle {
 				return nil
@@ -195,20 +222,34 @@ func (e *Engine) WaitHealthy(ctx context.Context, id string, timeout, settle tim
 				last += fmt.Sprintf(", last check exited %d", st.Health.Log[n-1].ExitCode)
 			}
 		}
+		if !time.Now().Before(deadline) {
+			return failure.AsVerdict(fmt.Errorf("container %s not healthy after %s (%s)", short(id), timeout, last))
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("container %s not healthy after %s (%s)", short(id), timeout, last)
+			return ctx.Err()
 		case <-tick.C:
 		}
 	}
 }
 
+// inspect is ContainerInspect within the call deadline.
+func (e *Engine) inspect(ctx context.Context, id string) (container.InspectResponse, error) {
+	ctx, cancel := e.call(ctx)
+	defer cancel()
+	ins, err := e.c.ContainerInspect(ctx, id)
+	if err != nil {
+		return ins, classify(fmt.Errorf("inspect container %s: %w", short(id), err))
+	}
+	return ins, nil
+}
+
 // HostPort returns the loopback host port Docker published for the
 // container's port (e.g. "8080/tcp").
 func (e *Engine) HostPort(ctx context.Context, id, port string) (string, error) {
-	ins, err := e.c.ContainerInspect(ctx, id)
+	ins, err := e.inspect(ctx, id)
 	if err != nil {
-		return "", fmt.Errorf("inspect container %s: %w", short(id), err)
+		return "", err
 	}
 	if ins.NetworkSettings != nil {
 		for p, bindings := range ins.NetworkSettings.Ports {
@@ -230,9 +271,9 @@ func short(id string) string {
 // HasHealthcheck reports whether the container runs a HEALTHCHECK (its own
 // or its image's).
 func (e *Engine) HasHealthcheck(ctx context.Context, id string) (bool, error) {
-	ins, err := e.c.ContainerInspect(ctx, id)
+	ins, err := e.inspect(ctx, id)
 	if err != nil {
-		return false, fmt.Errorf("inspect container %s: %w", short(id), err)
+		return false, err
 	}
 	return ins.State != nil && ins.State.Health != nil, nil
 }

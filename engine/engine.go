@@ -15,6 +15,8 @@ type Engine struct {
 	log hclog.Logger
 	// PullStall aborts a pull that made no progress for this long.
 	PullStall time.Duration
+	// Timeouts bound each call to the engine (DefaultTimeouts).
+	Timeouts Timeouts
 	// project serializes EnsureProject: Docker accepts two networks of one
 	// name, so a deploy and a job run must not both create it.
 	project sync.Mutex
@@ -33,5 +35,5 @@ func New(c *client.Client, log hclog.Logger) *Engine {
 		log = hclog.NewNullLogger()
 	}
 	init, _ := os.Executable()
-	return &Engine{c: c, log: log.Named("engine"), PullStall: 2 * time.Minute, InitPath: init, pending: map[string][]byte{}}
+	return &Engine{c: c, log: log.Named("engine"), PullStall: 2 * time.Minute, Timeouts: DefaultTimeouts, InitPath: init, pending: map[string][]byte{}}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
+
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/internal/testenv"
 )
 
@@ -113,9 +117,76 @@ func TestEngine_PullFromAnUnreachableRegistryFails(t *testing.T) {
 	ref := "127.0.0.1:1/berth/none@sha256:" + strings.Repeat("ab", 32)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if _, err := e.EnsureImage(ctx, ref); err == nil || !strings.Contains(err.Error(), "pull "+ref) {
-		t.Fatalf("EnsureImage from a closed port: %v", err)
+	if _, err := e.EnsureImage(ctx, ref); err == nil || !strings.Contains(err.Error(), "pull "+ref) || !failure.IsOutage(err) {
+		t.Fatalf("EnsureImage from a closed port: %v (%s, want an outage)", err, failure.Of(err))
 	}
+}
+
+func TestEngine_ErrorClasses(t *testing.T) {
+	d, reg, e, img := pushedApp(t, "classes")
+	ctx := t.Context()
+	t.Run("unknown digest is a verdict", func(t *testing.T) {
+		ref := img.Repo + "@sha256:" + strings.Repeat("ab", 32)
+		_, err := e.EnsureImage(ctx, ref)
+		t.Log(err)
+		if !failure.IsVerdict(err) {
+			t.Fatalf("pull of a digest the registry does not have: %v (%s)", err, failure.Of(err))
+		}
+	})
+	t.Run("unknown repository is a verdict", func(t *testing.T) {
+		ref := reg.Host + "/berth/nothing-here@" + img.Digest
+		_, err := e.EnsureImage(ctx, ref)
+		t.Log(err)
+		if !failure.IsVerdict(err) {
+			t.Fatalf("pull from a repository the registry does not have: %v (%s)", err, failure.Of(err))
+		}
+	})
+	t.Run("engine unreachable is an outage", func(t *testing.T) {
+		c, err := client.NewClientWithOpts(client.WithHost("unix://"+filepath.Join(t.TempDir(), "no.sock")), client.WithAPIVersionNegotiation())
+		if err != nil {
+			t.Fatal(err)
+		}
+		down := New(c, nil)
+		if _, err := down.List(ctx, "x"); !failure.IsOutage(err) {
+			t.Fatalf("List from no engine: %v (%s)", err, failure.Of(err))
+		}
+		if _, err := down.EnsureImage(ctx, img.Ref()); !failure.IsOutage(err) {
+			t.Fatalf("EnsureImage from no engine: %v (%s)", err, failure.Of(err))
+		}
+	})
+	if _, err := e.EnsureImage(ctx, img.Ref()); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("a command not in the image is a verdict", func(t *testing.T) {
+		env, pl := deployable(t, d, img, "    entrypoint: [/no/such/binary]\n")
+		if err := e.EnsureProject(ctx, env.Project); err != nil {
+			t.Fatal(err)
+		}
+		req, err := CreateRequest(env.Project, env.Services[0], pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := e.Create(ctx, req)
+		if err == nil {
+			err = e.Start(ctx, id)
+		}
+		t.Log(err)
+		if !failure.IsVerdict(err) {
+			t.Fatalf("start of a missing command: %v (%s)", err, failure.Of(err))
+		}
+	})
+	t.Run("an invalid request is a verdict", func(t *testing.T) {
+		env, pl := deployable(t, d, img, "")
+		pl.Slot = 2
+		req, err := CreateRequest(env.Project, env.Services[0], pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host.Binds = []string{"relative/path:/data"}
+		if _, err := e.Create(ctx, req); !failure.IsVerdict(err) {
+			t.Fatalf("create with a relative bind: %v (%s)", err, failure.Of(err))
+		}
+	})
 }
 
 func TestEngine_ServerContainerFromComposeServesAndIsHealthy(t *testing.T) {
@@ -167,49 +238,101 @@ func TestEngine_WaitHealthyFailsForNeverHealthyAndCrashed(t *testing.T) {
 			pl.Slot = i + 1
 			id := launch(t, e, env, pl)
 			err := e.WaitHealthy(ctx, id, 4*time.Second, 0)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !failure.IsVerdict(err) {
 				t.Fatalf("WaitHealthy: %v, want %q", err, tc.want)
 			}
 		})
 	}
 }
 
-func TestEngine_RunOnceExitCodesTimeoutAndCleanup(t *testing.T) {
+// oneShotRequest is the create request of a one-shot of the env's service.
+func oneShotRequest(t *testing.T, e *Engine, d *testenv.DockerEnv, img testenv.AppImage, slot int, extra string) *Request {
+	t.Helper()
+	env, pl := deployable(t, d, img, extra)
+	pl.Slot, pl.OneOff, pl.PublishLoopback = slot, true, false
+	if err := e.EnsureProject(t.Context(), env.Project); err != nil {
+		t.Fatal(err)
+	}
+	req, err := CreateRequest(env.Project, env.Services[0], pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func TestEngine_RunOnceExitCodesTimeoutStopAndCleanup(t *testing.T) {
 	d, e, img := pulledApp(t, "once")
-	ctx := t.Context()
+	stopping := errors.New("the agent is stopping")
 	tests := []struct {
 		name     string
 		env      string
+		cancel   bool // ctx ends 1 s into the run
 		code     int
 		timedOut bool
+		stopped  error
 		output   string
 	}{
-		{"success", "    environment: {APP_MODE: exit, APP_MARKER: migrated}\n", 0, false, "migrated"},
-		{"failure", "    environment: {APP_MODE: exit, APP_EXIT_CODE: '7'}\n", 7, false, "testapp exit code=7"},
-		{"timeout", "    environment: {APP_MODE: exit, APP_SLEEP: 60s}\n", -1, true, "testapp start"},
+		{"success", "    environment: {APP_MODE: exit, APP_MARKER: migrated}\n", false, 0, false, nil, "migrated"},
+		{"failure", "    environment: {APP_MODE: exit, APP_EXIT_CODE: '7'}\n", false, 7, false, nil, "testapp exit code=7"},
+		// Stopped gracefully: the stop signal reaches the app, which
+		// says so, before the grace ends in SIGKILL.
+		{"timeout", "    environment: {APP_MODE: idle}\n", false, -1, true, nil, "testapp idle stopped by signal"},
+		{"ctx ends", "    environment: {APP_MODE: idle}\n", true, -1, false, stopping, "testapp idle stopped by signal"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			env, pl := deployable(t, d, img, tc.env)
-			pl.Slot, pl.OneOff, pl.PublishLoopback = i+1, true, false
-			if err := e.EnsureProject(ctx, env.Project); err != nil {
-				t.Fatal(err)
+			req := oneShotRequest(t, e, d, img, i+1, tc.env)
+			ctx, cancel := context.WithCancelCause(t.Context())
+			defer cancel(nil)
+			if tc.cancel {
+				time.AfterFunc(time.Second, func() { cancel(stopping) })
 			}
-			req, err := CreateRequest(env.Project, env.Services[0], pl)
+			started := ""
+			res, err := e.RunOnce(ctx, req, OneShot{Timeout: 3 * time.Second, Grace: 5 * time.Second, Started: func(id string) { started = id }})
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := e.RunOnce(ctx, req, 3*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.ExitCode != tc.code || res.TimedOut != tc.timedOut || !strings.Contains(string(res.Output), tc.output) {
+			if res.ExitCode != tc.code || res.TimedOut != tc.timedOut || res.Stopped != tc.stopped || !strings.Contains(string(res.Output), tc.output) || started == "" {
 				t.Fatalf("result %+v (output %q)", res, res.Output)
 			}
-			if _, err := d.Client.ContainerInspect(ctx, req.Name); err == nil {
+			if !strings.Contains(string(res.Stdout), tc.output) || res.Duration <= 0 || res.Duration > 10*time.Second {
+				t.Fatalf("stdout %q, duration %s", res.Stdout, res.Duration)
+			}
+			if _, err := d.Client.ContainerInspect(t.Context(), req.Name); err == nil {
 				t.Fatalf("one-shot container %s left behind", req.Name)
 			}
 		})
+	}
+}
+
+func TestEngine_RunOnceKeepsTheTailsAndNoPieceOfASecret(t *testing.T) {
+	d, e, img := pulledApp(t, "tail")
+	secret := "s3cret-" + d.RunID + "-value"
+	extra := "    environment: {APP_MODE: exit, APP_MARKER: 'token " + secret + " printed', APP_PRINT_ENV: HOME}\n"
+	full, err := e.RunOnce(t.Context(), oneShotRequest(t, e, d, img, 1, extra), OneShot{Secrets: []string{secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(full.Output), secret) || !strings.Contains(string(full.Output), "token [redacted] printed") {
+		t.Fatalf("whole output %q", full.Output)
+	}
+	// Keep a tail that begins in the middle of the secret.
+	raw := strings.Replace(string(full.Stdout), "[redacted]", secret, 1)
+	cut := len(raw) - (strings.Index(raw, secret) + len(secret)/2)
+	res, err := e.RunOnce(t.Context(), oneShotRequest(t, e, d, img, 2, extra), OneShot{Secrets: []string{secret}, MaxOutput: cut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StdoutDropped == 0 || len(res.Stdout) > cut {
+		t.Fatalf("tail of %d bytes kept %d, dropped %d", cut, len(res.Stdout), res.StdoutDropped)
+	}
+	for _, piece := range []string{secret[len(secret)/2:], secret[len(secret)-6:], d.RunID} {
+		if strings.Contains(string(res.Stdout), piece) || strings.Contains(string(res.Output), piece) {
+			t.Fatalf("a piece of the secret (%q) is in the kept tail %q", piece, res.Stdout)
+		}
+	}
+	if !strings.Contains(string(res.Stdout), "testapp exit code=0") {
+		t.Fatalf("the tail lost the end of the output: %q", res.Stdout)
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"berth.dev/berth/internal/failure"
 )
 
 // EnsureImage makes ref ("repo@sha256:…") present, pulling it only when the
@@ -35,12 +37,14 @@ func (e *Engine) EnsureImage(ctx context.Context, ref string) (bool, error) {
 }
 
 func (e *Engine) hasImage(ctx context.Context, ref string) (bool, error) {
+	ctx, cancel := e.call(ctx)
+	defer cancel()
 	ins, err := e.c.ImageInspect(ctx, ref)
 	if client.IsErrNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("inspect image %s: %w", ref, err)
+		return false, classify(fmt.Errorf("inspect image %s: %w", ref, err))
 	}
 	// The same digest under another repository is not enough: a later
 	// `docker image prune` or a pull by this name would behave differently.
@@ -49,25 +53,38 @@ func (e *Engine) hasImage(ctx context.Context, ref string) (bool, error) {
 
 // pull pulls ref with credentials from the Docker config file (DOCKER_CONFIG
 // or ~/.docker/config.json, credential helpers included), logs layer
-// progress, and gives up when no progress arrives for PullStall.
+// progress, gives up when no progress arrives for PullStall, and is bounded
+// as a whole by Timeouts.Pull. A registry that does not answer is an
+// outage; a digest the registry does not know is a verdict on the revision
+// that names it.
 func (e *Engine) pull(ctx context.Context, ref string) error {
 	auth, err := registryAuth(ref)
 	if err != nil {
 		return fmt.Errorf("pull %s: credentials: %w", ref, err)
 	}
+	ctx, cancelTotal := within(ctx, e.Timeouts.Pull)
+	defer cancelTotal()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// The stall clock runs from the request on: dockerd answers a pull's
+	// request only once it reached the registry.
+	stall := time.AfterFunc(e.PullStall, func() {
+		cancel(failure.AsOutage(fmt.Errorf("no progress for %s", e.PullStall)))
+	})
+	defer stall.Stop()
+	fail := func(err error) error {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+		return classifyPull(fmt.Errorf("pull %s: %w", ref, err))
+	}
 	start := time.Now()
 	rc, err := e.c.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: auth})
 	if err != nil {
-		return fmt.Errorf("pull %s: %w", ref, err)
+		return fail(err)
 	}
 	defer rc.Close()
-
-	stall := time.AfterFunc(e.PullStall, func() {
-		cancel(fmt.Errorf("no progress for %s", e.PullStall))
-	})
-	defer stall.Stop()
+	stall.Reset(e.PullStall)
 	layers := map[string]int64{} // layer id → bytes downloaded
 	lastLog := time.Now()
 	dec := json.NewDecoder(rc)
@@ -77,14 +94,11 @@ func (e *Engine) pull(ctx context.Context, ref string) error {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-				return fmt.Errorf("pull %s: %w", ref, cause)
-			}
-			return fmt.Errorf("pull %s: %w", ref, err)
+			return fail(err)
 		}
 		stall.Reset(e.PullStall)
 		if m.Error != nil {
-			return fmt.Errorf("pull %s: %s", ref, m.Error.Message)
+			return classifyPull(fmt.Errorf("pull %s: %s", ref, m.Error.Message))
 		}
 		if m.Progress != nil && m.ID != "" && strings.HasPrefix(m.Status, "Downloading") {
 			layers[m.ID] = m.Progress.Current
@@ -96,6 +110,18 @@ func (e *Engine) pull(ctx context.Context, ref string) error {
 	}
 	e.log.Info("image pulled", "image", ref, "bytes", sum(layers), "layers", len(layers), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// classifyPull marks a pull's error. dockerd passes the registry's errors
+// on as text (in the stream, or as a 404/500 of the pull request itself):
+// "manifest unknown" is the registry saying it has no such digest, a
+// verdict; network failures reaching it are outages (classify).
+func classifyPull(err error) error {
+	msg := err.Error()
+	if failure.Of(err) == failure.Unclassed && !unreachable(err) && (strings.Contains(msg, "manifest unknown") || strings.Contains(msg, "not found: manifest")) {
+		return failure.AsVerdict(err)
+	}
+	return classify(err)
 }
 
 func sum(m map[string]int64) int64 {
@@ -148,14 +174,16 @@ func (e *Engine) PruneImages(ctx context.Context, keep, candidates []string) ([]
 		if err != nil || !present {
 			continue
 		}
-		_, err = e.c.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
+		rctx, cancel := within(ctx, e.Timeouts.Remove)
+		_, err = e.c.ImageRemove(rctx, ref, image.RemoveOptions{PruneChildren: true})
+		cancel()
 		switch {
 		case err == nil:
 			removed = append(removed, ref)
 		case client.IsErrNotFound(err) || errdefs.IsConflict(err):
 			// Gone already, or in use by a container: keep it.
 		default:
-			errs = append(errs, fmt.Errorf("remove image %s: %w", ref, err))
+			errs = append(errs, classify(fmt.Errorf("remove image %s: %w", ref, err)))
 		}
 	}
 	return removed, errors.Join(errs...)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"maps"
 	"strings"
-	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/container"
@@ -95,9 +94,11 @@ type JobContainer struct {
 
 // ListJobRuns returns env's job run containers, whatever their state.
 func (e *Engine) ListJobRuns(ctx context.Context, env string) ([]JobContainer, error) {
-	cs, err := e.c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelJobEnv+"="+env))})
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	cs, err := e.c.ContainerList(cctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelJobEnv+"="+env))})
 	if err != nil {
-		return nil, fmt.Errorf("list job containers of %s: %w", env, err)
+		return nil, classify(fmt.Errorf("list job containers of %s: %w", env, err))
 	}
 	out := make([]JobContainer, 0, len(cs))
 	for _, c := range cs {
@@ -106,25 +107,13 @@ func (e *Engine) ListJobRuns(ctx context.Context, env string) ([]JobContainer, e
 	return out, nil
 }
 
-// WaitExit waits for a started container to stop and returns its exit code.
-func (e *Engine) WaitExit(ctx context.Context, id string) (int, error) {
-	statusCh, errCh := e.c.ContainerWait(ctx, id, container.WaitConditionNotRunning)
-	select {
-	case st := <-statusCh:
-		if st.Error != nil && st.Error.Message != "" {
-			return int(st.StatusCode), fmt.Errorf("wait for %s: %s", short(id), st.Error.Message)
-		}
-		return int(st.StatusCode), nil
-	case err := <-errCh:
-		return -1, fmt.Errorf("wait for %s: %w", short(id), err)
-	}
-}
-
 // Kill sends SIGKILL; a container already stopped or gone is not an error.
 func (e *Engine) Kill(ctx context.Context, id string) error {
+	ctx, cancel := e.call(ctx)
+	defer cancel()
 	err := e.c.ContainerKill(ctx, id, "KILL")
 	if err != nil && !client.IsErrNotFound(err) && !isNotRunning(err) {
-		return fmt.Errorf("kill container %s: %w", short(id), err)
+		return classify(fmt.Errorf("kill container %s: %w", short(id), err))
 	}
 	return nil
 }
@@ -136,16 +125,16 @@ func isNotRunning(err error) bool {
 // Logs returns the last max bytes of a container's stdout and of its stderr,
 // and how many earlier bytes of each were dropped.
 func (e *Engine) Logs(ctx context.Context, id string, max int) (stdout, stderr []byte, dropped [2]int64, err error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := within(ctx, e.Timeouts.Remove)
 	defer cancel()
 	rc, err := e.c.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
-		return nil, nil, dropped, fmt.Errorf("logs of %s: %w", short(id), err)
+		return nil, nil, dropped, classify(fmt.Errorf("logs of %s: %w", short(id), err))
 	}
 	defer rc.Close()
 	out, errb := &TailBuffer{Max: max}, &TailBuffer{Max: max}
 	if _, err := stdcopy.StdCopy(out, errb, rc); err != nil && err != io.EOF {
-		return out.Bytes(), errb.Bytes(), [2]int64{out.Dropped(), errb.Dropped()}, fmt.Errorf("logs of %s: %w", short(id), err)
+		return out.Bytes(), errb.Bytes(), [2]int64{out.Dropped(), errb.Dropped()}, classify(fmt.Errorf("logs of %s: %w", short(id), err))
 	}
 	return out.Bytes(), errb.Bytes(), [2]int64{out.Dropped(), errb.Dropped()}, nil
 }

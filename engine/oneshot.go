@@ -1,80 +1,215 @@
 package engine
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"berth.dev/berth/internal/failure"
+	"berth.dev/berth/secrets"
 )
+
+// MaxOutput is the tail of stdout and of stderr kept of one run, unless
+// OneShot.MaxOutput says otherwise.
+const MaxOutput = 1 << 20
+
+// OneShot says how to run a container to completion. Migrations, cli
+// services and scheduled job runs all run through RunOnce, so they stop,
+// keep output and redact the same way.
+type OneShot struct {
+	// Timeout bounds the run from its start; 0: only ctx bounds it.
+	Timeout time.Duration
+	// Grace is how long a run that is stopped (its timeout passed, or ctx
+	// ended) gets between its stop signal and SIGKILL; 0: the container's
+	// stop_grace_period, else Docker's 10 s.
+	Grace time.Duration
+	// MaxOutput is the tail kept of stdout and of stderr; default
+	// MaxOutput.
+	MaxOutput int
+	// Secrets are the values the container was given; they are redacted
+	// from the kept output.
+	Secrets []string
+	// Started, when set, is called once the container runs.
+	Started func(id string)
+}
 
 // RunResult is how a one-shot container ended.
 type RunResult struct {
+	// ExitCode is the container's own exit code; -1 when it was stopped
+	// (TimedOut or Stopped) rather than exiting by itself.
 	ExitCode int
 	TimedOut bool
-	Output   []byte // stdout and stderr interleaved, the last MaxOutput bytes
+	// Stopped is why the run was stopped before it exited (the cause of
+	// ctx: a replacement, the agent stopping); nil otherwise.
+	Stopped  error
+	Started  time.Time
 	Duration time.Duration
+	// Stdout and Stderr are the tails of each stream, Output the tail of
+	// both interleaved as the container wrote them; each at most
+	// MaxOutput bytes, secrets redacted.
+	Stdout, Stderr, Output []byte
+	// Bytes of each stream not kept.
+	StdoutDropped, StderrDropped int64
 }
 
-// MaxOutput caps the output kept of one run.
-const MaxOutput = 64 << 10
-
-// RunOnce creates and starts req's container, waits for it to exit (killing
-// it after timeout), collects its output and removes it. The container is
-// removed whatever happens, so a failed run leaves nothing behind.
-func (e *Engine) RunOnce(ctx context.Context, req *Request, timeout time.Duration) (*RunResult, error) {
-	id, err := e.Create(ctx, req)
+// RunOnce creates and starts req's container, waits for it to exit, keeps
+// the tail of its output with the secrets redacted, and removes it,
+// whatever happens: a run leaves nothing behind (a removal that fails is
+// logged; the next deploy or the job reaper removes it). A run whose
+// timeout passes, or whose ctx ends, is stopped gracefully: its stop
+// signal, then SIGKILL after the grace. Create and start are not cut short
+// by ctx (a half-made container would be left behind); the wait is where a
+// stop is seen. The error is the engine's (classed: an engine that does
+// not answer is an outage); how the container ended is in the result.
+func (e *Engine) RunOnce(ctx context.Context, req *Request, o OneShot) (*RunResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	bg := context.WithoutCancel(ctx)
+	id, err := e.Create(bg, req)
 	if err != nil {
+		// The engine may have made it before the deadline passed.
+		_ = e.Remove(bg, req.Name)
 		return nil, err
 	}
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := e.c.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+		if err := e.Remove(bg, id); err != nil {
 			e.log.Warn("remove one-shot container", "container", req.Name, "error", err)
 		}
 	}()
-	start := time.Now()
-	if err := e.Start(ctx, id); err != nil {
+	res := &RunResult{ExitCode: -1, Started: time.Now()}
+	if err := e.Start(bg, id); err != nil {
 		return nil, err
 	}
-	res := &RunResult{}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	statusCh, errCh := e.c.ContainerWait(wctx, id, container.WaitConditionNotRunning)
-	select {
-	case st := <-statusCh:
-		res.ExitCode = int(st.StatusCode)
-	case err := <-errCh:
-		if wctx.Err() == nil || ctx.Err() != nil {
-			return nil, fmt.Errorf("wait for %s: %w", req.Name, err)
-		}
-		res.TimedOut, res.ExitCode = true, -1
-		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		e.c.ContainerKill(kctx, id, "KILL")
-		kcancel()
+	if o.Started != nil {
+		o.Started(id)
 	}
-	res.Duration = time.Since(start)
-	res.Output = e.output(context.WithoutCancel(ctx), id)
+	wctx, cancel := ctx, context.CancelFunc(func() {})
+	if o.Timeout > 0 {
+		wctx, cancel = context.WithTimeout(ctx, o.Timeout)
+	}
+	defer cancel()
+	code, werr := e.waitExit(wctx, id)
+	switch {
+	case werr == nil:
+		res.ExitCode = code
+	case ctx.Err() != nil:
+		res.Stopped = context.Cause(ctx)
+	case wctx.Err() != nil:
+		res.TimedOut = true
+	default:
+		return nil, werr
+	}
+	if res.ExitCode < 0 {
+		var grace *time.Duration
+		if o.Grace > 0 {
+			grace = &o.Grace
+		}
+		if err := e.Stop(bg, id, grace); err != nil {
+			return nil, err
+		}
+	}
+	res.Duration = time.Since(res.Started)
+	if err := e.collect(bg, id, o, res); err != nil {
+		e.log.Warn("one-shot output", "container", req.Name, "error", err)
+	}
 	return res, nil
 }
 
-// output returns the tail of a container's logs.
-func (e *Engine) output(ctx context.Context, id string) []byte {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+// livenessEvery is how often a long wait asks the engine about the
+// container it waits for: the wait's own stream would hang with a hung
+// engine, the question does not (it has the call deadline).
+const livenessEvery = 5 * time.Second
+
+// waitExit waits for a started container to stop and returns its exit
+// code. The error is ctx's when it ended first.
+func (e *Engine) waitExit(ctx context.Context, id string) (int, error) {
+	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rc, err := e.c.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "2000"})
-	if err != nil {
-		return []byte(fmt.Sprintf("(logs unavailable: %v)", err))
+	statusCh, errCh := e.c.ContainerWait(wctx, id, container.WaitConditionNotRunning)
+	tick := time.NewTicker(livenessEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case st := <-statusCh:
+			if st.Error != nil && st.Error.Message != "" {
+				return int(st.StatusCode), fmt.Errorf("wait for %s: %s", short(id), st.Error.Message)
+			}
+			return int(st.StatusCode), nil
+		case err := <-errCh:
+			if ctx.Err() != nil {
+				return -1, ctx.Err()
+			}
+			return -1, classify(fmt.Errorf("wait for %s: %w", short(id), err))
+		case <-tick.C:
+			if _, err := e.inspect(ctx, id); err != nil {
+				if ctx.Err() != nil {
+					return -1, ctx.Err()
+				}
+				if failure.IsOutage(err) {
+					return -1, err
+				}
+			}
+		}
 	}
-	defer rc.Close()
-	var buf bytes.Buffer
-	stdcopy.StdCopy(&buf, &buf, rc)
-	b := buf.Bytes()
-	if len(b) > MaxOutput {
-		b = b[len(b)-MaxOutput:]
+}
+
+// WaitExit waits for a started container to stop and returns its exit
+// code.
+func (e *Engine) WaitExit(ctx context.Context, id string) (int, error) {
+	return e.waitExit(ctx, id)
+}
+
+// collect keeps the tails of a finished container's output in res, with
+// o.Secrets redacted.
+func (e *Engine) collect(ctx context.Context, id string, o OneShot, res *RunResult) error {
+	limit := o.MaxOutput
+	if limit <= 0 {
+		limit = MaxOutput
 	}
-	return b
+	ctx, cancel := within(ctx, e.Timeouts.Remove)
+	defer cancel()
+	out, errb, both := &TailBuffer{Max: limit}, &TailBuffer{Max: limit}, &TailBuffer{Max: limit}
+	rc, err := e.c.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err == nil {
+		_, err = stdcopy.StdCopy(io.MultiWriter(out, both), io.MultiWriter(errb, both), rc)
+		rc.Close()
+	}
+	res.Stdout = redactTail(out.Bytes(), out.Dropped() > 0, o.Secrets)
+	res.Stderr = redactTail(errb.Bytes(), errb.Dropped() > 0, o.Secrets)
+	res.Output = redactTail(both.Bytes(), both.Dropped() > 0, o.Secrets)
+	res.StdoutDropped, res.StderrDropped = out.Dropped(), errb.Dropped()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return classify(fmt.Errorf("logs of %s: %w", short(id), err))
+	}
+	return nil
+}
+
+// redactTail redacts values from b. When b is the tail of a longer output,
+// it may begin inside a value; that first partial line goes too, so no
+// piece of a value is kept.
+func redactTail(b []byte, truncated bool, values []string) []byte {
+	s := string(b)
+	if truncated && len(values) > 0 {
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[i+1:]
+		} else {
+			s = ""
+		}
+		// A multi-line value may have been cut at any of its lines.
+		for _, v := range values {
+			for _, line := range strings.Split(v, "\n")[1:] {
+				if len(line) >= 4 {
+					s = strings.ReplaceAll(s, line, "[redacted]")
+				}
+			}
+		}
+	}
+	return []byte(secrets.Redact(s, values))
 }

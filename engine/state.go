@@ -31,9 +31,11 @@ type Managed struct {
 
 // List returns the containers of env, oldest slot first per service.
 func (e *Engine) List(ctx context.Context, env string) ([]Managed, error) {
-	cs, err := e.c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelEnv+"="+env))})
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	cs, err := e.c.ContainerList(cctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelEnv+"="+env))})
 	if err != nil {
-		return nil, fmt.Errorf("list containers of %s: %w", env, err)
+		return nil, classify(fmt.Errorf("list containers of %s: %w", env, err))
 	}
 	out := make([]Managed, 0, len(cs))
 	for _, c := range cs {
@@ -58,17 +60,38 @@ func (e *Engine) List(ctx context.Context, env string) ([]Managed, error) {
 }
 
 // Stop stops a container with its own stop signal, killing it after grace
-// (nil: the container's stop_grace_period, else Docker's default).
+// (nil: the container's stop_grace_period, else Docker's default of 10 s).
+// The call's deadline is the grace plus Timeouts.StopMargin.
 func (e *Engine) Stop(ctx context.Context, id string, grace *time.Duration) error {
-	opts := container.StopOptions{}
-	if grace != nil {
-		secs := int(grace.Seconds())
-		opts.Timeout = &secs
+	g, err := e.stopGrace(ctx, id, grace)
+	if err != nil {
+		return err
 	}
-	if err := e.c.ContainerStop(ctx, id, opts); err != nil && !client.IsErrNotFound(err) {
-		return fmt.Errorf("stop container %s: %w", short(id), err)
+	secs := int(g.Seconds())
+	sctx, cancel := within(ctx, g+e.Timeouts.StopMargin)
+	defer cancel()
+	if err := e.c.ContainerStop(sctx, id, container.StopOptions{Timeout: &secs}); err != nil && !client.IsErrNotFound(err) {
+		return classify(fmt.Errorf("stop container %s: %w", short(id), err))
 	}
 	return nil
+}
+
+// stopGrace is grace, else the container's own stop timeout, else
+// Docker's default.
+func (e *Engine) stopGrace(ctx context.Context, id string, grace *time.Duration) (time.Duration, error) {
+	if grace != nil {
+		return max(*grace, 0), nil
+	}
+	ins, err := e.inspect(ctx, id)
+	switch {
+	case client.IsErrNotFound(err):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case ins.Config != nil && ins.Config.StopTimeout != nil:
+		return time.Duration(*ins.Config.StopTimeout) * time.Second, nil
+	}
+	return defaultStopGrace, nil
 }
 
 // Remove removes a container (stopping it if needed) and its anonymous
@@ -77,9 +100,11 @@ func (e *Engine) Remove(ctx context.Context, id string) error {
 	e.mu.Lock()
 	delete(e.pending, id)
 	e.mu.Unlock()
+	ctx, cancel := within(ctx, e.Timeouts.Remove)
+	defer cancel()
 	err := e.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !client.IsErrNotFound(err) {
-		return fmt.Errorf("remove container %s: %w", short(id), err)
+	if err != nil && !client.IsErrNotFound(err) && !isRemovalInProgress(err) {
+		return classify(fmt.Errorf("remove container %s: %w", short(id), err))
 	}
 	return nil
 }
@@ -96,4 +121,10 @@ func health(status string) string {
 		return "starting"
 	}
 	return ""
+}
+
+// isRemovalInProgress: another remove of the same container (the engine's
+// own, after a restart; a concurrent cleanup) is already under way.
+func isRemovalInProgress(err error) bool {
+	return strings.Contains(err.Error(), "is already in progress")
 }

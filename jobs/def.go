@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 
@@ -17,14 +16,13 @@ import (
 	"berth.dev/berth/envs"
 )
 
-// Engine is what a run needs of the Docker engine (*engine.Engine).
+// Engine is what runs need of the Docker engine (*engine.Engine): a run
+// is a one-shot container (engine.RunOnce, the runner migrations use too);
+// the rest reaps what an agent killed mid-run left.
 type Engine interface {
 	EnsureImage(ctx context.Context, ref string) (pulled bool, err error)
 	EnsureProject(ctx context.Context, p *types.Project) error
-	Create(ctx context.Context, req *engine.Request) (string, error)
-	Start(ctx context.Context, id string) error
-	WaitExit(ctx context.Context, id string) (int, error)
-	Stop(ctx context.Context, id string, grace *time.Duration) error
+	RunOnce(ctx context.Context, req *engine.Request, o engine.OneShot) (*engine.RunResult, error)
 	Kill(ctx context.Context, id string) error
 	Logs(ctx context.Context, id string, max int) (stdout, stderr []byte, dropped [2]int64, err error)
 	Remove(ctx context.Context, id string) error

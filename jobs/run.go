@@ -10,6 +10,7 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/secrets"
 )
 
@@ -23,7 +24,7 @@ func (s *Scheduler) execute(ctx context.Context, a *active) {
 		r.Finished = s.Now()
 		r.DurationMS = r.Finished.Sub(r.Started).Milliseconds()
 	}()
-	fail := func(err error) { r.Status, r.Reason = StatusFailed, err.Error() }
+	fail := func(err error) { r.Status, r.Reason, r.Class = StatusFailed, err.Error(), classOf(err) }
 	if _, err := s.Engine.EnsureImage(ctx, d.Image()); err != nil {
 		fail(fmt.Errorf("image %s: %w", d.Image(), err))
 		return
@@ -59,83 +60,73 @@ func (s *Scheduler) execute(ctx context.Context, a *active) {
 		fail(err)
 		return
 	}
-	// Create and start are not cut short by a stop: a half-made container
-	// would be left behind. The wait below is where a stop is seen.
-	bg := context.WithoutCancel(ctx)
-	cctx, ccancel := context.WithTimeout(bg, 2*time.Minute)
-	defer ccancel()
-	id, err := s.Engine.Create(cctx, req)
-	if err != nil {
-		s.Engine.Remove(cctx, req.Name) // in case the engine made it anyway
-		fail(err)
-		return
-	}
 	r.Container, r.Secrets = req.Name, len(secretEnv)+len(secretFiles) > 0
-	defer s.collect(bg, r, id, log, secrets.Values(append(secretEnv, secretFiles...)))
-	if err := s.Engine.Start(cctx, id); err != nil {
+	res, err := s.Engine.RunOnce(ctx, req, engine.OneShot{
+		Timeout: d.Spec.Timeout, Grace: s.StopGrace, MaxOutput: s.MaxOutput,
+		Secrets: secrets.Values(append(secretEnv, secretFiles...)),
+		Started: func(string) {
+			// On record before the wait: a killed agent's successor
+			// reaps the run by this record.
+			if err := s.Store.Save(r); err != nil {
+				log.Warn("job record", "error", err)
+			}
+			log.Info("job run started", "trigger", r.Trigger, "image", r.Image)
+		},
+	})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		r.Status, r.Reason = StatusInterrupted, stopCause(ctx).Error()
+		return
+	case err != nil:
 		fail(err)
 		return
 	}
-	if err := s.Store.Save(r); err != nil {
-		log.Warn("job record", "error", err)
+	r.StdoutDropped, r.StderrDropped = res.StdoutDropped, res.StderrDropped
+	if err := s.Store.SaveOutput(r.Job, r.ID, res.Stdout, res.Stderr); err != nil {
+		log.Warn("job output", "error", err)
 	}
-	log.Info("job run started", "trigger", r.Trigger, "image", r.Image)
-	waitCtx, cancel := ctx, context.CancelFunc(func() {})
-	if d.Spec.Timeout > 0 {
-		waitCtx, cancel = context.WithTimeout(ctx, d.Spec.Timeout)
-	}
-	defer cancel()
-	code, err := s.Engine.WaitExit(waitCtx, id)
 	switch {
-	case err == nil:
-		r.ExitCode = &code
-		if code == 0 {
-			r.Status = StatusSucceeded
-		} else {
-			r.Status, r.Reason = StatusFailed, fmt.Sprintf("exit code %d", code)
-		}
-	case ctx.Err() != nil:
-		// Replaced, or the agent is stopping: stop it gracefully.
-		grace := s.StopGrace
-		sctx, scancel := context.WithTimeout(bg, grace+30*time.Second)
-		if err := s.Engine.Stop(sctx, id, &grace); err != nil {
-			log.Warn("stop job container", "error", err)
-		}
-		scancel()
-		cause := context.Cause(ctx)
-		if errors.Is(cause, context.Canceled) {
-			cause = errStopping
-		}
-		r.Status, r.Reason = StatusInterrupted, cause.Error()
-	case waitCtx.Err() != nil:
-		kctx, kcancel := context.WithTimeout(bg, 30*time.Second)
-		if err := s.Engine.Kill(kctx, id); err != nil {
-			log.Warn("kill job container", "error", err)
-		}
-		kcancel()
-		r.Status, r.Reason = StatusTimeout, fmt.Sprintf("killed after the %s timeout", d.Spec.Timeout)
+	case res.Stopped != nil:
+		// Replaced, or the agent is stopping.
+		r.Status, r.Reason = StatusInterrupted, stopCause(ctx).Error()
+	case res.TimedOut:
+		r.Status, r.Reason = StatusTimeout, fmt.Sprintf("stopped after the %s timeout", d.Spec.Timeout)
+	case res.ExitCode == 0:
+		r.ExitCode, r.Status = &res.ExitCode, StatusSucceeded
 	default:
-		fail(err)
+		r.ExitCode = &res.ExitCode
+		r.Status, r.Reason, r.Class = StatusFailed, fmt.Sprintf("exit code %d", res.ExitCode), failure.Verdict.String()
 	}
 }
 
-// collect stores a run container's output, with the run's secret values
-// redacted, and removes the container.
-func (s *Scheduler) collect(ctx context.Context, r *Run, id string, log hclog.Logger, values []string) {
+// stopCause is why ctx ended: a replacement, else the agent stopping.
+func stopCause(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if cause == nil || errors.Is(cause, context.Canceled) {
+		return errStopping
+	}
+	return cause
+}
+
+// collect stores a reaped run container's output, with the run's secret
+// values redacted, and removes the container.
+func (s *Scheduler) collect(ctx context.Context, r *Run, id string, values []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	var errs []error
 	out, errb, dropped, err := s.Engine.Logs(ctx, id, s.MaxOutput)
 	if err != nil {
-		log.Warn("job output", "error", err)
+		errs = append(errs, err)
 	}
 	r.StdoutDropped, r.StderrDropped = dropped[0], dropped[1]
 	out, errb = []byte(secrets.Redact(string(out), values)), []byte(secrets.Redact(string(errb), values))
 	if err := s.Store.SaveOutput(r.Job, r.ID, out, errb); err != nil {
-		log.Warn("job output", "error", err)
+		errs = append(errs, err)
 	}
 	if err := s.Engine.Remove(ctx, id); err != nil {
-		log.Warn("remove job container", "error", err)
+		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
 }
 
 // record saves a finished run and trims the job's history (s.mu held).
@@ -163,10 +154,20 @@ func (s *Scheduler) record(r *Run, spec envs.JobSpec) {
 	}
 }
 
+// classOf is the failure class of err for a run record ("" when unmarked).
+func classOf(err error) string {
+	if c := failure.Of(err); c != failure.Unclassed {
+		return c.String()
+	}
+	return ""
+}
+
 // Recover reaps what an agent killed mid-run left: every record still
 // "running" becomes "interrupted" (its output kept as far as the engine has
 // it) and every run container of the environment is removed. Run calls it
-// before it schedules anything.
+// before it schedules anything. A run whose container cannot be killed
+// keeps its "running" record, so the next Recover tries again; the errors
+// come back joined, an engine that does not answer as an outage.
 func (s *Scheduler) Recover(ctx context.Context) error {
 	s.mu.Lock()
 	s.init()
@@ -197,13 +198,24 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 			}
 			log := s.Log.With("job", r.Job, "run", r.ID)
 			if c, ok := byRun[r.ID]; ok {
-				s.Engine.Kill(ctx, c.ID)
+				if err := s.Engine.Kill(ctx, c.ID); err != nil {
+					errs = append(errs, fmt.Errorf("job %s run %s: %w", r.Job, r.ID, err))
+					delete(byRun, r.ID)
+					continue // still running: not interrupted yet
+				}
+				var err error
 				if r.Secrets {
 					// The values to redact died with the old agent.
-					s.Store.SaveOutput(r.Job, r.ID, []byte("[berth: output not kept: the run had secrets and the agent restarted before it could redact them]\n"), nil)
-					s.Engine.Remove(ctx, c.ID)
+					err = s.Store.SaveOutput(r.Job, r.ID, []byte("[berth: output not kept: the run had secrets and the agent restarted before it could redact them]\n"), nil)
+					err = errors.Join(err, s.Engine.Remove(ctx, c.ID))
 				} else {
-					s.collect(ctx, r, c.ID, log, nil)
+					err = s.collect(ctx, r, c.ID, nil)
+				}
+				if err != nil {
+					// The record still ends; a container left behind is
+					// removed below on the next Recover, as one without a
+					// running record.
+					errs = append(errs, fmt.Errorf("job %s run %s: %w", r.Job, r.ID, err))
 				}
 				delete(byRun, r.ID)
 			}

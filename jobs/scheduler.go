@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 )
 
 // Scheduler runs the live revision's jobs on their schedules.
@@ -193,8 +195,14 @@ func (s *Scheduler) Run(ctx context.Context) {
 	s.init()
 	s.mu.Unlock()
 	// First reap what a killed agent left. Without the engine nothing can
-	// run anyway: retry until it answers, so no record stays "running".
+	// run anyway: while it does not answer, retry, so no record stays
+	// "running". Other errors (a container the engine refuses to kill) are
+	// logged, and the next start tries again; they must not stop every job.
 	for err := s.Recover(ctx); err != nil; err = s.Recover(ctx) {
+		if !failure.IsOutage(err) {
+			s.Log.Error("jobs: some interrupted runs could not be reaped; the next start tries again", "error", err)
+			break
+		}
 		s.Log.Warn("jobs: cannot reap interrupted runs yet; retrying in 10 s", "error", err)
 		select {
 		case <-ctx.Done():
@@ -344,7 +352,7 @@ func (s *Scheduler) start(d *Def, scheduled time.Time, trigger, request string) 
 		for _, old := range running {
 			<-old.done // replace: the old run is gone before the new starts
 		}
-		s.execute(ctx, a)
+		s.executeSafely(ctx, a)
 		s.mu.Lock()
 		delete(s.active, r.ID)
 		s.record(r, d.Spec)
@@ -353,6 +361,26 @@ func (s *Scheduler) start(d *Def, scheduled time.Time, trigger, request string) 
 	}()
 	s.saveListing()
 	return r.ID
+}
+
+// executeSafely is execute with a panic turned into a failed run (a
+// verdict: the job's definition drove the run there), the stack in the log
+// only. One bad job must never stop the scheduler or the agent.
+func (s *Scheduler) executeSafely(ctx context.Context, a *active) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.Log.Error("job run panicked", "job", a.run.Job, "run", a.run.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r := a.run
+			r.Status, r.Reason, r.Class = StatusFailed, fmt.Sprintf("berth failed while running the job: %v", p), failure.Verdict.String()
+			if r.Finished.IsZero() {
+				r.Finished = s.Now()
+				if !r.Started.IsZero() {
+					r.DurationMS = r.Finished.Sub(r.Started).Milliseconds()
+				}
+			}
+		}
+	}()
+	s.execute(ctx, a)
 }
 
 // saveListing writes the jobs listing (s.mu held).

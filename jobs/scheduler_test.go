@@ -2,16 +2,22 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
+	"berth.dev/berth/secrets"
 )
 
 // fakeEngine runs "containers" that exit when the test says so.
@@ -21,6 +27,9 @@ type fakeEngine struct {
 	ctrs    map[string]*fakeCtr
 	removed []string
 	stopped []string
+	opts    []engine.OneShot
+	panics  bool // RunOnce panics
+	killErr error
 }
 
 type fakeCtr struct {
@@ -31,36 +40,57 @@ type fakeCtr struct {
 
 func (f *fakeEngine) EnsureImage(context.Context, string) (bool, error)   { return false, nil }
 func (f *fakeEngine) EnsureProject(context.Context, *types.Project) error { return nil }
-func (f *fakeEngine) Create(_ context.Context, req *engine.Request) (string, error) {
+
+// RunOnce runs a fake container until the test exits it, its timeout
+// passes or ctx ends, as engine.RunOnce does: output redacted, container
+// removed.
+func (f *fakeEngine) RunOnce(ctx context.Context, req *engine.Request, o engine.OneShot) (*engine.RunResult, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.ctrs == nil {
 		f.ctrs = map[string]*fakeCtr{}
 	}
 	f.n++
 	id := fmt.Sprintf("c%d", f.n)
-	f.ctrs[id] = &fakeCtr{job: req.Config.Labels[engine.LabelJob], run: req.Config.Labels[engine.LabelRun], env: req.Config.Env, exit: make(chan int, 1)}
-	return id, nil
-}
-func (f *fakeEngine) Start(context.Context, string) error { return nil }
-func (f *fakeEngine) WaitExit(ctx context.Context, id string) (int, error) {
-	f.mu.Lock()
-	c := f.ctrs[id]
+	c := &fakeCtr{job: req.Config.Labels[engine.LabelJob], run: req.Config.Labels[engine.LabelRun], env: req.Config.Env, exit: make(chan int, 1)}
+	f.ctrs[id] = c
+	f.opts = append(f.opts, o)
+	panics := f.panics
 	f.mu.Unlock()
+	if panics {
+		panic("fake engine: a bug")
+	}
+	if o.Started != nil {
+		o.Started(id)
+	}
+	res := &engine.RunResult{ExitCode: -1}
+	var timeout <-chan time.Time
+	if o.Timeout > 0 {
+		timeout = time.After(o.Timeout)
+	}
 	select {
 	case code := <-c.exit:
-		return code, nil
+		res.ExitCode = code
 	case <-ctx.Done():
-		return -1, ctx.Err()
+		res.Stopped = context.Cause(ctx)
+	case <-timeout:
+		res.TimedOut = true
 	}
+	if res.ExitCode < 0 {
+		f.mu.Lock()
+		f.stopped = append(f.stopped, id)
+		f.mu.Unlock()
+	}
+	out, errb, _, _ := f.Logs(ctx, id, 0)
+	res.Stdout, res.Stderr = []byte(secrets.Redact(string(out), o.Secrets)), []byte(secrets.Redact(string(errb), o.Secrets))
+	f.Remove(ctx, id)
+	return res, nil
 }
-func (f *fakeEngine) Stop(_ context.Context, id string, _ *time.Duration) error {
+
+func (f *fakeEngine) Kill(context.Context, string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.stopped = append(f.stopped, id)
-	return nil
+	return f.killErr
 }
-func (f *fakeEngine) Kill(context.Context, string) error { return nil }
 func (f *fakeEngine) Logs(_ context.Context, id string, _ int) ([]byte, []byte, [2]int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -414,5 +444,132 @@ func TestScheduler_RunOutputKeepsNoSecretValue(t *testing.T) {
 	_, errb, _ := h.s.Store.Output("report", r.ID)
 	if strings.Contains(string(errb), "sup3r") || !strings.Contains(string(errb), "API_TOKEN=[redacted]") || !r.Secrets {
 		t.Fatalf("stored stderr %q (secrets %v)", errb, r.Secrets)
+	}
+}
+
+func TestScheduler_RunsGoThroughTheOneShotRunnerWithTheJobsLimits(t *testing.T) {
+	h := newHarness(t, t0)
+	h.s.StopGrace, h.s.MaxOutput = 3*time.Second, 4096
+	h.s.Secrets = jobSecrets{}
+	env := testEnv(envs.JobSpec{Name: "report", Schedule: "@daily", Timeout: time.Hour})
+	env.Services[0].Berth.Secrets = map[string]envs.SecretRef{"API_TOKEN": {Path: "kv/api", Field: "token"}}
+	h.s.Update(env, "rev1")
+	id, _ := h.s.RunNow("report", "")
+	h.settled(t, "report", 1, func([]Run) bool { return h.eng.running() == 1 })
+	h.eng.exit(t, id, 0)
+	h.settled(t, "report", 1, allDone)
+	h.eng.mu.Lock()
+	defer h.eng.mu.Unlock()
+	o := h.eng.opts[0]
+	if o.Timeout != time.Hour || o.Grace != 3*time.Second || o.MaxOutput != 4096 || len(o.Secrets) != 1 || o.Secrets[0] != "sup3r-s3cret-token" {
+		t.Fatalf("one-shot options %+v", o)
+	}
+}
+
+func TestScheduler_PanicInARunIsAFailedRunAndTheSchedulerGoesOn(t *testing.T) {
+	h := newHarness(t, t0)
+	var logs strings.Builder
+	h.s.Log = hclog.New(&hclog.LoggerOptions{Output: &syncWriter{w: &logs}})
+	h.s.Update(testEnv(envs.JobSpec{Name: "buggy", Schedule: "@daily"}), "rev1")
+	h.eng.mu.Lock()
+	h.eng.panics = true
+	h.eng.mu.Unlock()
+	h.s.RunNow("buggy", "")
+	r := h.settled(t, "buggy", 1, allDone)[0]
+	if r.Status != StatusFailed || r.Class != "verdict" || !strings.Contains(r.Reason, "fake engine: a bug") || strings.Contains(r.Reason, "goroutine") || r.Finished.IsZero() {
+		t.Fatalf("record of the panicked run %+v", r)
+	}
+	if !strings.Contains(logs.String(), "job run panicked") || !strings.Contains(logs.String(), "runtime/debug.Stack") {
+		t.Fatalf("the stack is not in the log:\n%s", logs.String())
+	}
+	// The scheduler goes on: the next run runs.
+	h.eng.mu.Lock()
+	h.eng.panics = false
+	h.eng.mu.Unlock()
+	id, _ := h.s.RunNow("buggy", "")
+	h.settled(t, "buggy", 2, func([]Run) bool { return h.eng.running() == 2 })
+	h.eng.exit(t, id, 0)
+	if r := h.settled(t, "buggy", 2, func(rs []Run) bool { return rs[0].Done() })[0]; r.Status != StatusSucceeded {
+		t.Fatalf("run after the panic %+v", r)
+	}
+}
+
+// syncWriter lets the run goroutines and the test share a log buffer.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func TestScheduler_RecoverKeepsARunItCannotKillAndSaysSo(t *testing.T) {
+	h := newHarness(t, t0)
+	h.s.Update(testEnv(envs.JobSpec{Name: "long", Schedule: "@daily"}), "rev1")
+	h.s.RunNow("long", "")
+	h.settled(t, "long", 1, func([]Run) bool { return h.eng.running() == 1 })
+
+	h.eng.mu.Lock()
+	h.eng.killErr = failure.AsOutage(errors.New("kill container c1: engine unreachable"))
+	h.eng.mu.Unlock()
+	h2 := &Scheduler{Env: "prod", Store: h.s.Store, Engine: h.eng, Now: h.clk.now}
+	err := h2.Recover(context.Background())
+	if !failure.IsOutage(err) || !strings.Contains(err.Error(), "engine unreachable") {
+		t.Fatalf("Recover with a kill failing: %v", err)
+	}
+	if r := h.runs(t, "long")[0]; r.Status != StatusRunning || h.eng.running() != 1 {
+		t.Fatalf("a run whose container still runs was marked %s (%d containers)", r.Status, h.eng.running())
+	}
+	h.eng.mu.Lock()
+	h.eng.killErr = nil
+	h.eng.mu.Unlock()
+	if err := h2.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.runs(t, "long")[0]; r.Status != StatusInterrupted || h.eng.running() != 0 {
+		t.Fatalf("second Recover: %+v, %d containers", r, h.eng.running())
+	}
+}
+
+func TestStore_ReadsThePreviousFormatAndWritesItsVersion(t *testing.T) {
+	st := &Store{Dir: t.TempDir()}
+	// A record as berth wrote it before the store had a version.
+	old := `{
+  "id": "20261124T100000.000Z-0001abcd",
+  "job": "nightly",
+  "trigger": "schedule",
+  "scheduled": "2026-11-24T10:00:00Z",
+  "started": "2026-11-24T10:00:01Z",
+  "finished": "2026-11-24T10:00:03Z",
+  "duration_ms": 2000,
+  "status": "failed",
+  "exit_code": 3,
+  "reason": "exit code 3",
+  "image": "reg/app@sha256:aa",
+  "revision": "rev1",
+  "job_hash": "h",
+  "container": "demo-job-nightly-x",
+  "stdout_dropped": 10
+}
+`
+	os.MkdirAll(filepath.Join(st.Dir, "runs", "nightly"), 0o700)
+	os.WriteFile(filepath.Join(st.Dir, "runs", "nightly", "20261124T100000.000Z-0001abcd.json"), []byte(old), 0o600)
+	rs, err := st.Runs("nightly")
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("%v %+v", err, rs)
+	}
+	r := rs[0]
+	if r.Status != StatusFailed || *r.ExitCode != 3 || r.DurationMS != 2000 || r.StdoutDropped != 10 || !r.Finished.Equal(utc("2026-11-24T10:00:03Z")) {
+		t.Fatalf("old record read as %+v", r)
+	}
+	if err := st.Save(&r); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(st.Dir, "runs", "nightly", r.ID+".json"))
+	if !strings.Contains(string(b), `"version": 1`) {
+		t.Fatalf("saved record has no version:\n%s", b)
 	}
 }

@@ -12,10 +12,12 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"berth.dev/berth/envs"
 	"berth.dev/berth/internal/atomicfile"
+	"berth.dev/berth/internal/failure"
 )
 
 // Status of a run.
@@ -37,8 +39,15 @@ const (
 	TriggerManual   = "manual" // berth jobs run
 )
 
+// StoreVersion is the format of the job store's files (run records and the
+// listing), written in each. Records without one are version 1, the format
+// before the field existed: the same fields. A later berth reads every
+// earlier version; fields are only ever added.
+const StoreVersion = 1
+
 // Run is the record of one run of a job, kept under the state dir.
 type Run struct {
+	Version   int       `json:"version"`
 	ID        string    `json:"id"`
 	Job       string    `json:"job"`
 	Trigger   string    `json:"trigger"`
@@ -50,10 +59,14 @@ type Run struct {
 	Status     Status `json:"status"`
 	ExitCode   *int   `json:"exit_code,omitempty"`
 	Reason     string `json:"reason,omitempty"`
-	Image      string `json:"image,omitempty"` // repo@sha256:… the run used
-	Revision   string `json:"revision,omitempty"`
-	JobHash    string `json:"job_hash,omitempty"`
-	Container  string `json:"container,omitempty"`
+	// Class of a failed run's cause: "verdict" (the job's own doing: an
+	// exit code, a panic while running it) or "outage" (the engine,
+	// registry or Vault did not answer).
+	Class     string `json:"class,omitempty"`
+	Image     string `json:"image,omitempty"` // repo@sha256:… the run used
+	Revision  string `json:"revision,omitempty"`
+	JobHash   string `json:"job_hash,omitempty"`
+	Container string `json:"container,omitempty"`
 	// Bytes of output not kept (only the tail of each stream is).
 	StdoutDropped int64  `json:"stdout_dropped,omitempty"`
 	StderrDropped int64  `json:"stderr_dropped,omitempty"`
@@ -75,6 +88,15 @@ type Store struct {
 
 func (s *Store) jobDir(job string) string { return filepath.Join(s.Dir, "runs", job) }
 
+// storeFault marks a write that failed because the state dir is full or
+// read-only as an outage: it passes when space returns.
+func storeFault(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS) {
+		return failure.AsOutage(err)
+	}
+	return err
+}
+
 // Save writes r.
 func (s *Store) Save(r *Run) error {
 	if !envs.ValidJobName(r.Job) {
@@ -84,12 +106,13 @@ func (s *Store) Save(r *Run) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("job records: %w", err)
 	}
+	r.Version = StoreVersion
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
 	if err := atomicfile.WriteFile(filepath.Join(dir, r.ID+".json"), append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("job records: %w", err)
+		return storeFault(fmt.Errorf("job records: %w", err))
 	}
 	return nil
 }
@@ -102,7 +125,7 @@ func (s *Store) SaveOutput(job, id string, stdout, stderr []byte) error {
 	}
 	for ext, b := range map[string][]byte{".out": stdout, ".err": stderr} {
 		if err := atomicfile.WriteFile(filepath.Join(dir, id+ext), b, 0o600); err != nil {
-			return fmt.Errorf("job output: %w", err)
+			return storeFault(fmt.Errorf("job output: %w", err))
 		}
 	}
 	return nil
@@ -209,6 +232,7 @@ func btoi(b bool) int {
 // Listing is what `berth jobs list` and the API show: the live revision's
 // jobs and when each runs next, written by the scheduler when it changes.
 type Listing struct {
+	Version  int       `json:"version"`
 	Revision string    `json:"revision"`
 	Updated  time.Time `json:"updated"`
 	Jobs     []Entry   `json:"jobs"`
@@ -237,13 +261,14 @@ func (s *Store) listingPath() string { return filepath.Join(s.Dir, "jobs.json") 
 // SaveListing writes l.
 func (s *Store) SaveListing(l *Listing) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return err
+		return storeFault(err)
 	}
+	l.Version = StoreVersion
 	b, err := json.MarshalIndent(l, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(s.listingPath(), append(b, '\n'), 0o600)
+	return storeFault(atomicfile.WriteFile(s.listingPath(), append(b, '\n'), 0o600))
 }
 
 // Listing reads the listing; an agent that never loaded jobs has none.

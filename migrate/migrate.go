@@ -19,12 +19,13 @@ import (
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/internal/atomicfile"
-	"berth.dev/berth/secrets"
+	"berth.dev/berth/internal/failure"
 )
 
-// OneShot runs a container to completion; *engine.Engine is one.
+// OneShot runs a container to completion; *engine.Engine is one (the one
+// runner of migrations, cli services and job runs).
 type OneShot interface {
-	RunOnce(ctx context.Context, req *engine.Request, timeout time.Duration) (*engine.RunResult, error)
+	RunOnce(ctx context.Context, req *engine.Request, o engine.OneShot) (*engine.RunResult, error)
 }
 
 // Job is one one-shot service of a deploy.
@@ -36,21 +37,30 @@ type Job struct {
 	Secrets []string
 }
 
-// Record is what a deploy keeps of one run: the output, with secret values
-// redacted.
+// Record is what a deploy keeps of one run: how it ended and the tail of
+// its output (both streams interleaved), with secret values redacted.
 type Record struct {
-	Service  string        `json:"service"`
-	Skipped  string        `json:"skipped,omitempty"` // why it did not run
-	ExitCode int           `json:"exit_code"`
-	TimedOut bool          `json:"timed_out,omitempty"`
-	Duration time.Duration `json:"duration"`
-	Output   string        `json:"output,omitempty"`
+	Service  string `json:"service"`
+	Skipped  string `json:"skipped,omitempty"` // why it did not run
+	ExitCode int    `json:"exit_code"`
+	TimedOut bool   `json:"timed_out,omitempty"`
+	// Interrupted says why the run was stopped before it exited (the
+	// agent stopping).
+	Interrupted string        `json:"interrupted,omitempty"`
+	Duration    time.Duration `json:"duration"`
+	Output      string        `json:"output,omitempty"`
+	// Bytes of stdout and stderr not kept (only the tail of each is).
+	StdoutDropped int64 `json:"stdout_dropped,omitempty"`
+	StderrDropped int64 `json:"stderr_dropped,omitempty"`
 }
 
 // Runner runs the migrate then cli services of a deploy.
 type Runner struct {
 	Engine  OneShot
 	Timeout time.Duration // per run; default 10 min
+	// Grace between a stopped run's stop signal and SIGKILL; 0: the
+	// service's stop_grace_period, else 10 s.
+	Grace time.Duration
 	// Ledger is the file remembering migrations that succeeded, under the
 	// state dir.
 	Ledger string
@@ -60,8 +70,11 @@ type Runner struct {
 }
 
 // Run runs every migrate job, then every cli job, in order, stopping at the
-// first that exits non-zero or times out. A migration that succeeded for
-// the same (service, image, command) before is not run again.
+// first that exits non-zero or times out (a verdict on the revision: it
+// would do the same again). A migration that succeeded for the same
+// (service, image, command) before is not run again. A run stopped because
+// ctx ended returns ctx's cause; the engine's errors come back as the
+// engine classed them.
 func (r *Runner) Run(ctx context.Context, jobs []Job) ([]Record, error) {
 	timeout := r.Timeout
 	if timeout <= 0 {
@@ -82,17 +95,23 @@ func (r *Runner) Run(ctx context.Context, jobs []Job) ([]Record, error) {
 				recs = append(recs, Record{Service: j.Service.Name, Skipped: "succeeded before for this image and command"})
 				continue
 			}
-			res, err := r.Engine.RunOnce(ctx, j.Request, timeout)
+			res, err := r.Engine.RunOnce(ctx, j.Request, engine.OneShot{Timeout: timeout, Grace: r.Grace, Secrets: j.Secrets})
 			if err != nil {
 				return recs, fmt.Errorf("%s %s: %w", role, j.Service.Name, err)
 			}
-			rec := Record{Service: j.Service.Name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Duration: res.Duration, Output: secrets.Redact(string(res.Output), j.Secrets)}
+			rec := Record{Service: j.Service.Name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Duration: res.Duration,
+				Output: string(res.Output), StdoutDropped: res.StdoutDropped, StderrDropped: res.StderrDropped}
+			if res.Stopped != nil {
+				rec.Interrupted = res.Stopped.Error()
+			}
 			recs = append(recs, rec)
 			switch {
+			case res.Stopped != nil:
+				return recs, fmt.Errorf("%s %s: stopped: %w", role, j.Service.Name, res.Stopped)
 			case res.TimedOut:
-				return recs, fmt.Errorf("%s %s: timed out after %s", role, j.Service.Name, timeout)
+				return recs, failure.AsVerdict(fmt.Errorf("%s %s: timed out after %s", role, j.Service.Name, timeout))
 			case res.ExitCode != 0:
-				return recs, fmt.Errorf("%s %s: exited with code %d", role, j.Service.Name, res.ExitCode)
+				return recs, failure.AsVerdict(fmt.Errorf("%s %s: exited with code %d", role, j.Service.Name, res.ExitCode))
 			}
 			if role == envs.RoleMigrate {
 				done = append(done, key)

@@ -10,17 +10,20 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 )
 
 // fakeEngine records the runs asked of it and answers from a script.
 type fakeEngine struct {
 	ran     []string
+	opts    []engine.OneShot
 	results map[string]*engine.RunResult
 	err     error
 }
 
-func (f *fakeEngine) RunOnce(_ context.Context, req *engine.Request, _ time.Duration) (*engine.RunResult, error) {
+func (f *fakeEngine) RunOnce(_ context.Context, req *engine.Request, o engine.OneShot) (*engine.RunResult, error) {
 	f.ran = append(f.ran, req.Name)
+	f.opts = append(f.opts, o)
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -65,29 +68,39 @@ func TestRunner_MigrationsFirstThenCLI_OnceEach(t *testing.T) {
 	}
 }
 
-func TestRunner_StopsAtTheFirstFailureAndRedacts(t *testing.T) {
+func TestRunner_StopsAtTheFirstFailureWithAVerdict(t *testing.T) {
 	f := &fakeEngine{results: map[string]*engine.RunResult{
-		"migrate": {ExitCode: 1, Output: []byte("connecting with password hunter2-secret\nfailed\n")},
+		"migrate": {ExitCode: 1, Output: []byte("connecting with password [redacted]\nfailed\n"), StderrDropped: 7},
 	}}
-	r := &Runner{Engine: f, Ledger: filepath.Join(t.TempDir(), "m.json")}
+	r := &Runner{Engine: f, Ledger: filepath.Join(t.TempDir(), "m.json"), Timeout: time.Minute, Grace: 3 * time.Second}
 	j := job("migrate", envs.RoleMigrate, "r@1")
 	j.Secrets = []string{"hunter2-secret"}
 	recs, err := r.Run(t.Context(), []Job{j, job("smoke", envs.RoleCLI, "r@1")})
-	if err == nil || err.Error() != "migrate migrate: exited with code 1" {
-		t.Fatalf("err %v", err)
+	if err == nil || err.Error() != "migrate migrate: exited with code 1" || !failure.IsVerdict(err) {
+		t.Fatalf("err %v (%s)", err, failure.Of(err))
 	}
 	if len(f.ran) != 1 {
 		t.Fatalf("ran %v after a failed migration", f.ran)
 	}
-	if strings.Contains(recs[0].Output, "hunter2") || !strings.Contains(recs[0].Output, "[redacted]") {
-		t.Fatalf("output kept: %q", recs[0].Output)
+	// The engine's one-shot runner redacts; the runner hands it the values
+	// and its limits.
+	if o := f.opts[0]; len(o.Secrets) != 1 || o.Secrets[0] != "hunter2-secret" || o.Timeout != time.Minute || o.Grace != 3*time.Second {
+		t.Fatalf("one-shot options %+v", o)
+	}
+	if recs[0].Output != "connecting with password [redacted]\nfailed\n" || recs[0].StderrDropped != 7 {
+		t.Fatalf("record %+v", recs[0])
 	}
 	f.results["migrate"] = &engine.RunResult{TimedOut: true, ExitCode: -1}
-	if _, err := r.Run(t.Context(), []Job{j}); err == nil || !strings.Contains(err.Error(), "timed out") {
+	if _, err := r.Run(t.Context(), []Job{j}); err == nil || !strings.Contains(err.Error(), "timed out") || !failure.IsVerdict(err) {
 		t.Fatalf("timeout: %v", err)
 	}
-	f.err = errors.New("engine down")
-	if _, err := r.Run(t.Context(), []Job{j}); err == nil || !strings.Contains(err.Error(), "engine down") {
+	f.results["migrate"] = &engine.RunResult{Stopped: errors.New("the agent is stopping"), ExitCode: -1}
+	recs, err = r.Run(t.Context(), []Job{j})
+	if err == nil || failure.Of(err) != failure.Unclassed || recs[0].Interrupted != "the agent is stopping" {
+		t.Fatalf("stopped: %v %+v", err, recs)
+	}
+	f.err = failure.AsOutage(errors.New("engine down"))
+	if _, err := r.Run(t.Context(), []Job{j}); err == nil || !strings.Contains(err.Error(), "engine down") || !failure.IsOutage(err) {
 		t.Fatalf("engine error: %v", err)
 	}
 }

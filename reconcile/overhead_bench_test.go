@@ -78,9 +78,9 @@ func (t *timed) WaitHealthy(ctx context.Context, id string, timeout, settle time
 	defer t.add(&t.health, time.Now())
 	return t.Engine.WaitHealthy(ctx, id, timeout, settle)
 }
-func (t *timed) RunOnce(ctx context.Context, r *engine.Request, timeout time.Duration) (*engine.RunResult, error) {
+func (t *timed) RunOnce(ctx context.Context, r *engine.Request, o engine.OneShot) (*engine.RunResult, error) {
 	defer t.add(&t.docker, time.Now())
-	return t.Engine.RunOnce(ctx, r, timeout)
+	return t.Engine.RunOnce(ctx, r, o)
 }
 
 type timedSwitch struct {

@@ -7,7 +7,7 @@
 // Behaviour is chosen by environment variables (all optional):
 //
 //	APP_MODE           serve (default) | unhealthy | crash | exit | idle
-//	                   (idle: runs until SIGTERM and never listens)
+//	                   (idle: runs until SIGTERM, says so, and never listens)
 //	APP_PORT           port to serve on (default 8080)
 //	APP_VERSION        reported by GET / and GET /version (set in the image)
 //	APP_HEALTHY_AFTER  duration; /healthz fails until this long after start
@@ -156,6 +156,7 @@ func run() int {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		<-ctx.Done()
+		fmt.Println("testapp idle stopped by signal")
 		return 0
 	case "exit":
 		time.Sleep(duration("APP_SLEEP"))

@@ -1,0 +1,117 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+
+	"berth.dev/berth/internal/failure"
+)
+
+// Timeouts bound every call berth makes to the Docker engine, so a hung
+// dockerd fails a pass as an outage instead of hanging the agent. Normal
+// latencies measured on a loaded 2-core host (docs/benchmarks.md): list and
+// inspect take milliseconds, create and start 1–3 s each, a forced remove
+// under a second; the defaults leave ten times that and more.
+type Timeouts struct {
+	// Call bounds a call that reads or changes metadata: ping, list,
+	// inspect, create, start, kill, attach, and network and volume
+	// operations. Default 30 s.
+	Call time.Duration
+	// Remove bounds removing a container (a forced remove kills it first
+	// and deletes its writable layer, which can hold many files) or an
+	// image, and reading a finished container's logs. Default 2 min.
+	Remove time.Duration
+	// StopMargin is added to a stop's grace period: Docker sends SIGKILL
+	// when the grace ends, so a stop takes the grace plus the time to
+	// kill. Default 30 s.
+	StopMargin time.Duration
+	// Pull bounds a whole pull; Engine.PullStall gives up sooner on a pull
+	// that makes no progress. Default 30 min.
+	Pull time.Duration
+}
+
+// DefaultTimeouts are the deadlines of an Engine made by New.
+var DefaultTimeouts = Timeouts{Call: 30 * time.Second, Remove: 2 * time.Minute, StopMargin: 30 * time.Second, Pull: 30 * time.Minute}
+
+// defaultStopGrace is Docker's own stop timeout for a container that sets
+// none.
+const defaultStopGrace = 10 * time.Second
+
+// within returns ctx bounded by d (unbounded for d <= 0).
+func within(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+func (e *Engine) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return within(ctx, e.Timeouts.Call)
+}
+
+// classify marks err with what the engine's answer says about it (DESIGN.md
+// §4): an engine that did not answer — unreachable, past the deadline, the
+// connection reset or cut mid-answer, or saying it is unavailable — is an
+// outage; a request it refused as invalid is a verdict (the revision asked
+// for it: a bad mount, an unknown user, a command not in the image). The
+// rest stays unmarked: a name conflict or a missing container says nothing
+// about the revision, and reconcile decides. A caller that cancelled its
+// context gets the error unmarked too: it is stopping, not failing.
+func classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case failure.Of(err) != failure.Unclassed:
+		return err
+	case errors.Is(err, context.Canceled):
+		return err
+	case unreachable(err):
+		return failure.AsOutage(err)
+	case errdefs.IsInvalidParameter(err):
+		return failure.AsVerdict(err)
+	}
+	return err
+}
+
+// unreachable reports whether err says the engine (or, during a pull, the
+// registry behind it) did not answer, rather than answered no.
+func unreachable(err error) bool {
+	if client.IsErrConnectionFailed(err) || errors.Is(err, context.DeadlineExceeded) || errdefs.IsUnavailable(err) || errdefs.IsDeadline(err) {
+		return true
+	}
+	for _, e := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH, io.ErrUnexpectedEOF, net.ErrClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return networkMessage(err.Error())
+}
+
+// networkMessage recognises, in an error the engine passed on as text (a
+// pull's registry errors arrive as a message only), that a peer did not
+// answer.
+func networkMessage(msg string) bool {
+	for _, s := range []string{
+		"connection refused", "connection reset", "i/o timeout", "no such host", "network is unreachable",
+		"no route to host", "TLS handshake timeout", "context deadline exceeded", "server misbehaving",
+		"unexpected EOF", "broken pipe", "timeout awaiting response headers", "Client.Timeout exceeded",
+		"503 Service Unavailable", "502 Bad Gateway", "504 Gateway Timeout", "toomanyrequests",
+	} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
