@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -133,13 +134,14 @@ func targetOf(backends []string) (target, error) {
 // says so, it changes nothing (crash convergence calls it again, rollback
 // calls it with the old backends).
 //
-// Order: the section file is written and checked with `haproxy -c` first,
-// so a file HAProxy rejects changes nothing live; then the runtime API adds
-// and readies the new servers, drains and removes the old ones. If a
-// runtime step fails, the servers that were live are put back (new ones
-// drained and removed, old ones re-added or made ready again) and the
-// previous file restored. HAProxy refusing a command is a verdict; not
-// reaching it is an outage.
+// Order: the section file is written and `haproxy -c` checks it while the
+// runtime API adds the new servers and HAProxy's checks bring them UP (in
+// drain: no traffic yet). Only when both passed are the new servers made
+// ready, then the old ones drained and removed. So a file HAProxy rejects
+// sends no request anywhere new. If anything fails, the servers that were
+// live are put back (new ones drained and removed, old ones re-added or
+// made ready again) and the previous file restored. HAProxy refusing a
+// command or the file is a verdict; not reaching it is an outage.
 func (h *HAProxy) Switch(ctx context.Context, backends []string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -167,30 +169,64 @@ func (h *HAProxy) Switch(ctx context.Context, backends []string) error {
 		}
 	}
 	next := sec.render(want.names, want.addr)
-	if err := h.persist(ctx, sec.raw, next); err != nil {
-		return err
-	}
-	if settled(live, want) {
+	fileChanged := !bytes.Equal(sec.raw, next)
+	runtimeSettled := settled(live, want)
+	if !fileChanged && runtimeSettled {
 		return nil
 	}
 	start := time.Now()
-	if err := h.converge(ctx, api, sec, want, live); err != nil {
+	fileOK := func() error { return nil }
+	if fileChanged {
+		if err := writeSectionFile(h.file(), next); err != nil {
+			return err
+		}
+		fileOK = h.checkInBackground(ctx)
+	}
+	restoreFile := func(err error) error {
+		if !fileChanged {
+			return err
+		}
+		if ferr := writeSectionFile(h.file(), sec.raw); ferr != nil {
+			return fmt.Errorf("%w; restoring the previous %s also failed: %v", err, h.file(), ferr)
+		}
+		return err
+	}
+	if runtimeSettled {
+		return restoreFile(fileOK())
+	}
+	if err := h.converge(ctx, api, sec, want, live, fileOK); err != nil {
 		h.logger().Warn("haproxy switch failed, putting the previous servers back", "backend", h.Backend, "error", err)
+		fileOK() // never leave the check running
 		undo := context.WithoutCancel(ctx)
 		if now, lerr := api.servers(undo, h.Backend); lerr != nil {
 			err = fmt.Errorf("%w; putting the previous servers back also failed: %v", err, lerr)
-		} else if uerr := h.converge(undo, api, sec, prev, now); uerr != nil {
+		} else if uerr := h.converge(undo, api, sec, prev, now, nil); uerr != nil {
 			err = fmt.Errorf("%w; putting the previous servers back also failed: %v", err, uerr)
 		}
-		if ferr := writeSectionFile(h.file(), sec.raw); ferr != nil {
-			err = fmt.Errorf("%w; restoring the previous %s also failed: %v", err, h.file(), ferr)
-		}
-		return err
+		return restoreFile(err)
 	}
 	h.logger().Info("haproxy backend switched", "backend", h.Backend,
 		"servers", strings.Join(want.names, ","), "previous", strings.Join(prev.names, ","),
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// checkInBackground starts `haproxy -c` and returns a function that waits
+// for its result (the same result however often it is called).
+func (h *HAProxy) checkInBackground(ctx context.Context) func() error {
+	start := time.Now()
+	var took time.Duration
+	done := make(chan error, 1)
+	go func() {
+		err := h.checkConfig(ctx)
+		took = time.Since(start)
+		done <- err
+	}()
+	return sync.OnceValue(func() error {
+		err := <-done
+		h.phase("check", took)
+		return err
+	})
 }
 
 // liveServers reads the backend's servers and refuses a backend berth does
@@ -233,7 +269,13 @@ func settled(live []serverState, want target) bool {
 
 // converge takes the backend from live to want: add and ready what is
 // missing, then drain and remove the rest. Each step is safe to repeat.
-func (h *HAProxy) converge(ctx context.Context, api *runtimeAPI, sec *section, want target, live []serverState) error {
+//
+// gate, when set, is waited for before the first server is made ready or
+// the first old one drained: the config check running meanwhile.
+func (h *HAProxy) converge(ctx context.Context, api *runtimeAPI, sec *section, want target, live []serverState, gate func() error) error {
+	if gate == nil {
+		gate = func() error { return nil }
+	}
 	byName := map[string]serverState{}
 	for _, s := range live {
 		byName[s.Name] = s
@@ -256,10 +298,13 @@ func (h *HAProxy) converge(ctx context.Context, api *runtimeAPI, sec *section, w
 	}
 
 	t := time.Now()
-	if err := h.addReady(ctx, api, sec, want, byName); err != nil {
+	if err := h.addReady(ctx, api, sec, want, byName, gate); err != nil {
 		return err
 	}
 	h.phase("ready", time.Since(t))
+	if err := gate(); err != nil {
+		return err
+	}
 
 	t = time.Now()
 	var gone []serverState

@@ -130,6 +130,7 @@ type serverState struct {
 }
 
 const (
+	opStarting = 1 // UP, in slowstart
 	opRunning  = 2
 	adminMaint = 0x01 | 0x02 | 0x04 | 0x20
 	adminDrain = 0x08 | 0x10

@@ -252,24 +252,6 @@ func alerts(out []byte) string {
 	return strings.Join(keep, "; ")
 }
 
-// persist writes next over the backend's file and has HAProxy check it,
-// putting prev back if HAProxy rejects it (or anything fails).
-func (h *HAProxy) persist(ctx context.Context, prev, next []byte) error {
-	if bytes.Equal(prev, next) {
-		return nil
-	}
-	if err := writeSectionFile(h.file(), next); err != nil {
-		return err
-	}
-	if err := h.checkConfig(ctx); err != nil {
-		if rerr := writeSectionFile(h.file(), prev); rerr != nil {
-			return fmt.Errorf("%w; restoring the previous %s also failed: %v", err, h.file(), rerr)
-		}
-		return err
-	}
-	return nil
-}
-
 // writeSectionFile replaces path atomically, keeping its mode (0644 for HAProxy
 // to read when it runs as its own user).
 func writeSectionFile(path string, data []byte) error {

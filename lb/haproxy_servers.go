@@ -21,7 +21,7 @@ const pollEvery = 20 * time.Millisecond
 // A new server is added in maintenance (as `add server` creates it); with
 // checks, it is first put in drain, where HAProxy checks it but sends it no
 // traffic, and made ready only once `rise` checks in a row have passed.
-func (h *HAProxy) addReady(ctx context.Context, api *runtimeAPI, sec *section, want target, live map[string]serverState) error {
+func (h *HAProxy) addReady(ctx context.Context, api *runtimeAPI, sec *section, want target, live map[string]serverState, gate func() error) error {
 	var pending []string
 	for _, n := range want.names {
 		s, ok := live[n]
@@ -33,7 +33,12 @@ func (h *HAProxy) addReady(ctx context.Context, api *runtimeAPI, sec *section, w
 			if len(sec.serverOpts) > 0 {
 				cmd += " " + strings.Join(sec.serverOpts, " ")
 			}
-			if err := api.exec(ctx, cmd, "New server registered."); err != nil {
+			err := api.exec(ctx, cmd, "New server registered.")
+			if refusedWith(err, "Already exists") {
+				// A reload loaded it from the file since live was read.
+				err = h.sameServer(ctx, api, n, want.addr[n], err)
+			}
+			if err != nil {
 				return fmt.Errorf("add %s: %w", want.addr[n], err)
 			}
 		}
@@ -62,12 +67,27 @@ func (h *HAProxy) addReady(ctx context.Context, api *runtimeAPI, sec *section, w
 			return err
 		}
 	}
+	if err := gate(); err != nil {
+		return err
+	}
 	for _, n := range pending {
 		if err := api.exec(ctx, "set server "+h.srv(n)+" state ready", ""); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sameServer returns nil if backend has server name at addr, else refused.
+func (h *HAProxy) sameServer(ctx context.Context, api *runtimeAPI, name, addr string, refused error) error {
+	live, err := api.servers(ctx, h.Backend)
+	if err != nil {
+		return err
+	}
+	if s, ok := serverByName(live, name); ok && s.Addr == addr {
+		return nil
+	}
+	return refused
 }
 
 // waitUp waits until HAProxy's checks see every server in names UP. One
@@ -87,7 +107,7 @@ func (h *HAProxy) waitUp(ctx context.Context, api *runtimeAPI, names []string) e
 			if !ok {
 				return failure.AsVerdict(fmt.Errorf("haproxy: server %s vanished while waiting for its checks", h.srv(n)))
 			}
-			if s.Op != opRunning {
+			if s.Op != opRunning && s.Op != opStarting {
 				down = append(down, fmt.Sprintf("%s (%s, last check %s)", s.Addr, n, orDash(s.Check)))
 			}
 		}

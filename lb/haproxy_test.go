@@ -19,7 +19,7 @@ import (
 // startHAProxy runs HAProxy with backend "app" (section from
 // testenv.HAProxyBackend unless section is given) and returns the switcher
 // berth would build for it.
-func startHAProxy(t *testing.T, section string) (*testenv.HAProxy, *HAProxy) {
+func startHAProxy(t testing.TB, section string) (*testenv.HAProxy, *HAProxy) {
 	t.Helper()
 	hp := testenv.NewHAProxy(t, "app")
 	if section == "" {
@@ -554,5 +554,21 @@ func TestHAProxy_ServerStatsCount5xx(t *testing.T) {
 	hp.Stop(t)
 	if _, err := sw.ServerStats(t.Context()); !failure.IsOutage(err) {
 		t.Fatalf("stats with HAProxy stopped: %v, want an outage", err)
+	}
+}
+
+func TestHAProxy_RuntimeAPIOnALoopbackPort(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "")
+	sw.RuntimeAPI = hp.TCPRuntimeAPI()
+	for _, s := range []*appServer{a, b} {
+		if err := sw.Switch(t.Context(), []string{s.addr}); err != nil {
+			t.Fatal(err)
+		}
+		servesOnly(t, hp.URL(), s.name)
+	}
+	hp.Stop(t)
+	if err := sw.Switch(t.Context(), []string{a.addr}); !failure.IsOutage(err) {
+		t.Fatalf("switch over TCP with HAProxy stopped: %v, want an outage", err)
 	}
 }

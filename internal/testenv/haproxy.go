@@ -24,6 +24,7 @@ type HAProxy struct {
 	Config     string // the operator's main config
 	ServersDir string // loaded with -f; holds BACKEND.cfg
 	Socket     string // runtime API: stats socket, mode 600, level admin
+	APIPort    int    // the same runtime API on a loopback TCP port
 	Port       int    // the frontend listens here
 
 	backend string
@@ -61,6 +62,7 @@ func NewHAProxy(t testing.TB, backend string) *HAProxy {
 		Config:     filepath.Join(dir, "haproxy.cfg"),
 		ServersDir: filepath.Join(dir, "berth.d"),
 		Socket:     filepath.Join(dir, "admin.sock"),
+		APIPort:    FreePort(t),
 		Port:       FreePort(t),
 		backend:    backend,
 	}
@@ -69,6 +71,7 @@ func NewHAProxy(t testing.TB, backend string) *HAProxy {
 	}
 	cfg := fmt.Sprintf(`global
     stats socket %s mode 600 level admin
+    stats socket ipv4@127.0.0.1:%d level admin
     stats timeout 30s
     maxconn 4096
 
@@ -82,7 +85,7 @@ defaults
 frontend www
     bind 127.0.0.1:%d
     default_backend %s
-`, h.Socket, h.Port, backend)
+`, h.Socket, h.APIPort, h.Port, backend)
 	if err := os.WriteFile(h.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +118,9 @@ func (h *HAProxy) Args() []string { return []string{"-f", h.Config, "-f", h.Serv
 
 // RuntimeAPI is the runtime API address in berth's form.
 func (h *HAProxy) RuntimeAPI() string { return "unix:" + h.Socket }
+
+// TCPRuntimeAPI is the runtime API on its loopback TCP port.
+func (h *HAProxy) TCPRuntimeAPI() string { return fmt.Sprintf("127.0.0.1:%d", h.APIPort) }
 
 // URL is the frontend's base URL.
 func (h *HAProxy) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", h.Port) }
