@@ -2,12 +2,12 @@ package lb
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +29,11 @@ func startHAProxy(t testing.TB, section string) (*testenv.HAProxy, *HAProxy) {
 	hp.Start(t)
 	return hp, switcherFor(hp)
 }
+
+// HAProxy is a switcher as reconcile knows it (reconcile.Switcher).
+var _ interface {
+	Switch(ctx context.Context, backends []string) error
+} = (*HAProxy)(nil)
 
 func switcherFor(hp *testenv.HAProxy) *HAProxy {
 	return &HAProxy{
@@ -126,39 +131,55 @@ func mustAddrPort(t *testing.T, s string) netip.AddrPort {
 
 func TestHAProxy_NoFailedRequestsAcrossSwitchesUnderLoad(t *testing.T) {
 	hp, sw := startHAProxy(t, "")
-	cur := newAppServer(t, "v0", 2*time.Millisecond)
-	if err := sw.Switch(t.Context(), []string{cur.addr}); err != nil {
+	cur := []*appServer{newAppServer(t, "v0", 2*time.Millisecond)}
+	addrs := func(apps []*appServer) (out []string) {
+		for _, a := range apps {
+			out = append(out, a.addr)
+		}
+		return out
+	}
+	if err := sw.Switch(t.Context(), addrs(cur)); err != nil {
 		t.Fatal(err)
 	}
 	l := startLoad(t, hp.URL()+"/", 8)
-	waitFor(t, 5*time.Second, "load reaching v0", func() bool { return cur.served.Load() > 100 })
+	waitFor(t, 5*time.Second, "load reaching v0", func() bool { return cur[0].served.Load() > 100 })
 	type retired struct {
 		app    *appServer
 		served int64
 	}
 	var old []retired
 	for i := 1; i <= 6; i++ {
-		next := newAppServer(t, "v"+strconv.Itoa(i), 2*time.Millisecond)
+		// One server, then two replicas, then one…
+		next := []*appServer{newAppServer(t, fmt.Sprintf("v%d", i), 2*time.Millisecond)}
+		if i%2 == 0 {
+			next = append(next, newAppServer(t, fmt.Sprintf("v%d-2", i), 2*time.Millisecond))
+		}
 		start := time.Now()
-		if err := sw.Switch(t.Context(), []string{next.addr}); err != nil {
+		if err := sw.Switch(t.Context(), addrs(next)); err != nil {
 			t.Fatal(err)
 		}
 		took := time.Since(start)
-		// Drained and removed: nothing in flight on the old server when
+		// Drained and removed: nothing in flight on an old server when
 		// Switch returns, and HAProxy lets go of its connections.
-		if n := cur.inflight.Load(); n != 0 {
-			t.Fatalf("switch %d: %d requests still in flight on the old server when Switch returned", i, n)
+		for _, c := range cur {
+			if n := c.inflight.Load(); n != 0 {
+				t.Fatalf("switch %d: %d requests still in flight on old server %s when Switch returned", i, n, c.name)
+			}
+			old = append(old, retired{c, c.served.Load()})
 		}
-		old = append(old, retired{cur, cur.served.Load()})
-		waitFor(t, 5*time.Second, "HAProxy closing its connections to the old server", func() bool { return cur.conns.Load() == 0 })
-		waitFor(t, 5*time.Second, "load reaching the new server", func() bool { return next.served.Load() > 100 })
-		t.Logf("switch %d took %s (old server served %d)", i, took.Round(time.Millisecond), cur.served.Load())
+		for _, c := range cur {
+			waitFor(t, 5*time.Second, "HAProxy closing its connections to "+c.name, func() bool { return c.conns.Load() == 0 })
+		}
+		for _, n := range next {
+			waitFor(t, 5*time.Second, "load reaching "+n.name, func() bool { return n.served.Load() > 50 })
+		}
+		t.Logf("switch %d to %d server(s) took %s", i, len(next), took.Round(time.Millisecond))
 		cur = next
 	}
 	l.finish()
-	for i, r := range old {
+	for _, r := range old {
 		if n := r.app.served.Load(); n != r.served {
-			t.Errorf("retired server %d served %d more requests after Switch returned", i, n-r.served)
+			t.Errorf("retired server %s served %d more requests after Switch returned", r.app.name, n-r.served)
 		}
 	}
 	if l.failed.Load() != 0 || l.sent.Load() == 0 {
