@@ -1,5 +1,5 @@
 // Package testenv gives berth's tests real services: a Docker engine, an OCI
-// registry, test images, a Vault server, a Git server and nginx.
+// registry, test images, a Vault server, a Git server, nginx and HAProxy.
 //
 // Each helper skips the test when its service is missing, unless
 // BERTH_INTEGRATION=1 is set (scripts/test sets it), in which case a missing
