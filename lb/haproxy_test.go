@@ -167,13 +167,17 @@ func TestHAProxy_NoFailedRequestsAcrossSwitchesUnderLoad(t *testing.T) {
 			}
 			old = append(old, retired{c, c.served.Load()})
 		}
+		openAtReturn := int64(0)
 		for _, c := range cur {
+			openAtReturn += c.conns.Load()
 			waitFor(t, 5*time.Second, "HAProxy closing its connections to "+c.name, func() bool { return c.conns.Load() == 0 })
 		}
+		closedAfter := time.Since(start) - took
 		for _, n := range next {
 			waitFor(t, 5*time.Second, "load reaching "+n.name, func() bool { return n.served.Load() > 50 })
 		}
-		t.Logf("switch %d to %d server(s) took %s", i, len(next), took.Round(time.Millisecond))
+		t.Logf("switch %d to %d server(s) took %s; %d connections to the old servers open at return, all closed %s later",
+			i, len(next), took.Round(time.Millisecond), openAtReturn, closedAfter.Round(time.Millisecond))
 		cur = next
 	}
 	l.finish()
