@@ -171,7 +171,11 @@ func (e *Engine) PruneImages(ctx context.Context, keep, candidates []string) ([]
 		}
 		seen[ref] = true
 		present, err := e.hasImage(ctx, ref)
-		if err != nil || !present {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !present {
 			continue
 		}
 		rctx, cancel := within(ctx, e.Timeouts.Remove)

@@ -74,15 +74,30 @@ func (e *Engine) RunOnce(ctx context.Context, req *Request, o OneShot) (*RunResu
 	bg := context.WithoutCancel(ctx)
 	id, err := e.Create(bg, req)
 	if err != nil {
-		// The engine may have made it before the deadline passed.
-		_ = e.Remove(bg, req.Name)
+		// An engine that did not answer may still make it later; the next
+		// deploy (or the job reaper) removes such leftovers.
 		return nil, err
 	}
+	var runErr error
 	defer func() {
+		if failure.IsOutage(runErr) {
+			// The engine is not answering: do not wait for it here.
+			go e.removeLater(id, req.Name)
+			return
+		}
 		if err := e.Remove(bg, id); err != nil {
 			e.log.Warn("remove one-shot container", "container", req.Name, "error", err)
+			go e.removeLater(id, req.Name)
 		}
 	}()
+	res, err := e.runStarted(ctx, id, o)
+	runErr = err
+	return res, err
+}
+
+// runStarted starts a created one-shot container and sees it to its end.
+func (e *Engine) runStarted(ctx context.Context, id string, o OneShot) (*RunResult, error) {
+	bg := context.WithoutCancel(ctx)
 	res := &RunResult{ExitCode: -1, Started: time.Now()}
 	if err := e.Start(bg, id); err != nil {
 		return nil, err
@@ -117,9 +132,24 @@ func (e *Engine) RunOnce(ctx context.Context, req *Request, o OneShot) (*RunResu
 	}
 	res.Duration = time.Since(res.Started)
 	if err := e.collect(bg, id, o, res); err != nil {
-		e.log.Warn("one-shot output", "container", req.Name, "error", err)
+		e.log.Warn("one-shot output", "container", short(id), "error", err)
 	}
 	return res, nil
+}
+
+// removeLater keeps trying to remove a one-shot container the engine did
+// not remove when it ended (it did not answer), for a while; what is still
+// left then is removed by the next deploy or the job reaper.
+func (e *Engine) removeLater(id, name string) {
+	for wait := 5 * time.Second; wait < 10*time.Minute; wait *= 2 {
+		time.Sleep(wait)
+		if err := e.Remove(context.Background(), id); err == nil {
+			return
+		} else if !failure.IsOutage(err) {
+			e.log.Warn("remove one-shot container", "container", name, "error", err)
+			return
+		}
+	}
 }
 
 // livenessEvery is how often a long wait asks the engine about the
@@ -132,21 +162,37 @@ const livenessEvery = 5 * time.Second
 func (e *Engine) waitExit(ctx context.Context, id string) (int, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	statusCh, errCh := e.c.ContainerWait(wctx, id, container.WaitConditionNotRunning)
+	type exit struct {
+		code int
+		err  error
+	}
+	exited := make(chan exit, 1)
+	go func() {
+		// ContainerWait sends its request before it returns: with a hung
+		// engine it blocks, so it runs beside the liveness checks.
+		statusCh, errCh := e.c.ContainerWait(wctx, id, container.WaitConditionNotRunning)
+		select {
+		case st := <-statusCh:
+			if st.Error != nil && st.Error.Message != "" {
+				exited <- exit{int(st.StatusCode), fmt.Errorf("wait for %s: %s", short(id), st.Error.Message)}
+				return
+			}
+			exited <- exit{int(st.StatusCode), nil}
+		case err := <-errCh:
+			exited <- exit{-1, classify(fmt.Errorf("wait for %s: %w", short(id), err))}
+		}
+	}()
 	tick := time.NewTicker(livenessEvery)
 	defer tick.Stop()
 	for {
 		select {
-		case st := <-statusCh:
-			if st.Error != nil && st.Error.Message != "" {
-				return int(st.StatusCode), fmt.Errorf("wait for %s: %s", short(id), st.Error.Message)
-			}
-			return int(st.StatusCode), nil
-		case err := <-errCh:
-			if ctx.Err() != nil {
+		case x := <-exited:
+			if x.err != nil && ctx.Err() != nil {
 				return -1, ctx.Err()
 			}
-			return -1, classify(fmt.Errorf("wait for %s: %w", short(id), err))
+			return x.code, x.err
+		case <-ctx.Done():
+			return -1, ctx.Err()
 		case <-tick.C:
 			if _, err := e.inspect(ctx, id); err != nil {
 				if ctx.Err() != nil {

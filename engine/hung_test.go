@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"berth.dev/berth/internal/failure"
+	"berth.dev/berth/internal/testenv"
+)
+
+// TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines freezes a
+// private dockerd (SIGSTOP) with a container running and calls every
+// engine method: each must come back as an outage within its own
+// deadline, not hang. After SIGCONT the same Engine works again.
+func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
+	pd := testenv.StartPrivateDocker(t, testenv.PrivateDockerOptions{})
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "hung"})
+	e := New(pd.Client, nil)
+	e.Timeouts = Timeouts{Call: 2 * time.Second, Remove: 3 * time.Second, StopMargin: 2 * time.Second, Pull: time.Minute}
+	e.PullStall = 3 * time.Second
+	ctx := t.Context()
+	if _, err := e.EnsureImage(ctx, img.Ref()); err != nil {
+		t.Fatal(err)
+	}
+	d := &testenv.DockerEnv{Client: pd.Client, RunID: "hung"}
+	env, pl := deployable(t, d, img, "")
+	pl.PublishLoopback = false
+	id := launch(t, e, env, pl)
+	if err := e.WaitHealthy(ctx, id, 10*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	req, err := CreateRequest(env.Project, env.Services[0], Placement{Project: pl.Project, Env: pl.Env, Revision: "r2", Slot: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "hung-other"})
+
+	pd.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			pd.Resume()
+		}
+	}()
+	grace := time.Second
+	call, remove, stop := e.Timeouts.Call, e.Timeouts.Remove, grace+e.Timeouts.StopMargin
+	calls := []struct {
+		name     string
+		deadline time.Duration
+		run      func(context.Context) error
+	}{
+		{"list", call, func(ctx context.Context) error { _, err := e.List(ctx, pl.Env); return err }},
+		{"list job runs", call, func(ctx context.Context) error { _, err := e.ListJobRuns(ctx, pl.Env); return err }},
+		{"inspect (host port)", call, func(ctx context.Context) error { _, err := e.HostPort(ctx, id, "8080/tcp"); return err }},
+		{"inspect (healthcheck)", call, func(ctx context.Context) error { _, err := e.HasHealthcheck(ctx, id); return err }},
+		{"wait healthy", call, func(ctx context.Context) error { return e.WaitHealthy(ctx, id, time.Minute, 0) }},
+		{"create", call, func(ctx context.Context) error { _, err := e.Create(ctx, req); return err }},
+		{"start", call, func(ctx context.Context) error { return e.Start(ctx, id) }},
+		{"stop", stop, func(ctx context.Context) error { return e.Stop(ctx, id, &grace) }},
+		{"kill", call, func(ctx context.Context) error { return e.Kill(ctx, id) }},
+		{"remove", remove, func(ctx context.Context) error { return e.Remove(ctx, id) }},
+		{"logs", remove, func(ctx context.Context) error { _, _, _, err := e.Logs(ctx, id, 1024); return err }},
+		{"network and volumes", call, func(ctx context.Context) error { return e.EnsureProject(ctx, env.Project) }},
+		{"image present?", call, func(ctx context.Context) error { _, err := e.EnsureImage(ctx, img.Ref()); return err }},
+		{"pull", call, func(ctx context.Context) error { _, err := e.EnsureImage(ctx, other.Ref()); return err }},
+		{"prune images", remove + call, func(ctx context.Context) error {
+			_, err := e.PruneImages(ctx, nil, []string{img.Ref()})
+			return err
+		}},
+		// The wait of a one-shot notices within its liveness check; its
+		// create is the first call here.
+		{"one-shot run", call, func(ctx context.Context) error {
+			_, err := e.RunOnce(ctx, req, OneShot{Timeout: time.Minute})
+			return err
+		}},
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(calls))
+	took := make([]time.Duration, len(calls))
+	for i, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			errs[i] = c.run(ctx)
+			took[i] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	for i, c := range calls {
+		// A second of slack over the deadline for a loaded machine.
+		if !failure.IsOutage(errs[i]) || took[i] > c.deadline+time.Second {
+			t.Errorf("%s against a hung dockerd: after %s (deadline %s): %v (%s)", c.name, took[i].Round(time.Millisecond), c.deadline, errs[i], failure.Of(errs[i]))
+		} else {
+			t.Logf("%s: outage after %s (deadline %s)", c.name, took[i].Round(time.Millisecond), c.deadline)
+		}
+	}
+
+	// A one-shot already waiting when the engine hangs: its liveness
+	// check ends the wait as an outage.
+	pd.Resume()
+	resumed = true
+	waiting := make(chan error, 1)
+	started := make(chan struct{})
+	oneShot := *req
+	oneShot.Name = req.Name + "-waiting"
+	go func() {
+		_, err := e.RunOnce(ctx, &oneShot, OneShot{Timeout: time.Minute, Started: func(string) { close(started) }})
+		waiting <- err
+	}()
+	select {
+	case <-started:
+	case err := <-waiting:
+		t.Fatalf("one-shot before the hang: %v", err)
+	}
+	pd.Pause()
+	resumed = false
+	start := time.Now()
+	if err := <-waiting; !failure.IsOutage(err) || time.Since(start) > livenessEvery+call+time.Second {
+		t.Errorf("a waiting one-shot against a hung dockerd: after %s: %v (%s)", time.Since(start).Round(time.Millisecond), err, failure.Of(err))
+	}
+
+	// SIGCONT: the same Engine works again. (The engine then carries out
+	// the requests it had queued: the create above makes a container
+	// nobody waits for, a leftover the next deploy removes.)
+	pd.Resume()
+	resumed = true
+	deadline := time.Now().Add(30 * time.Second)
+	var ms []Managed
+	for {
+		if ms, err = e.List(ctx, pl.Env); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("engine still failing 30 s after SIGCONT: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, m := range ms {
+		if err := e.Remove(ctx, m.ID); err != nil {
+			t.Errorf("remove %s after SIGCONT: %v", m.Name, err)
+		}
+	}
+	if ms, err := e.List(ctx, pl.Env); err != nil || len(ms) != 0 {
+		t.Fatalf("after removing everything: %v %v", ms, err)
+	}
+}

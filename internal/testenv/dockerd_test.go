@@ -1,0 +1,58 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/network"
+)
+
+func TestPrivateDocker_PausesResumesAndRestartsWithoutTheSharedEngine(t *testing.T) {
+	shared := Docker(t)
+	before, err := shared.Client.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := StartPrivateDocker(t, PrivateDockerOptions{})
+	ping := func(timeout time.Duration) error {
+		ctx, cancel := context.WithTimeout(t.Context(), timeout)
+		defer cancel()
+		_, err := p.Client.Ping(ctx)
+		return err
+	}
+	if err := ping(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	info, err := p.Client.Info(t.Context())
+	if err != nil || info.DockerRootDir == before.DockerRootDir {
+		t.Fatalf("private engine's root %q, shared %q: %v", info.DockerRootDir, before.DockerRootDir, err)
+	}
+	// Compose networks work without a default bridge.
+	if _, err := p.Client.NetworkCreate(t.Context(), "berth-private-net", network.CreateOptions{Driver: "bridge"}); err != nil {
+		t.Fatal(err)
+	}
+	p.Pause()
+	start := time.Now()
+	if err := ping(time.Second); err == nil {
+		t.Fatal("a paused dockerd answered")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the ping's deadline did not hold: %s", took)
+	}
+	p.Resume()
+	if err := ping(5 * time.Second); err != nil {
+		t.Fatalf("after SIGCONT: %v", err)
+	}
+	p.Restart()
+	if err := ping(5 * time.Second); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	// The shared engine saw none of it.
+	if _, err := shared.Client.Ping(t.Context()); err != nil {
+		t.Fatalf("the shared engine: %v", err)
+	}
+	if _, err := shared.Client.NetworkInspect(t.Context(), "berth-private-net", network.InspectOptions{}); err == nil {
+		t.Fatal("the private engine's network is in the shared engine")
+	}
+}
