@@ -290,6 +290,9 @@ func (h *HAProxy) converge(ctx context.Context, api *runtimeAPI, sec *section, w
 	// addresses) unless someone added it by hand: it goes first.
 	for _, s := range old {
 		if _, clash := want.addr[s.Name]; clash {
+			if err := h.drain(ctx, api, []serverState{s}); err != nil {
+				return err
+			}
 			if err := h.remove(ctx, api, []serverState{s}); err != nil {
 				return err
 			}

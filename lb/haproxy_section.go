@@ -54,8 +54,6 @@ type section struct {
 	serverOpts []string
 	// checked: serverOpts enable health checks.
 	checked bool
-	// servers are berth's server lines in the file: name → address.
-	servers map[string]string
 }
 
 // readSection reads and checks the backend's file. A missing file, or one
@@ -69,7 +67,7 @@ func readSection(path, backend string) (*section, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	s := &section{path: path, raw: raw, servers: map[string]string{}}
+	s := &section{path: path, raw: raw}
 	var problems []error
 	sawBackend := false
 	for n, line := range strings.Split(string(raw), "\n") {
@@ -88,8 +86,7 @@ func readSection(path, backend string) (*section, error) {
 			sawBackend = true
 		case !sawBackend:
 			problems = append(problems, fmt.Errorf("%s:%d: %q before `backend %s`", path, n+1, strings.TrimSpace(line), backend))
-		case kw == "server" && len(words) >= 3 && isBerthServer(words[1]):
-			s.servers[words[1]] = words[2]
+		case kw == "server" && len(words) >= 2 && isBerthServer(words[1]):
 			continue // rewritten by render
 		case kw == "default-server":
 			opts, checked, err := dynamicServerOpts(words[1:])

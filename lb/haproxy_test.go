@@ -597,3 +597,23 @@ func TestHAProxy_RuntimeAPIOnALoopbackPort(t *testing.T) {
 		t.Fatalf("switch over TCP with HAProxy stopped: %v, want an outage", err)
 	}
 }
+
+func TestHAProxy_ReplacesABerthNameAtAnotherAddress(t *testing.T) {
+	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
+	hp, sw := startHAProxy(t, "")
+	nb := serverName(mustAddrPort(t, b.addr))
+	// Someone added b's name by hand, pointing at a.
+	for _, cmd := range []string{"add server app/" + nb + " " + a.addr, "enable server app/" + nb} {
+		if out := strings.TrimSpace(hp.Command(t, cmd)); out != "" && out != "New server registered." {
+			t.Fatalf("%s: %s", cmd, out)
+		}
+	}
+	servesOnly(t, hp.URL(), "a")
+	if err := sw.Switch(t.Context(), []string{b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	servesOnly(t, hp.URL(), "b")
+	if got := berthServers(t, hp); len(got) != 1 || got[0] != nb+"="+b.addr {
+		t.Fatalf("live servers %v, want %s at b", got, nb)
+	}
+}
