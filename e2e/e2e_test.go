@@ -71,7 +71,8 @@ nginx:
   command: %s
   pid_file: %s
   probe_url: %s/
-`, w.env, w.state, w.repo.HTTPURL(), token, w.apiSock, filepath.Join(dir, "hook"), nginxCmd, filepath.Join(w.nginx.Dir, "nginx.pid"), w.nginx.URL())
+  conf_dir: %s
+`, w.env, w.state, w.repo.HTTPURL(), token, w.apiSock, filepath.Join(dir, "hook"), nginxCmd, filepath.Join(w.nginx.Dir, "nginx.pid"), w.nginx.URL(), filepath.Dir(w.lbFile))
 	os.WriteFile(w.config, []byte(cfg), 0o600)
 	return w
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/docker/go-units"
 
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 )
 
 // Placement is what a deploy decides about one container beyond the
@@ -55,8 +56,20 @@ type Request struct {
 
 // CreateRequest turns a loaded Compose service into a create request. It
 // covers the keys envs/supported.go lets through; validation refuses the
-// rest by name, so nothing is dropped silently here.
-func CreateRequest(p *types.Project, svc envs.Service, pl Placement) (*Request, error) {
+// rest by name (and the policy what reaches the host), so nothing is
+// dropped silently here. Mounts from the config repository arrive
+// read-only from envs. It never panics: a panic on a hostile revision is
+// returned as a verdict on it, without the panic's value.
+func CreateRequest(p *types.Project, svc envs.Service, pl Placement) (req *Request, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			req, err = nil, failure.AsVerdict(fmt.Errorf("service %s: berth failed to build its container request (a bug in berth, triggered by this revision)", svc.Name))
+		}
+	}()
+	return createRequest(p, svc, pl)
+}
+
+func createRequest(p *types.Project, svc envs.Service, pl Placement) (*Request, error) {
 	s := svc.Config
 	labels := map[string]string{}
 	maps.Copy(labels, s.Labels)

@@ -4,12 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"io"
-	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 )
 
@@ -39,41 +34,11 @@ func ConfigHash(s Service) string {
 	// encoding/json sorts map keys, so equal configs hash equally.
 	b, err := json.Marshal(in)
 	if err != nil {
-		// Every field of a loaded ServiceConfig marshals; a failure here
-		// is a bug, not bad input.
-		panic("envs: hash service " + s.Name + ": " + err.Error())
+		// Validation refuses what does not marshal (NaN, Inf); should
+		// anything else slip through, the service gets a hash of its own
+		// that matches no container, rather than a crash.
+		b = []byte("unhashable " + s.Name + ": " + err.Error())
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-// treeDigest is a digest of a file, or of every file under a directory
-// (names, modes and contents), for bind mounts from the config repository.
-func treeDigest(path string) (string, error) {
-	h := sha256.New()
-	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(path, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s %o\n", filepath.ToSlash(rel), info.Mode())
-		if !info.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(h, f)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

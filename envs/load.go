@@ -1,6 +1,7 @@
 package envs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,10 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/hashicorp/go-hclog"
 )
 
 // Options controls how an environment is loaded.
@@ -23,13 +29,23 @@ type Options struct {
 	Profiles []string
 	// Policy says which host-level privileges services may ask for.
 	Policy Policy
-	// MaxFileSize caps each file read (Compose files, .env) before
-	// parsing; default 1 MiB.
+	// MaxFileSize caps each file read (Compose files, .env, env_file),
+	// counted while reading; default 1 MiB.
 	MaxFileSize int64
 	// NoSecretsBackend makes services that declare secrets a problem: the
 	// agent has no Vault configured to resolve them. berth validate, which
 	// runs without an agent config, leaves it false.
 	NoSecretsBackend bool
+	// SecretPaths lists the Vault path prefixes secret references may
+	// name (agent config vault.allowed_paths); empty: any path outside the
+	// ones that are always refused (see CheckSecretPath).
+	SecretPaths []string
+	// LB is where the load balancer's files go and which upstreams other
+	// environments of this host own.
+	LB LBOptions
+	// Log, when set, receives the stack of a panic while loading (the
+	// problem returned names the environment only).
+	Log hclog.Logger
 }
 
 // DefaultMaxFileSize is the default cap on one config file.
@@ -68,79 +84,119 @@ func List(checkout string) ([]string, error) {
 // environment's .env file, never the agent's own environment, so a revision
 // means the same thing on every host. Any validation or policy problem
 // makes Load return Problems, all of them at once.
-func Load(ctx context.Context, dir, name string, opts Options) (*Env, error) {
+//
+// Every file is read through the checkout (checkout, fileSet): compose-go
+// opens no file berth has not contained first, and a refused file is never
+// opened. Load never panics: a panic on hostile input becomes a Problem
+// naming the environment, its stack going to opts.Log.
+func Load(ctx context.Context, dir, name string, opts Options) (env *Env, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if opts.Log != nil {
+				opts.Log.Error("panic while loading an environment: refusing the revision", "env", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			}
+			env, err = nil, Problems{{File: "envs/" + name, Message: "berth failed while loading this environment (a bug in berth, triggered by this revision)", Hint: "the agent log has the details; change the revision or report it"}}
+		}
+	}()
+	return loadEnv(ctx, dir, name, opts)
+}
+
+// loadHook, set by tests, runs inside Load's recover.
+var loadHook func()
+
+func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) {
+	if loadHook != nil {
+		loadHook()
+	}
 	if opts.MaxFileSize <= 0 {
 		opts.MaxFileSize = DefaultMaxFileSize
 	}
 	if opts.Project == "" {
 		opts.Project = name
 	}
-	root, err := filepath.Abs(dir)
-	if err == nil {
-		root, err = filepath.EvalSymlinks(root)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load env %s: %w", name, err)
-	}
 	envRel := "envs/" + name
 	if !ValidEnvName(name) {
 		return nil, Problems{{File: envRel, Message: fmt.Sprintf("invalid environment name %q", name), Hint: "lowercase letters, digits, - and _"}}
 	}
-	files := &fileSet{root: root, maxSize: opts.MaxFileSize, maxFiles: 64, seen: map[string]bool{}}
-	c := &collector{files: files}
-	envDir, err := files.contained(root, filepath.Join(root, "envs", name))
+	co, err := openCheckout(dir, opts.MaxFileSize)
 	if err != nil {
+		return nil, fmt.Errorf("load env %s: %w", name, err)
+	}
+	defer co.close()
+	files := &fileSet{co: co, main: envRel + "/compose.yaml", maxFiles: 64, byAbs: map[string]*rawFile{}, bases: map[string]string{}}
+	c := &collector{files: files}
+	files.c = c
+
+	envDirRel, err := co.resolve(filepath.Join(co.dir, "envs", name))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, Problems{{File: envRel, Message: "no such environment", Hint: "each envs/<env>/ holds one Compose project in compose.yaml"}}
+	case err != nil:
 		return nil, Problems{{File: envRel, Message: err.Error()}}
 	}
-	main := findFile(envDir, cli.DefaultFileNames)
+	envDir := filepath.Join(co.dir, filepath.FromSlash(envDirRel))
+	main := findFile(co, envDir, cli.DefaultFileNames)
 	if main == "" {
 		return nil, Problems{{File: envRel, Message: "no compose.yaml", Hint: "each envs/<env>/ holds one Compose project in compose.yaml"}}
 	}
-	files.main = files.rel(main)
-	configs := []string{main}
-	for _, p := range configs {
-		files.scan(c, p, files.main, "")
+	files.main = co.rel(main)
+	tops := []string{main}
+	if o := findFile(co, envDir, cli.DefaultOverrideFileNames); o != "" {
+		tops = append(tops, o)
 	}
-	if o := findFile(envDir, cli.DefaultOverrideFileNames); o != "" {
-		configs = append(configs, o)
-		files.scan(c, o, files.main, "")
-	}
-	var envFiles []string
-	dotenv := filepath.Join(envDir, ".env")
-	if fi, err := os.Lstat(dotenv); err == nil {
-		if _, err := files.contained(envDir, dotenv); err != nil {
-			c.add(files.rel(dotenv), "", "", err.Error(), "")
-		} else if fi, err = os.Stat(dotenv); err == nil && fi.Size() > opts.MaxFileSize {
-			c.add(files.rel(dotenv), "", "", fmt.Sprintf("is %d bytes, above the %d-byte limit for config files", fi.Size(), opts.MaxFileSize), "")
+	details := types.ConfigDetails{WorkingDir: envDir, Environment: types.Mapping{}}
+	contained := true
+	dotenvPath := filepath.Join(envDir, ".env")
+	if co.exists(dotenvPath) {
+		b, err := co.readFile(dotenvPath)
+		if err != nil {
+			c.add(co.rel(dotenvPath), "", "", err.Error(), "")
+			contained = false
+		} else if vars, err := dotenv.UnmarshalBytesWithLookup(b, nil); err != nil {
+			c.add(co.rel(dotenvPath), "", "", err.Error(), "")
+			contained = false
+		} else {
+			details.Environment = vars
 		}
-		envFiles = append(envFiles, dotenv)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("load env %s: %w", name, err)
 	}
-	checkKeys(c, files)
-	if len(c.problems) > 0 {
-		// Paths were not safe to follow or files not parseable: compose-go
-		// must not read them.
+	files.vars = details.Environment
+	for _, p := range tops {
+		files.bases[p] = envDir
+		f, err := files.readCompose(p, files.main, ref{})
+		if err != nil {
+			contained = false
+			continue
+		}
+		details.ConfigFiles = append(details.ConfigFiles, types.ConfigFile{Filename: f.abs, Content: f.content})
+	}
+	if !contained {
+		// compose-go must not read what did not pass.
+		checkKeys(c, files)
 		return nil, c.problems.sorted()
 	}
 
-	po, err := cli.NewProjectOptions(configs,
-		cli.WithWorkingDirectory(envDir),
-		cli.WithName(opts.Project),
-		cli.WithEnvFiles(envFiles...),
-		cli.WithDotEnv,
-		cli.WithProfiles(opts.Profiles),
-		cli.WithResolvedPaths(true),
-	)
+	project, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
+		o.SetProjectName(opts.Project, true)
+		o.Profiles = opts.Profiles
+		o.ResourceLoaders = []loader.ResourceLoader{files}
+		// env_file and label_file are read below, through the checkout.
+		o.SkipResolveEnvironment = true
+		o.SkipResolveLabels = true
+	})
+	checkKeys(c, files)
 	if err != nil {
-		return nil, fmt.Errorf("load env %s: %w", name, err)
+		var r *refusal
+		if !errors.As(err, &r) {
+			c.add(files.main, "", "", strings.ReplaceAll(err.Error(), co.dir+"/", ""), "see `docker compose config` for the same file")
+		}
+		return nil, c.problems.sorted()
 	}
-	project, err := po.LoadProject(ctx)
-	if err != nil {
-		return nil, Problems{{File: files.main, Message: strings.ReplaceAll(err.Error(), root+"/", ""), Hint: "see `docker compose config` for the same file"}}
+	for _, f := range files.files {
+		project.ComposeFiles = append(project.ComposeFiles, f.abs)
 	}
+	resolveEnvFiles(c, co, project)
 
-	env := &Env{Name: name, Project: project, File: files.main, root: root}
+	env := &Env{Name: name, Project: project, File: files.main, root: co.dir}
 	report := func(field, msg, hint string) { c.top(field, msg, hint) }
 	top := parseTopSpec(project.Extensions[extKey], report)
 	env.RequireDigests, env.LB, env.Jobs = top.requireDigests, top.lb, top.jobs
@@ -148,28 +204,15 @@ func Load(ctx context.Context, dir, name string, opts Options) (*Env, error) {
 		cfg := project.Services[sname]
 		sreport := func(field, msg, hint string) { c.service(sname, field, msg, hint) }
 		spec := parseServiceSpec(cfg.Extensions[extKey], sreport)
-		svc := Service{Name: sname, Config: cfg, Berth: spec}
-		for i, v := range cfg.Volumes {
-			if v.Type != "bind" || !allowedBind(filepath.Clean(v.Source), []string{root}) {
-				continue
-			}
-			d, err := treeDigest(v.Source)
-			if err != nil {
-				sreport(fmt.Sprintf("volumes[%d]", i), fmt.Sprintf("read bind mount source %s: %v", files.rel(v.Source), err), "the path must exist in the config repository")
-				continue
-			}
-			if svc.Mounted == nil {
-				svc.Mounted = map[string]string{}
-			}
-			svc.Mounted[files.rel(v.Source)] = d
-		}
-		svc.Hash = ConfigHash(svc)
-		env.Services = append(env.Services, svc)
+		env.Services = append(env.Services, Service{Name: sname, Config: cfg, Berth: spec})
 	}
 	slices.SortStableFunc(env.Services, func(a, b Service) int { return roleOrder(a.Berth.Role) - roleOrder(b.Berth.Role) })
-	validate(c, env, opts)
+	validate(ctx, c, env, opts)
 	if len(c.problems) > 0 {
 		return nil, c.problems.sorted()
+	}
+	for i := range env.Services {
+		env.Services[i].Hash = ConfigHash(env.Services[i])
 	}
 	return env, nil
 }
@@ -187,18 +230,58 @@ func roleOrder(r Role) int {
 	}
 }
 
-func findFile(dir string, names []string) string {
+func findFile(co *checkout, dir string, names []string) string {
 	for _, n := range names {
 		p := filepath.Join(dir, n)
-		if _, err := os.Lstat(p); err == nil {
+		if co.exists(p) {
 			return p
 		}
 	}
 	return ""
 }
 
+// resolveEnvFiles does what compose-go's WithServicesEnvironmentResolved
+// does, reading each env_file through the checkout: variables without a
+// value come from the project's .env, env_file values come next, and
+// environment: wins.
+func resolveEnvFiles(c *collector, co *checkout, p *types.Project) {
+	for name, s := range p.Services {
+		s.Environment = s.Environment.Resolve(p.Environment.Resolve)
+		vars := s.Environment.ToMapping()
+		for i, ef := range s.EnvFiles {
+			field := fmt.Sprintf("env_file[%d]", i)
+			shown := co.rel(ef.Path)
+			if _, err := co.resolve(ef.Path); errors.Is(err, fs.ErrNotExist) {
+				if ef.Required {
+					c.service(name, field, fmt.Sprintf("%s does not exist", shown), "add the file, or set required: false")
+				}
+				continue
+			}
+			b, err := co.readFile(ef.Path)
+			if err != nil {
+				c.service(name, field, fmt.Sprintf("%s %v", shown, err), "keep env files inside the config repository")
+				continue
+			}
+			err = dotenv.ParseWithFormat(bytes.NewReader(b), shown, vars, func(k string) (string, bool) {
+				if v, ok := p.Environment.Resolve(k); ok {
+					return v, true
+				}
+				if v, ok := s.Environment[k]; ok && v != nil {
+					return *v, true
+				}
+				return "", false
+			}, ef.Format)
+			if err != nil {
+				c.service(name, field, strings.ReplaceAll(err.Error(), co.dir+"/", ""), "")
+			}
+		}
+		s.Environment = vars.ToMappingWithEquals().OverrideBy(s.Environment)
+		p.Services[name] = s
+	}
+}
+
 // checkKeys reports Compose keys berth does not turn into containers, in the
-// file that sets them.
+// file that sets them: every file read, whether or not the load went on.
 func checkKeys(c *collector, files *fileSet) {
 	for _, f := range files.files {
 		for _, k := range slices.Sorted(maps.Keys(f.model)) {

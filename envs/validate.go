@@ -1,9 +1,9 @@
 package envs
 
 import (
+	"context"
 	"fmt"
 	"maps"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -11,27 +11,16 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
-// Policy is what the agent config allows services to ask of the host. The
-// zero value allows none of it (DESIGN.md §7).
-type Policy struct {
-	AllowPrivileged     bool     `yaml:"allow_privileged"`
-	AllowHostNamespaces bool     `yaml:"allow_host_namespaces"` // network_mode/pid/ipc: host
-	AllowCapAdd         bool     `yaml:"allow_cap_add"`
-	AllowDevices        bool     `yaml:"allow_devices"`
-	AllowDockerSocket   bool     `yaml:"allow_docker_socket"`
-	AllowedBindMounts   []string `yaml:"allowed_bind_mounts"` // host path prefixes
-}
-
 var digestRe = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
 
-// dockerSockets are host paths that hand a container control of the host.
-var dockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run"}
-
-func validate(c *collector, env *Env, opts Options) {
+func validate(ctx context.Context, c *collector, env *Env, opts Options) {
+	checkProjectResources(c, env.Project, opts.Policy)
+	checkLB(c, env, opts.LB)
+	mounts := &mountBudget{ctx: ctx, bytes: maxMountBytes, files: maxMountFiles}
 	var servers []string
 	for i := range env.Services {
 		s := &env.Services[i]
-		validateService(c, env, s, opts)
+		validateService(c, env, s, opts, mounts)
 		if s.Berth.Role == RoleServer {
 			servers = append(servers, s.Name)
 		}
@@ -41,7 +30,7 @@ func validate(c *collector, env *Env, opts Options) {
 		c.service(servers[1], extKey+".role", fmt.Sprintf("a second server (after %s): berth switches one upstream per environment", servers[0]), "make the others workers, or give them an environment of their own")
 	}
 	if hasServer && env.LB == nil {
-		c.top(extKey+".lb", "servers need a load balancer to switch", "add x-berth: {lb: {type: nginx, upstream: NAME, file: /etc/nginx/conf.d/berth-NAME.conf}}")
+		c.top(extKey+".lb", "servers need a load balancer to switch", "add x-berth: {lb: {type: nginx, upstream: NAME}}")
 	}
 	for _, name := range slices.Sorted(maps.Keys(env.Jobs)) {
 		job := env.Jobs[name]
@@ -55,10 +44,15 @@ func validate(c *collector, env *Env, opts Options) {
 		if job.Image != "" && env.RequireDigests && !digestRe.MatchString(job.Image) {
 			c.top(f+".image", fmt.Sprintf("image %q is not pinned by digest", job.Image), "write repo@sha256:<digest>, or set x-berth.require_digests: false")
 		}
+		for _, k := range slices.Sorted(maps.Keys(job.Environment)) {
+			if !varNameRe.MatchString(k) {
+				c.top(f+".environment."+k, fmt.Sprintf("%q is not a valid environment variable name", k), "letters, digits and _, not starting with a digit")
+			}
+		}
 	}
 }
 
-func validateService(c *collector, env *Env, s *Service, opts Options) {
+func validateService(c *collector, env *Env, s *Service, opts Options, mounts *mountBudget) {
 	cfg := &s.Config
 	bad := func(field, msg, hint string) { c.service(s.Name, field, msg, hint) }
 
@@ -116,68 +110,16 @@ func validateService(c *collector, env *Env, s *Service, opts Options) {
 			bad(extKey+".secrets."+name, fmt.Sprintf("%s is also set in environment:", name), "set it in one place")
 		}
 	}
-	if cfg.Deploy != nil && cfg.Deploy.Replicas != nil && *cfg.Deploy.Replicas != 1 {
-		bad("deploy.replicas", "berth runs one container per service", "remove replicas")
-	}
-	checkPolicy(bad, cfg, opts.Policy, env.root)
-}
-
-// checkPolicy refuses what hands a container the host, unless allowed. Bind
-// mounts from inside the config repository are always allowed: they are
-// part of the revision (and of the service's config hash).
-func checkPolicy(bad func(field, msg, hint string), cfg *types.ServiceConfig, p Policy, root string) {
-	const hint = "the agent config must allow it (policy in /etc/berth/agent.yaml)"
-	if cfg.Privileged && !p.AllowPrivileged {
-		bad("privileged", "privileged containers are refused", hint)
-	}
-	if !p.AllowHostNamespaces {
-		if cfg.NetworkMode == "host" {
-			bad("network_mode", "host networking is refused", hint)
-		}
-		if cfg.Pid == "host" {
-			bad("pid", "the host PID namespace is refused", hint)
-		}
-		if cfg.Ipc == "host" {
-			bad("ipc", "the host IPC namespace is refused", hint)
+	for _, name := range slices.Sorted(maps.Keys(s.Berth.Secrets)) {
+		if err := CheckSecretPath(s.Berth.Secrets[name].Path, opts.SecretPaths); err != nil {
+			bad(extKey+".secrets."+name, err.Error(), secretPathHint(opts.SecretPaths))
 		}
 	}
-	if len(cfg.CapAdd) > 0 && !p.AllowCapAdd {
-		bad("cap_add", fmt.Sprintf("added capabilities %v are refused", cfg.CapAdd), hint)
-	}
-	if len(cfg.Devices) > 0 && !p.AllowDevices {
-		bad("devices", "host devices are refused", hint)
-	}
-	for i, v := range cfg.Volumes {
-		if v.Type != types.VolumeTypeBind {
-			if v.Type != types.VolumeTypeVolume && v.Type != types.VolumeTypeTmpfs {
-				bad(fmt.Sprintf("volumes[%d]", i), fmt.Sprintf("volume type %q is not supported by berth yet", v.Type), "use bind, volume or tmpfs")
-			}
-			continue
-		}
-		field := fmt.Sprintf("volumes[%d]", i)
-		src := filepath.Clean(v.Source)
-		if resolved, err := filepath.EvalSymlinks(src); err == nil {
-			src = resolved // a link in the repo must not smuggle a host path in
-		}
-		switch {
-		case src == "/":
-			bad(field, "mounting the host root is refused", "mount the directory the service needs")
-		case slices.Contains(dockerSockets, src):
-			if !p.AllowDockerSocket {
-				bad(field, fmt.Sprintf("mounting %s hands the container control of the host's Docker", src), hint)
-			}
-		case !allowedBind(src, append([]string{root}, p.AllowedBindMounts...)):
-			bad(field, fmt.Sprintf("bind mount of %s is outside the allowed host paths", src), "add its directory to policy.allowed_bind_mounts in /etc/berth/agent.yaml, or use a named volume")
+	for _, name := range slices.Sorted(maps.Keys(s.Berth.SecretFiles)) {
+		if err := CheckSecretPath(s.Berth.SecretFiles[name].Path, opts.SecretPaths); err != nil {
+			bad(extKey+".secret_files."+name, err.Error(), secretPathHint(opts.SecretPaths))
 		}
 	}
-}
-
-func allowedBind(src string, allowed []string) bool {
-	for _, a := range allowed {
-		a = filepath.Clean(a)
-		if src == a || strings.HasPrefix(src, a+"/") {
-			return true
-		}
-	}
-	return false
+	checkPolicy(bad, cfg, opts.Policy)
+	checkMounts(bad, c.files, s, opts.Policy, mounts)
 }

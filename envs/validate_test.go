@@ -50,7 +50,7 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 		{
 			name:    "server without a load balancer",
 			compose: "services:\n  web:\n    image: " + img + "\n    x-berth: {role: server, port: 8080}\n",
-			want:    []string{f + `::x-berth.lb: servers need a load balancer to switch (add x-berth: {lb: {type: nginx, upstream: NAME, file: /etc/nginx/conf.d/berth-NAME.conf}})`},
+			want:    []string{f + `::x-berth.lb: servers need a load balancer to switch (add x-berth: {lb: {type: nginx, upstream: NAME}})`},
 		},
 		{
 			name:    "worker publishing a host port without stop_first",
@@ -172,29 +172,29 @@ func TestValidate_PathsMustStayInsideTheRepo(t *testing.T) {
 		{
 			name:  "include outside",
 			files: map[string]string{"envs/prod/compose.yaml": "include: ['../../../outside.yaml']\nservices:\n  w: {image: " + img + "}\n"},
-			want:  `envs/prod/compose.yaml::include[0]: resolves to `,
+			want:  `envs/prod/compose.yaml::include[0]: ../../../outside.yaml resolves to `,
 		},
 		{
 			name:  "extends file outside",
 			files: map[string]string{"envs/prod/compose.yaml": "services:\n  w: {image: " + img + ", extends: {file: /etc/base.yaml, service: b}}\n"},
-			want:  `envs/prod/compose.yaml:w:extends.file: resolves to /etc/base.yaml, outside the config repository`,
+			want:  `envs/prod/compose.yaml:w:extends.file: /etc/base.yaml is outside the config repository (include and extend only files inside the config repository)`,
 		},
 		{
 			name:  "env_file symlinked outside",
 			files: map[string]string{"envs/prod/compose.yaml": "services:\n  w: {image: " + img + ", env_file: [./app.env]}\n"},
 			link:  [2]string{"/etc/passwd", "envs/prod/app.env"},
-			want:  `envs/prod/compose.yaml:w:env_file: resolves to /etc/passwd, outside the config repository`,
+			want:  `envs/prod/compose.yaml:w:env_file[0]: envs/prod/app.env resolves to /etc/passwd, outside the config repository (keep env files inside the config repository)`,
 		},
 		{
-			name:  "interpolated include path",
+			name:  "interpolated include path, checked once interpolated",
 			files: map[string]string{"envs/prod/compose.yaml": "include: ['${X}/a.yaml']\nservices:\n  w: {image: " + img + "}\n"},
-			want:  `envs/prod/compose.yaml::include[0]: uses interpolation`,
+			want:  `envs/prod/compose.yaml::include: /a.yaml is outside the config repository (include and extend only files inside the config repository)`,
 		},
 		{
 			name:  "bind mount symlinked out of the repo",
 			files: map[string]string{"envs/prod/compose.yaml": "services:\n  w: {image: " + img + ", volumes: ['./data:/data']}\n"},
 			link:  [2]string{"/etc", "envs/prod/data"},
-			want:  `envs/prod/compose.yaml:w:volumes[0]: bind mount of /etc is outside the allowed host paths`,
+			want:  `envs/prod/compose.yaml:w:volumes[0]: bind mount of envs/prod/data resolves to /etc, outside the config repository (mount files of the config repository, or a host path the policy allows)`,
 		},
 	}
 	for _, tc := range tests {

@@ -261,10 +261,12 @@ func parseLB(m map[string]any, report func(field, msg, hint string)) *LBSpec {
 		report(f+".upstream", fmt.Sprintf("%q is not a valid upstream name", lb.Upstream), "letters, digits, '.', '_' and '-'")
 	}
 	if v, ok := m["file"]; ok {
+		// Optional: berth names the file (checkLB); an old repo's own
+		// name is kept where it fits the host's directory.
 		lb.File, _ = asString(v, f+".file", report)
-	}
-	if !strings.HasPrefix(lb.File, "/") || !strings.HasSuffix(lb.File, ".conf") {
-		report(f+".file", fmt.Sprintf("%q must be an absolute path ending in .conf", lb.File), "e.g. /etc/nginx/conf.d/berth-journal.conf")
+		if !strings.HasPrefix(lb.File, "/") || !strings.HasSuffix(lb.File, ".conf") {
+			report(f+".file", fmt.Sprintf("%q must be an absolute path ending in .conf", lb.File), "leave file: out; berth names the file")
+		}
 	}
 	return lb
 }

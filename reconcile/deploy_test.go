@@ -94,7 +94,7 @@ x-berth:
   lb: {type: nginx, upstream: app, file: %[5]s}
 `, r.image.Ref(), r.migrateCode, r.webMode, r.workerMode, h.lbFile)
 	os.WriteFile(filepath.Join(dir, "envs", h.name, "compose.yaml"), []byte(compose), 0o644)
-	env, err := envs.Load(context.Background(), dir, h.name, envs.Options{Policy: envs.Policy{AllowedBindMounts: nil}})
+	env, err := envs.Load(context.Background(), dir, h.name, envs.Options{Policy: envs.Policy{AllowedBindMounts: nil}, LB: envs.LBOptions{ConfDir: filepath.Dir(h.lbFile)}})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 )
 
 // Config is how the agent reaches Vault. Credentials are named by file and
@@ -34,6 +35,10 @@ type Config struct {
 	AppRole *AppRole `yaml:"approle"`
 	// AWS logs in with the aws auth method (IAM) as the EC2 host.
 	AWS *AWSIAM `yaml:"aws"`
+	// AllowedPaths lists the path prefixes secret references may name.
+	// Empty: any KV mount (dynamic mounts must be listed). auth/, sys/,
+	// identity/ and cubbyhole/ are refused whatever it says.
+	AllowedPaths []string `yaml:"allowed_paths"`
 	// Timeout bounds the resolution of one service's secrets.
 	Timeout time.Duration `yaml:"-"`
 }
@@ -234,9 +239,17 @@ func (v *Vault) loginData(ctx context.Context) (method, mount string, data map[s
 // inserted, optional version), a KV v1 mount, or any other engine — a
 // dynamic secret, leased and renewed (dynamic.go).
 func (v *Vault) readData(ctx context.Context, service string, ref envs.SecretRef) (map[string]any, error) {
+	// Validation refused these already; checked again where the token is
+	// used, in case anything reached here another way.
+	if err := envs.CheckSecretPath(ref.Path, v.cfg.AllowedPaths); err != nil {
+		return nil, failure.AsVerdict(err)
+	}
 	m, err := v.mountOf(ctx, ref.Path)
 	if err != nil {
 		return nil, err
+	}
+	if err := v.checkMount(ref.Path, m); err != nil {
+		return nil, failure.AsVerdict(err)
 	}
 	if !m.kv {
 		if ref.Version > 0 {
@@ -271,6 +284,19 @@ func (v *Vault) readData(ctx context.Context, service string, ref envs.SecretRef
 		return nil, errors.New("no such secret")
 	}
 	return s.Data, nil
+}
+
+// checkMount refuses a path whose mount is not a KV mount unless
+// vault.allowed_paths lists it, and system mounts whatever the list says.
+func (v *Vault) checkMount(path string, m mount) error {
+	mp := strings.Trim(m.path, "/")
+	if err := envs.CheckSecretPath(mp+"/x", nil); err != nil {
+		return fmt.Errorf("Vault path %s is refused: it is in the %s/ mount", path, mp)
+	}
+	if !m.kv && !envs.UnderSecretPrefix(path, v.cfg.AllowedPaths) {
+		return fmt.Errorf("Vault path %s is refused: %s/ is not a KV mount, and vault.allowed_paths does not list it", path, mp)
+	}
+	return nil
 }
 
 // field is one field of a secret's data, as a string (JSON for others).

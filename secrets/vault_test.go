@@ -16,6 +16,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/internal/testenv"
 )
 
@@ -306,7 +307,7 @@ func TestVault_DynamicSecretsAreLeasedRenewedAndReplacedBeforeMaxTTL(t *testing.
 	}
 	c.Sys().PutPolicyWithContext(ctx, "dyn", `path "database/creds/journal" { capabilities = ["read"] }
 path "sys/leases/renew" { capabilities = ["update"] }`)
-	v, err := New(Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "dyn")}, nil)
+	v, err := New(Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "dyn"), AllowedPaths: []string{"database/creds/journal"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,5 +365,46 @@ path "sys/leases/renew" { capabilities = ["update"] }`)
 	}
 	if !redisAuth(t, r, u1, p1) {
 		t.Error("the old credentials were cut before their max TTL (a rollback would need them)")
+	}
+}
+
+// The scope of secret references is checked again where the token is used
+// (validation checks it first): a dynamic mount must be listed in
+// allowed_paths, and auth/ never resolves, even for a token that may read
+// it.
+func TestVault_ScopeIsCheckedWhereTheTokenIsUsed(t *testing.T) {
+	s := seed(t)
+	ctx := t.Context()
+	if err := s.root.Sys().MountWithContext(ctx, "transit", &vault.MountInput{Type: "transit"}); err != nil {
+		t.Fatal(err)
+	}
+	s.root.Sys().PutPolicyWithContext(ctx, "wide", `path "*" { capabilities = ["read", "update"] }`)
+	tok := s.tokenFile(t, "wide")
+	tests := []struct {
+		name    string
+		allowed []string
+		ref     envs.SecretRef
+		want    string
+	}{
+		{"the agent's own token", nil, envs.SecretRef{Path: "auth/token/lookup-self", Field: "id"}, "Vault path auth/token/lookup-self is refused: auth/ is never readable by a config repository"},
+		{"the agent's own token, even when listed", []string{"auth/token"}, envs.SecretRef{Path: "auth/token/lookup-self", Field: "id"}, "Vault path auth/token/lookup-self is refused: auth/ is never readable by a config repository"},
+		{"a dynamic mount not listed", nil, envs.SecretRef{Path: "transit/keys/k", Field: "x"}, "Vault path transit/keys/k is refused: transit/ is not a KV mount, and vault.allowed_paths does not list it"},
+		{"a KV path outside the list", []string{"kv1/other"}, envs.SecretRef{Path: "secret/journal/db", Field: "password"}, "Vault path secret/journal/db is outside vault.allowed_paths"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := New(Config{Address: s.v.Addr, TokenFile: tok, AllowedPaths: tc.allowed}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = v.Resolve(ctx, "web", map[string]envs.SecretRef{"X": tc.ref})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !failure.IsVerdict(err) {
+				t.Fatalf("Resolve: %v, want a verdict containing %q", err, tc.want)
+			}
+		})
+	}
+	v, _ := New(Config{Address: s.v.Addr, TokenFile: tok}, nil)
+	if _, _, err := v.Resolve(ctx, "web", map[string]envs.SecretRef{"X": {Path: "secret/journal/db", Field: "password"}}); err != nil {
+		t.Fatalf("a KV secret with no list: %v", err)
 	}
 }

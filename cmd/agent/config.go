@@ -59,6 +59,10 @@ type Config struct {
 	// NotifyRepeatAfter suppresses a repeat of the same event for this long.
 	NotifyRepeatAfter Duration `yaml:"notify_repeat_after"`
 	Nginx             struct {
+		// ConfDir is where berth writes each upstream file, named
+		// berth-<env>-<upstream>.conf; a repo's x-berth.lb.file must be
+		// inside it.
+		ConfDir string   `yaml:"conf_dir"`
 		Command []string `yaml:"command"`
 		PidFile string   `yaml:"pid_file"`
 		Probe   string   `yaml:"probe_url"`
@@ -125,6 +129,7 @@ func defaults() Config {
 	c.Deploy.KeepRevisions = 2
 	c.API.Listen = "127.0.0.1:9465"
 	c.NotifyRepeatAfter.Duration = time.Hour
+	c.Nginx.ConfDir = envs.DefaultNginxConfDir
 	c.Nginx.Command = []string{"nginx"}
 	c.Nginx.PidFile = "/run/nginx.pid"
 	c.Nginx.Drain.Duration = 60 * time.Second
@@ -250,6 +255,21 @@ func (c *Config) Validate() error {
 		for _, e := range n.Events {
 			if !slices.Contains(notify.AllEvents, e) {
 				bad(f+".events", "%q: one of %s", e, strings.Join(notify.AllEvents, ", "))
+			}
+		}
+	}
+	if !filepath.IsAbs(c.Nginx.ConfDir) {
+		bad("nginx.conf_dir", "%q must be an absolute path", c.Nginx.ConfDir)
+	}
+	for i, p := range c.Policy.AllowedBindMounts {
+		if !filepath.IsAbs(p) {
+			bad(fmt.Sprintf("policy.allowed_bind_mounts[%d]", i), "%q must be an absolute path", p)
+		}
+	}
+	if v := c.Vault; v != nil {
+		for i, p := range v.AllowedPaths {
+			if err := envs.CheckSecretPath(strings.Trim(p, "/")+"/x", nil); err != nil || strings.Trim(p, "/") == "" {
+				bad(fmt.Sprintf("vault.allowed_paths[%d]", i), "%q: auth/, sys/, identity/ and cubbyhole/ are never allowed", p)
 			}
 		}
 	}

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v4"
 
 	"berth.dev/berth/envs"
 )
@@ -78,15 +83,24 @@ type validateResult struct {
 // loading and validation the agent does before a deploy, for the config
 // repo's own CI.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("validate", "[--env ENV] [--format text|json] [DIR]", stderr)
+	fs := newFlagSet("validate", "[--env ENV] [--format text|json] [--policy AGENT_YAML] [DIR]", stderr)
 	env := fs.String("env", "", "validate only this environment (default: every envs/* directory)")
 	format := fs.String("format", "text", "output format: text or json")
+	policyFile := fs.String("policy", "", "an agent.yaml whose policy:, vault.allowed_paths and nginx.conf_dir apply, as on the host")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 1 || (*format != "text" && *format != "json") {
 		fs.Usage()
 		return exitUsage
+	}
+	opts := envs.Options{}
+	if *policyFile != "" {
+		var err error
+		if opts, err = readPolicy(*policyFile); err != nil {
+			fmt.Fprintf(stderr, "berth validate: %v\n", err)
+			return exitConfig
+		}
 	}
 	dir := "."
 	if fs.NArg() == 1 {
@@ -108,7 +122,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	failed := false
 	for _, name := range names {
 		r := validateResult{Env: name}
-		e, err := envs.Load(ctx, dir, name, envs.Options{})
+		e, err := envs.Load(ctx, dir, name, opts)
 		var ps envs.Problems
 		switch {
 		case errors.As(err, &ps):
@@ -143,6 +157,45 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitFailure
 	}
 	return exitOK
+}
+
+// policyKeys is the part of an agent.yaml that decides what a revision
+// may ask for: the rest (repo, Vault address, state dir) is the host's.
+type policyKeys struct {
+	Policy yaml.Node `yaml:"policy"`
+	Vault  struct {
+		AllowedPaths []string `yaml:"allowed_paths"`
+	} `yaml:"vault"`
+	Nginx struct {
+		ConfDir string `yaml:"conf_dir"`
+	} `yaml:"nginx"`
+}
+
+// readPolicy reads the policy of an agent.yaml for berth validate: the
+// policy: block strictly (a typo must not loosen or tighten it silently),
+// and the policy-related keys of vault: and nginx:.
+func readPolicy(path string) (envs.Options, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return envs.Options{}, fmt.Errorf("read policy: %w", err)
+	}
+	var k policyKeys
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		return envs.Options{}, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	opts := envs.Options{SecretPaths: k.Vault.AllowedPaths, LB: envs.LBOptions{ConfDir: k.Nginx.ConfDir}}
+	if k.Policy.Kind != 0 {
+		pb, err := yaml.Marshal(&k.Policy)
+		if err == nil {
+			dec := yaml.NewDecoder(bytes.NewReader(pb))
+			dec.KnownFields(true)
+			err = dec.Decode(&opts.Policy)
+		}
+		if err != nil {
+			return envs.Options{}, fmt.Errorf("%s: policy: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+	}
+	return opts, nil
 }
 
 func plural(n int, noun string) string {

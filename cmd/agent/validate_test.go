@@ -73,3 +73,32 @@ func TestPromote_ExamplesEndToEndIntoProd(t *testing.T) {
 		t.Errorf("second promote: exit %d, %q", code, stdout.String())
 	}
 }
+
+func TestValidate_PolicyFromAnAgentConfig(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "envs/prod"), 0o755)
+	os.WriteFile(filepath.Join(dir, "envs/prod/compose.yaml"), []byte("services:\n  w:\n    image: r/a@sha256:"+strings.Repeat("1", 64)+"\n    volumes: ['/srv/data:/data']\n    x-berth: {secrets: {DB: 'database/creds/app#password'}}\n"), 0o644)
+	agent := filepath.Join(t.TempDir(), "agent.yaml")
+	write := func(s string) { os.WriteFile(agent, []byte(s), 0o644) }
+
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"validate", dir}, &stdout, &stderr); code != exitFailure || !strings.Contains(stdout.String(), "bind mount of /srv/data is outside the allowed host paths") {
+		t.Fatalf("without a policy: exit %d, %s", code, stdout.String())
+	}
+	write("env: prod\nrepo: {url: https://git.example/config}\npolicy:\n  allowed_bind_mounts: [/srv/data]\nvault: {address: https://vault.example, token_file: /nonexistent, allowed_paths: [kv/app]}\n")
+	stdout.Reset()
+	if code := run(context.Background(), []string{"validate", "--policy", agent, dir}, &stdout, &stderr); code != exitFailure ||
+		strings.Contains(stdout.String(), "/srv/data") || !strings.Contains(stdout.String(), "Vault path database/creds/app is outside vault.allowed_paths") {
+		t.Fatalf("with the host's policy: exit %d, %s", code, stdout.String())
+	}
+	write("policy:\n  allowed_bind_mounts: [/srv/data]\nvault: {allowed_paths: [kv/app, database/creds/app]}\n")
+	stdout.Reset()
+	if code := run(context.Background(), []string{"validate", "--policy", agent, dir}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("policy allowing both: exit %d, %s", code, stdout.String())
+	}
+	write("policy:\n  allowed_bind_mount: [/srv/data]\n")
+	stderr.Reset()
+	if code := run(context.Background(), []string{"validate", "--policy", agent, dir}, &stdout, &stderr); code != exitConfig || !strings.Contains(stderr.String(), "allowed_bind_mount") {
+		t.Fatalf("a typo in the policy: exit %d, %s", code, stderr.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/docker/docker/client"
 	"github.com/hashicorp/go-hclog"
@@ -63,7 +64,50 @@ func newSource(cfg *Config, dir string, log hclog.Logger) (*gitsource.Source, er
 }
 
 func loadOptions(cfg *Config) envs.Options {
-	return envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: cfg.Vault == nil}
+	o := envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: cfg.Vault == nil,
+		LB: envs.LBOptions{ConfDir: cfg.Nginx.ConfDir, Owner: upstreamOwner(cfg.Nginx.ConfDir, cfg.Env)}}
+	if cfg.Vault != nil {
+		o.SecretPaths = cfg.Vault.AllowedPaths
+	}
+	return o
+}
+
+// upstreamOwner names the other environment of this host whose upstream
+// file (berth-<env>-<upstream>.conf) is in dir, if any.
+func upstreamOwner(dir, self string) func(upstream string) string {
+	return func(upstream string) string {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return ""
+		}
+		for _, e := range entries {
+			rest, ok := strings.CutPrefix(e.Name(), "berth-")
+			env, ok2 := strings.CutSuffix(rest, "-"+upstream+".conf")
+			if ok && ok2 && env != self && envs.ValidEnvName(env) {
+				return env
+			}
+		}
+		return ""
+	}
+}
+
+// repoDir is repo.path inside a working copy: a directory of the checkout
+// itself, never a symlink leading out of it.
+func repoDir(checkout, sub string) (string, error) {
+	if sub == "" || sub == "." {
+		return checkout, nil
+	}
+	root, err := os.OpenRoot(checkout)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	fi, err := root.Stat(sub)
+	if err != nil || !fi.IsDir() {
+		// A problem of the revision, like any invalid config.
+		return "", envs.Problems{{File: sub, Message: "repo.path is not a directory inside the repository at this revision"}}
+	}
+	return filepath.Join(checkout, sub), nil
 }
 
 // newSecrets is the Vault resolver behind a cache that re-reads Vault every
@@ -88,7 +132,11 @@ func newSecrets(cfg *Config, log hclog.Logger) (sec reconcile.Secrets, renew fun
 // loader loads the agent's environment from a revision's working copy.
 func loader(cfg *Config) func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
 	return func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
-		return envs.Load(ctx, filepath.Join(rev.Dir, cfg.Repo.Path), cfg.Env, loadOptions(cfg))
+		dir, err := repoDir(rev.Dir, cfg.Repo.Path)
+		if err != nil {
+			return nil, err
+		}
+		return envs.Load(ctx, dir, cfg.Env, loadOptions(cfg))
 	}
 }
 

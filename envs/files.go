@@ -1,0 +1,316 @@
+package envs
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/consts"
+	"github.com/compose-spec/compose-go/v2/template"
+	"go.yaml.in/yaml/v4"
+)
+
+// rawFile is one Compose file of an environment as written, before
+// compose-go merges anything: used to check keys, and to say which file a
+// problem is in.
+type rawFile struct {
+	rel string // relative to the checkout root, slash-separated
+	abs string // symlinks resolved
+	// content is what was read (through the checkout, within the limit);
+	// compose-go gets these bytes for the top-level files.
+	content []byte
+	model   map[string]any
+	// refs maps each include path and extends.file written in this file
+	// to where it is written (field, service).
+	refs map[string]ref
+}
+
+type ref struct{ service, field string }
+
+// fileSet is every file an environment is made of, read through the
+// checkout, in the order compose-go asked for them. It is also the
+// compose-go ResourceLoader for include and extends: compose-go opens no
+// Compose file berth has not resolved, contained and read first.
+type fileSet struct {
+	co       *checkout
+	c        *collector
+	main     string // rel of the environment's compose.yaml
+	maxFiles int
+	files    []*rawFile
+	byAbs    map[string]*rawFile
+	// bases: the directory a file's relative include and extends paths
+	// are resolved against (the environment's directory for the top-level
+	// files, a file's own directory otherwise, as docker compose does).
+	bases map[string]string
+	// vars interpolate port ranges before they are counted: the env's
+	// .env.
+	vars map[string]string
+	// last is the path Load returned most recently: compose-go asks Dir
+	// about it right after.
+	lastRaw, lastAbs string
+}
+
+// readCompose reads, parses and records one Compose file that passed
+// containment. Problems go to the collector; a containment problem is
+// also returned, so that loading stops before compose-go reads further.
+func (s *fileSet) readCompose(abs, from string, at ref) (*rawFile, error) {
+	if f := s.byAbs[abs]; f != nil {
+		return f, nil
+	}
+	if len(s.files) >= s.maxFiles {
+		err := refuse("more than %d files make up this environment", s.maxFiles)
+		s.c.add(from, at.service, at.field, err.Error(), "flatten the include/extends chain")
+		return nil, err
+	}
+	rel := s.co.rel(abs)
+	b, err := s.co.readFile(abs)
+	if err != nil {
+		s.c.add(rel, "", "", err.Error(), "")
+		return nil, err
+	}
+	var model map[string]any
+	if err := yaml.Unmarshal(b, &model); err != nil {
+		msg := err.Error()
+		s.c.add(rel, "", "", strings.TrimPrefix(msg, "yaml: "), "")
+		return nil, refuse("%s: not valid YAML", rel)
+	}
+	f := &rawFile{rel: rel, abs: abs, content: b, model: model, refs: map[string]ref{}}
+	s.files = append(s.files, f)
+	s.byAbs[abs] = f
+	if _, ok := s.bases[abs]; !ok {
+		s.bases[abs] = filepath.Dir(abs)
+	}
+	var refused error
+	for i, inc := range includePaths(model["include"]) {
+		fld := fmt.Sprintf("include[%d]", i)
+		for _, p := range inc.paths {
+			f.refs[p] = ref{field: fld}
+		}
+		// compose-go reads an include's project_directory/.env and its
+		// env_file while it includes, before any hook berth has: berth
+		// takes neither, so the included file's own directory is its
+		// project directory, as when they are left out.
+		if inc.projectDir {
+			refused = refuse("include project_directory is not supported by berth")
+			s.c.add(rel, "", fld+".project_directory", refused.Error(), "leave it out: an included file's directory is its project directory")
+		}
+		if inc.envFile {
+			refused = refuse("include env_file is not supported by berth")
+			s.c.add(rel, "", fld+".env_file", refused.Error(), "put the variables in the .env beside the included file")
+		}
+	}
+	services, _ := model["services"].(map[string]any)
+	for name, v := range services {
+		svc, _ := v.(map[string]any)
+		// compose-go expands port ranges, in time that grows with the
+		// square of their size: refuse a huge one before it does.
+		if n := countPorts(svc["ports"], s.vars); n > maxPorts {
+			refused = refuse("port ranges expand to %d mappings, more than %d", n, maxPorts)
+			s.c.add(rel, name, "ports", refused.Error(), "publish the ports the service needs")
+		}
+		if ext, ok := svc["extends"].(map[string]any); ok {
+			if file, ok := ext["file"].(string); ok {
+				f.refs[file] = ref{service: name, field: "extends.file"}
+			}
+		}
+	}
+	return f, refused
+}
+
+// Accept takes every include and extends path: none goes to compose-go's
+// own loader, which would open it unchecked.
+func (s *fileSet) Accept(string) bool { return true }
+
+// Load resolves an include or extends path written in the file compose-go
+// is loading, checks it stays in the checkout and is a regular file,
+// reads it, and returns its resolved path: compose-go then opens exactly
+// the file berth checked.
+func (s *fileSet) Load(ctx context.Context, p string) (string, error) {
+	from, _ := ctx.Value(consts.ComposeFileKey{}).(string)
+	origin := s.byAbs[from]
+	at, base := ref{field: "include"}, s.bases[from]
+	if origin != nil {
+		if r, ok := origin.refs[p]; ok {
+			at = r
+		} else {
+			// An extends inside a file loaded for extends: compose-go
+			// still names the outer file.
+			for i := len(s.files) - 1; i >= 0; i-- {
+				if r, ok := s.files[i].refs[p]; ok {
+					origin, at, base = s.files[i], r, s.bases[s.files[i].abs]
+					break
+				}
+			}
+		}
+	}
+	fromRel := s.main
+	if origin != nil {
+		fromRel = origin.rel
+	}
+	if base == "" {
+		base = filepath.Dir(from)
+	}
+	full := p
+	if !filepath.IsAbs(full) {
+		full = filepath.Join(base, p)
+	}
+	hint := "include and extend only files inside the config repository"
+	resolved, err := s.co.resolve(full)
+	if err != nil {
+		msg := fmt.Sprintf("%s does not exist", p)
+		if r, ok := err.(*refusal); ok {
+			msg = fmt.Sprintf("%s %s", p, r.msg)
+			if _, in := s.co.inside(full); !in && filepath.IsAbs(p) {
+				msg = fmt.Sprintf("%s is outside the config repository", p)
+			}
+		}
+		s.c.add(fromRel, at.service, at.field, msg, hint)
+		return "", refuse("%s:%s:%s: %s", fromRel, at.service, at.field, msg)
+	}
+	abs := filepath.Join(s.co.dir, filepath.FromSlash(resolved))
+	if _, err := s.readCompose(abs, fromRel, at); err != nil {
+		return "", err
+	}
+	// An included file's project directory is its own; compose-go reads
+	// the .env there.
+	if at.field != "extends.file" {
+		if err := s.checkDotEnv(filepath.Join(filepath.Dir(abs), ".env")); err != nil {
+			return "", err
+		}
+	}
+	s.lastRaw, s.lastAbs = p, abs
+	return abs, nil
+}
+
+// Dir is the directory relative paths of a loaded file are resolved
+// against: its own.
+func (s *fileSet) Dir(p string) string {
+	if p == s.lastRaw || p == s.lastAbs || s.lastAbs == "" {
+		return filepath.Dir(s.lastAbs)
+	}
+	return filepath.Dir(p)
+}
+
+// checkDotEnv refuses a .env that compose-go would read unless it is a
+// contained regular file within the size limit.
+func (s *fileSet) checkDotEnv(path string) error {
+	if !s.co.exists(path) {
+		return nil
+	}
+	if _, err := s.co.readFile(path); err != nil {
+		s.c.add(s.co.rel(path), "", "", err.Error(), "")
+		return err
+	}
+	return nil
+}
+
+// fileFor names the file that last sets field (its first segment) of
+// service, or of the top level when service is empty.
+func (s *fileSet) fileFor(service, field string) string {
+	key, _, _ := strings.Cut(field, ".")
+	key, _, _ = strings.Cut(key, "[")
+	declared := ""
+	for i := len(s.files) - 1; i >= 0; i-- {
+		m := s.files[i].model
+		if service != "" {
+			services, _ := m["services"].(map[string]any)
+			svc, ok := services[service].(map[string]any)
+			if !ok {
+				continue
+			}
+			if declared == "" {
+				declared = s.files[i].rel
+			}
+			m = svc
+		}
+		if _, ok := m[key]; ok {
+			return s.files[i].rel
+		}
+	}
+	if declared != "" {
+		return declared
+	}
+	return s.main
+}
+
+type includeRef struct {
+	paths      []string
+	projectDir bool
+	envFile    bool
+}
+
+// includePaths reads the forms `include:` takes: a string, or a list of
+// strings and {path, project_directory, env_file} mappings.
+func includePaths(v any) []includeRef {
+	var out []includeRef
+	items, ok := v.([]any)
+	if !ok {
+		if s, ok := v.(string); ok {
+			items = []any{s}
+		}
+	}
+	for _, it := range items {
+		switch x := it.(type) {
+		case string:
+			out = append(out, includeRef{paths: []string{x}})
+		case map[string]any:
+			_, pd := x["project_directory"]
+			_, ef := x["env_file"]
+			out = append(out, includeRef{paths: stringList(x["path"]), projectDir: pd, envFile: ef})
+		}
+	}
+	return out
+}
+
+func stringList(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var out []string
+		for _, it := range x {
+			if s, ok := it.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// countPorts counts the mappings a service's ports: expand to, ranges
+// counted by their size, as written or interpolated with vars.
+func countPorts(v any, vars map[string]string) int {
+	list, _ := v.([]any)
+	n := 0
+	for _, p := range list {
+		var spec string
+		switch x := p.(type) {
+		case string:
+			spec = x
+		case map[string]any:
+			spec = fmt.Sprint(x["published"]) + ":" + fmt.Sprint(x["target"])
+		default:
+			spec = fmt.Sprint(x)
+		}
+		if strings.Contains(spec, "$") {
+			if sub, err := template.Substitute(spec, func(k string) (string, bool) { v, ok := vars[k]; return v, ok }); err == nil {
+				spec = sub
+			}
+		}
+		spec, _, _ = strings.Cut(spec, "/")
+		most := 1
+		for _, part := range strings.Split(spec, ":") {
+			lo, hi, ok := strings.Cut(part, "-")
+			a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+			b, err2 := strconv.Atoi(strings.TrimSpace(hi))
+			if ok && err1 == nil && err2 == nil && b-a+1 > most {
+				most = b - a + 1
+			}
+		}
+		n += most
+	}
+	return n
+}

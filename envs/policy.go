@@ -1,0 +1,295 @@
+package envs
+
+import (
+	"fmt"
+	"math"
+	"path"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// Policy is what the agent config allows services to ask of the host. The
+// zero value allows none of it (DESIGN.md §7): whoever merges to the
+// config repository runs containers, and no more.
+type Policy struct {
+	AllowPrivileged     bool     `yaml:"allow_privileged"`
+	AllowHostNamespaces bool     `yaml:"allow_host_namespaces"` // network_mode/pid/ipc: host
+	AllowCapAdd         bool     `yaml:"allow_cap_add"`
+	AllowDevices        bool     `yaml:"allow_devices"`
+	AllowDockerSocket   bool     `yaml:"allow_docker_socket"`
+	AllowedBindMounts   []string `yaml:"allowed_bind_mounts"` // host path prefixes
+	// AllowVolumeDrivers lets named volumes use drivers other than local,
+	// and driver_opts (with the local driver they bind any host path).
+	AllowVolumeDrivers bool `yaml:"allow_volume_drivers"`
+	// AllowedSecurityOpt lists security_opt entries allowed beyond
+	// no-new-privileges ("name" or a "prefix*").
+	AllowedSecurityOpt []string `yaml:"allowed_security_opt"`
+	// AllowedLoggingDrivers lists logging drivers allowed beyond json-file,
+	// local, journald and none (the others make dockerd connect out).
+	AllowedLoggingDrivers []string `yaml:"allowed_logging_drivers"`
+	// AllowedSysctls replaces the default, net.* (namespaced per
+	// container): "name" or a "prefix*".
+	AllowedSysctls []string `yaml:"allowed_sysctls"`
+	// AllowExternalVolumes lets services use volumes the project does not
+	// own (external: true): data of other projects or of the host.
+	AllowExternalVolumes bool `yaml:"allow_external_volumes"`
+	// AllowExternalNetworks lets services join networks the project does
+	// not own (external: true), where other projects' containers are.
+	AllowExternalNetworks bool `yaml:"allow_external_networks"`
+	// AllowRWRepoMounts lets a bind mount from the config repository be
+	// written (":rw"); by default every repo file is mounted read-only.
+	AllowRWRepoMounts bool `yaml:"allow_rw_repo_mounts"`
+}
+
+const policyHint = "the agent config must allow it (policy in /etc/berth/agent.yaml)"
+
+// Defaults of the list switches.
+var (
+	safeSecurityOpt     = []string{"no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"}
+	safeLoggingDrivers  = []string{"json-file", "local", "journald", "none"}
+	defaultSysctls      = []string{"net.*"}
+	safeIpcModes        = []string{"", "private", "shareable", "none"}
+	safeNetworkDrivers  = []string{"", "bridge"}
+	reservedLabelPrefix = []string{"berth.", "com.docker.compose."}
+	// maxPorts bounds a service's port mappings: compose expands ranges,
+	// and "1-65535" would bind every host port.
+	maxPorts = 256
+)
+
+// dockerSockets are host paths that hand a container control of the
+// host's container engine; mounting them or any directory above them is
+// refused unless allowed.
+var dockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock", "/var/run/containerd/containerd.sock"}
+
+// matchAny reports whether s matches one of patterns: equal, or a prefix
+// when the pattern ends in "*".
+func matchAny(s string, patterns []string) bool {
+	for _, p := range patterns {
+		if pre, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(s, pre) || p == s {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPolicy refuses what reaches the host through one service's
+// container config, unless the policy allows it. Bind mounts are checked
+// in checkMounts.
+func checkPolicy(bad func(field, msg, hint string), cfg *types.ServiceConfig, p Policy) {
+	if cfg.Privileged && !p.AllowPrivileged {
+		bad("privileged", "privileged containers are refused", policyHint)
+	}
+	namespace := func(field, what, v string, safe []string) {
+		switch {
+		case slices.Contains(safe, v):
+		case v == "host":
+			if !p.AllowHostNamespaces {
+				bad(field, fmt.Sprintf("the host %s namespace is refused", what), policyHint)
+			}
+		case strings.HasPrefix(v, "container:"), strings.HasPrefix(v, "service:"):
+			bad(field, fmt.Sprintf("sharing another container's %s namespace (%s) is refused", what, v), "containers of other projects are out of reach; run the processes in one service")
+		default:
+			bad(field, fmt.Sprintf("%s mode %q is refused", what, v), "leave it out")
+		}
+	}
+	switch nm := cfg.NetworkMode; {
+	case nm == "" || nm == "none":
+	case nm == "host":
+		if !p.AllowHostNamespaces {
+			bad("network_mode", "host networking is refused", policyHint)
+		}
+	case strings.HasPrefix(nm, "container:"), strings.HasPrefix(nm, "service:"):
+		bad("network_mode", fmt.Sprintf("sharing another container's network namespace (%s) is refused", nm), "join a network of this project instead")
+	default:
+		bad("network_mode", fmt.Sprintf("network_mode %q is refused", nm), "use networks: of this project, or none")
+	}
+	namespace("pid", "PID", cfg.Pid, []string{""})
+	namespace("ipc", "IPC", cfg.Ipc, safeIpcModes)
+	namespace("uts", "UTS", cfg.Uts, []string{""})
+	if cfg.UserNSMode != "" {
+		bad("userns_mode", "userns_mode is refused", "leave it out")
+	}
+	if len(cfg.CapAdd) > 0 && !p.AllowCapAdd {
+		bad("cap_add", fmt.Sprintf("added capabilities %v are refused", cfg.CapAdd), policyHint)
+	}
+	if len(cfg.Devices) > 0 && !p.AllowDevices {
+		bad("devices", "host devices are refused", policyHint)
+	}
+	for i, o := range cfg.SecurityOpt {
+		if !slices.Contains(safeSecurityOpt, o) && !matchAny(o, p.AllowedSecurityOpt) {
+			bad(fmt.Sprintf("security_opt[%d]", i), fmt.Sprintf("security_opt %q is refused: it would weaken the container's confinement", o), "add it to policy.allowed_security_opt in /etc/berth/agent.yaml")
+		}
+	}
+	sysctls := p.AllowedSysctls
+	if sysctls == nil {
+		sysctls = defaultSysctls
+	}
+	for _, k := range slices.Sorted(mapsKeys(cfg.Sysctls)) {
+		if !matchAny(k, sysctls) {
+			bad("sysctls."+k, fmt.Sprintf("sysctl %s is refused", k), "only "+strings.Join(sysctls, ", ")+" unless policy.allowed_sysctls in /etc/berth/agent.yaml lists it")
+		}
+	}
+	if l := cfg.Logging; l != nil && l.Driver != "" && !slices.Contains(safeLoggingDrivers, l.Driver) && !slices.Contains(p.AllowedLoggingDrivers, l.Driver) {
+		bad("logging.driver", fmt.Sprintf("logging driver %q is refused: it makes the Docker daemon send logs elsewhere", l.Driver), "use "+strings.Join(safeLoggingDrivers, ", ")+", or add it to policy.allowed_logging_drivers in /etc/berth/agent.yaml")
+	}
+	for _, k := range slices.Sorted(mapsKeys(cfg.Labels)) {
+		if reservedLabel(k) {
+			bad("labels."+k, fmt.Sprintf("label %s is reserved: berth and Compose use these to know which containers are whose", k), "use a label of your own")
+		}
+	}
+	if len(cfg.Ports) > maxPorts {
+		bad("ports", fmt.Sprintf("%d port mappings (ranges expanded) are more than %d", len(cfg.Ports), maxPorts), "publish the ports the service needs")
+	}
+	checkFinite(bad, reflect.ValueOf(cfg).Elem(), "")
+}
+
+func reservedLabel(k string) bool {
+	for _, pre := range reservedLabelPrefix {
+		if strings.HasPrefix(k, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+func mapsKeys[M ~map[string]V, V any](m M) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// checkFinite refuses NaN and infinite numbers anywhere in a service's
+// config ("cpus: NaN" parses as a float): nothing downstream handles them.
+func checkFinite(bad func(field, msg, hint string), v reflect.Value, field string) {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			bad(field, fmt.Sprintf("%v is not a number berth can use", f), "write a finite number")
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			checkFinite(bad, v.Elem(), field)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				name = strings.ToLower(f.Name)
+			}
+			sub := name
+			if field != "" {
+				sub = field + "." + name
+			}
+			checkFinite(bad, v.Field(i), sub)
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			checkFinite(bad, v.Index(i), fmt.Sprintf("%s[%d]", field, i))
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			checkFinite(bad, iter.Value(), fmt.Sprintf("%s.%v", field, iter.Key()))
+		}
+	}
+}
+
+// checkProjectResources refuses volumes and networks that reach beyond the
+// project: other drivers and driver options (a local volume with
+// driver_opts binds any host path), external ones, names that belong to
+// another project, and reserved labels.
+func checkProjectResources(c *collector, p *types.Project, pol Policy) {
+	for _, k := range slices.Sorted(mapsKeys(p.Volumes)) {
+		v := p.Volumes[k]
+		f := "volumes." + k
+		switch {
+		case bool(v.External):
+			if !pol.AllowExternalVolumes {
+				c.top(f+".external", fmt.Sprintf("external volume %q is refused: it belongs to another project or to the host", v.Name), "use a volume of this project, or set policy.allow_external_volumes in /etc/berth/agent.yaml")
+			}
+		case v.Name != "" && v.Name != p.Name+"_"+k:
+			c.top(f+".name", fmt.Sprintf("volume name %q is refused: this project's volumes are named %s_<volume>", v.Name, p.Name), "leave name: out")
+		}
+		if !pol.AllowVolumeDrivers {
+			if v.Driver != "" && v.Driver != "local" {
+				c.top(f+".driver", fmt.Sprintf("volume driver %q is refused", v.Driver), "use the local driver, or set policy.allow_volume_drivers in /etc/berth/agent.yaml")
+			}
+			if len(v.DriverOpts) > 0 {
+				c.top(f+".driver_opts", "volume driver_opts are refused: with the local driver they mount any host path", "leave driver_opts out, or set policy.allow_volume_drivers in /etc/berth/agent.yaml")
+			}
+		}
+		for _, l := range slices.Sorted(mapsKeys(v.Labels)) {
+			if reservedLabel(l) {
+				c.top(f+".labels."+l, fmt.Sprintf("label %s is reserved for berth and Compose", l), "use a label of your own")
+			}
+		}
+	}
+	for _, k := range slices.Sorted(mapsKeys(p.Networks)) {
+		n := p.Networks[k]
+		f := "networks." + k
+		switch {
+		case bool(n.External):
+			if !pol.AllowExternalNetworks {
+				c.top(f+".external", fmt.Sprintf("external network %q is refused: other projects' containers or the host's network are there", n.Name), "use a network of this project, or set policy.allow_external_networks in /etc/berth/agent.yaml")
+			}
+		case n.Name != "" && n.Name != p.Name+"_"+k:
+			c.top(f+".name", fmt.Sprintf("network name %q is refused: this project's networks are named %s_<network>", n.Name, p.Name), "leave name: out")
+		}
+		if !bool(n.External) && !slices.Contains(safeNetworkDrivers, n.Driver) {
+			c.top(f+".driver", fmt.Sprintf("network driver %q is refused: it attaches containers to the host's network", n.Driver), "use the bridge driver")
+		}
+		if len(n.DriverOpts) > 0 {
+			c.top(f+".driver_opts", "network driver_opts are refused", "leave driver_opts out")
+		}
+		for _, l := range slices.Sorted(mapsKeys(n.Labels)) {
+			if reservedLabel(l) {
+				c.top(f+".labels."+l, fmt.Sprintf("label %s is reserved for berth and Compose", l), "use a label of your own")
+			}
+		}
+	}
+}
+
+// hostPathBlocked says why a host bind mount source is refused, or "".
+// It works on the path as written (made absolute by compose), lexically:
+// a path that is not allowed is never touched.
+func hostPathBlocked(src string, p Policy) (msg, hint string) {
+	src = path.Clean(filepath.ToSlash(src))
+	if src == "/" {
+		return "mounting the host root is refused", "mount the directory the service needs"
+	}
+	for _, s := range dockerSockets {
+		if s == src || strings.HasPrefix(s, src+"/") {
+			if p.AllowDockerSocket {
+				return "", ""
+			}
+			return fmt.Sprintf("mounting %s hands the container control of the host's Docker", src), policyHint
+		}
+	}
+	if !underAny(src, p.AllowedBindMounts) {
+		return fmt.Sprintf("bind mount of %s is outside the allowed host paths", src), "add its directory to policy.allowed_bind_mounts in /etc/berth/agent.yaml, or use a named volume"
+	}
+	return "", ""
+}
+
+func underAny(src string, prefixes []string) bool {
+	for _, a := range prefixes {
+		a = path.Clean(filepath.ToSlash(a))
+		if src == a || strings.HasPrefix(src, a+"/") || a == "/" {
+			return true
+		}
+	}
+	return false
+}
