@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -162,7 +163,10 @@ func Verify(h http.Header, body, secret []byte) bool {
 		}
 	}
 	if tok := h.Get("X-Gitlab-Token"); tok != "" {
-		return subtle.ConstantTimeCompare([]byte(tok), secret) == 1
+		// ConstantTimeCompare returns at once on a length mismatch, which
+		// tells the length of the secret: compare digests of equal size.
+		a, b := sha256.Sum256([]byte(tok)), sha256.Sum256(secret)
+		return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 	}
 	return false
 }
@@ -184,7 +188,9 @@ func SecretFile(path string) func() ([]byte, error) {
 // authentication of its own beyond the webhook's signature.
 func Listen(addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		os.Remove(path)
+		if err := removeStaleSocket(path); err != nil {
+			return nil, err
+		}
 		l, err := net.Listen("unix", path)
 		if err != nil {
 			return nil, err
@@ -199,6 +205,27 @@ func Listen(addr string) (net.Listener, error) {
 		return nil, err
 	}
 	return net.Listen("tcp", addr)
+}
+
+// removeStaleSocket removes what is at path only when it is a socket no
+// process answers on (left by an agent that was killed); any other file,
+// or a live socket, is left alone and refused.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("listen %s: a file that is not a socket is there; refusing to remove it", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("listen %s: another process is serving on this socket", path)
+	}
+	return os.Remove(path)
 }
 
 // CheckLoopback says whether addr is a loopback host:port.

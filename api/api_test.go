@@ -4,8 +4,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,4 +109,49 @@ func TestListen_LoopbackOrUnixSocketOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+}
+
+func TestListen_RemovesOnlyAStaleSocket(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "not-a-socket")
+	os.WriteFile(file, []byte("keep me"), 0o600)
+	if _, err := Listen("unix:" + file); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Listen over a regular file: %v", err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "keep me" {
+		t.Fatal("a regular file was removed")
+	}
+	link := filepath.Join(dir, "link")
+	os.Symlink(file, link)
+	if _, err := Listen("unix:" + link); err == nil {
+		t.Fatal("Listen replaced a symlink")
+	}
+
+	sock := filepath.Join(dir, "api.sock")
+	live, err := Listen("unix:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen("unix:" + sock); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("Listen over a live socket: %v", err)
+	}
+	// A killed agent leaves its socket behind: the next one takes it over.
+	live.(*net.UnixListener).SetUnlinkOnClose(false)
+	live.Close()
+	l, err := Listen("unix:" + sock)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	l.Close()
+}
+
+func TestVerify_GitLabTokenOfAnyLength(t *testing.T) {
+	secret := []byte("s3cret-token")
+	for tok, want := range map[string]bool{"s3cret-token": true, "s3cret-toke": false, "s3cret-token-longer": false, "x": false} {
+		h := http.Header{}
+		h.Set("X-Gitlab-Token", tok)
+		if got := Verify(h, nil, secret); got != want {
+			t.Errorf("Verify(%q) = %v, want %v", tok, got, want)
+		}
+	}
 }
