@@ -1,0 +1,367 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"berth.dev/berth/internal/failure"
+)
+
+// ErrSessionLost reports that the agent's etcd session (its lease) ended
+// while a coordinated step was waiting: whatever it held is gone. It is an
+// outage; the next call starts a new session.
+var ErrSessionLost = errors.New("etcd session lost (lease expired or etcd unreachable)")
+
+// Options are the parts of a Client that are not configuration.
+type Options struct {
+	Log hclog.Logger
+	// Now is the wall clock (default time.Now). Scheduled times and the
+	// published clock use it; tests skew it.
+	Now func() time.Time
+	// SeenInterval is how often the permanent last-seen record is
+	// rewritten (default 10 min).
+	SeenInterval time.Duration
+}
+
+// Client is one agent's connection to the fleet: one etcd client, and one
+// session (lease) at a time, replaced when it dies. It is safe for
+// concurrent use.
+type Client struct {
+	cfg  Config
+	ecfg clientv3.Config
+	log  hclog.Logger
+	now  func() time.Time
+	opts Options
+
+	ctx    context.Context // lives until Close
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	etcd     *clientv3.Client // nil until the first successful dial
+	sess     *concurrency.Session
+	sessGen  chan struct{} // closed when a new session replaces the old one
+	sessLost bool          // for logging the loss once
+
+	seq   atomic.Int64
+	skew  atomic.Int64 // measured offset of our clock from etcd's, ns
+	out   outbox
+	pub   publisher
+	kickc chan struct{}
+}
+
+// New makes a client. It does not wait for etcd: an agent must start and
+// serve while etcd is down. Coordinated calls then fail as outages until
+// etcd answers.
+func New(cfg Config, opts Options) (*Client, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	pw, err := cfg.password()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Log == nil {
+		opts.Log = hclog.NewNullLogger()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SeenInterval <= 0 {
+		opts.SeenInterval = 10 * time.Minute
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		cfg: cfg,
+		ecfg: clientv3.Config{
+			Endpoints:   cfg.Etcd.Endpoints,
+			DialTimeout: cfg.Timeout,
+			// gRPC pings notice a dead connection (a partitioned member)
+			// so the balancer moves to another endpoint. etcd refuses
+			// pings closer than 5 s apart.
+			DialKeepAliveTime:    10 * time.Second,
+			DialKeepAliveTimeout: cfg.Timeout,
+			TLS:                  tlsCfg,
+			Username:             cfg.Etcd.Username,
+			Password:             pw,
+			Logger:               zap.NewNop(),
+			Context:              ctx,
+		},
+		log:     opts.Log.Named("fleet").With("host", cfg.Host),
+		now:     opts.Now,
+		opts:    opts,
+		ctx:     ctx,
+		cancel:  cancel,
+		sessGen: make(chan struct{}),
+		kickc:   make(chan struct{}, 1),
+	}
+	c.pub.init()
+	return c, nil
+}
+
+// Host is this agent's name in the fleet.
+func (c *Client) Host() string { return c.cfg.Host }
+
+// Config is the defaulted configuration.
+func (c *Client) Config() Config { return c.cfg }
+
+// client returns the etcd client, dialing it the first time. With
+// username/password auth, dialing logs in, which needs etcd up.
+func (c *Client) client() (*clientv3.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clientLocked()
+}
+
+func (c *Client) clientLocked() (*clientv3.Client, error) {
+	if c.etcd != nil {
+		return c.etcd, nil
+	}
+	if c.ctx.Err() != nil {
+		return nil, errors.New("fleet client closed")
+	}
+	cli, err := clientv3.New(c.ecfg)
+	if err != nil {
+		return nil, failure.AsOutage(fmt.Errorf("connect to etcd: %w", err))
+	}
+	c.etcd = cli
+	return cli, nil
+}
+
+// Session returns the agent's live session, making a new one when there
+// is none or the last one's Done fired: a dead session is dead for good,
+// and every key it held is gone (or about to be).
+func (c *Client) Session(ctx context.Context) (*concurrency.Session, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.sess; s != nil {
+		select {
+		case <-s.Done():
+		default:
+			return s, nil
+		}
+	}
+	cli, err := c.clientLocked()
+	if err != nil {
+		return nil, err
+	}
+	ttl := int64((c.cfg.LeaseTTL + time.Second - 1) / time.Second)
+	tctx, cancel := c.timeout(ctx)
+	g, err := cli.Grant(tctx, ttl)
+	cancel()
+	if err != nil {
+		return nil, c.fail(ctx, "grant lease", err)
+	}
+	// The session's context is the client's, not the caller's: the
+	// keepalive must outlive this call.
+	s, err := concurrency.NewSession(cli, concurrency.WithLease(g.ID), concurrency.WithTTL(int(ttl)), concurrency.WithContext(c.ctx))
+	if err != nil {
+		return nil, c.fail(ctx, "keep lease alive", err)
+	}
+	if old := c.sess; old != nil {
+		// Its keys may outlive our view of it by a keepalive that
+		// reached the server: revoke it so they go now.
+		go func(id clientv3.LeaseID) {
+			rctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+			defer cancel()
+			_, _ = cli.Revoke(rctx, id)
+		}(old.Lease())
+		c.log.Info("etcd session replaced", "lease", fmt.Sprintf("%x", s.Lease()))
+	} else {
+		c.log.Info("etcd session started", "lease", fmt.Sprintf("%x", s.Lease()))
+	}
+	c.sess = s
+	c.sessLost = false
+	close(c.sessGen)
+	c.sessGen = make(chan struct{})
+	c.kick()
+	return s, nil
+}
+
+// sessionChanged returns a channel closed when the next session starts.
+func (c *Client) sessionChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sessGen
+}
+
+// current returns the live session, if any, without making one.
+func (c *Client) current() *concurrency.Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.sess; s != nil {
+		select {
+		case <-s.Done():
+		default:
+			return s
+		}
+	}
+	return nil
+}
+
+// Close stops the client: queued results get one last chance, the
+// session's lease is revoked (its slots, locks and host key go at once),
+// and the connection closes.
+func (c *Client) Close() error {
+	fctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	if err := c.Flush(fctx); err != nil {
+		c.log.Warn("etcd results not written before close", "error", err)
+	}
+	cancel()
+	c.mu.Lock()
+	s, cli := c.sess, c.etcd
+	c.sess = nil
+	c.mu.Unlock()
+	if s != nil && cli != nil {
+		s.Orphan()
+		rctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+		_, _ = cli.Revoke(rctx, s.Lease())
+		cancel()
+	}
+	c.cancel()
+	if cli != nil {
+		return cli.Close()
+	}
+	return nil
+}
+
+// timeout bounds one etcd call.
+func (c *Client) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.Timeout)
+}
+
+// fail marks an etcd error as an outage, unless the caller gave up: then
+// it is the caller's cancellation.
+func (c *Client) fail(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("etcd %s: %w", op, ctx.Err())
+	}
+	return failure.AsOutage(fmt.Errorf("etcd %s: %w", op, err))
+}
+
+// get reads with a timeout.
+func (c *Client) get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	cli, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	tctx, cancel := c.timeout(ctx)
+	defer cancel()
+	resp, err := cli.Get(tctx, key, opts...)
+	if err != nil {
+		return nil, c.fail(ctx, "get "+key, err)
+	}
+	return resp, nil
+}
+
+// txn commits a transaction with a timeout.
+func (c *Client) txn(ctx context.Context, what string, cmps []clientv3.Cmp, then []clientv3.Op, els ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	cli, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	tctx, cancel := c.timeout(ctx)
+	defer cancel()
+	resp, err := cli.Txn(tctx).If(cmps...).Then(then...).Else(els...).Commit()
+	if err != nil {
+		return nil, c.fail(ctx, what, err)
+	}
+	return resp, nil
+}
+
+// kick wakes the background loop (publish, flush).
+func (c *Client) kick() {
+	select {
+	case c.kickc <- struct{}{}:
+	default:
+	}
+}
+
+// watchSpec is one key or prefix to wait on.
+type watchSpec struct {
+	key    string
+	prefix bool
+}
+
+func keyOf(k string) watchSpec    { return watchSpec{key: k} }
+func prefixOf(p string) watchSpec { return watchSpec{key: p, prefix: true} }
+
+var errWatchClosed = errors.New("watch closed")
+
+// waitChange blocks until any of specs changes after revision rev, the
+// session ends (ErrSessionLost, an outage), or ctx ends. Watches require a
+// leader, so a member cut off from the majority does not leave them
+// silent. A failed watch (no leader, compacted, closed) also returns nil:
+// the caller reads again, which both lists afresh after a compaction and
+// reports an outage if etcd is gone. The caller's loop is always
+// read → decide → waitChange(read's revision).
+func (c *Client) waitChange(ctx context.Context, sess *concurrency.Session, rev int64, specs ...watchSpec) error {
+	cli, err := c.client()
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	merged := make(chan error, len(specs))
+	for _, s := range specs {
+		opts := []clientv3.OpOption{clientv3.WithRev(rev + 1)}
+		if s.prefix {
+			opts = append(opts, clientv3.WithPrefix())
+		}
+		ch := cli.Watch(wctx, s.key, opts...)
+		go func() {
+			for wr := range ch {
+				if err := wr.Err(); err != nil {
+					merged <- err
+					return
+				}
+				if len(wr.Events) > 0 {
+					merged <- nil
+					return
+				}
+			}
+			merged <- errWatchClosed
+		}()
+	}
+	var sessDone <-chan struct{}
+	if sess != nil {
+		sessDone = sess.Done()
+	}
+	select {
+	case err := <-merged:
+		if err != nil && ctx.Err() == nil {
+			c.log.Debug("watch ended; reading again", "error", err)
+			// No hot loop while etcd has no leader: the next read
+			// waits for one (or times out as an outage).
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+		return ctx.Err()
+	case <-sessDone:
+		return failure.AsOutage(ErrSessionLost)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// token is a process-unique suffix for keys one session may hold several
+// of.
+func (c *Client) token() int64 { return c.seq.Add(1) }

@@ -1,0 +1,289 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"berth.dev/berth/internal/failure"
+)
+
+// JobPolicy says how a job's scheduled times are claimed.
+type JobPolicy struct {
+	// StartingDeadline: a scheduled time is not started later than this
+	// after it (0: no deadline). After an outage only the latest missed
+	// time is still claimable, and only within it.
+	StartingDeadline time.Duration
+	// History is how many run records of the job stay in etcd (default
+	// 100).
+	History int
+}
+
+// Job run statuses kept in etcd. JobLost is never written: List reports a
+// running record whose runner's lease is gone as lost.
+const (
+	JobRunning   = "running"
+	JobSucceeded = "succeeded"
+	JobFailed    = "failed"
+	JobLost      = "lost"
+)
+
+// ErrClaimed: the scheduled time (or a later one) is claimed already; skip
+// it, another host runs it (or ran it).
+var ErrClaimed = errors.New("scheduled time claimed already")
+
+// ErrTooLate: the scheduled time is past its starting deadline.
+var ErrTooLate = errors.New("scheduled time past its starting deadline")
+
+// JobRecord is the fleet's record of one scheduled time of a job.
+type JobRecord struct {
+	Job       string    `json:"job"`
+	Scheduled time.Time `json:"scheduled"`
+	Host      string    `json:"host"`
+	// Token is the claim's create revision: unique, growing.
+	Token     int64     `json:"token"`
+	Status    string    `json:"status"`
+	Claimed   time.Time `json:"claimed"`
+	Started   time.Time `json:"started,omitzero"`
+	Ended     time.Time `json:"ended,omitzero"`
+	ExitCode  int       `json:"exit_code"`
+	Reason    string    `json:"reason,omitempty"`
+	LeaseLost bool      `json:"lease_lost,omitempty"`
+	// RunID is the run's id in the host's local job history.
+	RunID string `json:"run_id,omitempty"`
+}
+
+// JobResult is how a claimed run ended.
+type JobResult struct {
+	Status   string // JobSucceeded, JobFailed, or the local status (timed_out, interrupted…)
+	ExitCode int
+	Reason   string
+	Started  time.Time
+	Ended    time.Time
+	RunID    string
+}
+
+// JobClaim is this host's claim on one scheduled time. Finish it once.
+type JobClaim struct {
+	Job       string
+	Scheduled time.Time
+	Token     int64
+
+	c         *Client
+	env       string
+	policy    JobPolicy
+	runKey    string
+	activeKey string
+	rec       JobRecord
+	lost      func() bool
+	finished  bool
+}
+
+// ClaimJob claims scheduled time t of job for this host (FLEET-NOTES rule
+// 2). t comes from the job's schedule, never from "now", so hosts with
+// skewed clocks still name the same time. The claim is a permanent key,
+// created by compare-and-swap that also advances the job's high-water
+// mark: a time at or before one already claimed is never claimed again
+// (ErrClaimed), whatever clock a host has, and even after its record is
+// pruned. A lease-bound key beside it shows the runner alive; losing it
+// never frees the time for a second run.
+func (c *Client) ClaimJob(ctx context.Context, env, job string, t time.Time, p JobPolicy) (*JobClaim, error) {
+	now := c.now()
+	if p.StartingDeadline > 0 && now.Sub(t) > p.StartingDeadline {
+		return nil, fmt.Errorf("%w: %s is %s past, deadline %s", ErrTooLate, t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second), p.StartingDeadline)
+	}
+	sess, err := c.Session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k := c.keys(env)
+	runKey, lastKey, activeKey := k.jobRun(job, t), k.jobLast(job), k.jobActive(job, t)
+	for range 10 {
+		resp, err := c.txn(ctx, "read job claim", nil, []clientv3.Op{clientv3.OpGet(lastKey), clientv3.OpGet(runKey)})
+		if err != nil {
+			return nil, err
+		}
+		if r := decodeFirst[JobRecord](resp.Responses[1].GetResponseRange().Kvs); r != nil {
+			return nil, fmt.Errorf("%w by %s", ErrClaimed, r.Host)
+		}
+		var lastMod int64
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			lastMod = kvs[0].ModRevision
+			if last := decodeFirst[JobRecord](kvs); last != nil && !t.After(last.Scheduled) {
+				return nil, fmt.Errorf("%w: a later time (%s) was claimed by %s", ErrClaimed, last.Scheduled.UTC().Format(time.RFC3339), last.Host)
+			}
+		}
+		rec := JobRecord{Job: job, Scheduled: t, Host: c.cfg.Host, Status: JobRunning, Claimed: now}
+		b, _ := json.Marshal(rec)
+		tr, err := c.txn(ctx, "claim job",
+			[]clientv3.Cmp{
+				clientv3.Compare(clientv3.ModRevision(lastKey), "=", lastMod),
+				clientv3.Compare(clientv3.CreateRevision(runKey), "=", 0),
+			},
+			[]clientv3.Op{
+				clientv3.OpPut(runKey, string(b)),
+				clientv3.OpPut(lastKey, string(b)),
+				clientv3.OpPut(activeKey, c.cfg.Host, clientv3.WithLease(sess.Lease())),
+			})
+		if err != nil {
+			return nil, err
+		}
+		if !tr.Succeeded {
+			continue
+		}
+		rec.Token = tr.Header.Revision
+		jc := &JobClaim{Job: job, Scheduled: t, Token: tr.Header.Revision, c: c, env: env, policy: p,
+			runKey: runKey, activeKey: activeKey, rec: rec}
+		jc.lost = c.watchLoss(sess, "job runner lost its etcd lease mid-run: the run goes on and is not repeated elsewhere; its record will say so",
+			"env", env, "job", job, "scheduled", t)
+		return jc, nil
+	}
+	return nil, failure.AsOutage(errors.New("claim job: the claim kept changing under contention"))
+}
+
+// Finish writes the run's result over its claim, by compare-and-swap. If
+// the runner's lease-bound key is gone (the lease expired mid-run: the
+// host was paused, cut off or slow), the record says so. The oldest
+// finished records beyond the history length are pruned.
+func (j *JobClaim) Finish(ctx context.Context, r JobResult) error {
+	if j == nil || j.finished {
+		return nil
+	}
+	j.finished = true
+	c := j.c
+	rec := j.rec
+	rec.Status, rec.ExitCode, rec.Reason = r.Status, r.ExitCode, r.Reason
+	rec.Started, rec.Ended, rec.RunID = r.Started, r.Ended, r.RunID
+	if rec.Ended.IsZero() {
+		rec.Ended = c.now()
+	}
+	if j.lost() {
+		markLost(&rec)
+	}
+	err := c.later(ctx, "job result "+j.Job, func(ctx context.Context) error {
+		for range 3 {
+			b, _ := json.Marshal(rec)
+			tr, err := c.txn(ctx, "write job result",
+				[]clientv3.Cmp{
+					clientv3.Compare(clientv3.ModRevision(j.runKey), "=", j.Token),
+					clientv3.Compare(clientv3.CreateRevision(j.activeKey), "=", j.Token),
+				},
+				[]clientv3.Op{clientv3.OpPut(j.runKey, string(b)), clientv3.OpDelete(j.activeKey)},
+				clientv3.OpGet(j.runKey, clientv3.WithKeysOnly()))
+			if err != nil {
+				return err
+			}
+			if tr.Succeeded {
+				return nil
+			}
+			kvs := tr.Responses[0].GetResponseRange().Kvs
+			if len(kvs) == 0 || kvs[0].ModRevision != j.Token {
+				c.log.Warn("job result not written: its record changed or was pruned", "env", j.env, "job", j.Job)
+				return nil
+			}
+			markLost(&rec) // the record is ours, the lease-bound key is not
+			b, _ = json.Marshal(rec)
+			tr, err = c.txn(ctx, "write job result",
+				[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(j.runKey), "=", j.Token)},
+				[]clientv3.Op{clientv3.OpPut(j.runKey, string(b))})
+			if err != nil || tr.Succeeded {
+				return err
+			}
+		}
+		return errors.New("write job result: record kept changing")
+	})
+	if err != nil {
+		return err
+	}
+	if c.Pending() == 0 {
+		c.pruneJob(ctx, j.env, j.Job, j.policy.History)
+	}
+	return nil
+}
+
+func markLost(r *JobRecord) {
+	if r.LeaseLost {
+		return
+	}
+	r.LeaseLost = true
+	note := "lease lost: the runner's etcd lease expired mid-run; the time was not run again elsewhere"
+	if r.Reason == "" {
+		r.Reason = note
+	} else {
+		r.Reason += "; " + note
+	}
+}
+
+// pruneJob deletes the oldest records beyond keep, never one whose runner
+// is alive.
+func (c *Client) pruneJob(ctx context.Context, env, job string, keep int) {
+	if keep <= 0 {
+		keep = 100
+	}
+	k := c.keys(env)
+	resp, err := c.get(ctx, k.jobRuns(job), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil || len(resp.Kvs) <= keep {
+		return
+	}
+	for _, kv := range resp.Kvs[:len(resp.Kvs)-keep] {
+		key := string(kv.Key)
+		active := k.job(job) + "/active/" + strings.TrimPrefix(key, k.jobRuns(job))
+		_, _ = c.txn(ctx, "prune job record",
+			[]clientv3.Cmp{
+				clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision),
+				clientv3.Compare(clientv3.CreateRevision(active), "=", 0),
+			},
+			[]clientv3.Op{clientv3.OpDelete(key)})
+	}
+}
+
+// JobRuns returns the job's records in etcd, newest first (at most limit;
+// 0: all). A running record whose runner's lease is gone shows as lost.
+func (c *Client) JobRuns(ctx context.Context, env, job string, limit int) ([]JobRecord, error) {
+	k := c.keys(env)
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
+	if limit > 0 {
+		opts = append(opts, clientv3.WithLimit(int64(limit)))
+	}
+	resp, err := c.txn(ctx, "read job records", nil, []clientv3.Op{
+		clientv3.OpGet(k.jobRuns(job), opts...),
+		clientv3.OpGet(k.job(job)+"/active/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	active := map[string]bool{}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		active[strings.TrimPrefix(string(kv.Key), k.job(job)+"/active/")] = true
+	}
+	var out []JobRecord
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		var r JobRecord
+		if json.Unmarshal(kv.Value, &r) != nil {
+			continue
+		}
+		r.Token = kv.CreateRevision
+		if r.Status == JobRunning && !active[strings.TrimPrefix(string(kv.Key), k.jobRuns(job))] {
+			r.Status = JobLost
+			r.Reason = "its runner's lease expired before it reported a result (the host died, or was paused or cut off)"
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// JobActive reports whether some host is running the job now (its
+// runner's lease alive): what `concurrency: forbid` checks fleet-wide.
+func (c *Client) JobActive(ctx context.Context, env, job string) (bool, error) {
+	resp, err := c.get(ctx, c.keys(env).job(job)+"/active/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return false, err
+	}
+	return resp.Count > 0, nil
+}

@@ -1,0 +1,323 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"berth.dev/berth/internal/failure"
+)
+
+// span is one host's time inside a deploy.
+type span struct {
+	host        string
+	enter, exit time.Time
+}
+
+// maxOverlap is the largest number of spans open at one instant.
+func maxOverlap(spans []span) int {
+	type ev struct {
+		at time.Time
+		d  int
+	}
+	var evs []ev
+	for _, s := range spans {
+		evs = append(evs, ev{s.enter, +1}, ev{s.exit, -1})
+	}
+	sort.Slice(evs, func(i, j int) bool {
+		if evs[i].at.Equal(evs[j].at) {
+			return evs[i].d < evs[j].d // an exit before an enter at the same instant
+		}
+		return evs[i].at.Before(evs[j].at)
+	})
+	n, best := 0, 0
+	for _, e := range evs {
+		n += e.d
+		best = max(best, n)
+	}
+	return best
+}
+
+// publishAll makes every agent publish itself live on rev, and waits
+// until all are listed.
+func publishAll(t *testing.T, as []*agent, rev string) {
+	t.Helper()
+	for _, a := range as {
+		a.Publish("prod", HostState{Live: &Commit{Revision: rev}})
+	}
+	waitFor(t, 20*time.Second, "every host listed", func() bool {
+		hs, err := as[0].List(context.Background(), "prod")
+		alive := 0
+		for _, h := range hs {
+			if h.Alive {
+				alive++
+			}
+		}
+		return err == nil && alive == len(as)
+	})
+}
+
+// rollout has every agent deploy rev (a deploy is hold long) and returns
+// the spans; deploy decides each host's outcome.
+func rollout(ctx context.Context, t *testing.T, as []*agent, rev, live string, p Policy, hold time.Duration,
+	outcome func(host string) Outcome) ([]span, map[string]error) {
+	var mu sync.Mutex
+	var spans []span
+	errs := map[string]error{}
+	var wg sync.WaitGroup
+	for _, a := range as {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			adm, err := a.Admit(ctx, "prod", RolloutRequest{Revision: rev, Policy: p, Live: live})
+			if err != nil {
+				mu.Lock()
+				errs[a.Host()] = err
+				mu.Unlock()
+				return
+			}
+			s := span{host: a.Host(), enter: time.Now()}
+			time.Sleep(hold)
+			s.exit = time.Now()
+			mu.Lock()
+			spans = append(spans, s)
+			mu.Unlock()
+			o := Succeeded
+			if outcome != nil {
+				o = outcome(a.Host())
+			}
+			if err := adm.Finish(ctx, o, "deploy "+fmt.Sprint(o)); err != nil {
+				t.Errorf("%s: finish: %v", a.Host(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	return spans, errs
+}
+
+func TestWaves_MaxParallel25PercentOf20_NeverMoreThan5(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 20)
+	publishAll(t, as, "c1")
+	ctx := ctxT(t, 2*time.Minute)
+	spans, errs := rollout(ctx, t, as, "c2", "c1", Policy{MaxParallel: "25%"}, 300*time.Millisecond, nil)
+	if len(errs) > 0 || len(spans) != 20 {
+		t.Fatalf("errors %v, %d deploys", errs, len(spans))
+	}
+	if got := maxOverlap(spans); got != 5 {
+		t.Fatalf("at most %d hosts deployed at once; want exactly 5 (never more, and the slots used)", got)
+	}
+	w, err := as[0].Wave(ctx, "prod", "c2")
+	if err != nil || w.MaxParallel != 5 || len(w.Known) != 20 {
+		t.Fatalf("wave record = %+v, %v", w, err)
+	}
+	if g, err := as[0].GoodRevision(ctx, "prod"); err != nil || g == nil || g.Revision != "c2" {
+		t.Fatalf("good revision = %+v, %v; want c2 once every host is on it", g, err)
+	}
+}
+
+func TestWaves_CanaryFirstThenOthersAfterPause(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 5)
+	publishAll(t, as, "c1")
+	ctx := ctxT(t, 2*time.Minute)
+	const pause = 2 * time.Second
+	spans, errs := rollout(ctx, t, as, "c2", "c1", Policy{Canary: 1, MaxParallel: "2", Pause: pause}, 200*time.Millisecond, nil)
+	if len(errs) > 0 || len(spans) != 5 {
+		t.Fatalf("errors %v, %d deploys", errs, len(spans))
+	}
+	w, _ := as[0].Wave(ctx, "prod", "c2")
+	if len(w.Canaries) != 1 {
+		t.Fatalf("canaries = %v", w.Canaries)
+	}
+	var canary span
+	for _, s := range spans {
+		if s.host == w.Canaries[0] {
+			canary = s
+		}
+	}
+	for _, s := range spans {
+		if s.host != canary.host && s.enter.Before(canary.exit.Add(pause)) {
+			t.Errorf("%s entered %s after the canary finished; want at least the pause (%s)", s.host, s.enter.Sub(canary.exit), pause)
+		}
+	}
+	if got := maxOverlap(spans); got > 2 {
+		t.Errorf("max overlap %d > max_parallel 2", got)
+	}
+}
+
+func TestWaves_CanaryFails_OnlyTheCanaryChanges_HaltSurvivesRestart(t *testing.T) {
+	etcd := startEmbedded(t)
+	eps := []string{etcd.Endpoint}
+	as := agents(t, eps, 3)
+	publishAll(t, as, "c1")
+	ctx := ctxT(t, 2*time.Minute)
+	spans, errs := rollout(ctx, t, as, "c2", "c1", Policy{Canary: 1, MaxParallel: "1"}, 100*time.Millisecond,
+		func(string) Outcome { return Failed })
+	w, _ := as[0].Wave(ctx, "prod", "c2")
+	if len(spans) != 1 || spans[0].host != w.Canaries[0] {
+		t.Fatalf("deploys %v; want only the canary %v", spans, w.Canaries)
+	}
+	for h, err := range errs {
+		var he *HaltedError
+		if !errors.As(err, &he) || !failure.IsVerdict(err) || he.Halt.Host != w.Canaries[0] {
+			t.Fatalf("%s: %v, want the halt (a verdict) naming the canary", h, err)
+		}
+	}
+	// The halt is a permanent key: it survives etcd restarting, and the
+	// agents restarting.
+	for _, a := range as {
+		a.close()
+	}
+	etcd.Stop()
+	etcd.Start()
+	as = agents(t, eps, 3)
+	publishAll(t, as, "c1")
+	for _, a := range as {
+		if a.Host() == w.Canaries[0] {
+			continue
+		}
+		if _, err := a.Admit(ctx, "prod", RolloutRequest{Revision: "c2", Live: "c1"}); !errors.As(err, new(*HaltedError)) {
+			t.Fatalf("%s after restart: %v, want halted", a.Host(), err)
+		}
+	}
+	// A new commit is not halted; `berth retry` clears the old halt.
+	adm, err := as[0].Admit(ctx, "prod", RolloutRequest{Revision: "c3", Live: "c1"})
+	if err != nil {
+		t.Fatalf("new commit: %v", err)
+	}
+	_ = adm.Finish(ctx, Abandoned, "")
+	if _, err := as[1].Retry(ctx, "prod", PauseInfo{By: "ops", Reason: "fixed the database"}); err != nil {
+		t.Fatal(err)
+	}
+	if hs, _ := as[0].Halts(ctx, "prod"); len(hs) != 0 {
+		t.Fatalf("halts after retry: %v", hs)
+	}
+}
+
+func TestWaves_JoiningHostDeploysGoodRevisionThenRespectsTheSlots(t *testing.T) {
+	etcd := startEmbedded(t)
+	eps := []string{etcd.Endpoint}
+	as := agents(t, eps, 3)
+	publishAll(t, as, "")
+	ctx := ctxT(t, 2*time.Minute)
+	// c1 rolls out everywhere: it becomes the good revision.
+	if _, errs := rollout(ctx, t, as, "c1", "", Policy{}, 0, nil); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if g, _ := as[0].GoodRevision(ctx, "prod"); g == nil || g.Revision != "c1" {
+		t.Fatalf("good = %+v", g)
+	}
+	publishAll(t, as, "c1")
+	// c2 is mid-rollout, one host at a time: web-1 holds the slot.
+	held, err := as[0].Admit(ctx, "prod", RolloutRequest{Revision: "c2", Policy: Policy{MaxParallel: "1"}, Live: "c1"})
+	if err != nil || held.Slot != 0 {
+		t.Fatalf("web-1: %+v, %v", held, err)
+	}
+	// A new host joins: it deploys c1, not the half-rolled-out c2.
+	joiner := newAgent(t, eps, "web-4")
+	joiner.Publish("prod", HostState{})
+	adm, err := joiner.Admit(ctx, "prod", RolloutRequest{Revision: "c2", Policy: Policy{MaxParallel: "1"}})
+	if err != nil || !adm.Joining || adm.Revision != "c1" {
+		t.Fatalf("joiner: %+v, %v; want to deploy c1 first", adm, err)
+	}
+	_ = adm.Finish(ctx, Succeeded, "")
+	// Live on c1, it then waits for a slot like everyone.
+	got := make(chan *Admission, 1)
+	go func() {
+		a, err := joiner.Admit(ctx, "prod", RolloutRequest{Revision: "c2", Policy: Policy{MaxParallel: "1"}, Live: "c1"})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- a
+	}()
+	r := raw(t, eps...)
+	waitFor(t, 10*time.Second, "the joiner queued for the slot", func() bool {
+		g, err := r.Get(ctx, joiner.keys("prod").queue(), clientPrefix()...)
+		return err == nil && g.Count == 1
+	})
+	select {
+	case a := <-got:
+		t.Fatalf("the joiner was admitted while web-1 held the only slot: %+v", a)
+	case <-time.After(500 * time.Millisecond):
+	}
+	_ = held.Finish(ctx, Succeeded, "")
+	if a := <-got; a == nil || a.Slot != 0 || a.Revision != "c2" {
+		t.Fatalf("joiner after the slot freed: %+v", a)
+	}
+
+	// During a halt, a joining host deploys the good revision too.
+	if err := as[1].HaltRevision(ctx, "prod", "c2", "ops", "bad release"); err != nil {
+		t.Fatal(err)
+	}
+	late := newAgent(t, eps, "web-5")
+	adm, err = late.Admit(ctx, "prod", RolloutRequest{Revision: "c2"})
+	if err != nil || !adm.Joining || adm.Revision != "c1" {
+		t.Fatalf("joiner during a halt: %+v, %v", adm, err)
+	}
+}
+
+func TestWaves_GoneCanaryIsReplaced(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 3)
+	publishAll(t, as, "c1")
+	ctx := ctxT(t, 2*time.Minute)
+	// Fix the record first, then lose the canary before it deploys.
+	w, err := as[0].wave(ctx, "prod", RolloutRequest{Revision: "c2", Policy: Policy{Canary: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest []*agent
+	for _, a := range as {
+		if a.Host() == w.Canaries[0] {
+			a.crash()
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	spans, errs := rollout(ctx, t, rest, "c2", "c1", Policy{Canary: 1}, 100*time.Millisecond, nil)
+	if len(errs) > 0 || len(spans) != 2 {
+		t.Fatalf("errors %v, deploys %v", errs, spans)
+	}
+	w2, _ := rest[0].Wave(ctx, "prod", "c2")
+	if slices.Contains(w2.Canaries, w.Canaries[0]) || len(w2.Replaced) != 1 {
+		t.Fatalf("record after the canary died: %+v", w2)
+	}
+}
+
+// A slot whose lease is lost mid-deploy is taken by the next host: one
+// more than max_parallel may deploy at once. The first still finishes and
+// records its result.
+func TestWaves_SlotLostMidDeploy_NextHostGoesOn_ResultStillRecorded(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 2)
+	publishAll(t, as, "c1")
+	ctx := ctxT(t, time.Minute)
+	req := RolloutRequest{Revision: "c2", Policy: Policy{MaxParallel: "1"}, Live: "c1"}
+	first, err := as[0].Admit(ctx, "prod", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := as[0].Session(ctx)
+	s.Orphan()
+	second, err := as[1].Admit(ctx, "prod", req)
+	if err != nil || second.Slot != 0 {
+		t.Fatalf("second: %+v, %v", second, err)
+	}
+	if err := first.Finish(ctx, Succeeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Finish(ctx, Succeeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	r := raw(t, etcd.Endpoint)
+	g, err := r.Get(ctx, as[0].keys("prod").dones("c2"), clientPrefix()...)
+	if err != nil || g.Count != 2 {
+		t.Fatalf("results recorded: %v, %v", g, err)
+	}
+}

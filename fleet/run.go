@@ -1,0 +1,160 @@
+package fleet
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"berth.dev/berth/internal/failure"
+)
+
+// Run keeps the agent's side of the fleet up until ctx ends: a live
+// session (a new one whenever the last one dies), the host records
+// (rewritten on change and on every new session), the rare last-seen
+// record, the clock-skew estimate, and the outbox of results that could
+// not be written while etcd was unreachable. The calls that coordinate
+// (Migrate, Admit, ClaimJob) work without it, but only Run notices a lost
+// session at once and republishes the host.
+func (c *Client) Run(ctx context.Context) {
+	const maxBackoff = 30 * time.Second
+	backoff := time.Second
+	var skewAt, seenAt, pruneAt time.Time
+	down := false
+	for {
+		sess, err := c.Session(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !down {
+				c.log.Warn("etcd unreachable: coordinated steps wait until it answers", "error", err)
+				down = true
+			}
+			if !sleepOrKick(ctx, c.kickc, backoff) {
+				return
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		if down {
+			c.log.Info("etcd reachable again")
+			down = false
+		}
+		now := time.Now()
+		if now.Sub(skewAt) >= c.opts.SeenInterval {
+			c.measureSkew(ctx)
+			skewAt = now
+		}
+		refreshSeen := now.Sub(seenAt) >= c.opts.SeenInterval
+		perr := c.publishAll(ctx, refreshSeen)
+		if perr == nil && refreshSeen {
+			seenAt = now
+		}
+		if perr == nil && now.Sub(pruneAt) >= 24*time.Hour {
+			c.pruneSeen(ctx)
+			pruneAt = now
+		}
+		ferr := c.Flush(ctx)
+		wait := min(c.opts.SeenInterval-time.Since(seenAt), c.opts.SeenInterval-time.Since(skewAt))
+		if perr != nil || ferr != nil {
+			wait = min(wait, backoff)
+			backoff = min(2*backoff, maxBackoff)
+		} else {
+			backoff = time.Second
+		}
+		t := time.NewTimer(max(wait, 10*time.Millisecond))
+		select {
+		case <-sess.Done():
+			c.log.Warn("etcd session lost: its slots, locks and host record are gone; starting a new one")
+		case <-c.kickc:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+	}
+}
+
+func sleepOrKick(ctx context.Context, kick <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-kick:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// outbox keeps results that could not be written while etcd was
+// unreachable. Each is a compare-and-swap that is retried until it lands
+// or finds itself superseded; order is kept. It lives in memory: an agent
+// killed before etcd came back leaves the step "running", which the fleet
+// reads as interrupted (never as "run it again").
+type outbox struct {
+	flush sync.Mutex // one Flush at a time: an item is tried by one caller
+	mu    sync.Mutex
+	items []pending
+}
+
+type pending struct {
+	what string
+	fn   func(ctx context.Context) error
+}
+
+// later runs fn now and, if etcd is unreachable, keeps it for Run to
+// retry. fn must be a compare-and-swap that is safe to repeat. The caller's
+// cancellation does not stop the first attempt: a step that finished
+// records its result even during shutdown.
+func (c *Client) later(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	c.out.mu.Lock()
+	queued := len(c.out.items) > 0
+	c.out.mu.Unlock()
+	if !queued { // keep order: behind earlier results, never before them
+		err := fn(context.WithoutCancel(ctx))
+		if err == nil || !failure.IsOutage(err) {
+			return err
+		}
+		c.log.Warn("etcd unreachable: result kept, written when etcd answers", "what", what, "error", err)
+	}
+	c.out.mu.Lock()
+	c.out.items = append(c.out.items, pending{what: what, fn: fn})
+	c.out.mu.Unlock()
+	c.kick()
+	return nil
+}
+
+// Flush writes the kept results, in order, stopping at the first that
+// still fails. It returns nil when nothing is left.
+func (c *Client) Flush(ctx context.Context) error {
+	c.out.flush.Lock()
+	defer c.out.flush.Unlock()
+	for {
+		c.out.mu.Lock()
+		if len(c.out.items) == 0 {
+			c.out.mu.Unlock()
+			return nil
+		}
+		p := c.out.items[0]
+		c.out.mu.Unlock()
+		if err := p.fn(ctx); err != nil && failure.IsOutage(err) {
+			return err
+		} else if err != nil {
+			c.log.Warn("kept result dropped", "what", p.what, "error", err)
+		} else {
+			c.log.Info("kept result written", "what", p.what)
+		}
+		c.out.mu.Lock()
+		c.out.items = c.out.items[1:]
+		c.out.mu.Unlock()
+	}
+}
+
+// Pending is the number of results waiting for etcd.
+func (c *Client) Pending() int {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	return len(c.out.items)
+}
