@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -781,4 +781,3 @@ func short(rev string) string {
 	}
 	return rev
 }
-
