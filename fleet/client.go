@@ -12,6 +12,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"berth.dev/berth/internal/failure"
 )
@@ -20,6 +22,8 @@ import (
 // while a coordinated step was waiting: whatever it held is gone. It is an
 // outage; the next call starts a new session.
 var ErrSessionLost = errors.New("etcd session lost (lease expired or etcd unreachable)")
+
+var errClosed = errors.New("fleet client closed")
 
 // Options are the parts of a Client that are not configuration.
 type Options struct {
@@ -45,11 +49,11 @@ type Client struct {
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	etcd     *clientv3.Client // nil until the first successful dial
-	sess     *concurrency.Session
-	sessGen  chan struct{} // closed when a new session replaces the old one
-	sessLost bool          // for logging the loss once
+	mu      sync.Mutex
+	etcd    *clientv3.Client // nil until the first successful dial
+	sess    *concurrency.Session
+	sessGen chan struct{} // closed when a new session replaces the old one
+	closed  bool
 
 	seq   atomic.Int64
 	skew  atomic.Int64 // measured offset of our clock from etcd's, ns
@@ -99,6 +103,13 @@ func New(cfg Config, opts Options) (*Client, error) {
 			Password:             pw,
 			Logger:               zap.NewNop(),
 			Context:              ctx,
+			// gRPC's reconnect backoff grows to two minutes by default:
+			// after a long etcd outage an agent would stay away that
+			// long. Retry the connection at least every 2 s instead.
+			DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+				MinConnectTimeout: cfg.Timeout,
+			})},
 		},
 		log:     opts.Log.Named("fleet").With("host", cfg.Host),
 		now:     opts.Now,
@@ -130,8 +141,8 @@ func (c *Client) clientLocked() (*clientv3.Client, error) {
 	if c.etcd != nil {
 		return c.etcd, nil
 	}
-	if c.ctx.Err() != nil {
-		return nil, errors.New("fleet client closed")
+	if c.closed {
+		return nil, errClosed
 	}
 	cli, err := clientv3.New(c.ecfg)
 	if err != nil {
@@ -147,6 +158,9 @@ func (c *Client) clientLocked() (*clientv3.Client, error) {
 func (c *Client) Session(ctx context.Context) (*concurrency.Session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClosed
+	}
 	if s := c.sess; s != nil {
 		select {
 		case <-s.Done():
@@ -184,7 +198,6 @@ func (c *Client) Session(ctx context.Context) (*concurrency.Session, error) {
 		c.log.Info("etcd session started", "lease", fmt.Sprintf("%x", s.Lease()))
 	}
 	c.sess = s
-	c.sessLost = false
 	close(c.sessGen)
 	c.sessGen = make(chan struct{})
 	c.kick()
@@ -216,6 +229,13 @@ func (c *Client) current() *concurrency.Session {
 // session's lease is revoked (its slots, locks and host key go at once),
 // and the connection closes.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
 	fctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 	if err := c.Flush(fctx); err != nil {
 		c.log.Warn("etcd results not written before close", "error", err)

@@ -16,6 +16,10 @@ import (
 // (Migrate, Admit, ClaimJob) work without it, but only Run notices a lost
 // session at once and republishes the host.
 func (c *Client) Run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel) // Close ends Run too
+	defer stop()
 	const maxBackoff = 30 * time.Second
 	backoff := time.Second
 	var skewAt, seenAt, pruneAt time.Time
@@ -23,7 +27,7 @@ func (c *Client) Run(ctx context.Context) {
 	for {
 		sess, err := c.Session(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || c.isClosed() {
 				return
 			}
 			if !down {
@@ -65,6 +69,9 @@ func (c *Client) Run(ctx context.Context) {
 		t := time.NewTimer(max(wait, 10*time.Millisecond))
 		select {
 		case <-sess.Done():
+			if ctx.Err() != nil || c.isClosed() {
+				return
+			}
 			c.log.Warn("etcd session lost: its slots, locks and host record are gone; starting a new one")
 		case <-c.kickc:
 		case <-t.C:
@@ -157,4 +164,10 @@ func (c *Client) Pending() int {
 	c.out.mu.Lock()
 	defer c.out.mu.Unlock()
 	return len(c.out.items)
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }

@@ -82,13 +82,14 @@ func StartEtcdCluster(t testing.TB, n int) *EtcdCluster {
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.PeerURL)
 	}
+	token := "berth-test-" + randomID()
 	for _, m := range c.Members {
 		m.args = []string{
 			"--name", m.Name, "--data-dir", m.Dir,
 			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
 			"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.PeerURL,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
-			"--initial-cluster-token", "berth-test-" + randomID(),
+			"--initial-cluster-token", token,
 			// Fast elections, as on a LAN; a leader change takes about a
 			// second.
 			"--heartbeat-interval", "100", "--election-timeout", "1000",

@@ -1,0 +1,226 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// simClock runs a simulated clock 60 times faster than the real one: a
+// minute of schedule is a second of test.
+type simClock struct {
+	start, real time.Time
+}
+
+func newSimClock(start time.Time) *simClock { return &simClock{start: start, real: time.Now()} }
+
+func (s *simClock) now(off time.Duration) func() time.Time {
+	return func() time.Time { return s.start.Add(60*time.Since(s.real) + off) }
+}
+
+// realDelay is how long to sleep for the simulated clock now() to reach t.
+func realDelay(now func() time.Time, t time.Time) time.Duration { return t.Sub(now()) / 60 }
+
+// scheduler is the smallest scheduler loop a host runs for one job: at
+// each scheduled time T from the cron spec (by its own clock) it claims
+// T, and runs it if the claim is its own. When etcd is unreachable it
+// keeps the latest missed T and tries it again until its deadline.
+func scheduler(ctx context.Context, a *agent, now func() time.Time, spec cron.Schedule, from time.Time, n int,
+	p JobPolicy, runFor time.Duration, ran func(host string, t time.Time)) {
+	var missed *time.Time
+	t := from
+	for i := 0; i < n && ctx.Err() == nil; {
+		next := spec.Next(t)
+		// Before the next time, retry a missed one (the latest only).
+		for missed != nil && ctx.Err() == nil && now().Before(next) {
+			if try(ctx, a, *missed, p, runFor, ran) {
+				missed = nil
+				break
+			}
+			if now().Sub(*missed) > p.StartingDeadline {
+				missed = nil
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if d := realDelay(now, next); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return
+			}
+		}
+		t, i = next, i+1
+		if !try(ctx, a, t, p, runFor, ran) {
+			tt := t
+			missed = &tt
+		}
+	}
+}
+
+// try claims t and runs it; it reports false only when etcd was
+// unreachable (the time may be retried).
+func try(ctx context.Context, a *agent, t time.Time, p JobPolicy, runFor time.Duration, ran func(string, time.Time)) bool {
+	claim, err := a.ClaimJob(ctx, "prod", "cleanup", t, p)
+	switch {
+	case errors.Is(err, ErrClaimed), errors.Is(err, ErrTooLate):
+		return true
+	case err != nil:
+		return false
+	}
+	ran(a.Host(), t)
+	start := time.Now()
+	time.Sleep(runFor)
+	_ = claim.Finish(ctx, JobResult{Status: JobSucceeded, Started: start, Ended: time.Now()})
+	return true
+}
+
+func TestJobs_EveryMinuteForTenMinutes_ExactlyTenRuns_OneClock90sAhead(t *testing.T) {
+	etcd := startEmbedded(t)
+	eps := []string{etcd.Endpoint}
+	spec, err := cron.ParseStandard("* * * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	sim := newSimClock(start)
+	offsets := map[string]time.Duration{"web-1": 0, "web-2": 0, "web-3": 90 * time.Second}
+	var mu sync.Mutex
+	runs := map[time.Time][]string{}
+	ran := func(host string, t time.Time) {
+		mu.Lock()
+		runs[t] = append(runs[t], host)
+		mu.Unlock()
+	}
+	ctx := ctxT(t, 2*time.Minute)
+	var wg sync.WaitGroup
+	var as []*agent
+	for _, h := range []string{"web-1", "web-2", "web-3"} {
+		a := newAgent(t, eps, h, withNow(sim.now(offsets[h])))
+		as = append(as, a)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scheduler(ctx, a, sim.now(offsets[h]), spec, start, 10, JobPolicy{StartingDeadline: 5 * time.Minute, History: 50}, 50*time.Millisecond, ran)
+		}()
+	}
+	wg.Wait()
+	if len(runs) != 10 {
+		t.Fatalf("%d scheduled times ran, want 10: %v", len(runs), runs)
+	}
+	for tm, hosts := range runs {
+		if len(hosts) != 1 {
+			t.Errorf("%s ran on %v", tm, hosts)
+		}
+	}
+	recs, err := as[0].JobRuns(ctx, "prod", "cleanup", 0)
+	if err != nil || len(recs) != 10 {
+		t.Fatalf("records: %d, %v", len(recs), err)
+	}
+	for _, r := range recs {
+		if r.Host == "" || r.Status != JobSucceeded || r.Token == 0 {
+			t.Errorf("record %+v: want its host, succeeded, a token", r)
+		}
+	}
+}
+
+func TestJobs_HostsRacingForTheSameTime_OneClaimEach(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 3)
+	ctx := ctxT(t, time.Minute)
+	base := time.Now().Truncate(time.Minute)
+	for k := range 20 {
+		tm := base.Add(time.Duration(k) * time.Second)
+		var won atomic.Int32
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for _, a := range as {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				c, err := a.ClaimJob(ctx, "prod", "cleanup", tm, JobPolicy{})
+				if err == nil {
+					won.Add(1)
+					_ = c.Finish(ctx, JobResult{Status: JobSucceeded})
+				} else if !errors.Is(err, ErrClaimed) {
+					t.Errorf("%s: %v", a.Host(), err)
+				}
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		if won.Load() != 1 {
+			t.Fatalf("time %d: %d claims won, want 1", k, won.Load())
+		}
+	}
+}
+
+func TestJobs_HistoryKeptAndOldTimesNeverClaimedAgain(t *testing.T) {
+	etcd := startEmbedded(t)
+	a := newAgent(t, []string{etcd.Endpoint}, "web-1")
+	ctx := ctxT(t, time.Minute)
+	base := time.Now().Truncate(time.Minute)
+	p := JobPolicy{History: 3, StartingDeadline: time.Hour}
+	for k := range 5 {
+		c, err := a.ClaimJob(ctx, "prod", "cleanup", base.Add(time.Duration(k)*time.Second), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Finish(ctx, JobResult{Status: JobSucceeded})
+	}
+	recs, _ := a.JobRuns(ctx, "prod", "cleanup", 0)
+	if len(recs) != 3 || !recs[0].Scheduled.Equal(base.Add(4*time.Second)) {
+		t.Fatalf("kept %d records (newest %v), want the 3 newest", len(recs), recs)
+	}
+	// The pruned times stay claimed: the job's high-water mark is ahead.
+	if _, err := a.ClaimJob(ctx, "prod", "cleanup", base, p); !errors.Is(err, ErrClaimed) {
+		t.Fatalf("claim of a pruned time: %v, want ErrClaimed", err)
+	}
+	if _, err := a.ClaimJob(ctx, "prod", "cleanup", time.Now().Add(-2*time.Hour), p); !errors.Is(err, ErrTooLate) {
+		t.Fatalf("claim past the deadline: %v, want ErrTooLate", err)
+	}
+}
+
+// A job runner stopped (SIGSTOP) past its lease TTL, then continued: no
+// other host runs that time again, and the record notes the lease loss.
+func TestJobs_SIGSTOPPastTTL_NoRerun_RecordNotesLeaseLoss(t *testing.T) {
+	etcd := startEmbedded(t)
+	eps := []string{etcd.Endpoint}
+	tm := time.Now().Truncate(time.Second)
+	h := startHelper(t, "job", "web-1", eps, 2*time.Second,
+		"FLEET_T="+strconv.FormatInt(tm.UnixNano(), 10), "FLEET_RUN=1s")
+	waitFor(t, 20*time.Second, "the helper to claim the time", func() bool { return len(h.marks()) == 1 })
+	h.signal(t, syscall.SIGSTOP)
+	others := []*agent{newAgent(t, eps, "web-2"), newAgent(t, eps, "web-3")}
+	ctx := ctxT(t, time.Minute)
+	r := raw(t, eps...)
+	waitFor(t, 10*time.Second, "the stopped runner's lease to expire", func() bool {
+		g, err := r.Get(ctx, others[0].keys("prod").job("cleanup")+"/active/", clientPrefix()...)
+		return err == nil && g.Count == 0
+	})
+	for _, a := range others {
+		if _, err := a.ClaimJob(ctx, "prod", "cleanup", tm, JobPolicy{}); !errors.Is(err, ErrClaimed) {
+			t.Fatalf("%s: %v, want ErrClaimed", a.Host(), err)
+		}
+	}
+	recs, _ := others[0].JobRuns(ctx, "prod", "cleanup", 0)
+	if len(recs) != 1 || recs[0].Status != JobLost {
+		t.Fatalf("while stopped: %+v, want one record shown lost", recs)
+	}
+	h.signal(t, syscall.SIGCONT)
+	waitFor(t, 20*time.Second, "the helper to finish", func() bool { return len(h.marks()) == 2 })
+	recs, _ = others[0].JobRuns(ctx, "prod", "cleanup", 0)
+	if len(recs) != 1 || recs[0].Host != "web-1" || recs[0].Status != JobSucceeded || !recs[0].LeaseLost ||
+		!strings.Contains(recs[0].Reason, "lease lost") {
+		t.Fatalf("after SIGCONT: %+v", recs)
+	}
+}

@@ -1,0 +1,219 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"berth.dev/berth/internal/failure"
+	"berth.dev/berth/internal/testenv"
+)
+
+// With etcd down, every coordinated call fails as an outage, promptly;
+// publishing does not block.
+func TestOutage_EveryCoordinatedCallIsAnOutage(t *testing.T) {
+	etcd := testenv.StartEtcd(t)
+	a := newAgent(t, []string{etcd.ClientURL}, "web-1")
+	ctx := ctxT(t, time.Minute)
+	if _, err := a.Session(ctx); err != nil {
+		t.Fatal(err)
+	}
+	etcd.Stop()
+	a.Publish("prod", HostState{Waiting: "etcd"})
+	calls := map[string]func() error{
+		"admit": func() error {
+			_, err := a.Admit(ctx, "prod", RolloutRequest{Revision: "c2", Live: "c1"})
+			return err
+		},
+		"migrate": func() error {
+			_, err := a.Migrate(ctx, "prod", testMig, func(context.Context, int64) error {
+				t.Error("a migration ran with etcd down")
+				return nil
+			})
+			return err
+		},
+		"claim": func() error {
+			_, err := a.ClaimJob(ctx, "prod", "cleanup", time.Now(), JobPolicy{})
+			return err
+		},
+		"list": func() error { _, err := a.List(ctx, "prod"); return err },
+	}
+	for name, call := range calls {
+		start := time.Now()
+		err := call()
+		if !failure.IsOutage(err) {
+			t.Errorf("%s: %v, want an outage", name, err)
+		}
+		// A call is bounded by the per-call timeout (1 s here), plus
+		// the wait for the lease to lapse when a session was live.
+		if d := time.Since(start); d > 6*time.Second {
+			t.Errorf("%s took %s", name, d)
+		}
+	}
+}
+
+// etcd stops for twice the lease TTL during a rollout and a job schedule:
+// nothing coordinated starts while it is down, the deploy that was running
+// finishes and its result is written once etcd is back, the rollout then
+// completes, and of the scheduled times missed during the outage at most
+// one runs (the latest, as a catch-up).
+func TestOutage_EtcdDownTwiceTTL_NothingStarts_AtMostOneCatchUp(t *testing.T) {
+	etcd := testenv.StartEtcd(t) // a process: it stops at once
+	eps := []string{etcd.ClientURL}
+	const ttl = 2 * time.Second
+	spec, _ := cron.ParseStandard("* * * * *")
+	start := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	sim := newSimClock(start)
+	as := agents(t, eps, 3, withTTL(ttl), withNow(sim.now(0)))
+	publishAll(t, as, "c1")
+	ctx := ctxT(t, 2*time.Minute)
+
+	var mu sync.Mutex
+	type event struct {
+		what, host string
+		at         time.Time // real time
+		sched      time.Time
+	}
+	var events []event
+	note := func(what, host string, sched time.Time) {
+		mu.Lock()
+		events = append(events, event{what, host, time.Now(), sched})
+		mu.Unlock()
+	}
+
+	var wg sync.WaitGroup
+	// The job: every (simulated) minute, for 15 minutes.
+	for _, a := range as {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scheduler(ctx, a, sim.now(0), spec, start, 15, JobPolicy{StartingDeadline: 10 * time.Minute},
+				20*time.Millisecond, func(h string, tm time.Time) { note("job", h, tm) })
+		}()
+	}
+	// The rollout: one host at a time, 1.5 s each; a host whose Admit
+	// fails for the outage tries again, as the agent's pass would.
+	var deploying atomic.Int32
+	rolled := make(chan string, len(as))
+	for _, a := range as {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				adm, err := a.Admit(ctx, "prod", RolloutRequest{Revision: "c2", Policy: Policy{MaxParallel: "1"}, Live: "c1"})
+				if err != nil {
+					if !failure.IsOutage(err) {
+						t.Errorf("%s: %v", a.Host(), err)
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				note("deploy", a.Host(), time.Time{})
+				deploying.Add(1)
+				time.Sleep(1500 * time.Millisecond)
+				deploying.Add(-1)
+				_ = adm.Finish(ctx, Succeeded, "")
+				rolled <- a.Host()
+				return
+			}
+		}()
+	}
+	// Stop etcd while the first host deploys.
+	waitFor(t, 20*time.Second, "a deploy in progress", func() bool { return deploying.Load() == 1 })
+	time.Sleep(300 * time.Millisecond)
+	stopAt := time.Now()
+	etcd.Stop()
+	time.Sleep(2 * ttl)
+	etcd.Start()
+	etcd.WaitHealthy(t, 30*time.Second)
+	upAt := time.Now()
+	wg.Wait()
+
+	for _, e := range events {
+		if !e.at.Before(stopAt) && e.at.Before(upAt) {
+			t.Errorf("%s started on %s while etcd was down", e.what, e.host)
+		}
+	}
+	if len(rolled) != len(as) {
+		t.Fatalf("%d hosts rolled out, want %d", len(rolled), len(as))
+	}
+	// Scheduled times that passed while etcd was down (by the simulated
+	// clock): at most one of them ran, after etcd came back.
+	simStop, simUp := sim.start.Add(60*stopAt.Sub(sim.real)), sim.start.Add(60*upAt.Sub(sim.real))
+	perTime := map[time.Time]int{}
+	catchUps := 0
+	for _, e := range events {
+		if e.what != "job" {
+			continue
+		}
+		perTime[e.sched]++
+		if e.sched.After(simStop) && !e.sched.After(simUp) {
+			catchUps++
+		}
+	}
+	for tm, n := range perTime {
+		if n != 1 {
+			t.Errorf("%s ran %d times", tm, n)
+		}
+	}
+	if catchUps > 1 {
+		t.Errorf("%d of the times missed during the outage ran; want at most one", catchUps)
+	}
+	t.Logf("outage %s; job times run: %d; catch-up runs: %d", upAt.Sub(stopAt).Round(time.Millisecond), len(perTime), catchUps)
+	// The deploy that finished during the outage wrote its result later.
+	waitFor(t, 10*time.Second, "every host's result recorded", func() bool {
+		g, err := raw(t, eps...).Get(ctx, as[0].keys("prod").dones("c2"), clientPrefix()...)
+		return err == nil && g.Count == 3
+	})
+}
+
+// A three-member cluster (real etcd processes) loses its leader to a
+// restart during a long migration: the migration runs once.
+func TestCluster_LeaderRestartDuringLongMigration_NoDuplicateRun(t *testing.T) {
+	cluster := testenv.StartEtcdCluster(t, 3)
+	eps := cluster.Endpoints()
+	as := agents(t, eps, 3, withTTL(5*time.Second))
+	ctx := ctxT(t, 2*time.Minute)
+	var runs atomic.Int32
+	started := make(chan struct{}, 3)
+	res := migrateAll(ctx, as, testMig, func(string) RunFunc {
+		return func(ctx context.Context, token int64) error {
+			runs.Add(1)
+			started <- struct{}{}
+			time.Sleep(8 * time.Second)
+			return nil
+		}
+	})
+	<-started
+	time.Sleep(time.Second)
+	leader := cluster.Leader(t)
+	t.Logf("restarting the leader %s", leader.Name)
+	leader.Restart()
+	newLeader := cluster.Leader(t)
+	t.Logf("leader now %s", newLeader.Name)
+	var errs []error
+	ran := 0
+	for range as {
+		x := <-res
+		if x.err != nil {
+			errs = append(errs, x.err)
+		}
+		if x.out.Ran {
+			ran++
+		}
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("the migration ran %d times", runs.Load())
+	}
+	// The leases outlive a leader change (etcd resets their TTL): the
+	// runner keeps its lock and the others skip it.
+	if len(errs) > 0 || ran != 1 {
+		t.Fatalf("ran = %d, errors %v; want one run and two skips", ran, errors.Join(errs...))
+	}
+}
