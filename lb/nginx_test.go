@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/internal/testenv"
 )
 
@@ -52,8 +53,8 @@ func TestNginx_RejectedConfigRestoresThePreviousFile(t *testing.T) {
 	n, sw := startNginx(t, a)
 	before, _ := os.ReadFile(sw.File)
 	err := sw.Switch(t.Context(), []string{"127.0.0.1:99999"})
-	if err == nil || !strings.Contains(err.Error(), "nginx rejected "+sw.File) {
-		t.Fatalf("switch to an invalid port: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "nginx rejected "+sw.File) || !failure.IsVerdict(err) {
+		t.Fatalf("switch to an invalid port: %v (%s, want a verdict)", err, failure.Of(err))
 	}
 	after, _ := os.ReadFile(sw.File)
 	if string(after) != string(before) {

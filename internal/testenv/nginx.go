@@ -49,6 +49,7 @@ worker_processes 1;
 daemon off;
 pid %[2]s/nginx.pid;
 error_log stderr warn;
+error_log %[2]s/notice.log notice;
 events { worker_connections 1024; }
 http {
   access_log off;
@@ -72,6 +73,31 @@ http {
 // Args are the flags that point an nginx command at this instance, e.g.
 // append "-t" to test its config or "-s", "reload" to reload it.
 func (n *Nginx) Args() []string { return []string{"-p", n.Dir, "-c", n.conf} }
+
+// AddMain appends directives to nginx.conf's main context (e.g.
+// "worker_shutdown_timeout 10s;"); call it before Start.
+func (n *Nginx) AddMain(t testing.TB, directives string) {
+	t.Helper()
+	f, err := os.OpenFile(n.conf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintln(f, directives); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Reloads counts the reloads nginx has carried out (from its notice log:
+// "signal 1 (SIGHUP) received from PID, reconfiguring").
+func (n *Nginx) Reloads(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.Dir, "notice.log"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "(SIGHUP) received")
+}
 
 // URL is the base URL of the reserved port.
 func (n *Nginx) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.Port) }
