@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -23,17 +24,33 @@ import (
 // outside the directory.
 func (s *Source) checkout(c *object.Commit) (string, error) {
 	root := filepath.Join(s.cfg.Dir, "checkouts")
-	final := filepath.Join(root, c.Hash.String())
-	entries, err := validateTree(c)
-	if err != nil {
-		return "", fmt.Errorf("checkout %s: %w", short(c.Hash.String()), err)
+	id := c.Hash.String()
+	final := filepath.Join(root, id)
+	s.mu.Lock()
+	wc := s.copies[id]
+	s.mu.Unlock()
+	if wc == nil {
+		entries, err := validateTree(c)
+		if err != nil {
+			return "", fmt.Errorf("checkout %s: %w", short(id), err)
+		}
+		wc = &workingCopy{entries: entries}
 	}
+	entries := wc.entries
 	if _, err := os.Lstat(final); err == nil {
 		// A container or a hand may have changed a working copy since it
-		// was written: reuse it only when it still matches the tree.
-		if err := verifyTree(final, entries); err == nil {
+		// was written: reuse it only when it still matches the tree. The
+		// stats recorded when it was last known good say so cheaply; after
+		// a restart the content is hashed once.
+		err := wc.sameStats(final)
+		if err != nil {
+			err = verifyTree(final, entries)
+		}
+		if err == nil {
+			s.remember(id, wc, final)
 			return final, nil
-		} else if s.log != nil {
+		}
+		if s.log != nil {
 			s.log.Warn("working copy changed since checkout: writing it again", "commit", short(c.Hash.String()), "error", err)
 		}
 		if err := os.RemoveAll(final); err != nil {
@@ -44,7 +61,7 @@ func (s *Source) checkout(c *object.Commit) (string, error) {
 	if err := os.RemoveAll(tmp); err != nil {
 		return "", fmt.Errorf("checkout %s: %w", short(c.Hash.String()), err)
 	}
-	err = writeTree(entries, tmp)
+	err := writeTree(entries, tmp)
 	if err == nil {
 		err = syncTree(tmp)
 	}
@@ -60,7 +77,91 @@ func (s *Source) checkout(c *object.Commit) (string, error) {
 		d.Sync()
 		d.Close()
 	}
+	s.remember(id, wc, final)
 	return final, nil
+}
+
+// workingCopy is a validated tree and the stats of its working copy's
+// entries when they last matched it.
+type workingCopy struct {
+	entries []treeEntry
+	stats   map[string]entryStat
+}
+
+// entryStat is what changes when anything changes a file: the inode and
+// the change time (which no one can set back), with size and mode.
+type entryStat struct {
+	ino, size int64
+	ctime     int64
+	mode      fs.FileMode
+}
+
+func statOf(fi fs.FileInfo) entryStat {
+	st := entryStat{size: fi.Size(), mode: fi.Mode()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino, st.ctime = int64(sys.Ino), sys.Ctim.Nano()
+	}
+	return st
+}
+
+// remember records the stats of a working copy known to match its tree.
+// A recorded workingCopy is never changed (a poll and the jobs' load may
+// read it at once): a new one replaces it.
+func (s *Source) remember(id string, wc *workingCopy, dir string) {
+	stats, err := readStats(dir)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.copies == nil {
+		s.copies = map[string]*workingCopy{}
+	}
+	s.copies[id] = &workingCopy{entries: wc.entries, stats: stats}
+	s.mu.Unlock()
+}
+
+// readStats lstat's every entry under dir (and dir itself), through an
+// os.Root.
+func readStats(dir string) (map[string]entryStat, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	stats := map[string]entryStat{}
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		stats[p] = statOf(fi)
+		return nil
+	})
+	return stats, err
+}
+
+// sameStats says whether dir looks exactly as when its stats were
+// recorded: the same entries, none changed.
+func (wc *workingCopy) sameStats(dir string) error {
+	if wc.stats == nil {
+		return errors.New("no stats recorded")
+	}
+	now, err := readStats(dir)
+	if err != nil {
+		return err
+	}
+	if len(now) != len(wc.stats) {
+		return errors.New("entries were added or removed")
+	}
+	for p, st := range now {
+		if wc.stats[p] != st {
+			return fmt.Errorf("%s changed", p)
+		}
+	}
+	return nil
 }
 
 // writeTree writes validated entries under dir, every operation relative to
@@ -241,6 +342,9 @@ func (s *Source) Prune(keep ...string) error {
 		if slices.Contains(keep, e.Name()) {
 			continue
 		}
+		s.mu.Lock()
+		delete(s.copies, e.Name())
+		s.mu.Unlock()
 		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
 			return fmt.Errorf("prune checkouts: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,12 @@ type Source struct {
 	log     hclog.Logger
 	store   *git.Repository
 	fetches atomic.Uint64
+
+	// copies remembers, per commit, the validated tree and how each
+	// entry of its working copy looked on disk when it was written or last
+	// verified (checkout.go): reuse compares stats, not contents.
+	mu     sync.Mutex
+	copies map[string]*workingCopy
 }
 
 // Fetches is how many fetches went to the remote (for metrics).
