@@ -184,6 +184,9 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 		o.SkipResolveLabels = true
 	})
 	checkKeys(c, files)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	if err != nil {
 		var r *refusal
 		if !errors.As(err, &r) {
@@ -208,6 +211,10 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 	}
 	slices.SortStableFunc(env.Services, func(a, b Service) int { return roleOrder(a.Berth.Role) - roleOrder(b.Berth.Role) })
 	validate(ctx, c, env, opts)
+	if err := ctx.Err(); err != nil {
+		// Cancelled (the agent is stopping): not a verdict on anything.
+		return nil, err
+	}
 	if len(c.problems) > 0 {
 		return nil, c.problems.sorted()
 	}

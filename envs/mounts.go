@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 )
@@ -21,6 +22,7 @@ import (
 var (
 	maxMountBytes int64 = 256 << 20
 	maxMountFiles       = 20_000
+	maxMountTime        = time.Minute
 )
 
 // mountBudget is what is left of those bounds for one environment.
@@ -152,7 +154,7 @@ func treeDigest(co *checkout, rel string, b *mountBudget) (string, error) {
 			return errors.New(describeFSError(err))
 		}
 		if err := b.ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("hashing took longer than %s", maxMountTime)
 		}
 		if b.files--; b.files < 0 {
 			return fmt.Errorf("more than %d files are mounted from the repository", maxMountFiles)

@@ -16,7 +16,9 @@ var digestRe = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
 func validate(ctx context.Context, c *collector, env *Env, opts Options) {
 	checkProjectResources(c, env.Project, opts.Policy)
 	checkLB(c, env, opts.LB)
-	mounts := &mountBudget{ctx: ctx, bytes: maxMountBytes, files: maxMountFiles}
+	mctx, cancel := context.WithTimeout(ctx, maxMountTime)
+	defer cancel()
+	mounts := &mountBudget{ctx: mctx, bytes: maxMountBytes, files: maxMountFiles}
 	var servers []string
 	for i := range env.Services {
 		s := &env.Services[i]
