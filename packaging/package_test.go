@@ -60,6 +60,7 @@ func TestDeb_BuildsInstallsAndRemoves(t *testing.T) {
 		"/etc/berth":                            0o750 | os.ModeDir,
 		"/var/lib/berth":                        0o700 | os.ModeDir,
 		"/usr/share/doc/berth/configuration.md": 0o644,
+		"/usr/share/doc/berth/security.md":      0o644,
 	} {
 		fi, err := os.Stat(path)
 		if err != nil {
