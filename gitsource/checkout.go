@@ -331,7 +331,8 @@ func syncTree(dir string) error {
 }
 
 // Prune removes working copies of commits not in keep (the live revision
-// and those kept for rollback) and leftovers of interrupted checkouts.
+// and those kept for rollback) and leftovers of interrupted checkouts, and
+// compacts the object store when it passed its threshold.
 func (s *Source) Prune(keep ...string) error {
 	root := filepath.Join(s.cfg.Dir, "checkouts")
 	entries, err := os.ReadDir(root)
@@ -349,7 +350,9 @@ func (s *Source) Prune(keep ...string) error {
 			return fmt.Errorf("prune checkouts: %w", err)
 		}
 	}
-	return nil
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	return s.retain(keep) // store.go: the object store follows
 }
 
 func newBlobHasher(size int64) plumbing.Hasher { return plumbing.NewHasher(plumbing.BlobObject, size) }

@@ -40,6 +40,9 @@ type Config struct {
 	// TrustedKeys is an armored OpenPGP keyring. When set, a head commit
 	// that is unsigned or signed by another key is refused.
 	TrustedKeys string
+	// MaxPacks is how many packs the object store may hold before it is
+	// compacted (store.go); 0 means DefaultMaxPacks.
+	MaxPacks int
 }
 
 // Source is one watched config repository.
@@ -47,7 +50,6 @@ type Source struct {
 	cfg     Config
 	ep      endpoint
 	log     hclog.Logger
-	store   *git.Repository
 	fetches atomic.Uint64
 
 	// copies remembers, per commit, the validated tree and how each
@@ -55,6 +57,10 @@ type Source struct {
 	// verified (checkout.go): reuse compares stats, not contents.
 	mu     sync.Mutex
 	copies map[string]*workingCopy
+
+	storeMu  sync.Mutex // the store: a fetch and a compaction never overlap
+	store    *git.Repository
+	retained retained
 }
 
 // Fetches is how many fetches went to the remote (for metrics).
@@ -110,14 +116,13 @@ func New(cfg Config, log hclog.Logger) (*Source, error) {
 		return nil, fmt.Errorf("create %s: %w", cfg.Dir, err)
 	}
 	storePath := filepath.Join(cfg.Dir, "store.git")
-	repo, err := git.PlainOpen(storePath)
-	if errors.Is(err, git.ErrRepositoryNotExists) {
-		repo, err = git.PlainInit(storePath, true)
-	}
+	repo, err := openStore(storePath)
 	if err != nil {
 		return nil, fmt.Errorf("open object store %s: %w", storePath, err)
 	}
-	return &Source{cfg: cfg, ep: ep, log: log, store: repo}, nil
+	s := &Source{cfg: cfg, ep: ep, log: log, store: repo}
+	s.loadRetained()
+	return s, nil
 }
 
 // URL is the repository URL without credentials.
@@ -158,9 +163,12 @@ func (s *Source) Head(ctx context.Context) (string, error) {
 // from it. The working copy is built aside and renamed into place whole, so
 // an agent killed mid-fetch never sees a half tree.
 func (s *Source) Fetch(ctx context.Context, commit, deployed string) (*Revision, error) {
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
 	hash := plumbing.NewHash(commit)
 	checkHistory := deployed != "" && deployed != commit && !s.cfg.AllowRewrites
 	if _, err := s.store.CommitObject(hash); err != nil {
+		s.maintainBeforeFetch(deployed)
 		depth := 1
 		if checkHistory {
 			depth = s.cfg.HistoryDepth
@@ -189,6 +197,9 @@ func (s *Source) Fetch(ctx context.Context, commit, deployed string) (*Revision,
 	}
 	if rev.Dir, err = s.checkout(c); err != nil {
 		return nil, err
+	}
+	if err := s.noteRevision(commit); err != nil && s.log != nil {
+		s.log.Warn("record revision for the object store", "commit", short(commit), "error", err)
 	}
 	return rev, nil
 }
