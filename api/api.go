@@ -1,6 +1,7 @@
 // Package api is the agent's local HTTP API, on a loopback address or a
 // unix socket: health, the status/history/jobs JSON the CLI prints,
-// Prometheus metrics, and the Git webhook that triggers a poll.
+// Prometheus metrics, Go's profiles under /debug/pprof/, and the Git
+// webhook that triggers a poll.
 package api
 
 import (
@@ -16,6 +17,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -73,6 +75,14 @@ func (s *Server) Handler() http.Handler {
 	if s.WebhookSecret != nil {
 		mux.HandleFunc("POST /hooks/git", s.hook)
 	}
+	// Profiles for finding a leak in a running agent (heap, goroutine, …).
+	// Listen serves only loopback and unix sockets, so they never leave the
+	// host; a CPU profile must end within WriteTimeout (?seconds=20).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

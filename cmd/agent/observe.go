@@ -143,6 +143,7 @@ func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsour
 		log.Error("local API not started", "listen", cfg.API.Listen, "error", err)
 		return
 	}
+	registerRuntimeMetrics(m.reg, src)
 	s := &api.Server{
 		Status:  func(ctx context.Context) (any, error) { return statusData(ctx, cfg, eng) },
 		History: func(context.Context) (any, error) { return historyData(cfg, 50) },

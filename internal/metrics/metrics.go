@@ -17,8 +17,9 @@ import (
 
 // Registry holds metric families by name.
 type Registry struct {
-	mu       sync.Mutex
-	families map[string]*Family
+	mu         sync.Mutex
+	families   map[string]*Family
+	collectors []func() // run before each write (process.go)
 }
 
 // Family is one metric name with its series by label values.
@@ -114,6 +115,12 @@ func (f *Family) Reset() {
 
 // WriteText writes every family in the Prometheus text format, sorted.
 func (r *Registry) WriteText(w io.Writer) error {
+	r.mu.Lock()
+	collectors := slices.Clone(r.collectors)
+	r.mu.Unlock()
+	for _, c := range collectors {
+		c()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var b strings.Builder

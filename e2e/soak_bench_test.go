@@ -1,0 +1,460 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"berth.dev/berth/engine"
+	"berth.dev/berth/internal/testenv"
+)
+
+// BenchmarkSoak drives the built berth binary through BERTH_SOAK_DEPLOYS
+// deploys (quick flips between two images of an env with a migration, a
+// worker and a server behind nginx, each deploy with a new migration
+// command as a real release has), a job run every 3 s, three restarts of
+// the agent (two SIGTERM, one SIGKILL), under constant keep-alive load
+// through nginx. It then reports the growth of everything an agent that
+// runs for a year must keep flat, from a baseline taken after the restarts
+// and the journal's 200-record cap are behind it, to the end, and fails
+// when anything grows past its cap or the load saw a non-2xx answer. Off
+// unless BERTH_SOAK_DEPLOYS is set (scripts/soak sets it).
+//
+//	BERTH_SOAK_DEPLOYS=500 go test -run '^$' -bench Soak -benchtime 1x -timeout 3h ./e2e
+func BenchmarkSoak(b *testing.B) {
+	n, _ := strconv.Atoi(os.Getenv("BERTH_SOAK_DEPLOYS"))
+	if n <= 0 {
+		b.Skip("set BERTH_SOAK_DEPLOYS (scripts/soak)")
+	}
+	for b.Loop() {
+		runSoak(b, n)
+	}
+}
+
+// soakCaps: the most each figure may grow from the baseline to the end.
+// Anything that grows with the number of deploys passes them in a long
+// enough run; noise does not.
+var soakCaps = []struct {
+	name string
+	cap  float64
+	unit string
+}{
+	{"rss", 8 << 20, "B"},
+	{"heap_live", 2 << 20, "B"}, // after a forced GC
+	{"heap_objects", 20000, ""},
+	{"goroutines", 3, ""},
+	{"open_fds", 3, ""},
+	{"threads", 4, ""},
+	{"state_files", 40, ""}, // the Git store swings between 1 and 17 packs (2 files each)
+	{"state_bytes", 1 << 20, "B"},
+	{"git_packs", 16, ""},
+	{"images", 0, ""},
+	{"containers", 1, ""}, // a job run may be in flight at either sample
+	{"networks", 0, ""},
+	{"volumes", 0, ""},
+}
+
+type soakSample struct {
+	deploy int
+	at     time.Time
+	v      map[string]float64
+}
+
+func runSoak(b *testing.B, n int) {
+	w := newWorld(b)
+	w.d.CleanupLabel(b, engine.LabelJobEnv, w.env)
+	imgs := []testenv.AppImage{
+		testenv.PushApp(b, w.reg, testenv.ImageSpec{Version: "v1"}),
+		testenv.PushApp(b, w.reg, testenv.ImageSpec{Version: "v2"}),
+	}
+	for _, img := range imgs {
+		w.d.CleanupImage(img.Ref())
+	}
+	commit := func(i int) string {
+		img := imgs[i%2]
+		compose := fmt.Sprintf(`services:
+  migrate:
+    image: %[1]s
+    command: ["/app", "migrate-%[2]d"]
+    environment: {APP_MODE: exit}
+    x-berth: {role: migrate}
+  worker:
+    image: %[1]s
+    environment: {APP_PORT: "9000"}
+  web:
+    image: %[1]s
+    environment: {APP_MODE: serve}
+    x-berth: {role: server, port: 8080}
+x-berth:
+  lb: {type: nginx, upstream: app, file: %[3]s}
+  jobs:
+    tick:
+      schedule: "@every 3s"
+      service: worker
+      history: 20
+      environment: {APP_MODE: exit}
+`, img.Ref(), i, w.lbFile)
+		return w.repo.CommitFiles(b, fmt.Sprintf("release %d (%s)", i, img.Version), map[string]string{"envs/" + w.env + "/compose.yaml": compose})
+	}
+
+	a := startSoakAgent(b, w)
+	defer func() { a.stop(syscall.SIGTERM) }()
+	first := commit(0)
+	w.waitLive(b, first, 2*time.Minute)
+	w.waitAPI(b)
+
+	load := startLoad(w.nginx.URL(), 4)
+	defer load.stop()
+
+	restarts := map[int]syscall.Signal{n / 10: syscall.SIGTERM, 2 * n / 10: syscall.SIGKILL, 3 * n / 10: syscall.SIGTERM}
+	// The baseline: after the restarts, and once the journal reached its
+	// 200-record cap (so what is capped is no longer filling up).
+	baselineAt := min(max(3*n/10+20, 220), n*6/10)
+	var samples []soakSample
+	var deployTimes []time.Duration
+	started := time.Now()
+	for i := 1; i <= n; i++ {
+		c := commit(i)
+		t0 := time.Now()
+		w.soakHook()
+		w.waitLive(b, c, 2*time.Minute)
+		deployTimes = append(deployTimes, time.Since(t0))
+		if sig, ok := restarts[i]; ok {
+			a.stop(sig)
+			a = startSoakAgent(b, w)
+			w.waitLive(b, c, time.Minute)
+			w.waitAPI(b)
+		}
+		if i == baselineAt || i == n || (i > baselineAt && i%25 == 0) {
+			samples = append(samples, w.soakSample(b, a, i))
+		}
+		if i%25 == 0 {
+			ok, bad := load.counts()
+			fmt.Printf("soak: %d/%d deploys in %s, load %d ok / %d failed, last deploy %s\n", i, n, time.Since(started).Round(time.Second), ok, bad, deployTimes[len(deployTimes)-1].Round(time.Millisecond))
+		}
+	}
+
+	// Idle: no deploys, jobs still every 3 s; log lines per hour.
+	idle := 90 * time.Second
+	lines0 := a.lines.Load()
+	time.Sleep(idle)
+	idleLines := float64(a.lines.Load()-lines0) * float64(time.Hour) / float64(idle)
+	runs := w.jobRunCount(b)
+
+	load.stop()
+	ok, bad := load.counts()
+	base, end := samples[0], samples[len(samples)-1]
+	var report strings.Builder
+	fmt.Fprintf(&report, "soak: %d deploys in %s (p50 %s, p95 %s per deploy), %d agent restarts, %d job runs kept of the last\n",
+		n, time.Since(started).Round(time.Second), pct(deployTimes, 50).Round(time.Millisecond), pct(deployTimes, 95).Round(time.Millisecond), len(restarts), runs)
+	fmt.Fprintf(&report, "load: %d requests through nginx, %d non-2xx or failed\n", ok+bad, bad)
+	fmt.Fprintf(&report, "log lines per idle hour (jobs every 3 s, info level): %.0f\n", idleLines)
+	fmt.Fprintf(&report, "| figure | at deploy %d | at deploy %d | growth | per 100 deploys (fit) | cap |\n|---|---|---|---|---|---|\n", base.deploy, end.deploy)
+	var failures []string
+	for _, c := range soakCaps {
+		growth := end.v[c.name] - base.v[c.name]
+		fmt.Fprintf(&report, "| %s | %s | %s | %s | %s | %s |\n", c.name, human(base.v[c.name], c.unit), human(end.v[c.name], c.unit),
+			human(growth, c.unit), human(100*slope(samples, c.name), c.unit), human(c.cap, c.unit))
+		if growth > c.cap {
+			failures = append(failures, fmt.Sprintf("%s grew by %s (cap %s)", c.name, human(growth, c.unit), human(c.cap, c.unit)))
+		}
+	}
+	fmt.Fprintf(&report, "\nsamples (deploy: rss, heap_live, heap_objects, goroutines, open_fds, state_files, state_bytes, git_packs):\n")
+	for _, s := range samples {
+		fmt.Fprintf(&report, "  %d: %s %s %.0f %.0f %.0f %.0f %s %.0f\n", s.deploy, human(s.v["rss"], "B"), human(s.v["heap_live"], "B"), s.v["heap_objects"],
+			s.v["goroutines"], s.v["open_fds"], s.v["state_files"], human(s.v["state_bytes"], "B"), s.v["git_packs"])
+	}
+	fmt.Print(report.String())
+	if f := os.Getenv("BERTH_SOAK_REPORT"); f != "" {
+		os.WriteFile(f, []byte(report.String()), 0o644)
+	}
+	b.ReportMetric(float64(bad), "non-2xx")
+	b.ReportMetric(idleLines, "log-lines/idle-h")
+	b.ReportMetric(end.v["rss"]-base.v["rss"], "rss-growth-B")
+	b.ReportMetric(end.v["heap_live"]-base.v["heap_live"], "heap-growth-B")
+	if bad > 0 {
+		failures = append(failures, fmt.Sprintf("%d requests through nginx failed or answered non-2xx: %s", bad, load.firstError()))
+	}
+	if idleLines > 2*float64(time.Hour/(3*time.Second))+120 {
+		failures = append(failures, fmt.Sprintf("%.0f log lines per idle hour (cap: 2 per job run + 120)", idleLines))
+	}
+	if len(failures) > 0 {
+		b.Fatalf("soak failed:\n  %s", strings.Join(failures, "\n  "))
+	}
+}
+
+// soakAgent is `berth run` at the default log level, its log lines counted.
+type soakAgent struct {
+	cmd   *exec.Cmd
+	lines atomic.Int64
+	done  chan struct{}
+	mu    sync.Mutex
+	tail  []string
+}
+
+func startSoakAgent(b *testing.B, w *world) *soakAgent {
+	b.Helper()
+	a := &soakAgent{cmd: exec.Command(w.bin, "run", "--config", w.config), done: make(chan struct{})}
+	pr, pw := io.Pipe()
+	a.cmd.Stderr = pw
+	if err := a.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		s := bufio.NewScanner(pr)
+		s.Buffer(make([]byte, 1<<20), 1<<20)
+		for s.Scan() {
+			a.lines.Add(1)
+			a.mu.Lock()
+			a.tail = append(a.tail, s.Text())
+			if len(a.tail) > 200 {
+				a.tail = a.tail[100:]
+			}
+			a.mu.Unlock()
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	go func() { a.cmd.Wait(); pw.Close(); close(a.done) }()
+	b.Cleanup(func() { a.cmd.Process.Kill() })
+	return a
+}
+
+func (a *soakAgent) stop(sig syscall.Signal) {
+	a.cmd.Process.Signal(sig)
+	select {
+	case <-a.done:
+	case <-time.After(45 * time.Second):
+		a.cmd.Process.Kill()
+		<-a.done
+	}
+}
+
+func (a *soakAgent) lastLines() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return strings.Join(a.tail[max(0, len(a.tail)-20):], "\n")
+}
+
+// soakHook tells the agent of the push; the 1 s poll finds it anyway if
+// the webhook is not heard.
+func (w *world) soakHook() {
+	req, _ := http.NewRequest("POST", "http://berth/hooks/git", strings.NewReader("{}"))
+	req.Header.Set("X-Hub-Signature-256", githubSig(w.hookSecret, "{}"))
+	if resp, err := w.apiClient().Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+func (w *world) waitAPI(b *testing.B) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := w.apiClient().Get("http://berth/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("local API not answering: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitLive waits for state.json to name commit as live.
+func (w *world) waitLive(b *testing.B, commit string, timeout time.Duration) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var st struct{ Live *struct{ Commit string } }
+		if data, err := os.ReadFile(filepath.Join(w.state, "state.json")); err == nil && json.Unmarshal(data, &st) == nil && st.Live != nil && st.Live.Commit == commit {
+			return
+		}
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(filepath.Join(w.state, "state.json"))
+			b.Fatalf("%.12s not live within %s; state: %s", commit, timeout, data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (w *world) soakSample(b *testing.B, a *soakAgent, deploy int) soakSample {
+	b.Helper()
+	s := soakSample{deploy: deploy, at: time.Now(), v: map[string]float64{}}
+	// A forced GC first, so the heap figures are the live heap, not where
+	// the collector happened to be.
+	if resp, err := w.apiClient().Get("http://berth/debug/pprof/heap?gc=1"); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	resp, err := w.apiClient().Get("http://berth/metrics")
+	if err != nil {
+		b.Fatalf("scrape: %v\n%s", err, a.lastLines())
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, metric := range map[string]string{
+		"rss": "process_resident_memory_bytes", "heap_live": "go_memstats_heap_alloc_bytes", "heap_objects": "go_memstats_heap_objects",
+		"goroutines": "go_goroutines", "open_fds": "process_open_fds", "threads": "process_threads", "git_packs": "berth_git_store_packs",
+	} {
+		f := fams[metric]
+		if f == nil || len(f.Metric) == 0 {
+			b.Fatalf("/metrics has no %s", metric)
+		}
+		s.v[name] = f.Metric[0].GetGauge().GetValue()
+	}
+	filepath.WalkDir(w.state, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				s.v["state_files"]++
+				s.v["state_bytes"] += float64(fi.Size())
+			}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	cs, _ := w.d.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+w.env))})
+	js, _ := w.d.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", engine.LabelJobEnv+"="+w.env))})
+	s.v["containers"] = float64(len(cs) + len(js))
+	ims, _ := w.d.Client.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", w.reg.Host+"/*/*"))})
+	s.v["images"] = float64(len(ims))
+	ns, _ := w.d.Client.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+w.env))})
+	s.v["networks"] = float64(len(ns))
+	vs, _ := w.d.Client.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+w.env))})
+	s.v["volumes"] = float64(len(vs.Volumes))
+	return s
+}
+
+func (w *world) jobRunCount(b *testing.B) int {
+	var rs []jobRun
+	cmd := exec.Command(w.bin, "jobs", "history", "tick", "-n", "1000", "--config", w.config, "--json")
+	out, err := cmd.Output()
+	if err == nil {
+		json.Unmarshal(out, &rs)
+	}
+	return len(rs)
+}
+
+// slope is the least-squares growth of a figure per deploy over the samples.
+func slope(samples []soakSample, name string) float64 {
+	if len(samples) < 2 {
+		return 0
+	}
+	var sx, sy, sxx, sxy float64
+	for _, s := range samples {
+		x, y := float64(s.deploy), s.v[name]
+		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+	}
+	k := float64(len(samples))
+	d := k*sxx - sx*sx
+	if d == 0 {
+		return 0
+	}
+	return (k*sxy - sx*sy) / d
+}
+
+func human(v float64, unit string) string {
+	if unit != "B" {
+		return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64)
+	}
+	a := math.Abs(v)
+	switch {
+	case a >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	case a >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", v/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", v)
+}
+
+// soakLoad is constant keep-alive load: clients each with one connection,
+// a request every 5 ms, counting answers that are not 2xx (and errors).
+type soakLoad struct {
+	ok, bad atomic.Int64
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	first   string
+	once    sync.Once
+}
+
+func startLoad(url string, clients int) *soakLoad {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &soakLoad{cancel: cancel}
+	for range clients {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, "GET", url+"/", nil)
+				resp, err := c.Do(req)
+				switch {
+				case ctx.Err() != nil:
+				case err != nil:
+					l.fail(err.Error())
+				case resp.StatusCode/100 != 2:
+					l.fail(resp.Status)
+				default:
+					l.ok.Add(1)
+				}
+				if resp != nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *soakLoad) fail(what string) {
+	l.bad.Add(1)
+	l.mu.Lock()
+	if l.first == "" {
+		l.first = time.Now().Format(time.TimeOnly) + " " + what
+	}
+	l.mu.Unlock()
+}
+
+func (l *soakLoad) firstError() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.first
+}
+
+func (l *soakLoad) stop() {
+	l.once.Do(func() { l.cancel(); l.wg.Wait() })
+}
+
+func (l *soakLoad) counts() (ok, bad int64) { return l.ok.Load(), l.bad.Load() }
