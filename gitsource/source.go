@@ -19,6 +19,8 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/internal/failure"
 )
 
 // Config says which repository and branch to watch and how.
@@ -76,8 +78,11 @@ type Revision struct {
 	Signer  string // key id of a verified signature, if configured
 }
 
-// Errors a poll can end with. Refusals are permanent: the same head will be
-// refused again, so the caller waits for a new commit instead of retrying.
+// Errors a poll can end with. ErrRewrite and ErrSignature come marked as
+// verdicts (internal/failure): the same head will be refused again, so the
+// caller waits for a new commit instead of retrying. Every other error of
+// this package (the remote unreachable, a timeout, a branch that is gone,
+// authentication refused) is the world's, not the commit's: an outage.
 var (
 	ErrRewrite   = errors.New("history rewrite refused")
 	ErrSignature = errors.New("commit signature refused")
@@ -185,14 +190,14 @@ func (s *Source) Fetch(ctx context.Context, commit, deployed string) (*Revision,
 	}
 	if checkHistory {
 		if err := s.descends(c, plumbing.NewHash(deployed)); err != nil {
-			return nil, err
+			return nil, failure.AsVerdict(err)
 		}
 	}
 	rev := &Revision{Commit: commit, Author: c.Author.Name + " <" + c.Author.Email + ">", Time: c.Committer.When}
 	rev.Subject, _, _ = strings.Cut(c.Message, "\n")
 	if s.cfg.TrustedKeys != "" {
 		if rev.Signer, err = verifySignature(c, s.cfg.TrustedKeys); err != nil {
-			return nil, err
+			return nil, failure.AsVerdict(err)
 		}
 	}
 	if rev.Dir, err = s.checkout(c); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/hashicorp/go-hclog"
 
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/internal/testenv"
 )
 
@@ -101,8 +102,8 @@ func TestSource_RefusesAForcePushUnlessAllowed(t *testing.T) {
 	rewritten := repo.Head(t)
 
 	_, err := s.Fetch(t.Context(), rewritten, deployed)
-	if !errors.Is(err, ErrRewrite) {
-		t.Fatalf("fetch of a force-pushed head: %v, want ErrRewrite", err)
+	if !errors.Is(err, ErrRewrite) || !failure.IsVerdict(err) {
+		t.Fatalf("fetch of a force-pushed head: %v, want ErrRewrite, a verdict", err)
 	}
 	if !strings.Contains(err.Error(), "does not descend from the deployed commit "+deployed[:12]) {
 		t.Errorf("message: %v", err)
@@ -228,7 +229,7 @@ func TestSource_CommitSignatures(t *testing.T) {
 	}
 
 	s := newSource(t, Config{URL: repo.FileURL(), TrustedKeys: keyring})
-	if _, err := s.Fetch(t.Context(), unsigned, ""); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "is not signed") {
+	if _, err := s.Fetch(t.Context(), unsigned, ""); !errors.Is(err, ErrSignature) || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "is not signed") {
 		t.Fatalf("unsigned head: %v, want a refusal", err)
 	}
 	good := signedBy(trusted, "signed by release\n")
@@ -237,7 +238,7 @@ func TestSource_CommitSignatures(t *testing.T) {
 		t.Fatalf("head signed by a trusted key: %+v, %v", rev, err)
 	}
 	bad := signedBy(stranger, "signed by a stranger\n")
-	if _, err := s.Fetch(t.Context(), bad, ""); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "not trusted") {
+	if _, err := s.Fetch(t.Context(), bad, ""); !errors.Is(err, ErrSignature) || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "not trusted") {
 		t.Fatalf("head signed by an unknown key: %v, want a refusal", err)
 	}
 }

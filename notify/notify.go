@@ -25,12 +25,16 @@ const (
 	DeploySucceeded  = "deploy_succeeded"
 	DeployFailed     = "deploy_failed"      // failed before anything changed
 	DeployRolledBack = "deploy_rolled_back" // failed after changes, rolled back
+	// DeployOutage: a revision waits for an outage (Git, registry, Vault,
+	// Docker, the state dir) that lasted several passes; sent once per
+	// outage.
+	DeployOutage = "deploy_outage"
 	JobFailed        = "job_failed"
 	JobSucceeded     = "job_succeeded" // only for jobs with notify: always
 )
 
 // AllEvents lists every event, for config validation.
-var AllEvents = []string{DeploySucceeded, DeployFailed, DeployRolledBack, JobFailed, JobSucceeded}
+var AllEvents = []string{DeploySucceeded, DeployFailed, DeployRolledBack, DeployOutage, JobFailed, JobSucceeded}
 
 // Event is what is sent. It never holds a secret value: reasons come from
 // errors that name variables and paths only.

@@ -6,12 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 )
 
 // Revision is a fetched commit of the config repo.
@@ -20,9 +20,12 @@ type Revision struct {
 	Dir     string // its complete working copy
 	Author  string
 	Subject string
+	Signer  string // the key id that signed it, when signatures are verified
 }
 
 // Source is the config repository (gitsource, adapted by cmd/agent).
+// Errors are outages unless marked: a rewrite or a bad signature is a
+// verdict (failure.AsVerdict).
 type Source interface {
 	Head(ctx context.Context) (string, error)
 	// Fetch returns commit's working copy; deployed is the live commit the
@@ -32,16 +35,11 @@ type Source interface {
 	Prune(keep ...string) error
 }
 
-// Refusal marks errors that the same commit will always get (a rewrite, a
-// bad signature, an invalid config): the agent records them and waits for
-// a new commit instead of retrying.
-type Refusal struct{ Err error }
-
-func (r *Refusal) Error() string { return r.Err.Error() }
-func (r *Refusal) Unwrap() error { return r.Err }
-
-// Agent is the loop body of `berth run`: one check per poll or webhook.
+// Agent is the loop body of `berth run`: one pass per poll or webhook.
 type Agent struct {
+	// Env names the environment in records of passes that end before it
+	// is loaded.
+	Env      string
 	Source   Source
 	Load     func(ctx context.Context, rev *Revision) (*envs.Env, error)
 	Deployer *Deployer
@@ -58,16 +56,56 @@ type Agent struct {
 	Pruner        Pruner
 	KeepRevisions int
 	// OnLive, when set, is given the live revision's environment after
-	// every check that leaves it live; the job scheduler follows it.
+	// every pass that leaves it live; the job scheduler follows it.
 	OnLive func(env *envs.Env, commit string)
-	// OnDeploy, when set, is given each deploy record that changed
-	// something, once it ended (metrics, notifications). It must not block.
-	OnDeploy func(rec Record)
+	// OnPass, when set, is given every pass's outcome once its state and
+	// journal record are durable: metrics, notifications and the unit's
+	// STATUS= are rendered from it. It must not block.
+	OnPass func(Pass)
+	// OnProgress, when set, is told when a pass starts and enters each of
+	// its steps (the watchdog and STATUS= follow it; a fleet will publish
+	// the host's phase from it). It must not block.
+	OnProgress func(Progress)
+	// NotifyOutageAfter is how many passes in a row an outage must end
+	// before it is notified, once (default 3: with the poller's backoff
+	// about half a minute; a blip of the registry pages nobody).
+	NotifyOutageAfter int
+
+	// unwritten is a pass record the journal could not take (a full
+	// state dir); the next pass writes it first.
+	unwritten *Record
+}
+
+// Pass is how one pass ended, for metrics, notifications and status.
+type Pass struct {
+	// Record is the journal record the pass wrote or was counted into
+	// (Record.Passes then counts the run of passes that ended the same
+	// way).
+	Record Record
+	// New: the pass started a record of its own (its outcome differs from
+	// the pass before, or it changed the host).
+	New bool
+	// Notify: worth telling people (a deploy that changed something, a
+	// verdict, an outage that lasted NotifyOutageAfter passes). At most
+	// one notification per pass.
+	Notify bool
+	// Class ended the pass (Unclassed when it did not fail).
+	Class failure.Class
+	Err   error
+}
+
+// Progress is a pass starting or entering a step.
+type Progress struct {
+	Commit  string    // the revision being deployed ("" before the head is known)
+	Phase   string    // list, fetch, load, plan, prepare, cli, workers, servers, retire
+	Started time.Time // when the pass started
 }
 
 // LoadLive hands the live revision's environment to OnLive, from its local
-// working copy (no network: jobs keep running while Git is unreachable).
-func (a *Agent) LoadLive(ctx context.Context) error {
+// working copy (no network: jobs keep running while Git is unreachable). A
+// panic while loading it is an error, never a crash at startup.
+func (a *Agent) LoadLive(ctx context.Context) (err error) {
+	defer recoverTo(&err, a.logger(), "load")
 	st, err := LoadState(a.StateDir)
 	if err != nil || st.Live == nil || a.OnLive == nil {
 		return err
@@ -84,72 +122,76 @@ func (a *Agent) LoadLive(ctx context.Context) error {
 	return nil
 }
 
-// Check polls the config repo and makes the host match: the new head when
-// it moved (unless it failed before), else the live revision again, which
-// restores containers that died, vanished or were changed by hand. It
-// returns transient errors (network, engine) for the poller to back off on;
-// a deploy that failed and was rolled back is recorded, not returned.
-func (a *Agent) Check(ctx context.Context) error {
-	log := a.logger()
+// Check is one pass: it polls the config repo and makes the host match —
+// the new head when it moved (unless it failed before), else the live
+// revision again, which restores containers that died, vanished or were
+// changed by hand. Every pass ends in finish, whichever way it ends (a
+// panic included), which writes the state, the journal record and reports
+// the outcome. It returns outages (Git, registry, Vault, Docker, the state
+// dir) for the poller to back off on; a verdict on a new revision is
+// recorded, not returned.
+func (a *Agent) Check(ctx context.Context) (err error) {
+	p := &pass{id: newDeployID(), started: time.Now().UTC()}
+	defer func() { err = a.finish(ctx, p, err, recover()) }()
+	a.progress(p, "list")
 	head, err := a.Source.Head(ctx)
 	if err != nil {
-		return err
+		return asOutage(err)
 	}
 	st, err := LoadState(a.StateDir)
 	if err != nil {
-		return err
+		return asOutage(err)
 	}
-	if err := a.apply(&st, head); err != nil {
-		return err
+	p.st, p.loaded = st, true
+	if err := a.apply(p, head); err != nil {
+		return asOutage(err)
 	}
-	live := ""
-	if st.Live != nil {
-		live = st.Live.Commit
+	if p.st.Live != nil {
+		p.live = p.st.Live.Commit
 	}
-	target, since := head, live
+	target, since := head, p.live
 	switch {
-	case st.Hold != nil:
+	case p.st.Hold != nil:
 		// A rollback goes back in history on purpose.
-		target, since = st.Hold.Commit, ""
-	case st.Failed != nil && st.Failed.Commit == head:
-		target = live // the head failed: keep the live revision whole
+		target, since = p.st.Hold.Commit, ""
+	case p.st.Failed != nil && p.st.Failed.Commit == head:
+		target = p.live // the head failed: keep the live revision whole
 	}
+	p.target = target
 	if target == "" {
 		return nil
 	}
+	a.progress(p, "fetch")
 	rev, err := a.Source.Fetch(ctx, target, since)
-	if err == nil {
-		var env *envs.Env
-		if env, err = a.Load(ctx, rev); err == nil {
-			return a.deploy(ctx, &st, env, rev, log)
-		}
+	if err != nil {
+		return asOutage(err) // gitsource marks a rewrite or a bad signature a verdict
+	}
+	p.rev = rev
+	a.progress(p, "load")
+	env, err := a.Load(ctx, rev)
+	if err != nil {
 		var ps envs.Problems
 		if errors.As(err, &ps) {
-			err = &Refusal{Err: fmt.Errorf("invalid config at %s:\n%w", short(target), err)}
+			err = fmt.Errorf("invalid config at %s:\n%w", short(target), err)
 		}
+		return asVerdict(err)
 	}
-	var refusal *Refusal
-	if !errors.As(err, &refusal) || target == live {
-		return err
-	}
-	if st.Failed == nil || st.Failed.Commit != target {
-		log.Warn("revision refused", "commit", short(target), "error", err)
-		st.Failed = &RevisionState{Commit: target, At: time.Now().UTC(), Reason: err.Error()}
-		return SaveState(a.StateDir, st)
-	}
-	return nil
+	p.env = env
+	return a.deploy(ctx, p)
 }
 
 // apply carries out a pending operator request and ends a hold the head has
-// moved past (unless holds last until resume).
-func (a *Agent) apply(st *State, head string) error {
-	req, err := takeRequest(a.StateDir)
+// moved past (unless holds last until resume). finish saves the state, and
+// only then drops the request: an agent killed in between applies it again.
+func (a *Agent) apply(p *pass, head string) error {
+	log := a.logger()
+	req, raw, err := readRequest(a.StateDir, log)
 	if err != nil {
 		return err
 	}
-	changed := false
+	st := &p.st
 	if req != nil {
-		log := a.logger()
+		p.request = raw
 		switch req.Action {
 		case "rollback":
 			st.Hold = &Hold{Commit: req.Commit, Head: head, UntilNewCommit: !a.HoldUntilResume, At: time.Now().UTC()}
@@ -163,36 +205,27 @@ func (a *Agent) apply(st *State, head string) error {
 		default:
 			log.Warn("unknown request ignored", "action", req.Action)
 		}
-		changed = true
+		p.dirty = true
 	}
 	if st.Hold != nil && st.Hold.UntilNewCommit && head != st.Hold.Head {
-		a.logger().Info("new commit ends the rollback hold", "commit", short(head))
+		log.Info("new commit ends the rollback hold", "commit", short(head))
 		st.Hold = nil
-		changed = true
-	}
-	if changed {
-		return SaveState(a.StateDir, *st)
+		p.dirty = true
 	}
 	return nil
 }
 
-func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revision, log hclog.Logger) error {
-	id := newDeployID()
+func (a *Agent) deploy(ctx context.Context, p *pass) error {
+	env, rev := p.env, p.rev
 	d := *a.Deployer
-	d.Log = log.With("deploy_id", id)
-	rec := &Record{ID: id, Env: env.Name, Commit: rev.Commit, Author: rev.Author, Subject: rev.Subject, Started: time.Now().UTC(), Result: ResultRunning}
-	for _, s := range env.Services {
-		if !slices.Contains(rec.Images, s.Config.Image) {
-			rec.Images = append(rec.Images, s.Config.Image)
-		}
-	}
-	for _, j := range env.Jobs {
-		if j.Image != "" && !slices.Contains(rec.Images, j.Image) {
-			rec.Images = append(rec.Images, j.Image) // kept from pruning
-		}
-	}
+	d.Log = a.logger().With("deploy_id", p.id)
+	rec := p.newRecord(a)
 	d.BeforePhase = func(phase string, res *Result) error {
-		if a.Journal == nil {
+		a.progress(p, phase)
+		// Nothing changes in prepare (pulls): a pass that ends there, an
+		// outage say, is counted like any other rather than journaled
+		// before it starts.
+		if a.Journal == nil || phase == "prepare" {
 			return nil
 		}
 		if rec.Actions == nil {
@@ -200,61 +233,17 @@ func (a *Agent) deploy(ctx context.Context, st *State, env *envs.Env, rev *Revis
 				rec.Actions = append(rec.Actions, act.String())
 			}
 		}
-		rec.Phase, rec.Phases = phase, res.Phases
-		return a.Journal.Write(rec)
-	}
-	start := time.Now()
-	res, err := d.Deploy(ctx, Input{Env: env, Revision: rev.Commit})
-	if res != nil && res.Changed && a.Journal != nil {
-		rec.Finished, rec.Phases, rec.OneShots, rec.Result = time.Now().UTC(), res.Phases, res.OneShots, ResultSucceeded
-		if err != nil {
-			rec.Result, rec.Reason = ResultFailed, err.Error()
-			if ctx.Err() != nil {
-				rec.Result = ResultInterrupted
-			}
+		rec.Result, rec.Phase, rec.Phases, rec.Changed = ResultRunning, phase, res.Phases, res.Changed
+		if err := a.Journal.Write(rec); err != nil {
+			return err
 		}
-		if jerr := a.Journal.Write(rec); jerr != nil {
-			log.Warn("journal", "error", jerr)
-		}
-		a.Journal.Prune()
-		if a.OnDeploy != nil {
-			a.OnDeploy(*rec)
-		}
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return err // shutting down: rolled back, retried on restart
-		}
-		if st.Live != nil && st.Live.Commit == rev.Commit {
-			// Restoring the live revision failed (Vault or the engine down,
-			// a container that keeps dying): not a verdict on the revision.
-			// The poller backs off and the next check tries again.
-			return fmt.Errorf("restore live revision %s: %w", short(rev.Commit), err)
-		}
-		log.Error("deploy failed and rolled back", "deploy_id", id, "commit", short(rev.Commit), "error", err)
-		st.Failed = &RevisionState{Commit: rev.Commit, DeployID: id, At: time.Now().UTC(), Reason: err.Error()}
-		return SaveState(a.StateDir, *st)
-	}
-	if a.OnLive != nil {
-		a.OnLive(env, rev.Commit)
-	}
-	if !res.Changed && st.Live != nil && st.Live.Commit == rev.Commit {
-		log.Debug("no change", "commit", short(rev.Commit))
+		p.written = true
 		return nil
 	}
-	log.Info("deployed", "deploy_id", id, "commit", short(rev.Commit), "subject", rev.Subject, "changed", res.Changed, "duration", time.Since(start).Round(time.Millisecond))
-	if st.Live == nil || st.Live.Commit != rev.Commit {
-		// A new commit went live: an older failure no longer matters. (A
-		// pass that only restored the live revision keeps the record of the
-		// head that failed, so that head is not retried.)
-		st.Failed = nil
-	}
-	st.Live = &RevisionState{Commit: rev.Commit, DeployID: id, At: time.Now().UTC()}
-	if err := SaveState(a.StateDir, *st); err != nil {
-		return err
-	}
-	a.prune(ctx, *st, log)
-	return nil
+	a.progress(p, "plan")
+	res, err := d.Deploy(ctx, Input{Env: env, Revision: rev.Commit})
+	p.res = res
+	return err
 }
 
 // prune removes what only older revisions used: their images, and their

@@ -14,6 +14,7 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/migrate"
 )
 
@@ -135,7 +136,7 @@ func (s *fakeSource) Head(context.Context) (string, error) { return s.head, s.li
 func (s *fakeSource) Fetch(_ context.Context, commit, _ string) (*Revision, error) {
 	s.fetches = append(s.fetches, commit)
 	if err := s.refuse[commit]; err != nil {
-		return nil, &Refusal{Err: err}
+		return nil, failure.AsVerdict(err)
 	}
 	return &Revision{Commit: commit, Dir: commit}, nil
 }
@@ -251,16 +252,17 @@ func TestAgent_RefusedHeadKeepsTheHostAndTransientErrorsReturn(t *testing.T) {
 func TestAgent_JournalRecordsEveryDeployAndRecoversInterruptedOnes(t *testing.T) {
 	a, _, _ := failedHead(t)
 	ctx := t.Context()
-	a.Check(ctx) // no change: no record
+	a.Check(ctx) // no change: a record of its own (the pass before failed)
+	a.Check(ctx) // no change again: counted into it
 	recs, err := a.Journal.List()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 2 || recs[0].Commit != "c2" || recs[0].Result != ResultFailed || recs[1].Result != ResultSucceeded {
+	if len(recs) != 3 || recs[0].Result != ResultUnchanged || recs[0].Count() != 2 || recs[1].Commit != "c2" || recs[1].Result != ResultFailed || recs[2].Result != ResultSucceeded {
 		t.Fatalf("records %+v", recs)
 	}
-	if !strings.Contains(recs[0].Reason, "never healthy") || len(recs[0].Actions) == 0 || len(recs[1].Phases) != 5 {
-		t.Fatalf("record content %+v", recs[0])
+	if !strings.Contains(recs[1].Reason, "never healthy") || recs[1].Class != "verdict" || len(recs[1].Actions) == 0 || len(recs[2].Phases) != 5 {
+		t.Fatalf("record content %+v", recs[1])
 	}
 	// A record left running by a killed agent.
 	running := Record{ID: newDeployID(), Commit: "c9", Result: ResultRunning, Phase: "servers"}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 )
 
 // workers replaces workers one by one: start new, wait healthy, stop old
@@ -41,9 +42,10 @@ func (p *deploy) workers(ctx context.Context) error {
 func (p *deploy) stopOld(ctx context.Context, a Action) error {
 	old := *a.Current
 	if err := p.Containers.Stop(ctx, old.ID, nil); err != nil {
-		return err
+		return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 	}
-	p.undo = append(p.undo, func(ctx context.Context) error { return p.Containers.Start(ctx, old.ID) })
+	p.undo = append(p.undo, undoStep{"start " + old.Name, func(ctx context.Context) error { return p.Containers.Start(ctx, old.ID) }})
+	p.done("stop " + old.Name)
 	p.remove = append(p.remove, old)
 	return nil
 }
@@ -75,7 +77,7 @@ func (p *deploy) servers(ctx context.Context) error {
 		}
 		hostPort, err := p.Observer.HostPort(ctx, id, port)
 		if err != nil {
-			return err
+			return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 		}
 		if err := p.gateWithoutHealthcheck(ctx, a, id, hostPort); err != nil {
 			return err
@@ -92,10 +94,13 @@ func (p *deploy) servers(ctx context.Context) error {
 		}
 		switchStart := time.Now()
 		if err := sw.Switch(ctx, []string{"127.0.0.1:" + hostPort}); err != nil {
-			return fmt.Errorf("service %s: %w", a.Service, err)
+			// lb marks a configuration nginx rejects as a verdict; the
+			// rest (nginx down, no answer) is an outage.
+			return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 		}
+		p.done(fmt.Sprintf("switch %s to 127.0.0.1:%s", a.Service, hostPort))
 		if oldBackends != nil {
-			p.undo = append(p.undo, func(ctx context.Context) error { return sw.Switch(ctx, oldBackends) })
+			p.undo = append(p.undo, undoStep{fmt.Sprintf("switch %s back to %s", a.Service, oldBackends[0]), func(ctx context.Context) error { return sw.Switch(ctx, oldBackends) }})
 		}
 		p.log.Info("load balancer switched", "service", a.Service, "backend", "127.0.0.1:"+hostPort, "took", time.Since(switchStart).Round(time.Millisecond))
 		if a.Current != nil {
@@ -112,7 +117,7 @@ func (p *deploy) servers(ctx context.Context) error {
 func (p *deploy) gateWithoutHealthcheck(ctx context.Context, a Action, id, hostPort string) error {
 	has, err := p.Observer.HasHealthcheck(ctx, id)
 	if err != nil || has {
-		return err
+		return asOutage(err)
 	}
 	p.log.Warn("server has no HEALTHCHECK; gating on an HTTP answer from its port instead", "service", a.Service)
 	timeout := p.HealthTimeout
@@ -132,7 +137,9 @@ func (p *deploy) gateWithoutHealthcheck(ctx context.Context, a Action, id, hostP
 			err = errors.New(resp.Status)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("service %s: no HEALTHCHECK, and %s did not answer within %s: %w", a.Service, url, timeout, err)
+			// The app's own port not answering is the revision's fault,
+			// however the transport error reads.
+			return failure.AsVerdict(fmt.Errorf("service %s: no HEALTHCHECK, and %s did not answer within %s: %w", a.Service, url, timeout, err))
 		}
 		select {
 		case <-ctx.Done():
@@ -148,7 +155,7 @@ func (p *deploy) balancer(a Action) (Switcher, error) {
 		sw = p.Switcher(p.in.Env)
 	}
 	if sw == nil {
-		return nil, fmt.Errorf("service %s: no load balancer configured", a.Service)
+		return nil, failure.AsVerdict(fmt.Errorf("service %s: no load balancer configured", a.Service))
 	}
 	return sw, nil
 }
@@ -156,14 +163,14 @@ func (p *deploy) balancer(a Action) (Switcher, error) {
 func (p *deploy) ensureBalancer(ctx context.Context, a Action, port string) error {
 	hp, err := p.Observer.HostPort(ctx, a.Current.ID, port)
 	if err != nil {
-		return err
+		return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 	}
 	sw, err := p.balancer(a)
 	if err != nil {
 		return err
 	}
 	if err := sw.Switch(ctx, []string{"127.0.0.1:" + hp}); err != nil {
-		return fmt.Errorf("service %s: %w", a.Service, err)
+		return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 	}
 	return nil
 }
@@ -190,16 +197,19 @@ func (p *deploy) retire(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := p.Containers.Stop(ctx, m.ID, nil)
-			if err == nil {
-				err = p.Containers.Remove(ctx, m.ID)
-			}
+			err := safely(p.log, "retire", func() error {
+				if err := p.Containers.Stop(ctx, m.ID, nil); err != nil {
+					return err
+				}
+				return p.Containers.Remove(ctx, m.ID)
+			})
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
 				return
 			}
+			p.done("remove " + m.Name)
 			p.log.Info("container retired", "service", m.Service, "container", m.Name)
 		}()
 	}

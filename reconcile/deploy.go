@@ -3,12 +3,14 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/migrate"
 )
 
@@ -58,46 +60,54 @@ type Phase struct {
 	Duration time.Duration `json:"duration"`
 }
 
-// Result says what a deploy did.
+// Result says what a deploy did, always, however it ended.
 type Result struct {
 	Actions  []Action
 	OneShots []migrate.Record
 	Phases   []Phase
-	Changed  bool
+	// Changed: the plan had something to do.
+	Changed bool
+	// Done is what the deploy changed on the host, in order ("start
+	// web-3", "switch web to 127.0.0.1:32770", "run migrate"); Undone is
+	// what its rollback put back. A migration that ran is never undone.
+	Done   []string
+	Undone []string
+	// Phase is the phase the deploy ended in when it failed ("plan" for
+	// the container listing, "prepare" for secrets and pulls).
+	Phase string
+	// Class is what ended a failed deploy (Unclassed when it succeeded).
+	Class failure.Class
 }
 
 // deploy is the state of one pass.
 type deploy struct {
 	*Deployer
 	in     Input
-	log    hclog.Logger
+	log    hclog.Logger // scoped with the phase being taken
 	res    *Result
-	undo   []func(context.Context) error
+	undo   []undoStep
 	remove []engine.Managed // retired at the end, on success
+	mu     sync.Mutex       // guards in's maps and res.Done in parallel steps
+}
+
+// undoStep puts back one change; what names it in Result.Undone.
+type undoStep struct {
+	what string
+	run  func(context.Context) error
 }
 
 // Deploy plans and, when anything changes, carries out in.Revision. On
 // failure everything done is undone in reverse and the error names the
-// phase and service.
+// phase and service. The result is never nil: it says what changed, what
+// was undone and which class of failure ended it (the error carries the
+// same mark). A panic inside a phase is recovered, rolled back and
+// returned as a verdict.
 func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
-	if in.Hashes == nil {
-		in.Hashes = map[string]string{}
-	}
-	for _, s := range in.Env.Services {
-		if in.Hashes[s.Name] == "" {
-			in.Hashes[s.Name] = s.Hash
-		}
-	}
-	p := &deploy{Deployer: d, in: in, res: &Result{}, log: d.logger().With("env", in.Env.Name, "commit", short(in.Revision))}
-	if err := p.resolveSecrets(ctx); err != nil {
-		return nil, fmt.Errorf("prepare: %w", err)
-	}
-	actual, err := d.Observer.List(ctx, in.Env.Name)
+	p, actual, err := d.plan(ctx, in)
 	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
+		return p.fail(err)
 	}
-	p.res.Actions = Plan(in.Env, in.Hashes, actual)
-	if p.res.Changed = Changes(p.res.Actions); !p.res.Changed {
+	if !p.res.Changed {
 		p.log.Debug("no change")
 		return p.res, nil
 	}
@@ -108,8 +118,9 @@ func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
 	for _, m := range actual {
 		if m.OneOff {
 			if err := d.Containers.Remove(ctx, m.ID); err != nil {
-				return nil, fmt.Errorf("plan: %w", err)
+				return p.fail(asOutage(fmt.Errorf("plan: %w", err)))
 			}
+			p.done("remove leftover one-shot " + m.Name)
 		}
 	}
 	steps := []struct {
@@ -123,21 +134,82 @@ func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
 		{"retire", p.retire},
 	}
 	for _, st := range steps {
+		p.res.Phase, p.log = st.name, d.logger().With("env", in.Env.Name, "commit", short(in.Revision), "phase", st.name)
 		if d.BeforePhase != nil {
 			if err := d.BeforePhase(st.name, p.res); err != nil {
-				p.rollback(st.name)
-				return p.res, fmt.Errorf("%s: %w", st.name, err)
+				p.rollback()
+				return p.fail(asOutage(fmt.Errorf("%s: %w", st.name, err)))
 			}
 		}
 		start := time.Now()
-		err := st.run(ctx)
+		err := p.step(ctx, st.name, st.run)
 		p.res.Phases = append(p.res.Phases, Phase{Name: st.name, Duration: time.Since(start)})
 		if err != nil {
-			p.rollback(st.name)
-			return p.res, fmt.Errorf("%s: %w", st.name, err)
+			p.rollback()
+			return p.fail(fmt.Errorf("%s: %w", st.name, err))
 		}
 	}
+	p.res.Phase = ""
 	return p.res, nil
+}
+
+// Plan resolves the revision's secrets (their digests are part of the
+// config hashes) and compares it with the containers on the host, changing
+// nothing: what `berth plan` prints is what a deploy would do.
+func (d *Deployer) Plan(ctx context.Context, in Input) (*Result, error) {
+	p, _, err := d.plan(ctx, in)
+	if err != nil {
+		return p.fail(err)
+	}
+	return p.res, nil
+}
+
+func (d *Deployer) plan(ctx context.Context, in Input) (p *deploy, actual []engine.Managed, err error) {
+	hashes := make(map[string]string, len(in.Env.Services))
+	for k, v := range in.Hashes {
+		hashes[k] = v
+	}
+	for _, s := range in.Env.Services {
+		if hashes[s.Name] == "" {
+			hashes[s.Name] = s.Hash
+		}
+	}
+	in.Hashes = hashes
+	p = &deploy{Deployer: d, in: in, res: &Result{}}
+	p.log = d.logger().With("env", in.Env.Name, "commit", short(in.Revision), "phase", "prepare")
+	p.res.Phase = "prepare" // secrets are prepared before the plan
+	if err := p.step(ctx, "prepare", p.resolveSecrets); err != nil {
+		return p, nil, fmt.Errorf("prepare: %w", err)
+	}
+	p.res.Phase, p.log = "plan", d.logger().With("env", in.Env.Name, "commit", short(in.Revision), "phase", "plan")
+	actual, err = d.Observer.List(ctx, in.Env.Name)
+	if err != nil {
+		return p, nil, asOutage(fmt.Errorf("plan: %w", err))
+	}
+	p.res.Actions = Plan(in.Env, in.Hashes, actual)
+	p.res.Changed = Changes(p.res.Actions)
+	return p, actual, nil
+}
+
+// step runs one phase, turning a panic in it into a verdict (the stack goes
+// to the log, never into the error).
+func (p *deploy) step(ctx context.Context, name string, run func(context.Context) error) (err error) {
+	defer recoverTo(&err, p.log, name)
+	return run(ctx)
+}
+
+// fail ends the deploy with err, classed.
+func (p *deploy) fail(err error) (*Result, error) {
+	err = asOutage(err) // anything still unmarked is not certain enough for a verdict
+	p.res.Class = failure.Of(err)
+	return p.res, err
+}
+
+// done notes a change to the host.
+func (p *deploy) done(what string) {
+	p.mu.Lock()
+	p.res.Done = append(p.res.Done, what)
+	p.mu.Unlock()
 }
 
 func (d *Deployer) logger() hclog.Logger {
@@ -177,11 +249,12 @@ func (p *deploy) start(ctx context.Context, a Action, publish bool) (string, err
 	}
 	id, err := p.Containers.Create(ctx, req)
 	if err != nil {
-		return "", err
+		return "", asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 	}
-	p.undo = append(p.undo, func(ctx context.Context) error { return p.Containers.Remove(ctx, id) })
+	p.undo = append(p.undo, undoStep{"remove " + req.Name, func(ctx context.Context) error { return p.Containers.Remove(ctx, id) }})
+	p.done("create " + req.Name)
 	if err := p.Containers.Start(ctx, id); err != nil {
-		return "", err
+		return "", asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 	}
 	timeout := p.HealthTimeout
 	if timeout <= 0 {
@@ -197,7 +270,9 @@ func (p *deploy) start(ctx context.Context, a Action, publish bool) (string, err
 	p.log.Info("container started", "service", a.Service, "container", req.Name)
 	started := time.Now()
 	if err := p.Observer.WaitHealthy(ctx, id, timeout, settle); err != nil {
-		return "", fmt.Errorf("service %s: %w", a.Service, err)
+		// Docker not answering is an outage; a container that exits or
+		// never reports healthy is the revision's.
+		return "", asVerdict(fmt.Errorf("service %s: %w", a.Service, err))
 	}
 	p.log.Info("container healthy", "service", a.Service, "container", req.Name, "waited", time.Since(started).Round(time.Millisecond))
 	return id, nil

@@ -15,33 +15,74 @@ import (
 	"berth.dev/berth/migrate"
 )
 
-// Results of a deploy record.
+// Results of a pass, in its journal record.
 const (
-	ResultRunning     = "running"
-	ResultSucceeded   = "succeeded"
-	ResultFailed      = "failed" // rolled back
-	ResultInterrupted = "interrupted"
+	ResultRunning = "running" // a deploy in flight (or an agent killed in it)
+	// ResultSucceeded: the pass made its revision live (a deploy that
+	// changed containers, or a commit that changed nothing on this host),
+	// or restored the live revision's containers.
+	ResultSucceeded = "succeeded"
+	// ResultUnchanged: the live revision was checked and nothing needed
+	// doing. Passes like it are counted into one record.
+	ResultUnchanged = "unchanged"
+	// ResultFailed: a verdict on the revision (refused, invalid, or
+	// deployed and rolled back); not retried until a new commit or
+	// `berth retry`.
+	ResultFailed = "failed"
+	// ResultOutage: something the revision needs was unreachable; the
+	// host kept what it ran and the agent retries with backoff.
+	ResultOutage      = "outage"
+	ResultInterrupted = "interrupted" // the agent stopped mid-pass
 )
 
-// Record is one deploy in the journal: written before each phase is taken
-// and when the deploy ends, so `berth history` shows what happened and a
+// RecordFormat is the journal record format this berth writes. Records
+// without a format field are format 0 (berth before failure classes): they
+// read as they are, with no class, passes or live commit.
+const RecordFormat = 1
+
+// Record is one pass in the journal, or a run of passes that ended the same
+// way (Passes counts them: an outage of an hour is one record, not sixty).
+// A deploy's record is written before each phase that changes the host and
+// when the pass ends, so `berth history` shows what happened and a
 // restarted agent sees which deploy it was in.
 type Record struct {
-	ID       string           `json:"id"`
-	Env      string           `json:"env"`
-	Commit   string           `json:"commit"`
-	Author   string           `json:"author,omitempty"`
-	Subject  string           `json:"subject,omitempty"`
-	Started  time.Time        `json:"started"`
-	Finished time.Time        `json:"finished,omitzero"`
-	Result   string           `json:"result"`
-	Phase    string           `json:"phase,omitempty"` // the phase being (or last) taken
-	Reason   string           `json:"reason,omitempty"`
-	Actions  []string         `json:"actions,omitempty"`
+	Format int    `json:"format"`
+	ID     string `json:"id"`
+	Env    string `json:"env"`
+	// Commit is the revision the pass was about (empty when the branch
+	// head could not be read).
+	Commit  string `json:"commit"`
+	Author  string `json:"author,omitempty"`
+	Subject string `json:"subject,omitempty"`
+	// Signer is the key id that signed Commit, when signatures are
+	// verified.
+	Signer   string    `json:"signer,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Result   string    `json:"result"`
+	// Class is what ended a failed or outage pass: verdict or outage.
+	Class  string `json:"class,omitempty"`
+	Phase  string `json:"phase,omitempty"` // the phase being (or last) taken
+	Reason string `json:"reason,omitempty"`
+	// Live is the live commit once the pass ended.
+	Live    string   `json:"live,omitempty"`
+	Changed bool     `json:"changed,omitempty"` // the plan had something to do
+	Actions []string `json:"actions,omitempty"`
+	// Done is what the pass changed on the host, in order; Undone what
+	// its rollback put back (a migration that ran is never undone).
+	Done     []string         `json:"done,omitempty"`
+	Undone   []string         `json:"undone,omitempty"`
 	Images   []string         `json:"images,omitempty"` // every image the revision uses
 	Phases   []Phase          `json:"phases,omitempty"`
 	OneShots []migrate.Record `json:"one_shots,omitempty"`
+	// Passes is how many passes ended this way (0 or 1: this one only);
+	// LastPass is when the latest of them ended.
+	Passes   int       `json:"passes,omitempty"`
+	LastPass time.Time `json:"last_pass,omitzero"`
 }
+
+// Count is how many passes the record stands for.
+func (r *Record) Count() int { return max(r.Passes, 1) }
 
 // Journal keeps deploy records under the state dir, one file each, 0600,
 // written atomically.
@@ -55,6 +96,7 @@ func (j *Journal) Write(rec *Record) error {
 	if err := os.MkdirAll(j.Dir, 0o700); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
+	rec.Format = RecordFormat
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -88,6 +130,34 @@ func (j *Journal) List() ([]Record, error) {
 	}
 	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(b.ID, a.ID) })
 	return recs, nil
+}
+
+// Newest returns the newest record, nil when there is none. It reads one
+// file: an idle pass consults it on every poll.
+func (j *Journal) Newest() (*Record, error) {
+	entries, err := os.ReadDir(j.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	for i := len(entries) - 1; i >= 0; i-- { // ReadDir sorts by name: IDs sort by time
+		name := entries[i].Name()
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(j.Dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		var r Record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("journal %s: %w", name, err)
+		}
+		return &r, nil
+	}
+	return nil, nil
 }
 
 // Recover marks deploys that were running when the agent died as

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/secrets"
 )
@@ -34,48 +35,64 @@ func (p *deploy) resolveSecrets(ctx context.Context) error {
 			continue
 		}
 		if p.Secrets == nil {
-			fail(fmt.Errorf("service %s declares secrets but no secrets backend is configured", s.Name))
+			fail(failure.AsVerdict(fmt.Errorf("service %s declares secrets but no secrets backend is configured", s.Name)))
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// The hash mixes in digests of the values (never the values);
-			// for env secrets alone it is what berth has always computed,
-			// so an upgrade of berth does not redeploy.
-			mixed := ""
-			got := map[*map[string][]string][]string{}
-			for _, kind := range []struct {
-				refs map[string]envs.SecretRef
-				into *map[string][]string
-				tag  string
-			}{{s.Berth.Secrets, &p.in.SecretEnv, ""}, {s.Berth.SecretFiles, &p.in.SecretFiles, "\x00files:"}} {
-				if len(kind.refs) == 0 {
-					continue
-				}
-				vals, digest, err := p.Secrets.Resolve(ctx, s.Name, kind.refs)
-				if err != nil {
-					fail(fmt.Errorf("service %s: %w", s.Name, err))
-					return
-				}
-				got[kind.into] = vals
-				mixed += kind.tag + digest
+			if err := safely(p.log, "prepare", func() error { return p.resolveService(ctx, s) }); err != nil {
+				fail(err)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			sum := sha256.Sum256([]byte(p.in.Hashes[s.Name] + "\x00" + mixed))
-			for into, vals := range got {
-				if *into == nil {
-					*into = map[string][]string{}
-				}
-				(*into)[s.Name] = vals
-			}
-			p.in.Hashes[s.Name] = hex.EncodeToString(sum[:])
 		}()
 	}
 	wg.Wait()
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
+}
+
+// resolveService resolves one service's secrets and mixes their digests
+// into its hash. Vault's answers are about Vault's state, not the commit:
+// an unmarked error is an outage (secrets marks a missing secret a
+// verdict).
+func (p *deploy) resolveService(ctx context.Context, s envs.Service) error {
+	// The hash mixes in digests of the values (never the values); for env
+	// secrets alone it is what berth has always computed, so an upgrade of
+	// berth does not redeploy.
+	mixed := ""
+	var env, files []string
+	for _, kind := range []struct {
+		refs map[string]envs.SecretRef
+		into *[]string
+		tag  string
+	}{{s.Berth.Secrets, &env, ""}, {s.Berth.SecretFiles, &files, "\x00files:"}} {
+		if len(kind.refs) == 0 {
+			continue
+		}
+		vals, digest, err := p.Secrets.Resolve(ctx, s.Name, kind.refs)
+		if err != nil {
+			return asOutage(fmt.Errorf("service %s: %w", s.Name, err))
+		}
+		*kind.into = vals
+		mixed += kind.tag + digest
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sum := sha256.Sum256([]byte(p.in.Hashes[s.Name] + "\x00" + mixed))
+	p.in.Hashes[s.Name] = hex.EncodeToString(sum[:])
+	for _, kind := range []struct {
+		vals []string
+		into *map[string][]string
+	}{{env, &p.in.SecretEnv}, {files, &p.in.SecretFiles}} {
+		if kind.vals == nil {
+			continue
+		}
+		if *kind.into == nil {
+			*kind.into = map[string][]string{}
+		}
+		(*kind.into)[s.Name] = kind.vals
+	}
+	return nil
 }
 
 // prepare pulls every image the deploy needs before anything is touched: a
@@ -101,9 +118,13 @@ func (p *deploy) prepare(ctx context.Context) error {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if _, err := p.Images.EnsureImage(ctx, img); err != nil {
+			_, err := func() (pulled bool, err error) {
+				defer recoverTo(&err, p.log, "prepare")
+				return p.Images.EnsureImage(ctx, img)
+			}()
+			if err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("service %s: %w", svc, err))
+				errs = append(errs, pullClass(fmt.Errorf("service %s: %w", svc, err)))
 				mu.Unlock()
 			}
 		}()
@@ -112,7 +133,7 @@ func (p *deploy) prepare(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return p.Images.EnsureProject(ctx, p.in.Env.Project)
+	return asOutage(p.Images.EnsureProject(ctx, p.in.Env.Project))
 }
 
 // cli runs migrate then cli services from the new images; a failure
@@ -135,5 +156,20 @@ func (p *deploy) cli(ctx context.Context) error {
 	}
 	recs, err := p.OneShots.Run(ctx, jobs)
 	p.res.OneShots = recs
-	return err
+	for _, r := range recs {
+		if r.Skipped == "" {
+			// A one-shot that ran changed what it changed (a migration:
+			// the database); nothing undoes it.
+			p.done(fmt.Sprintf("run %s (exit %d)", r.Service, r.ExitCode))
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	// A one-shot that exited non-zero or ran out of time is the revision's
+	// fault; Docker failing to run it is not.
+	if n := len(recs); n > 0 && (recs[n-1].ExitCode != 0 || recs[n-1].TimedOut) {
+		return mark(err, failure.Verdict)
+	}
+	return asOutage(err)
 }

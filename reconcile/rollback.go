@@ -6,14 +6,23 @@ import (
 )
 
 // rollback undoes, in reverse, what the failed deploy did: balancer back,
-// new containers removed, old workers started again.
-func (p *deploy) rollback(phase string) {
+// new containers removed, old workers started again. What it put back goes
+// to Result.Undone; a step that fails is logged and named there too.
+func (p *deploy) rollback() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for i := len(p.undo) - 1; i >= 0; i-- {
-		if err := p.undo[i](ctx); err != nil {
-			p.log.Error("rollback step failed", "phase", phase, "error", err)
+		u := p.undo[i]
+		err := func() (err error) {
+			defer recoverTo(&err, p.log, "rollback")
+			return u.run(ctx)
+		}()
+		if err != nil {
+			p.log.Error("rollback step failed", "step", u.what, "error", err)
+			p.res.Undone = append(p.res.Undone, u.what+" failed: "+err.Error())
+			continue
 		}
+		p.res.Undone = append(p.res.Undone, u.what)
 	}
 	p.undo = nil
 }

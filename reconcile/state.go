@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/internal/atomicfile"
 )
@@ -17,6 +20,9 @@ import (
 // about what runs; this records which revision is live, and which failed
 // and must not be retried until a new commit or an operator asks.
 type State struct {
+	// Format is the state file format (StateFormat when written by this
+	// berth; 0 before formats were recorded, read the same way).
+	Format int            `json:"format"`
 	Live   *RevisionState `json:"live,omitempty"`
 	Failed *RevisionState `json:"failed,omitempty"`
 	// Hold pins the host to a revision (berth rollback) instead of the
@@ -53,20 +59,42 @@ func SubmitRequest(dir string, r Request) error {
 	return atomicfile.WriteFile(requestPath(dir), b, 0o600)
 }
 
-// takeRequest reads and removes the pending request, if any.
-func takeRequest(dir string) (*Request, error) {
+// readRequest reads the pending request, if any, and its raw bytes (for
+// dropRequest). An unreadable request is dropped with an error: it must not
+// block every later pass.
+func readRequest(dir string, log hclog.Logger) (*Request, []byte, error) {
 	b, err := os.ReadFile(requestPath(dir))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read request: %w", err)
+		return nil, nil, fmt.Errorf("read request: %w", err)
 	}
 	var r Request
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("read request %s: %w", requestPath(dir), err)
+		log.Warn("unreadable request dropped", "error", err)
+		if rerr := os.Remove(requestPath(dir)); rerr != nil {
+			return nil, nil, fmt.Errorf("drop unreadable request %s: %w", requestPath(dir), rerr)
+		}
+		return nil, nil, nil
 	}
-	return &r, os.Remove(requestPath(dir))
+	return &r, b, nil
+}
+
+// dropRequest removes the request once it is applied, unless a newer one
+// replaced it meanwhile.
+func dropRequest(dir string, applied []byte) error {
+	b, err := os.ReadFile(requestPath(dir))
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !bytes.Equal(b, applied)) {
+		return nil
+	}
+	if err == nil {
+		err = os.Remove(requestPath(dir))
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("drop applied request: %w", err)
+	}
+	return nil
 }
 
 // RevisionState is one revision and what happened to it.
@@ -76,6 +104,9 @@ type RevisionState struct {
 	At       time.Time `json:"at"`
 	Reason   string    `json:"reason,omitempty"`
 }
+
+// StateFormat is the state.json format this berth writes.
+const StateFormat = 1
 
 func statePath(dir string) string { return filepath.Join(dir, "state.json") }
 
@@ -92,11 +123,15 @@ func LoadState(dir string) (State, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return s, fmt.Errorf("read state %s: %w", statePath(dir), err)
 	}
+	if s.Format > StateFormat {
+		return s, fmt.Errorf("read state %s: format %d is newer than this berth reads (%d): a newer berth wrote it", statePath(dir), s.Format, StateFormat)
+	}
 	return s, nil
 }
 
 // SaveState writes the state file atomically.
 func SaveState(dir string, s State) error {
+	s.Format = StateFormat
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err

@@ -45,6 +45,10 @@ type Config struct {
 		Pulls            int      `yaml:"pulls"`
 		MigrationTimeout Duration `yaml:"migration_timeout"`
 		KeepRevisions    int      `yaml:"keep_revisions"`
+		// StallTimeout: a pass that shows no progress for this long is
+		// wedged; the agent stops answering systemd's watchdog, which
+		// restarts it. Default 30m + migration_timeout.
+		StallTimeout Duration `yaml:"stall_timeout"`
 	} `yaml:"deploy"`
 	// API is the local HTTP API (status, metrics, Git webhook).
 	API struct {

@@ -2,9 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -12,6 +11,7 @@ import (
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/internal/metrics"
 	"berth.dev/berth/jobs"
 	"berth.dev/berth/notify"
@@ -35,14 +35,14 @@ func newAgentMetrics() *agentMetrics {
 	r := &metrics.Registry{}
 	m := &agentMetrics{
 		reg:          r,
-		checks:       r.Counter("berth_checks_total", "Checks of the config repo and the host, by result.", "result"),
 		polls:        r.Counter("berth_git_polls_total", "Branch head listings (one per check)."),
 		fetches:      r.Counter("berth_git_fetches_total", "Fetches from the config repo (only when the head moved)."),
 		gitErrors:    r.Counter("berth_git_errors_total", "Config repo errors, by operation.", "op"),
 		pullErrors:   r.Counter("berth_image_pull_errors_total", "Image pulls that failed (registry unreachable, auth, missing digest)."),
 		secretErrors: r.Counter("berth_secret_resolution_errors_total", "Secret resolutions from Vault that failed, by service.", "service"),
+		checks:       r.Counter("berth_checks_total", "Passes (checks of the config repo and the host), by how they ended: ok, verdict, outage, interrupted.", "result"),
 		deploys:      r.Counter("berth_deploys_total", "Deploys that changed something, by result.", "result"),
-		rollbacks:    r.Counter("berth_rollbacks_total", "Deploys that failed and were rolled back."),
+		rollbacks:    r.Counter("berth_rollbacks_total", "Deploys that undid something they had changed."),
 		phases:       r.Summary("berth_deploy_phase_seconds", "Time spent in each deploy phase.", "phase"),
 		live:         r.Gauge("berth_live_revision_info", "The live revision (value 1).", "env", "commit"),
 		jobRuns:      r.Counter("berth_job_runs_total", "Job runs by job and status.", "job", "status"),
@@ -53,14 +53,36 @@ func newAgentMetrics() *agentMetrics {
 	return m
 }
 
-func (m *agentMetrics) deployed(rec reconcile.Record) {
+// passEnded counts one pass: one increment of berth_checks_total by how
+// it ended, and for a deploy that changed something its result, whether it
+// rolled anything back, and its phase durations.
+func (m *agentMetrics) passEnded(p reconcile.Pass) {
+	m.checks.Inc(checkResult(p))
+	if !p.New || !p.Record.Changed {
+		return // a pass counted into the previous record changed nothing
+	}
+	rec := p.Record
 	m.deploys.Inc(rec.Result)
-	if rec.Result == reconcile.ResultFailed {
+	if len(rec.Undone) > 0 {
 		m.rollbacks.Inc()
 	}
 	for _, p := range rec.Phases {
 		m.phases.Observe(p.Duration.Seconds(), p.Name)
 	}
+}
+
+// checkResult is the berth_checks_total label of a pass: ok, verdict,
+// outage or interrupted.
+func checkResult(p reconcile.Pass) string {
+	switch p.Record.Result {
+	case reconcile.ResultSucceeded, reconcile.ResultUnchanged:
+		return "ok"
+	case reconcile.ResultFailed:
+		return "verdict"
+	case reconcile.ResultOutage:
+		return "outage"
+	}
+	return "interrupted"
 }
 
 func (m *agentMetrics) liveRevision(env, commit string) {
@@ -96,8 +118,7 @@ func (s meteredSource) Head(ctx context.Context) (string, error) {
 
 func (s meteredSource) Fetch(ctx context.Context, commit, deployed string) (*reconcile.Revision, error) {
 	rev, err := s.Source.Fetch(ctx, commit, deployed)
-	var refusal *reconcile.Refusal
-	if err != nil && ctx.Err() == nil && !errors.As(err, &refusal) {
+	if err != nil && ctx.Err() == nil && !failure.IsVerdict(err) { // a refused commit is no Git error
 		s.m.gitErrors.Inc("fetch")
 	}
 	return rev, err
@@ -134,7 +155,7 @@ func (e meteredImages) EnsureImage(ctx context.Context, ref string) (bool, error
 
 // startAPI serves the local API until ctx ends. A listen failure is logged
 // and the agent goes on without it: deploys matter more than metrics.
-func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsource.Source, m *agentMetrics, trigger func(), log hclog.Logger) {
+func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsource.Source, m *agentMetrics, live *liveStatus, trigger func(), log hclog.Logger) {
 	if cfg.API.Listen == "off" {
 		return
 	}
@@ -145,7 +166,7 @@ func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsour
 	}
 	registerRuntimeMetrics(m.reg, src)
 	s := &api.Server{
-		Status:  func(ctx context.Context) (any, error) { return statusData(ctx, cfg, eng) },
+		Status:  func(ctx context.Context) (any, error) { return statusData(ctx, cfg, eng, live) },
 		History: func(context.Context) (any, error) { return historyData(cfg, 50) },
 		Jobs:    func(context.Context) (any, error) { return jobsData(cfg) },
 		Metrics: m.reg,
@@ -192,22 +213,59 @@ func newNotifier(cfg *Config, log hclog.Logger) *notify.Notifier {
 	return n
 }
 
-// deployEvent is the notification for a deploy record: failed before
-// anything changed (plan, prepare, cli) or rolled back after.
-func deployEvent(env string, rec reconcile.Record) notify.Event {
+// passEvent renders a pass worth a notification (reconcile decides which
+// are: a deploy that changed something, a verdict, an outage that lasted).
+func passEvent(env string, p reconcile.Pass) notify.Event {
+	rec := p.Record
 	e := notify.Event{Env: env, Commit: rec.Commit, Subject: rec.Subject, DeployID: rec.ID, Status: rec.Result, Reason: rec.Reason, Key: "deploy:" + rec.Commit}
+	what := fmt.Sprintf("%.12s %q", rec.Commit, rec.Subject)
 	switch {
 	case rec.Result == reconcile.ResultSucceeded:
 		e.Event = notify.DeploySucceeded
-		e.Text = fmt.Sprintf("berth %s: deployed %.12s %q", env, rec.Commit, rec.Subject)
-	case slices.Contains([]string{"workers", "servers", "retire"}, rec.Phase):
+		e.Text = fmt.Sprintf("berth %s: deployed %s", env, what)
+	case rec.Result == reconcile.ResultOutage:
+		e.Event, e.Key = notify.DeployOutage, "outage:"+rec.Commit+":"+rec.Phase
+		if rec.Commit == "" {
+			what = "the branch head"
+		}
+		e.Text = fmt.Sprintf("berth %s: %s waits for an outage (%d passes in %s); the host keeps %s and retries by itself: %s",
+			env, what, rec.Count(), rec.Phase, orNone(rec.Live), rec.Reason)
+	case len(rec.Undone) > 0:
 		e.Event = notify.DeployRolledBack
-		e.Text = fmt.Sprintf("berth %s: deploy of %.12s %q failed in %s and was rolled back: %s", env, rec.Commit, rec.Subject, rec.Phase, rec.Reason)
+		e.Text = fmt.Sprintf("berth %s: deploy of %s failed in %s and was rolled back (undone: %s%s): %s",
+			env, what, rec.Phase, strings.Join(rec.Undone, ", "), kept(rec), rec.Reason)
+	case len(rec.Done) > 0:
+		// Changes nothing undoes: a migration that ran before a cli
+		// one-shot failed.
+		e.Event = notify.DeployFailed
+		e.Text = fmt.Sprintf("berth %s: deploy of %s failed in %s after changes that are not undone (%s): %s",
+			env, what, rec.Phase, strings.Join(rec.Done, ", "), rec.Reason)
 	default:
 		e.Event = notify.DeployFailed
-		e.Text = fmt.Sprintf("berth %s: deploy of %.12s %q failed in %s, nothing changed: %s", env, rec.Commit, rec.Subject, rec.Phase, rec.Reason)
+		e.Text = fmt.Sprintf("berth %s: deploy of %s failed in %s, nothing changed: %s", env, what, rec.Phase, rec.Reason)
 	}
 	return e
+}
+
+// kept names the one-shots a rollback does not undo.
+func kept(rec reconcile.Record) string {
+	var runs []string
+	for _, d := range rec.Done {
+		if strings.HasPrefix(d, "run ") {
+			runs = append(runs, d)
+		}
+	}
+	if len(runs) == 0 {
+		return ""
+	}
+	return "; not undone: " + strings.Join(runs, ", ")
+}
+
+func orNone(commit string) string {
+	if commit == "" {
+		return "no live revision"
+	}
+	return fmt.Sprintf("%.12s", commit)
 }
 
 // jobEvent tells of a finished run, per the job's notify setting.

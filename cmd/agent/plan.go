@@ -11,62 +11,69 @@ import (
 )
 
 // runPlan prints what a deploy of the current head would do, changing
-// nothing: it fetches into a scratch dir, not the agent's state dir.
+// nothing: it fetches into a scratch dir, not the agent's state dir, and
+// plans with the agent's own code (reconcile.Deployer.Plan), secret digests
+// included. Vault is asked only for services that have secrets.
 func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("plan", "[--config FILE]", stderr)
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
 	}
+	fail := func(code int, err error) int {
+		fmt.Fprintf(stderr, "berth plan: %v\n", err)
+		return code
+	}
 	log := newLogger(stderr, "warn")
 	scratch, err := os.MkdirTemp("", "berth-plan-")
 	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitFailure
+		return fail(exitFailure, err)
 	}
 	defer os.RemoveAll(scratch)
 	src, err := newSource(cfg, scratch, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitConfig
+		return fail(exitConfig, err)
 	}
 	head, err := src.Head(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitFailure
+		return fail(exitFailure, err)
 	}
 	rev, err := source{src}.Fetch(ctx, head, "")
 	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitFailure
+		return fail(exitFailure, err)
 	}
 	env, err := loader(cfg)(ctx, rev)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitFailure
+		return fail(exitFailure, err)
 	}
 	dc, err := newDocker(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitFailure
+		return fail(exitFailure, err)
 	}
 	defer dc.Close()
-	actual, err := engine.New(dc, log).List(ctx, cfg.Env)
+	sec, _, err := newSecrets(cfg, log) // contacts nothing until a service resolves its secrets
 	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitFailure
+		return fail(exitConfig, err)
 	}
-	hashes := map[string]string{}
-	for _, s := range env.Services {
-		hashes[s.Name] = s.Hash
+	d := newDeployer(cfg, engine.New(dc, log), sec, log)
+	res, err := d.Plan(ctx, reconcile.Input{Env: env, Revision: head})
+	if err != nil {
+		return fail(exitFailure, err)
 	}
-	actions := reconcile.Plan(env, hashes, actual)
 	fmt.Fprintf(stdout, "env %s at %.12s (%s)\n", cfg.Env, head, rev.Subject)
-	for _, a := range actions {
+	for _, a := range res.Actions {
 		fmt.Fprintf(stdout, "  %s\n", a)
 	}
-	if !reconcile.Changes(actions) {
+	if !res.Changed {
 		fmt.Fprintln(stdout, "no change")
+	}
+	if st, err := reconcile.LoadState(cfg.StateDir); err == nil {
+		switch {
+		case st.Hold != nil:
+			fmt.Fprintf(stdout, "note: the agent holds %.12s (berth rollback) until %s\n", st.Hold.Commit, holdEnd(cfg))
+		case st.Failed != nil && st.Failed.Commit == head:
+			fmt.Fprintf(stdout, "note: %.12s failed on this host; the agent keeps the live revision until a new commit or berth retry\n", head)
+		}
 	}
 	return exitOK
 }

@@ -93,7 +93,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				jobEvent(notifier, cfg.Env, r, spec)
 			}
 		}}
+	live := &liveStatus{}
+	wd := newWatchdog(stallTimeout(cfg), log)
 	agent := &reconcile.Agent{
+		Env:             cfg.Env,
 		Pruner:          eng,
 		KeepRevisions:   cfg.Deploy.KeepRevisions,
 		Journal:         journal,
@@ -109,9 +112,21 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				log.Warn("jobs", "error", err)
 			}
 		},
-		OnDeploy: func(rec reconcile.Record) {
-			m.deployed(rec)
-			notifier.Send(deployEvent(cfg.Env, rec))
+		OnProgress: func(p reconcile.Progress) {
+			wd.progress(p.Phase)
+			if live.progress(p) {
+				sdNotify("STATUS=" + live.line(cfg))
+			}
+		},
+		OnPass: func(p reconcile.Pass) {
+			wd.passEnded()
+			m.passEnded(p)
+			if p.Notify {
+				notifier.Send(passEvent(cfg.Env, p))
+			}
+			if live.passEnded(p) {
+				sdNotify("STATUS=" + live.line(cfg))
+			}
 		},
 	}
 	log.Info("berth started", "version", version, "repo", src.URL(), "branch", cfg.Repo.Branch, "state_dir", cfg.StateDir)
@@ -149,47 +164,27 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	sched.TakeRequests()
-	startAPI(ctx, cfg, eng, src, m, poller.Trigger, log)
-	sdNotify("READY=1\nSTATUS=started; first check running")
-	lastStatus := ""
-	poller.Run(ctx, func(ctx context.Context) error {
-		err := agent.Check(ctx)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("check failed", "error", err)
-			m.checks.Inc("error")
-		} else if err == nil {
-			m.checks.Inc("ok")
-		}
-		if s := statusLine(cfg, err); s != lastStatus {
-			sdNotify("STATUS=" + s)
-			lastStatus = s
-		}
-		return err
-	})
+	startAPI(ctx, cfg, eng, src, m, live, poller.Trigger, log)
+	go wd.run(ctx, watchdogInterval(), sdNotify)
+	sdNotify("READY=1\nSTATUS=" + live.line(cfg))
+	// Each pass reports itself (OnPass: journal, metrics, notification,
+	// STATUS=); what it returns only sets the poller's pace.
+	poller.Run(ctx, agent.Check)
 	sdNotify("STOPPING=1\nSTATUS=stopping: waiting for the deploy and job runs in flight")
 	<-schedDone
 	log.Info("berth stopped")
 	return exitOK
 }
 
-// statusLine is the unit's STATUS= (systemctl status berth): the live
-// revision, and the last failure.
-func statusLine(cfg *Config, checkErr error) string {
-	st, err := reconcile.LoadState(cfg.StateDir)
-	if err != nil {
-		return "state unreadable: " + err.Error()
+// stallTimeout is how long a pass may show no progress before the agent
+// counts as wedged: deploy.stall_timeout, else the longest single step
+// berth may legitimately take (a migration) plus a wide margin (a slow
+// pull of a large image).
+func stallTimeout(cfg *Config) time.Duration {
+	if d := cfg.Deploy.StallTimeout.Duration; d > 0 {
+		return d
 	}
-	s := "env " + cfg.Env + ": no live revision yet"
-	if st.Live != nil {
-		s = fmt.Sprintf("env %s: live %.12s since %s", cfg.Env, st.Live.Commit, st.Live.At.Format(time.RFC3339))
-	}
-	if st.Failed != nil {
-		s += fmt.Sprintf("; %.12s failed", st.Failed.Commit)
-	}
-	if checkErr != nil {
-		s += "; last check failed (see journal)"
-	}
-	return s
+	return 30*time.Minute + cfg.Deploy.MigrationTimeout.Duration
 }
 
 // lockStateDir makes sure one agent runs per state dir. The lock file holds
@@ -203,8 +198,15 @@ func lockStateDir(dir string) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("another berth agent is running on %s", dir)
 	}
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// Without the pid, `berth rollback`, `retry`, `resume` and `jobs run`
+	// cannot signal the agent: a failure to write it stops the start.
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write pid to %s: %w", f.Name(), err)
+	}
+	if _, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write pid to %s: %w", f.Name(), err)
 	}
 	return func() { f.Close() }, nil
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -18,12 +20,26 @@ import (
 // serves the same data (its issue).
 
 type statusJSON struct {
-	Env        string                   `json:"env"`
-	Live       *reconcile.RevisionState `json:"live,omitempty"`
-	Failed     *reconcile.RevisionState `json:"failed,omitempty"`
-	LastDeploy *reconcile.Record        `json:"last_deploy,omitempty"`
-	Containers []engine.Managed         `json:"containers"`
+	Env    string                   `json:"env"`
+	Live   *reconcile.RevisionState `json:"live,omitempty"`
+	Failed *reconcile.RevisionState `json:"failed,omitempty"`
+	// LastPass is the newest journal record: how the latest pass (or run
+	// of passes ending alike) ended. LastDeploy is the newest that
+	// deployed or failed something.
+	LastPass   *reconcile.Record `json:"last_pass,omitempty"`
+	LastDeploy *reconcile.Record `json:"last_deploy,omitempty"`
+	Containers []engine.Managed  `json:"containers"`
+	// Docker says why the containers are missing: the engine did not
+	// answer within statusDockerTimeout (a hung dockerd) or failed.
+	Docker string `json:"docker,omitempty"`
+	// Agent is what the running agent knows beyond the state dir (the
+	// local API only).
+	Agent *agentJSON `json:"agent,omitempty"`
 }
+
+// statusDockerTimeout bounds the container listing of status: a hung
+// dockerd must not hang `berth status` or the API.
+const statusDockerTimeout = 3 * time.Second
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("status", "[--config FILE] [--json]", stderr)
@@ -38,27 +54,27 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		defer dc.Close()
 		eng = engine.New(dc, nil)
 	}
-	out, err := statusData(ctx, cfg, eng)
-	if err != nil {
+	out, err := statusData(ctx, cfg, eng, nil)
+	if err != nil && out == nil {
 		fmt.Fprintf(stderr, "berth status: %v\n", err)
-		if out == nil {
-			return exitFailure
-		}
+		return exitFailure
 	}
 	if *asJSON {
 		writeJSON(stdout, out)
 	} else {
 		printStatus(stdout, *out)
 	}
-	if err != nil {
+	if out.Docker != "" {
 		return exitFailure
 	}
 	return exitOK
 }
 
-// statusData is what `berth status --json` and /api/status show. With an
-// engine error it returns the state-dir part and the error.
-func statusData(ctx context.Context, cfg *Config, eng *engine.Engine) (*statusJSON, error) {
+// statusData is what `berth status --json` and /api/status show. It reads
+// the state dir, and the containers from Docker within
+// statusDockerTimeout; an engine that does not answer is reported in
+// Docker, never waited for. live, when set, adds the running agent's view.
+func statusData(ctx context.Context, cfg *Config, eng *engine.Engine, live *liveStatus) (*statusJSON, error) {
 	st, err := reconcile.LoadState(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -68,18 +84,145 @@ func statusData(ctx context.Context, cfg *Config, eng *engine.Engine) (*statusJS
 	if err != nil {
 		return nil, err
 	}
-	if len(recs) > 0 {
-		out.LastDeploy = &recs[0]
+	for i := range recs {
+		if out.LastPass == nil {
+			out.LastPass = &recs[i]
+		}
+		if recs[i].Result != reconcile.ResultUnchanged {
+			out.LastDeploy = &recs[i]
+			break
+		}
+	}
+	if live != nil {
+		out.Agent = live.snapshot()
 	}
 	if eng == nil {
-		return out, errors.New("containers: no Docker client")
+		out.Docker = "no Docker client"
+		return out, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, statusDockerTimeout)
+	defer cancel()
 	ms, err := eng.List(ctx, cfg.Env)
-	if err != nil {
-		return out, fmt.Errorf("containers: %w", err)
+	switch {
+	case ctx.Err() != nil:
+		out.Docker = fmt.Sprintf("not answering within %s (a hung dockerd?)", statusDockerTimeout)
+	case err != nil:
+		out.Docker = err.Error()
+	default:
+		out.Containers = ms
 	}
-	out.Containers = ms
 	return out, nil
+}
+
+// liveStatus is what the running agent knows beyond its state dir: the
+// pass in flight and how the last one ended. STATUS= and /api/status show
+// it; neither waits on Docker or on the pass.
+type liveStatus struct {
+	mu sync.Mutex
+	a  agentJSON
+}
+
+type agentJSON struct {
+	// Pass is the pass in flight, if any.
+	Pass *passJSON `json:"pass,omitempty"`
+	// Last is how the latest pass ended.
+	Last *lastJSON `json:"last,omitempty"`
+}
+
+type passJSON struct {
+	Commit  string    `json:"commit,omitempty"`
+	Phase   string    `json:"phase"`
+	Started time.Time `json:"started"`
+}
+
+type lastJSON struct {
+	Result string    `json:"result"`
+	Class  string    `json:"class,omitempty"`
+	Commit string    `json:"commit,omitempty"`
+	Phase  string    `json:"phase,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	Passes int       `json:"passes"` // passes in a row that ended this way
+	Since  time.Time `json:"since"`  // when the first of them ended
+	Live   string    `json:"live,omitempty"`
+}
+
+// deployPhases are the steps of a deploy that changes the host: STATUS=
+// shows them, not the list/fetch/plan of every idle poll.
+var deployPhases = []string{"prepare", "cli", "workers", "servers", "retire"}
+
+// progress notes a pass entering a step and says whether STATUS= changes.
+func (l *liveStatus) progress(p reconcile.Progress) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	was := l.a.Pass
+	l.a.Pass = &passJSON{Commit: p.Commit, Phase: p.Phase, Started: p.Started}
+	return slices.Contains(deployPhases, p.Phase) && (was == nil || was.Phase != p.Phase)
+}
+
+// passEnded notes how a pass ended and says whether STATUS= changes.
+func (l *liveStatus) passEnded(p reconcile.Pass) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := p.Record
+	was, wasPass := l.a.Last, l.a.Pass
+	l.a.Pass = nil
+	since := r.Finished
+	if !p.New && was != nil && was.Result == r.Result {
+		since = was.Since
+	}
+	l.a.Last = &lastJSON{Result: r.Result, Class: r.Class, Commit: r.Commit, Phase: r.Phase, Reason: r.Reason, Passes: r.Count(), Since: since, Live: r.Live}
+	deployed := wasPass != nil && slices.Contains(deployPhases, wasPass.Phase)
+	return was == nil || deployed || was.Result != r.Result || was.Live != r.Live || was.Reason != r.Reason
+}
+
+func (l *liveStatus) snapshot() *agentJSON {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.a
+	return &a
+}
+
+// line is the unit's STATUS= (systemctl status berth): the live revision,
+// a deploy in flight, and a verdict or outage that holds the head back.
+func (l *liveStatus) line(cfg *Config) string {
+	a := l.snapshot()
+	s := "env " + cfg.Env + ": "
+	st, err := reconcile.LoadState(cfg.StateDir)
+	switch {
+	case err != nil:
+		s += "state unreadable: " + err.Error()
+	case st.Live != nil:
+		s += fmt.Sprintf("live %.12s since %s", st.Live.Commit, st.Live.At.Format(time.RFC3339))
+	default:
+		s += "no live revision yet"
+	}
+	if p := a.Pass; p != nil && slices.Contains(deployPhases, p.Phase) {
+		s += fmt.Sprintf("; deploying %.12s: %s", p.Commit, p.Phase)
+	}
+	switch last := a.Last; {
+	case last == nil:
+		if a.Pass == nil {
+			s += "; first check running"
+		}
+	case last.Result == reconcile.ResultOutage:
+		s += fmt.Sprintf("; outage since %s (%d passes), retrying: %s", last.Since.Format(time.RFC3339), last.Passes, oneLine(last.Reason))
+	case last.Result == reconcile.ResultFailed:
+		s += fmt.Sprintf("; %.12s failed (verdict): %s", last.Commit, oneLine(last.Reason))
+	default:
+		if err == nil && st.Failed != nil {
+			s += fmt.Sprintf("; %.12s failed", st.Failed.Commit)
+		}
+	}
+	return s
+}
+
+// oneLine is the first line of s, at most 200 bytes: STATUS= is one line.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
 }
 
 // historyData is what `berth history --json` and /api/history show.
@@ -106,6 +249,12 @@ func printStatus(w io.Writer, s statusJSON) {
 	}
 	if d := s.LastDeploy; d != nil {
 		fmt.Fprintf(w, "last deploy %s: %s (%.12s %s)\n", d.ID, d.Result, d.Commit, d.Subject)
+	}
+	if p := s.LastPass; p != nil && p.Result == reconcile.ResultOutage {
+		fmt.Fprintf(w, "outage  %d passes since %s, retrying by itself: %s\n", p.Count(), p.Finished.Format(time.RFC3339), p.Reason)
+	}
+	if s.Docker != "" {
+		fmt.Fprintf(w, "docker  %s\n", s.Docker)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nSERVICE\tROLE\tCONTAINER\tSTATE\tHEALTH\tREVISION")
@@ -136,14 +285,25 @@ func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		return writeJSON(stdout, recs)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEPLOY\tCOMMIT\tRESULT\tDURATION\tSUBJECT\tREASON")
+	fmt.Fprintln(tw, "DEPLOY\tCOMMIT\tRESULT\tPASSES\tDURATION\tAUTHOR\tSIGNER\tSUBJECT\tREASON")
 	for _, r := range recs {
 		dur := "-"
 		if !r.Finished.IsZero() {
 			dur = r.Finished.Sub(r.Started).Round(100 * time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%.12s\t%s\t%s\t%s\t%s\n", r.ID, r.Commit, r.Result, dur, r.Subject, r.Reason)
+		commit := r.Commit
+		if commit == "" {
+			commit = "-" // the branch head could not be read
+		}
+		fmt.Fprintf(tw, "%s\t%.12s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, commit, r.Result, r.Count(), dur, dash(r.Author), dash(r.Signer), r.Subject, oneLine(r.Reason))
 	}
 	tw.Flush()
 	return exitOK
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

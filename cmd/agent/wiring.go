@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
-	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/lb"
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/reconcile"
@@ -33,18 +31,16 @@ func newLogger(w io.Writer, level string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "berth", Output: w, JSONFormat: json, Level: hclog.LevelFromString(level)})
 }
 
-// source adapts gitsource to what reconcile needs.
+// source adapts gitsource to what reconcile needs. gitsource marks its
+// refusals (a rewrite, a bad signature) as verdicts itself.
 type source struct{ *gitsource.Source }
 
 func (s source) Fetch(ctx context.Context, commit, deployed string) (*reconcile.Revision, error) {
 	rev, err := s.Source.Fetch(ctx, commit, deployed)
-	if errors.Is(err, gitsource.ErrRewrite) || errors.Is(err, gitsource.ErrSignature) || failure.IsVerdict(err) {
-		return nil, &reconcile.Refusal{Err: err}
-	}
 	if err != nil {
 		return nil, err
 	}
-	return &reconcile.Revision{Commit: rev.Commit, Dir: rev.Dir, Author: rev.Author, Subject: rev.Subject}, nil
+	return &reconcile.Revision{Commit: rev.Commit, Dir: rev.Dir, Author: rev.Author, Subject: rev.Subject, Signer: rev.Signer}, nil
 }
 
 func newSource(cfg *Config, dir string, log hclog.Logger) (*gitsource.Source, error) {

@@ -106,6 +106,17 @@ func (f *Family) Observe(v float64, values ...string) {
 	s.count++
 }
 
+// Value is a counter or gauge series' value (a summary's sum); 0 for a
+// series never set.
+func (f *Family) Value(values ...string) float64 {
+	f.reg.mu.Lock()
+	defer f.reg.mu.Unlock()
+	if s := f.series[strings.Join(values, "\x00")]; s != nil {
+		return s.v
+	}
+	return 0
+}
+
 // Reset drops every series (an info gauge whose labels changed).
 func (f *Family) Reset() {
 	f.reg.mu.Lock()

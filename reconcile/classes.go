@@ -1,0 +1,110 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"syscall"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/client"
+
+	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
+)
+
+// What an error means for the revision (DESIGN.md §4). Adapters mark what
+// they know with internal/failure (gitsource: a rewrite or a bad signature
+// is a verdict; lb: nginx -t rejecting the file is a verdict). An error
+// that reaches reconcile without a mark is decided here: first by what it
+// is, whichever step it came from (inherent), then by the step (the
+// classify* functions below). docs/architecture.md has the table.
+//
+// The rule behind it: a verdict must be certain, because it stops the
+// host from trying that commit again. Whatever could be the world's fault
+// rather than the commit's is an outage: waited out, and the head goes on
+// by itself once the world is back.
+
+// inherent is the class an error has wherever it comes from, or Unclassed.
+func inherent(err error) failure.Class {
+	if c := failure.Of(err); c != failure.Unclassed {
+		return c
+	}
+	var problems envs.Problems
+	switch {
+	case errors.As(err, &problems):
+		return failure.Verdict // invalid config or policy
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return failure.Outage
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EIO):
+		return failure.Outage // the host's disk: full, read-only, failing
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED),
+		errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.ENETDOWN),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, io.ErrUnexpectedEOF):
+		return failure.Outage
+	case client.IsErrConnectionFailed(err):
+		return failure.Outage // "Cannot connect to the Docker daemon"
+	}
+	var netErr net.Error
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	var urlErr *url.Error
+	if errors.As(err, &netErr) || errors.As(err, &opErr) || errors.As(err, &dnsErr) || errors.As(err, &urlErr) {
+		return failure.Outage // a transport failure: nothing answered
+	}
+	// Docker's API answers, by HTTP status. 400: the daemon refuses the
+	// request built from the revision (a bad mount, an executable that is
+	// not in the image): the same commit gets the same answer. 401/403:
+	// the host's credentials. 409: a leftover the next pass retires. 5xx,
+	// 503, 429: the daemon's own trouble.
+	switch {
+	case cerrdefs.IsInvalidArgument(err):
+		return failure.Verdict
+	case cerrdefs.IsUnavailable(err), cerrdefs.IsInternal(err), cerrdefs.IsUnknown(err), cerrdefs.IsDeadlineExceeded(err),
+		cerrdefs.IsUnauthorized(err), cerrdefs.IsPermissionDenied(err), cerrdefs.IsConflict(err),
+		cerrdefs.IsResourceExhausted(err), cerrdefs.IsNotImplemented(err):
+		return failure.Outage
+	}
+	return failure.Unclassed
+}
+
+// mark gives err its inherent class, else dflt: what an unmarked error of
+// that step means. An error already marked keeps its mark.
+func mark(err error, dflt failure.Class) error {
+	if err == nil || failure.Of(err) != failure.Unclassed {
+		return err
+	}
+	c := inherent(err)
+	if c == failure.Unclassed {
+		c = dflt
+	}
+	if c == failure.Verdict {
+		return failure.AsVerdict(err)
+	}
+	return failure.AsOutage(err)
+}
+
+// The steps' defaults, for errors with no inherent class.
+
+// asOutage: Git (list, fetch), Vault, the container listing, the load
+// balancer, the state dir: an unmarked error is the service's trouble.
+func asOutage(err error) error { return mark(err, failure.Outage) }
+
+// asVerdict: loading the revision from its working copy, the health gate
+// of a new container: an unmarked error is the revision's.
+func asVerdict(err error) error { return mark(err, failure.Verdict) }
+
+// pullClass: a registry that answers "not found" for a digest the
+// revision names is a verdict (an unknown digest); the rest is an outage.
+func pullClass(err error) error {
+	if err == nil || inherent(err) != failure.Unclassed {
+		return mark(err, failure.Outage)
+	}
+	if cerrdefs.IsNotFound(err) {
+		return failure.AsVerdict(err)
+	}
+	return failure.AsOutage(err)
+}
