@@ -29,8 +29,8 @@ const (
 	// Docker, the state dir) that lasted several passes; sent once per
 	// outage.
 	DeployOutage = "deploy_outage"
-	JobFailed        = "job_failed"
-	JobSucceeded     = "job_succeeded" // only for jobs with notify: always
+	JobFailed    = "job_failed"
+	JobSucceeded = "job_succeeded" // only for jobs with notify: always
 )
 
 // AllEvents lists every event, for config validation.
