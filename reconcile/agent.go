@@ -78,6 +78,9 @@ type Agent struct {
 
 // Pass is how one pass ended, for metrics, notifications and status.
 type Pass struct {
+	// Result is how this pass ended (a Result* constant); Record.Result
+	// is how the run of passes it was counted into began.
+	Result string
 	// Record is the journal record the pass wrote or was counted into
 	// (Record.Passes then counts the run of passes that ended the same
 	// way).
@@ -133,21 +136,21 @@ func (a *Agent) LoadLive(ctx context.Context) (err error) {
 func (a *Agent) Check(ctx context.Context) (err error) {
 	p := &pass{id: newDeployID(), started: time.Now().UTC()}
 	defer func() { err = a.finish(ctx, p, err, recover()) }()
-	a.progress(p, "list")
-	head, err := a.Source.Head(ctx)
-	if err != nil {
-		return asOutage(err)
-	}
 	st, err := LoadState(a.StateDir)
 	if err != nil {
 		return asOutage(err)
 	}
 	p.st, p.loaded = st, true
-	if err := a.apply(p, head); err != nil {
-		return asOutage(err)
-	}
 	if p.st.Live != nil {
 		p.live = p.st.Live.Commit
+	}
+	a.progress(p, "list")
+	head, err := a.Source.Head(ctx)
+	if err != nil {
+		return asOutage(err)
+	}
+	if err := a.apply(p, head); err != nil {
+		return asOutage(err)
 	}
 	target, since := head, p.live
 	switch {
@@ -235,7 +238,7 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 		}
 		rec.Result, rec.Phase, rec.Phases, rec.Changed = ResultRunning, phase, res.Phases, res.Changed
 		if err := a.Journal.Write(rec); err != nil {
-			return err
+			return stateDirError(a.StateDir, err) // nothing changed yet in this phase: rolled back, retried
 		}
 		p.written = true
 		return nil

@@ -27,6 +27,10 @@ type fakeHost struct {
 	pulls      []string
 	unhealthy  map[string]bool // image → never healthy
 	pullErr    error
+	listErr    error
+	onCreate   func() // runs inside Create (a panic, say)
+	onHealth   func(ctx context.Context) error
+	onStop     func() // runs inside Stop
 	calls      []string // "create web@c1", "stop web@c1", …
 }
 
@@ -51,6 +55,9 @@ func (f *fakeHost) EnsureImage(_ context.Context, ref string) (bool, error) {
 }
 func (f *fakeHost) EnsureProject(context.Context, *types.Project) error { return nil }
 func (f *fakeHost) Create(_ context.Context, req *engine.Request) (string, error) {
+	if f.onCreate != nil {
+		f.onCreate()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.next++
@@ -70,6 +77,9 @@ func (f *fakeHost) Start(_ context.Context, id string) error {
 	return nil
 }
 func (f *fakeHost) Stop(_ context.Context, id string, _ *time.Duration) error {
+	if f.onStop != nil {
+		f.onStop()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c, ok := f.containers[id]; ok && c.State == "running" {
@@ -87,13 +97,21 @@ func (f *fakeHost) Remove(_ context.Context, id string) error {
 func (f *fakeHost) List(context.Context, string) ([]engine.Managed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	var out []engine.Managed
 	for _, c := range f.containers {
 		out = append(out, *c)
 	}
 	return out, nil
 }
-func (f *fakeHost) WaitHealthy(_ context.Context, id string, _, _ time.Duration) error {
+func (f *fakeHost) WaitHealthy(ctx context.Context, id string, _, _ time.Duration) error {
+	if f.onHealth != nil {
+		if err := f.onHealth(ctx); err != nil {
+			return err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.unhealthy[f.containers[id].Image] {
@@ -105,6 +123,11 @@ func (f *fakeHost) HostPort(context.Context, string, string) (string, error) { r
 func (f *fakeHost) HasHealthcheck(context.Context, string) (bool, error)     { return true, nil }
 
 func (f *fakeHost) running() []string {
+	f.mu.Lock()
+	saved := f.listErr
+	f.listErr = nil
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.listErr = saved; f.mu.Unlock() }()
 	ms, _ := f.List(context.Background(), "")
 	var out []string
 	for _, m := range ms {

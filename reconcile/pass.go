@@ -162,7 +162,7 @@ func (a *Agent) finish(ctx context.Context, p *pass, err error, panicked any) (r
 	if st.Live != nil {
 		rec.Live = st.Live.Commit
 	}
-	out := Pass{Record: *rec, New: true, Class: class, Err: err}
+	out := Pass{Result: rec.Result, Record: *rec, New: true, Class: class, Err: err}
 	if a.Journal != nil {
 		if jerr := a.journal(p, rec, &out); jerr != nil {
 			jerr = stateDirError(a.StateDir, jerr)
@@ -244,7 +244,7 @@ func (a *Agent) summarize(p *pass, out Pass, now time.Time) (notify bool) {
 	if notifyAfter <= 0 {
 		notifyAfter = 3
 	}
-	switch rec.Result {
+	switch out.Result {
 	case ResultSucceeded:
 		log.Info("deployed", "subject", rec.Subject, "changed", rec.Changed, "duration", now.Sub(p.started).Round(time.Millisecond))
 		return rec.Changed

@@ -74,7 +74,7 @@ func (m *agentMetrics) passEnded(p reconcile.Pass) {
 // checkResult is the berth_checks_total label of a pass: ok, verdict,
 // outage or interrupted.
 func checkResult(p reconcile.Pass) string {
-	switch p.Record.Result {
+	switch p.Result {
 	case reconcile.ResultSucceeded, reconcile.ResultUnchanged:
 		return "ok"
 	case reconcile.ResultFailed:

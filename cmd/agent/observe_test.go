@@ -48,7 +48,7 @@ func TestPassEventAndMetrics_RenderTheOutcome(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.rec.ID, tc.rec.Commit, tc.rec.Subject = "d1", "0123456789abcdef", "v2"
-			p := reconcile.Pass{Record: tc.rec, New: true, Notify: true, Class: tc.class}
+			p := reconcile.Pass{Result: tc.rec.Result, Record: tc.rec, New: true, Notify: true, Class: tc.class}
 			e := passEvent("prod", p)
 			if e.Event != tc.wantEvent || e.Env != "prod" || e.Commit != tc.rec.Commit {
 				t.Errorf("event %+v, want %s", e, tc.wantEvent)
