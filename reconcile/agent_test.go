@@ -30,7 +30,7 @@ type fakeHost struct {
 	listErr    error
 	onCreate   func() // runs inside Create (a panic, say)
 	onHealth   func(ctx context.Context) error
-	onStop     func() // runs inside Stop
+	onStop     func()   // runs inside Stop
 	calls      []string // "create web@c1", "stop web@c1", …
 }
 

@@ -87,7 +87,9 @@ func TestAgent_EveryPassLeavesOneRecordOneReportAtMostOneNotification(t *testing
 			}
 			sec.err = errors.New("vault answered 503: Vault is sealed")
 		}, wantResult: ResultOutage, wantClass: failure.Outage, wantErr: true, wantLive: "c1"}, // same phase (prepare) as the registry: counted
-		{name: "docker down at the plan", setup: func() { sec.err, host.listErr = nil, fmt.Errorf("Cannot connect to the Docker daemon: %w", syscall.ECONNREFUSED) },
+		{name: "docker down at the plan", setup: func() {
+			sec.err, host.listErr = nil, fmt.Errorf("Cannot connect to the Docker daemon: %w", syscall.ECONNREFUSED)
+		},
 			wantResult: ResultOutage, wantClass: failure.Outage, wantErr: true, wantNew: true, wantLive: "c1"},
 		{name: "c2 never healthy: verdict, rolled back", setup: func() { host.listErr = nil; host.unhealthy["r/app@c2"] = true },
 			wantResult: ResultFailed, wantClass: failure.Verdict, wantNew: true, wantNotify: true, wantFailed: "c2", wantLive: "c1"},
