@@ -14,6 +14,7 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/internal/testenv"
 	"berth.dev/berth/lb"
 	"berth.dev/berth/migrate"
@@ -174,30 +175,37 @@ func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.
 		}
 	}
 
+	unknown := v3
+	unknown.Digest = "sha256:" + strings.Repeat("0", 64)
 	failures := []struct {
-		name    string
-		rev     rev
-		before  func()
-		after   func()
-		wantErr string
+		name      string
+		rev       rev
+		before    func()
+		after     func()
+		wantErr   string
+		wantClass failure.Class // Unclassed: not checked here
+		wantDone  bool          // something changed before the failure
 	}{
-		{name: "migration exits 1", rev: rev{image: v3, migrateCode: "1"}, wantErr: "cli: migrate migrate: exited with code 1"},
-		{name: "server never healthy", rev: rev{image: v3, webMode: "unhealthy"}, wantErr: "servers: service web: container"},
-		{name: "server crashes on start", rev: rev{image: v3, webMode: "crash"}, wantErr: "exited with code 3 before it was healthy"},
-		{name: "worker never healthy", rev: rev{image: v3, workerMode: "unhealthy"}, wantErr: "workers: service worker: container"},
+		{name: "migration exits 1", rev: rev{image: v3, migrateCode: "1"}, wantErr: "cli: migrate migrate: exited with code 1", wantClass: failure.Verdict, wantDone: true},
+		{name: "server never healthy", rev: rev{image: v3, webMode: "unhealthy"}, wantErr: "servers: service web: container", wantClass: failure.Verdict, wantDone: true},
+		{name: "server crashes on start", rev: rev{image: v3, webMode: "crash"}, wantErr: "exited with code 3 before it was healthy", wantClass: failure.Verdict, wantDone: true},
+		{name: "worker never healthy", rev: rev{image: v3, workerMode: "unhealthy"}, wantErr: "workers: service worker: container", wantClass: failure.Verdict, wantDone: true},
 		{
-			name:    "registry unreachable",
-			rev:     rev{image: testenv.AppImage{Repo: "127.0.0.1:1/berth/testapp", Digest: v3.Digest}},
-			wantErr: "prepare: service ",
+			name:      "registry unreachable",
+			rev:       rev{image: testenv.AppImage{Repo: "127.0.0.1:1/berth/testapp", Digest: v3.Digest}},
+			wantErr:   "prepare: service ",
+			wantClass: failure.Outage,
 		},
+		{name: "unknown digest", rev: rev{image: unknown}, wantErr: "manifest unknown", wantClass: failure.Verdict},
 		{
 			name: "nginx config test fails",
 			rev:  rev{image: v3},
 			before: func() {
 				os.WriteFile(filepath.Join(h.nginx.ConfD, "broken.conf"), []byte("this is not nginx config\n"), 0o644)
 			},
-			after:   func() { os.Remove(filepath.Join(h.nginx.ConfD, "broken.conf")) },
-			wantErr: "nginx rejected " + h.lbFile,
+			after:    func() { os.Remove(filepath.Join(h.nginx.ConfD, "broken.conf")) },
+			wantErr:  "nginx rejected " + h.lbFile,
+			wantDone: true,
 		},
 	}
 	for _, tc := range failures {
@@ -208,9 +216,15 @@ func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.
 			if tc.after != nil {
 				defer tc.after()
 			}
-			_, err := h.deploy(tc.rev, "r3")
+			res, err := h.deploy(tc.rev, "r3")
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("deploy: %v, want an error containing %q", err, tc.wantErr)
+			}
+			if tc.wantClass != failure.Unclassed && (failure.Of(err) != tc.wantClass || res.Class != tc.wantClass) {
+				t.Errorf("class %s (result %s), want %s", failure.Of(err), res.Class, tc.wantClass)
+			}
+			if (len(res.Done) > 0) != tc.wantDone || len(res.Undone) < len(res.Done)-countRuns(res.Done) {
+				t.Errorf("done %v, undone %v: want every change but one-shots undone", res.Done, res.Undone)
 			}
 			if got := h.serving(); got != "version=v2" {
 				t.Errorf("nginx serves %q after the failure, want v2", got)
@@ -227,6 +241,17 @@ func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.
 	if h.serving() != "version=v3" {
 		t.Fatalf("after v3: %q", h.serving())
 	}
+}
+
+// countRuns counts the one-shots in done (a rollback never undoes them).
+func countRuns(done []string) int {
+	n := 0
+	for _, d := range done {
+		if strings.HasPrefix(d, "run ") {
+			n++
+		}
+	}
+	return n
 }
 
 // An agent killed after the new server passed its health gate but before
