@@ -46,11 +46,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	switch args[0] {
-	case "-h", "--help", "-help", "help":
+	case "-h", "--help", "-help":
 		usage(stdout)
 		return exitOK
 	case "--version", "-version":
 		return runVersion(ctx, nil, stdout, stderr)
+	case "help": // berth help COMMAND is berth COMMAND --help
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "--help"}, stdout, stderr)
+		}
+		usage(stdout)
+		return exitOK
 	case "secret-init": // inside containers, not for operators: see secretinit.go
 		return secretInit(args[1:], os.Stdin, stderr)
 	}

@@ -18,13 +18,26 @@ import (
 
 func jobStore(cfg *Config) *jobs.Store { return &jobs.Store{Dir: filepath.Join(cfg.StateDir, "jobs")} }
 
+const jobsUsage = `usage: berth jobs list|history NAME|logs NAME [RUN]|run NAME [--config FILE]
+
+  list                      the live revision's jobs, next and last runs
+  history NAME              a job's runs, newest first
+  logs NAME [RUN]           a run's kept stdout and stderr (default: the newest finished)
+  run NAME                  ask the agent to run the job now and wait for the result
+
+Run 'berth jobs SUBCOMMAND -h' for its flags.
+`
+
 func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: berth jobs list|history NAME|logs NAME [RUN]|run NAME [--config FILE]")
+		io.WriteString(stderr, jobsUsage)
 		return exitUsage
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {
+	case "-h", "--help", "-help", "help":
+		io.WriteString(stdout, jobsUsage)
+		return exitOK
 	case "list":
 		return jobsList(rest, stdout, stderr)
 	case "history":

@@ -48,3 +48,32 @@ func TestUsage_NamesEveryCommandOfTheDesign(t *testing.T) {
 		}
 	}
 }
+
+// Every command and subcommand answers -h and --help with its usage and
+// exit 0, without reading an agent config or touching anything.
+func TestHelp_EveryCommandAndSubcommand(t *testing.T) {
+	var cmds [][]string
+	for _, c := range commands() {
+		cmds = append(cmds, []string{c.name})
+	}
+	for _, sub := range []string{"list", "history", "logs", "run"} {
+		cmds = append(cmds, []string{"jobs", sub})
+	}
+	for _, c := range cmds {
+		for _, flag := range []string{"-h", "--help"} {
+			args := append(append([]string{}, c...), flag)
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				var stdout, stderr bytes.Buffer
+				code := run(context.Background(), args, &stdout, &stderr)
+				out := stdout.String() + stderr.String()
+				if code != exitOK || !strings.Contains(strings.ToLower(out), "usage: berth "+c[0]) {
+					t.Fatalf("exit %d, output %q: want 0 and the usage of berth %s", code, out, strings.Join(c, " "))
+				}
+			})
+		}
+	}
+	var stdout bytes.Buffer
+	if code := run(context.Background(), []string{"help", "jobs"}, &stdout, &stdout); code != exitOK || !strings.Contains(stdout.String(), "usage: berth jobs") {
+		t.Fatalf("berth help jobs: exit %d\n%s", code, stdout.String())
+	}
+}

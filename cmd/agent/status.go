@@ -39,7 +39,7 @@ type statusJSON struct {
 
 // statusDockerTimeout bounds the container listing of status: a hung
 // dockerd must not hang `berth status` or the API.
-const statusDockerTimeout = 3 * time.Second
+var statusDockerTimeout = 3 * time.Second
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("status", "[--config FILE] [--json]", stderr)
