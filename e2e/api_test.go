@@ -127,8 +127,10 @@ func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
 		w.d.CleanupImage(img.Ref())
 	}
 	rev1 := w.commit("v1", v1, "serve")
-	d := w.start()
-	d.waitFor(t, "deployed", rev1[:12])
+	w.start()
+	// Wait for the state, not a log line: state.json names the live
+	// revision before anything reports it.
+	w.waitLive(t, rev1)
 
 	// /healthz, /api/status, /api/history, /api/jobs.
 	resp, err := w.apiClient().Get("http://berth/healthz")
@@ -159,11 +161,17 @@ func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	fams := w.scrape(t)
-	if value(fams, "berth_deploys_total", "result", "succeeded") != 1 || value(fams, "berth_live_revision_info", "commit", rev1) != 1 ||
+	// The metrics follow once the pass is journaled: wait for them too.
+	var fams map[string]*dto.MetricFamily
+	w.eventually("metrics after v1", func() bool {
+		fams = w.scrape(t)
+		return value(fams, "berth_deploys_total", "result", "succeeded") == 1 && value(fams, "berth_checks_total", "result", "ok") >= 1
+	})
+	if value(fams, "berth_live_revision_info", "commit", rev1) != 1 || value(fams, "berth_rollbacks_total") > 0 ||
 		value(fams, "berth_deploy_phase_seconds", "phase", "servers") != 1 || value(fams, "berth_git_fetches_total") != 1 {
-		t.Fatalf("metrics after v1: deploys %v, live %v, phases %v, fetches %v", value(fams, "berth_deploys_total", "result", "succeeded"),
-			value(fams, "berth_live_revision_info", "commit", rev1), value(fams, "berth_deploy_phase_seconds", "phase", "servers"), value(fams, "berth_git_fetches_total"))
+		t.Fatalf("metrics after v1: deploys %v, live %v, phases %v, fetches %v, rollbacks %v", value(fams, "berth_deploys_total", "result", "succeeded"),
+			value(fams, "berth_live_revision_info", "commit", rev1), value(fams, "berth_deploy_phase_seconds", "phase", "servers"), value(fams, "berth_git_fetches_total"),
+			value(fams, "berth_rollbacks_total"))
 	}
 
 	// The deploy was announced on both targets.
@@ -207,7 +215,7 @@ func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("valid webhook to first Git request: %s", time.Since(start).Round(time.Millisecond))
-	d.waitFor(t, "deployed", rev2[:12])
+	w.waitLive(t, rev2)
 
 	// 100 valid calls within a second (GitHub, GitLab, Gitea/Forgejo): one fetch.
 	rev3 := w.commit("v3", v3, "serve")
@@ -239,7 +247,7 @@ func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
 			t.Fatalf("burst hook: %d", c)
 		}
 	}
-	d.waitFor(t, "deployed", rev3[:12])
+	w.waitLive(t, rev3)
 	time.Sleep(time.Second) // a check queued by the burst finds nothing new
 	fams = w.scrape(t)
 	if got := value(fams, "berth_git_fetches_total") - before; got != 1 {

@@ -224,7 +224,11 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 		}
 		var history []struct{ Commit, Result, Reason string }
 		w.cli(&history, "history")
-		if len(history) != 3 || history[0].Commit != bad || history[0].Result != "failed" || history[1].Result != "succeeded" {
+		// Newest first: the pass that kept v2 (nothing to do), the
+		// never-healthy revision, the invalid config (a refusal is a pass
+		// like any other), then the two deploys.
+		if len(history) != 5 || history[0].Result != "unchanged" || history[1].Commit != bad || history[1].Result != "failed" ||
+			history[2].Result != "failed" || history[3].Result != "succeeded" {
 			t.Fatalf("berth history: %+v", history)
 		}
 	})

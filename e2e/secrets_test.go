@@ -75,6 +75,12 @@ x-berth:
 		t.Fatalf("the container did not get the secret as a variable and a file: %s", got)
 	}
 
+	// berth plan plans with the agent's own code, secret digests included:
+	// an up-to-date host with secrets has nothing to change.
+	if out, err := exec.Command(w.bin, "plan", "--config", w.config).CombinedOutput(); err != nil || !strings.Contains(string(out), "no change") {
+		t.Fatalf("berth plan on an up-to-date host with secrets: %v\n%s", err, out)
+	}
+
 	if _, err := root.KVv2("secret").Put(t.Context(), "journal/db", map[string]any{"password": values[1]}); err != nil {
 		t.Fatal(err)
 	}
