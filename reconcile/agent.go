@@ -243,6 +243,12 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 		p.written = true
 		return nil
 	}
+	stage := func() string { return p.stage } // read only: pulls call it in parallel
+	d.Progress = func() {
+		if a.OnProgress != nil {
+			a.OnProgress(Progress{Commit: p.target, Phase: stage(), Started: p.started})
+		}
+	}
 	a.progress(p, "plan")
 	res, err := d.Deploy(ctx, Input{Env: env, Revision: rev.Commit})
 	p.res = res

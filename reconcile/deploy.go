@@ -39,6 +39,11 @@ type Deployer struct {
 	// BeforePhase, when set, is called before each phase is taken (the
 	// journal writes its record there); an error stops the deploy.
 	BeforePhase func(phase string, res *Result) error
+	// Progress, when set, is called whenever the deploy moves within a
+	// phase (an image pulled, a container changed, a one-shot ended): the
+	// watchdog tells a long phase from a wedged one by it. It must not
+	// block.
+	Progress func()
 }
 
 // Input is one revision to deploy.
@@ -210,6 +215,13 @@ func (p *deploy) done(what string) {
 	p.mu.Lock()
 	p.res.Done = append(p.res.Done, what)
 	p.mu.Unlock()
+	p.progressed()
+}
+
+func (p *deploy) progressed() {
+	if p.Progress != nil {
+		p.Progress()
+	}
 }
 
 func (d *Deployer) logger() hclog.Logger {
@@ -275,6 +287,7 @@ func (p *deploy) start(ctx context.Context, a Action, publish bool) (string, err
 		return "", asVerdict(fmt.Errorf("service %s: %w", a.Service, err))
 	}
 	p.log.Info("container healthy", "service", a.Service, "container", req.Name, "waited", time.Since(started).Round(time.Millisecond))
+	p.progressed()
 	return id, nil
 }
 

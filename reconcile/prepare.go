@@ -126,7 +126,9 @@ func (p *deploy) prepare(ctx context.Context) error {
 				mu.Lock()
 				errs = append(errs, pullClass(fmt.Errorf("service %s: %w", svc, err)))
 				mu.Unlock()
+				return
 			}
+			p.progressed()
 		}()
 	}
 	wg.Wait()
