@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"berth.dev/berth/internal/testenv"
+	"berth.dev/berth/reconcile"
+)
+
+// A dockerd that stops answering (the agent reaches it through a gate
+// that accepts and never answers, as a SIGSTOPped daemon does) ends the
+// pass as an outage once the engine's deadline passes; meanwhile `berth
+// status`, /api/status and the unit's STATUS= keep answering and say so;
+// once the engine answers again the head deploys by itself.
+func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
+	w := newWorld(t)
+	sock := strings.TrimPrefix(w.d.Client.DaemonHost(), "unix://")
+	gate := testenv.NewUnixGate(t, sock)
+	cfg, _ := os.ReadFile(w.config)
+	os.WriteFile(w.config, append(cfg, []byte("docker: {host: unix://"+gate.Addr+"}\n")...), 0o600)
+	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
+	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})
+	w.d.CleanupImage(v1.Ref())
+	w.d.CleanupImage(v2.Ref())
+
+	notifySock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifySock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	statuses := make(chan string, 1000)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			for _, l := range strings.Split(string(buf[:n]), "\n") {
+				if strings.HasPrefix(l, "STATUS=") {
+					select {
+					case statuses <- l:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	c1 := w.commit("v1", v1, "serve")
+	cmd := exec.Command(w.bin, "run", "--config", w.config)
+	cmd.Env = append(cmd.Environ(), "NOTIFY_SOCKET="+notifySock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	w.waitLive(t, c1)
+
+	gate.Hang(t)
+	c2 := w.commit("v2", v2, "serve")
+	// While the pass waits on the hung engine, status answers at once.
+	start := time.Now()
+	out, err := exec.Command(w.bin, "status", "--config", w.config, "--json").Output()
+	var st struct {
+		Live   struct{ Commit string }
+		Docker string
+	}
+	json.Unmarshal(out, &st)
+	if took := time.Since(start); took > 10*time.Second || st.Live.Commit != c1 || !strings.Contains(st.Docker, "not answering within") {
+		t.Fatalf("berth status during the hang (%v, %s): %s", err, took, out)
+	}
+	var api struct {
+		Live   struct{ Commit string }
+		Docker string
+		Agent  struct {
+			Pass *struct{ Phase string }
+			Last *struct{ Result string }
+		}
+	}
+	resp, err := w.apiClient().Get("http://berth/api/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&api)
+	resp.Body.Close()
+	if api.Live.Commit != c1 || !strings.Contains(api.Docker, "not answering within") {
+		t.Fatalf("/api/status during the hang: %+v", api)
+	}
+
+	// The engine's deadline ends the pass: an outage, recorded and shown.
+	out1 := w.waitOutage(t, "plan", 1)
+	if !strings.Contains(out1.Reason, "deadline") && !strings.Contains(out1.Reason, "not answer") {
+		t.Errorf("the outage does not say the engine did not answer: %s", out1.Reason)
+	}
+	deadline := time.After(60 * time.Second)
+	for seen := ""; !strings.Contains(seen, "; outage since"); {
+		select {
+		case seen = <-statuses:
+		case <-deadline:
+			t.Fatalf("no STATUS= naming the outage; last %q", seen)
+		}
+	}
+	if s, _ := reconcile.LoadState(w.state); s.Failed != nil {
+		t.Fatalf("a hung engine marked %.12s failed", s.Failed.Commit)
+	}
+	if got := w.serving(); got != "version=v1" {
+		t.Fatalf("during the hang nginx serves %q", got)
+	}
+
+	gate.Up(t)
+	w.waitLive(t, c2)
+	if got := w.serving(); got != "version=v2" {
+		t.Fatalf("after the engine came back nginx serves %q", got)
+	}
+}
