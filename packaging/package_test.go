@@ -100,7 +100,7 @@ func TestUnit_HasTheDesignedSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Type=notify", "Restart=on-failure", "StateDirectory=berth", "TimeoutStopSec=10min", "ConditionPathExists=/etc/berth/agent.yaml", "ProtectSystem=strict", "WatchdogSec="} {
+	for _, want := range []string{"Type=notify", "Restart=on-failure", "StateDirectory=berth", "TimeoutStopSec=10min", "ConditionPathExists=/etc/berth/agent.yaml", "ProtectSystem=strict", "WatchdogSec=2min"} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Errorf("berth.service lacks %q", want)
 		}
