@@ -130,7 +130,7 @@ func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
 	w.start()
 	// Wait for the state, not a log line: state.json names the live
 	// revision before anything reports it.
-	w.waitLive(t, rev1)
+	w.waitLiveCommit(t, rev1)
 
 	// /healthz, /api/status, /api/history, /api/jobs.
 	resp, err := w.apiClient().Get("http://berth/healthz")
@@ -215,7 +215,7 @@ func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("valid webhook to first Git request: %s", time.Since(start).Round(time.Millisecond))
-	w.waitLive(t, rev2)
+	w.waitLiveCommit(t, rev2)
 
 	// 100 valid calls within a second (GitHub, GitLab, Gitea/Forgejo): one fetch.
 	rev3 := w.commit("v3", v3, "serve")
@@ -247,7 +247,7 @@ func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
 			t.Fatalf("burst hook: %d", c)
 		}
 	}
-	w.waitLive(t, rev3)
+	w.waitLiveCommit(t, rev3)
 	time.Sleep(time.Second) // a check queued by the burst finds nothing new
 	fams = w.scrape(t)
 	if got := value(fams, "berth_git_fetches_total") - before; got != 1 {

@@ -61,7 +61,7 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	w.waitLive(t, c1)
+	w.waitLiveCommit(t, c1)
 
 	gate.Hang(t)
 	c2 := w.commit("v2", v2, "serve")
@@ -115,7 +115,7 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 	}
 
 	gate.Up(t)
-	w.waitLive(t, c2)
+	w.waitLiveCommit(t, c2)
 	if got := w.serving(); got != "version=v2" {
 		t.Fatalf("after the engine came back nginx serves %q", got)
 	}

@@ -17,9 +17,9 @@ import (
 	"berth.dev/berth/reconcile"
 )
 
-// waitLive waits until state.json names commit as live: the state itself,
+// waitLiveCommit waits until state.json names commit as live: the state itself,
 // never a log line.
-func (w *world) waitLive(t testing.TB, commit string) {
+func (w *world) waitLiveCommit(t testing.TB, commit string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -132,7 +132,7 @@ x-berth:
 	c1 := commit("v1", gated("v1"), "journal/db")
 	d := w.start()
 	defer d.kill()
-	w.waitLive(t, c1)
+	w.waitLiveCommit(t, c1)
 
 	steps := []struct {
 		name    string
@@ -158,7 +158,7 @@ x-berth:
 			}
 			up := time.Now()
 			st.gate.Up(t)
-			w.waitLive(t, c)
+			w.waitLiveCommit(t, c)
 			took := time.Since(up)
 
 			s, _ := reconcile.LoadState(w.state)
