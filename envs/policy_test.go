@@ -132,6 +132,24 @@ func TestPolicy_EachRuleWithItsMessage(t *testing.T) {
 			},
 		},
 		{
+			name:    "external network allowed by policy",
+			compose: svc("    networks: [proxy]\nnetworks:\n  proxy: {external: true, name: shared_proxy}\n"),
+			opts:    Options{Policy: Policy{AllowExternalNetworks: true}},
+		},
+		{
+			name:    "userns_mode",
+			compose: svc("    userns_mode: host\n"),
+			want: []string{
+				f + `:w:userns_mode: "userns_mode" is not supported by berth yet (remove it; berth would otherwise ignore it)`,
+				f + `:w:userns_mode: userns_mode is refused (leave it out)`,
+			},
+		},
+		{
+			name:    "a volume type berth does not mount",
+			compose: svc("    volumes: [{type: npipe, source: x, target: /x}]\n"),
+			want:    []string{f + `:w:volumes[0]: volume type "npipe" is not supported by berth yet (use bind, volume or tmpfs)`},
+		},
+		{
 			name:    "volume and network labels",
 			compose: svc("    volumes: ['v:/data']\nvolumes:\n  v: {labels: {com.docker.compose.project: other}}\nnetworks:\n  default: {labels: {berth.env: other}}\n"),
 			want: []string{
