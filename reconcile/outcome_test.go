@@ -2,11 +2,14 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/envs"
 	"berth.dev/berth/internal/failure"
@@ -255,5 +258,52 @@ func TestAgent_PanicIsAVerdictOnTheRevisionAndTheAgentGoesOn(t *testing.T) {
 				t.Fatalf("the next commit: running %s, want web@c3", got)
 			}
 		})
+	}
+}
+
+// signedSource serves revisions with an author and a verified signer.
+type signedSource struct{ fakeSource }
+
+func (s *signedSource) Fetch(ctx context.Context, commit, since string) (*Revision, error) {
+	rev, err := s.fakeSource.Fetch(ctx, commit, since)
+	if rev != nil {
+		rev.Author, rev.Signer, rev.Subject = "Ada <ada@example.org>", "0123456789ABCDEF", "promote "+commit
+	}
+	return rev, err
+}
+
+// The journal keeps who wrote and who signed the revision, and every line
+// the deploy logs names its phase.
+func TestAgent_RecordsAuthorAndSignerAndLogsThePhase(t *testing.T) {
+	host := newFakeHost()
+	src := &signedSource{fakeSource{head: "c1"}}
+	a, _ := newAgent(t, &src.fakeSource, host)
+	a.Source = src
+	var logs strings.Builder
+	a.Log = hclog.New(&hclog.LoggerOptions{Output: &logs, JSONFormat: true, Level: hclog.Debug})
+	a.Deployer.Log = a.Log
+	if err := a.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := a.Journal.Newest()
+	if rec.Author != "Ada <ada@example.org>" || rec.Signer != "0123456789ABCDEF" || rec.Subject != "promote c1" {
+		t.Fatalf("record %+v", rec)
+	}
+	lines := 0
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["deploy_id"] == nil {
+			continue // not a line of the deploy
+		}
+		lines++
+		if m["phase"] == nil || m["commit"] == nil {
+			t.Errorf("a deploy log line without its phase or commit: %s", l)
+		}
+	}
+	if lines < 4 {
+		t.Fatalf("only %d deploy log lines:\n%s", lines, logs.String())
 	}
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -110,5 +112,37 @@ func TestStatusLine_DeployPhasesAndVerdict(t *testing.T) {
 		Result: reconcile.ResultFailed, Class: "verdict", Commit: "c2c2c2c2c2c2c2", Reason: "servers: service web: container x not healthy after 1m0s\nmore"}})
 	if got := live.line(cfg); !strings.HasSuffix(got, "; c2c2c2c2c2c2 failed (verdict): servers: service web: container x not healthy after 1m0s") {
 		t.Fatalf("after a verdict: %q", got)
+	}
+}
+
+// berth history shows each record's result, how many passes it stands
+// for, its author and the key that signed it.
+func TestHistory_ShowsPassesAuthorAndSigner(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfgPath, []byte("env: prod\nrepo: {url: 'file:///nonexistent'}\nstate_dir: "+dir+"\n"), 0o600)
+	j := &reconcile.Journal{Dir: filepath.Join(dir, "deploys")}
+	now := time.Now().UTC()
+	for _, r := range []reconcile.Record{
+		{ID: "20261128T080000.000000Z-aaaaaa", Commit: "c1c1c1c1c1c1c1c1", Result: reconcile.ResultSucceeded, Author: "Ada <ada@example.org>", Signer: "0123456789ABCDEF", Subject: "v1", Started: now, Finished: now},
+		{ID: "20261128T090000.000000Z-bbbbbb", Commit: "", Result: reconcile.ResultOutage, Class: "outage", Phase: "list", Passes: 7, Reason: "list https://git.example.org: connection refused", Started: now, Finished: now},
+	} {
+		if err := j.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"history", "--config", cfgPath}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Split(stdout.String(), "\n")
+	if !strings.Contains(lines[0], "PASSES") || !strings.Contains(lines[0], "AUTHOR") || !strings.Contains(lines[0], "SIGNER") {
+		t.Fatalf("header %q", lines[0])
+	}
+	if f := strings.Fields(lines[1]); len(f) < 5 || f[1] != "-" || f[2] != "outage" || f[3] != "7" {
+		t.Errorf("outage line %q: want no commit, outage, 7 passes", lines[1])
+	}
+	if !strings.Contains(lines[2], "succeeded") || !strings.Contains(lines[2], "Ada <ada@example.org>") || !strings.Contains(lines[2], "0123456789ABCDEF") {
+		t.Errorf("deploy line %q: want author and signer", lines[2])
 	}
 }
