@@ -211,4 +211,14 @@ x-berth:
 		b, _ := json.Marshal(history)
 		t.Fatalf("berth history: %d outage records, want 3 (one per outage): %s", outages, b)
 	}
+	// One metric increment per pass: the outage passes the journal counted.
+	passes := 0
+	for _, r := range w.journal(t) {
+		if r.Result == reconcile.ResultOutage {
+			passes += r.Count()
+		}
+	}
+	if got := value(w.scrape(t), "berth_checks_total", "result", "outage"); got != float64(passes) {
+		t.Fatalf("berth_checks_total{result=outage} %v, want %d (one per outage pass)", got, passes)
+	}
 }

@@ -203,9 +203,10 @@ func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.
 			before: func() {
 				os.WriteFile(filepath.Join(h.nginx.ConfD, "broken.conf"), []byte("this is not nginx config\n"), 0o644)
 			},
-			after:    func() { os.Remove(filepath.Join(h.nginx.ConfD, "broken.conf")) },
-			wantErr:  "nginx rejected " + h.lbFile,
-			wantDone: true,
+			after:     func() { os.Remove(filepath.Join(h.nginx.ConfD, "broken.conf")) },
+			wantErr:   "nginx rejected " + h.lbFile,
+			wantClass: failure.Verdict,
+			wantDone:  true,
 		},
 	}
 	for _, tc := range failures {
