@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +25,12 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 	sock := strings.TrimPrefix(w.d.Client.DaemonHost(), "unix://")
 	gate := testenv.NewUnixGate(t, sock)
 	cfg, _ := os.ReadFile(w.config)
-	os.WriteFile(w.config, append(cfg, []byte("docker: {host: unix://"+gate.Addr+"}\n")...), 0o600)
+	// A stall limit well under the engine's 30 s deadline: the pass that
+	// waits on the hung engine counts as wedged, so the test sees the
+	// watchdog stop answering (and start again once the deadline ends the
+	// pass).
+	cfgText := strings.Replace(string(cfg), "deploy: {health_timeout: 8s, settle: 1s}", "deploy: {health_timeout: 8s, settle: 1s, stall_timeout: 5s}", 1)
+	os.WriteFile(w.config, []byte(cfgText+"docker: {host: unix://"+gate.Addr+"}\n"), 0o600)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})
 	w.d.CleanupImage(v1.Ref())
@@ -37,6 +43,8 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 	}
 	defer conn.Close()
 	statuses := make(chan string, 1000)
+	var mu sync.Mutex
+	var lastPing time.Time
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -45,6 +53,11 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 				return
 			}
 			for _, l := range strings.Split(string(buf[:n]), "\n") {
+				if l == "WATCHDOG=1" {
+					mu.Lock()
+					lastPing = time.Now()
+					mu.Unlock()
+				}
 				if strings.HasPrefix(l, "STATUS=") {
 					select {
 					case statuses <- l:
@@ -54,14 +67,25 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 			}
 		}
 	}()
+	sincePing := func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		if lastPing.IsZero() {
+			return time.Hour
+		}
+		return time.Since(lastPing)
+	}
 	c1 := w.commit("v1", v1, "serve")
 	cmd := exec.Command(w.bin, "run", "--config", w.config)
-	cmd.Env = append(cmd.Environ(), "NOTIFY_SOCKET="+notifySock)
+	cmd.Env = append(cmd.Environ(), "NOTIFY_SOCKET="+notifySock, "WATCHDOG_USEC=1000000") // WatchdogSec=1s: a ping every 0.5 s
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	w.waitLiveCommit(t, c1)
+	if d := sincePing(); d > 2*time.Second {
+		t.Fatalf("no WATCHDOG=1 for %s while the agent is healthy", d)
+	}
 
 	gate.Hang(t)
 	c2 := w.commit("v2", v2, "serve")
@@ -94,6 +118,23 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 		t.Fatalf("/api/status during the hang: %+v", api)
 	}
 
+	// The pass waits on the engine without progress: past the stall
+	// limit the watchdog stops answering and STATUS= says so.
+	for seen := ""; !strings.HasPrefix(seen, "STATUS=wedged: no progress for"); {
+		select {
+		case seen = <-statuses:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no STATUS=wedged while the pass hangs; last %q", seen)
+		}
+	}
+	// No answer from here on while the pass stays stuck (the engine's
+	// deadline is 30 s away): two seconds of silence at a 0.5 s interval.
+	for end := time.Now().Add(10 * time.Second); sincePing() < 2*time.Second; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("WATCHDOG=1 goes on while the pass is wedged (last %s ago)", sincePing())
+		}
+	}
+
 	// The engine's deadline ends the pass: an outage, recorded and shown.
 	out1 := w.waitOutage(t, "plan", 1)
 	if !strings.Contains(out1.Reason, "deadline") && !strings.Contains(out1.Reason, "not answer") {
@@ -105,6 +146,11 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 		case seen = <-statuses:
 		case <-deadline:
 			t.Fatalf("no STATUS= naming the outage; last %q", seen)
+		}
+	}
+	for end := time.Now().Add(3 * time.Second); sincePing() > time.Second; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the watchdog did not answer again once the pass ended (last ping %s ago)", sincePing())
 		}
 	}
 	if s, _ := reconcile.LoadState(w.state); s.Failed != nil {
