@@ -2,7 +2,6 @@ package secrets
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -59,7 +58,7 @@ func (v *Vault) dynamicData(ctx context.Context, service, path string) (map[stri
 		return nil, describe(err)
 	}
 	if s == nil || s.Data == nil {
-		return nil, errors.New("no such secret")
+		return nil, errNoSecret
 	}
 	ttl := time.Duration(s.LeaseDuration) * time.Second
 	nd := &dynamic{data: s.Data, leaseID: s.LeaseID, renewable: s.Renewable, granted: ttl, ttl: ttl, renewedAt: now, expires: now.Add(ttl)}

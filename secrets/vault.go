@@ -268,7 +268,7 @@ func (v *Vault) readData(ctx context.Context, service string, ref envs.SecretRef
 			return nil, describe(err)
 		}
 		if s == nil || s.Data == nil || s.Data["data"] == nil {
-			return nil, errors.New("no such secret")
+			return nil, errNoSecret
 		}
 		data, _ := s.Data["data"].(map[string]any)
 		return data, nil
@@ -281,7 +281,7 @@ func (v *Vault) readData(ctx context.Context, service string, ref envs.SecretRef
 		return nil, describe(err)
 	}
 	if s == nil {
-		return nil, errors.New("no such secret")
+		return nil, errNoSecret
 	}
 	return s.Data, nil
 }
@@ -303,7 +303,7 @@ func (v *Vault) checkMount(path string, m mount) error {
 func field(data map[string]any, name string) (Value, error) {
 	raw, ok := data[name]
 	if !ok {
-		return Value{}, fmt.Errorf("no field %q in the secret", name)
+		return Value{}, failure.AsVerdict(fmt.Errorf("no field %q in the secret", name))
 	}
 	if s, ok := raw.(string); ok {
 		return Value{v: s}, nil
@@ -350,16 +350,25 @@ func (v *Vault) mountOf(ctx context.Context, path string) (mount, error) {
 }
 
 // describe turns Vault client errors into short reasons.
+//
+// Its errors carry their class (DESIGN.md §4): a secret or field that does
+// not exist is a verdict on the revision naming it, as an unknown image
+// digest is; Vault unreachable, sealed, failing or refusing the host's
+// token (permission denied: the policy, or an expired token) is an
+// outage, waited out.
 func describe(err error) error {
 	var re *vault.ResponseError
 	if errors.As(err, &re) {
 		switch re.StatusCode {
 		case http.StatusForbidden:
-			return errors.New("permission denied")
+			return failure.AsOutage(errors.New("permission denied"))
 		case http.StatusNotFound:
-			return errors.New("no such secret")
+			return errNoSecret
 		}
-		return fmt.Errorf("vault answered %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
+		return failure.AsOutage(fmt.Errorf("vault answered %d: %s", re.StatusCode, strings.Join(re.Errors, "; ")))
 	}
-	return fmt.Errorf("vault unreachable: %w", err)
+	return failure.AsOutage(fmt.Errorf("vault unreachable: %w", err))
 }
+
+// errNoSecret: the path holds no secret (a verdict: see describe).
+var errNoSecret = failure.AsVerdict(errors.New("no such secret"))

@@ -139,16 +139,20 @@ func TestVault_FailuresNameTheVariableAndPathNeverAValue(t *testing.T) {
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	down := "http://" + closed.Addr().String()
 	closed.Close()
+	// The class: what the revision names and does not exist is a verdict
+	// (as an unknown digest); Vault refusing the host or not answering is
+	// an outage.
 	tests := []struct {
-		name string
-		cfg  Config
-		ref  envs.SecretRef
-		want string
+		name  string
+		cfg   Config
+		ref   envs.SecretRef
+		want  string
+		class failure.Class
 	}{
-		{"missing path", Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "berth")}, envs.SecretRef{Path: "secret/journal/nope", Field: "password"}, "secret DB_PASSWORD (secret/journal/nope#password): no such secret"},
-		{"missing field", Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "berth")}, envs.SecretRef{Path: "secret/journal/db", Field: "passwd"}, `secret DB_PASSWORD (secret/journal/db#passwd): no field "passwd" in the secret`},
-		{"permission denied", Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "default")}, envs.SecretRef{Path: "secret/journal/db", Field: "password"}, "secret DB_PASSWORD (secret/journal/db#password): permission denied"},
-		{"vault down", Config{Address: down, TokenFile: s.tokenFile(t, "berth"), Timeout: 5 * time.Second}, envs.SecretRef{Path: "secret/journal/db", Field: "password"}, "secret DB_PASSWORD (secret/journal/db#password): vault unreachable"},
+		{"missing path", Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "berth")}, envs.SecretRef{Path: "secret/journal/nope", Field: "password"}, "secret DB_PASSWORD (secret/journal/nope#password): no such secret", failure.Verdict},
+		{"missing field", Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "berth")}, envs.SecretRef{Path: "secret/journal/db", Field: "passwd"}, `secret DB_PASSWORD (secret/journal/db#passwd): no field "passwd" in the secret`, failure.Verdict},
+		{"permission denied", Config{Address: s.v.Addr, TokenFile: s.tokenFile(t, "default")}, envs.SecretRef{Path: "secret/journal/db", Field: "password"}, "secret DB_PASSWORD (secret/journal/db#password): permission denied", failure.Outage},
+		{"vault down", Config{Address: down, TokenFile: s.tokenFile(t, "berth"), Timeout: 5 * time.Second}, envs.SecretRef{Path: "secret/journal/db", Field: "password"}, "secret DB_PASSWORD (secret/journal/db#password): vault unreachable", failure.Outage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,8 +161,8 @@ func TestVault_FailuresNameTheVariableAndPathNeverAValue(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, _, err = v.Resolve(context.Background(), "web", map[string]envs.SecretRef{"DB_PASSWORD": tc.ref})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want %q", err, tc.want)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || failure.Of(err) != tc.class {
+				t.Fatalf("error %v (%s), want %q (%s)", err, failure.Of(err), tc.want, tc.class)
 			}
 			if strings.Contains(err.Error(), "pw-version") {
 				t.Fatalf("error reveals a value: %v", err)
