@@ -13,6 +13,14 @@ import (
 
 // The small interfaces a pass needs. *engine.Engine satisfies the first
 // three, *migrate.Runner OneShots, *lb.Nginx Switcher; tests use fakes.
+//
+// Errors they return may carry a class (internal/failure): a verdict on
+// the revision or an outage. What an unmarked error means is decided in
+// classes.go. What comes next hooks in here as further small interfaces,
+// without reshaping the pass: a fleet's rollout gate (one Admit(ctx,
+// commit) before the deploy starts: an etcd outage an outage, a fleet-wide
+// halt a verdict), migrations once per fleet behind OneShots, and a host's
+// published status fed from Agent.OnProgress and Agent.OnPass.
 
 // Images makes images present.
 type Images interface {
