@@ -41,12 +41,18 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("create state dir", "error", err)
 		return exitFailure
 	}
-	unlock, err := lockStateDir(cfg.StateDir)
+	unlock, pidErr, err := lockStateDir(cfg.StateDir)
 	if err != nil {
 		log.Error("lock state dir", "error", err)
 		return exitFailure
 	}
 	defer unlock()
+	if pidErr != nil {
+		// A full state dir must not keep the agent from starting (it
+		// reports the outage and goes on once there is space); only the
+		// CLI's signal is lost: requests wait for the next poll.
+		log.Error("the agent's pid could not be recorded: berth rollback, retry, resume and jobs run take effect at the next poll instead of at once", "error", pidErr)
+	}
 
 	dc, err := newDocker(cfg)
 	if err != nil {
@@ -62,8 +68,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	journal := &reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}
 	interrupted, err := journal.Recover()
 	if err != nil {
-		log.Error("journal", "error", err)
-		return exitFailure
+		// Not fatal: a full or read-only state dir is an outage the passes
+		// report; the records stay "running" until a start can mark them.
+		log.Error("journal: interrupted deploys not marked", "error", err)
 	}
 	for _, r := range interrupted {
 		log.Warn("deploy was interrupted; converging from the containers", "deploy_id", r.ID, "commit", r.Commit, "phase", r.Phase)
@@ -188,27 +195,28 @@ func stallTimeout(cfg *Config) time.Duration {
 }
 
 // lockStateDir makes sure one agent runs per state dir. The lock file holds
-// the agent's pid, for commands that signal it.
-func lockStateDir(dir string) (func(), error) {
+// the agent's pid, for commands that signal it; pidErr says the pid could
+// not be written (the lock is held all the same).
+func lockStateDir(dir string) (unlock func(), pidErr, err error) {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("another berth agent is running on %s", dir)
+		return nil, nil, fmt.Errorf("another berth agent is running on %s", dir)
 	}
-	// Without the pid, `berth rollback`, `retry`, `resume` and `jobs run`
-	// cannot signal the agent: a failure to write it stops the start.
-	if err := f.Truncate(0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write pid to %s: %w", f.Name(), err)
+	// Write over the old pid, then cut the rest: on a full disk the block
+	// the file already has is reused rather than freed and asked for again.
+	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+	if _, err := f.WriteAt(pid, 0); err != nil {
+		pidErr = fmt.Errorf("write pid to %s: %w", f.Name(), err)
+	} else if err := f.Truncate(int64(len(pid))); err != nil {
+		pidErr = fmt.Errorf("write pid to %s: %w", f.Name(), err)
+	} else if err := f.Sync(); err != nil {
+		pidErr = fmt.Errorf("write pid to %s: %w", f.Name(), err)
 	}
-	if _, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write pid to %s: %w", f.Name(), err)
-	}
-	return func() { f.Close() }, nil
+	return func() { f.Close() }, pidErr, nil
 }
 
 // signalAgent tells the running agent to pick up requests now. It returns
