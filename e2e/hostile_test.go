@@ -54,6 +54,11 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 		t.Fatal(host)
 	}
 
+	// Another environment of this host owns upstream "shop".
+	if err := os.WriteFile(filepath.Join(filepath.Dir(w.lbFile), "berth-other-shop.conf"), []byte("upstream shop { server 127.0.0.1:1; }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	c1 := w.commit("v1", v1, "serve")
 	logFile := filepath.Join(t.TempDir(), "berth.log")
 	log, err := os.Create(logFile)
@@ -159,6 +164,7 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 		{"a read-write repo mount", files(map[string]string{override: "services:\n  web:\n    volumes: ['./inc:/inc:rw']\n", envDir + "/inc/x": "x\n"}), "read-write is refused"},
 		{"the agent's own Vault token", web("    x-berth: {role: server, port: 8080, secrets: {T: 'auth/token/lookup-self#id'}}\n"), "auth/ is never readable"},
 		{"the LB file over an sshd drop-in", files(map[string]string{override: "x-berth:\n  lb: {type: nginx, upstream: app, file: " + host + "/sshd_config.d/berth.conf}\n"}), "outside the load balancer's directory"},
+		{"another environment's upstream", files(map[string]string{override: "x-berth:\n  lb: {type: nginx, upstream: shop}\n"}), "upstream shop belongs to environment other on this host"},
 		{"NaN CPUs", web("    deploy: {resources: {limits: {cpus: 'NaN'}}}\n"), "NaN is not a number berth can use"},
 		{"every port", web("    ports: ['1-65535:1-65535']\n"), "port ranges expand to 65535 mappings"},
 	}
