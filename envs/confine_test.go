@@ -250,3 +250,14 @@ func TestLoad_APanicIsAProblemNotACrash(t *testing.T) {
 		t.Errorf("no stack in the log: %s", logged.String())
 	}
 }
+
+func TestLoad_ProblemInAnIncludedServiceNamesTheOverride(t *testing.T) {
+	_, ps := load(t, map[string]string{
+		"envs/prod/compose.yaml":          "include: [inc/redis.yaml]\nservices:\n  w: {image: r/app@" + d1 + "}\n",
+		"envs/prod/inc/redis.yaml":        "services:\n  redis: {image: r/redis@" + d1 + "}\n",
+		"envs/prod/compose.override.yaml": "services:\n  redis: {image: 'r/redis:7'}\n",
+	}, Options{})
+	if len(ps) != 1 || ps[0].File != "envs/prod/compose.override.yaml" || ps[0].Field != "image" {
+		t.Fatalf("problems %v, want one in the override", ps)
+	}
+}

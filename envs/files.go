@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,8 +39,12 @@ type fileSet struct {
 	c        *collector
 	main     string // rel of the environment's compose.yaml
 	maxFiles int
-	files    []*rawFile
-	byAbs    map[string]*rawFile
+	// files are the included and extended files in the order compose-go
+	// loaded them, then the top-level files (compose.yaml, then the
+	// override): a later file sets what it shares with an earlier one.
+	files []*rawFile
+	tops  int // how many files at the end are top-level
+	byAbs map[string]*rawFile
 	// bases: the directory a file's relative include and extends paths
 	// are resolved against (the environment's directory for the top-level
 	// files, a file's own directory otherwise, as docker compose does).
@@ -55,7 +60,7 @@ type fileSet struct {
 // readCompose reads, parses and records one Compose file that passed
 // containment. Problems go to the collector; a containment problem is
 // also returned, so that loading stops before compose-go reads further.
-func (s *fileSet) readCompose(abs, from string, at ref) (*rawFile, error) {
+func (s *fileSet) readCompose(abs, from string, at ref, top bool) (*rawFile, error) {
 	if f := s.byAbs[abs]; f != nil {
 		return f, nil
 	}
@@ -77,7 +82,13 @@ func (s *fileSet) readCompose(abs, from string, at ref) (*rawFile, error) {
 		return nil, refuse("%s: not valid YAML", rel)
 	}
 	f := &rawFile{rel: rel, abs: abs, content: b, model: model, refs: map[string]ref{}}
-	s.files = append(s.files, f)
+	if top {
+		s.files = append(s.files, f)
+		s.tops++
+	} else {
+		// Before the top-level files.
+		s.files = slices.Insert(s.files, len(s.files)-s.tops, f)
+	}
 	s.byAbs[abs] = f
 	if _, ok := s.bases[abs]; !ok {
 		s.bases[abs] = filepath.Dir(abs)
@@ -170,7 +181,7 @@ func (s *fileSet) Load(ctx context.Context, p string) (string, error) {
 		return "", refuse("%s:%s:%s: %s", fromRel, at.service, at.field, msg)
 	}
 	abs := filepath.Join(s.co.dir, filepath.FromSlash(resolved))
-	if _, err := s.readCompose(abs, fromRel, at); err != nil {
+	if _, err := s.readCompose(abs, fromRel, at, false); err != nil {
 		return "", err
 	}
 	// An included file's project directory is its own; compose-go reads
@@ -187,10 +198,10 @@ func (s *fileSet) Load(ctx context.Context, p string) (string, error) {
 // Dir is the directory relative paths of a loaded file are resolved
 // against: its own.
 func (s *fileSet) Dir(p string) string {
-	if p == s.lastRaw || p == s.lastAbs || s.lastAbs == "" {
-		return filepath.Dir(s.lastAbs)
+	if filepath.IsAbs(p) && p != s.lastAbs && p != s.lastRaw {
+		return filepath.Dir(p)
 	}
-	return filepath.Dir(p)
+	return filepath.Dir(s.lastAbs)
 }
 
 // checkDotEnv refuses a .env that compose-go would read unless it is a

@@ -162,7 +162,7 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 	files.vars = details.Environment
 	for _, p := range tops {
 		files.bases[p] = envDir
-		f, err := files.readCompose(p, files.main, ref{})
+		f, err := files.readCompose(p, files.main, ref{}, true)
 		if err != nil {
 			contained = false
 			continue
