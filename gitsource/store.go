@@ -45,12 +45,14 @@ const (
 	// DefaultMaxPacks is how many packs the store may hold before it is
 	// compacted (git's gc.autoPackLimit is 50; fewer keeps lookups flat).
 	DefaultMaxPacks = 16
-	// compactMinBytes: below this size only the pack count matters.
-	compactMinBytes = 1 << 20
 	// objectCacheBytes bounds go-git's cache of decoded objects (its
 	// default, 96 MiB, is more than a config repo needs resident).
 	objectCacheBytes = 8 << 20
 )
+
+// compactMinBytes: below this size only the pack count matters (a
+// variable for benchmarks).
+var compactMinBytes int64 = 1 << 20
 
 // RecentRevisions is how many of the last commits handed out as working
 // copies stay in the store, beside the kept ones (a variable for tests).

@@ -123,6 +123,25 @@ func TestStore_StaysBoundedAndKeepsWhatTheAgentKeeps(t *testing.T) {
 		t.Errorf("fetch of a kept revision made %d requests", reqs)
 	}
 
+	// A working copy changed by hand after a compaction is written again
+	// from the new store (the remembered tree read the old one).
+	if err := d.s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := d.s.Fetch(t.Context(), d.live, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(rev.Dir, "envs/prod/compose.yaml"))
+	os.Chmod(filepath.Join(rev.Dir, "envs/prod"), 0o755)
+	os.WriteFile(filepath.Join(rev.Dir, "envs/prod/compose.yaml"), []byte("changed by hand\n"), 0o644)
+	if rev, err = d.s.Fetch(t.Context(), d.live, ""); err != nil {
+		t.Fatalf("working copy after a compaction: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(rev.Dir, "envs/prod/compose.yaml")); string(got) != string(want) {
+		t.Fatalf("working copy not restored: %q, want %q", got, want)
+	}
+
 	// The history check still works across a compacted store: several
 	// commits at once, then a force push is still refused.
 	for i := range 3 {
