@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -271,6 +272,18 @@ func (c *Client) fail(ctx context.Context, op string, err error) error {
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("etcd %s: %w", op, ctx.Err())
+	}
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		// The server expired our lease before our client noticed (an
+		// overloaded or paused host): the session is dead; drop it so
+		// the next call makes a new one.
+		c.mu.Lock()
+		s := c.sess
+		c.mu.Unlock()
+		if s != nil {
+			s.Orphan()
+		}
+		return failure.AsOutage(fmt.Errorf("etcd %s: %w: %w", op, ErrSessionLost, err))
 	}
 	return failure.AsOutage(fmt.Errorf("etcd %s: %w", op, err))
 }

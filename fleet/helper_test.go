@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 }
 
 func helperMain(role string) int {
+	if role == "etcd" {
+		return embeddedEtcdMain()
+	}
 	log := hclog.New(&hclog.LoggerOptions{Name: os.Getenv("FLEET_HOST"), Output: os.Stderr})
 	ttl, _ := time.ParseDuration(os.Getenv("FLEET_TTL"))
 	c, err := New(Config{Etcd: EtcdConfig{Endpoints: strings.Split(os.Getenv("FLEET_EPS"), ",")},

@@ -14,26 +14,34 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// simClock runs a simulated clock 60 times faster than the real one: a
-// minute of schedule is a second of test.
+// simClock runs a simulated clock speed times faster than the real one
+// (60: a minute of schedule is a second of test).
 type simClock struct {
 	start, real time.Time
+	speed       time.Duration
 }
 
-func newSimClock(start time.Time) *simClock { return &simClock{start: start, real: time.Now()} }
+func newSimClock(start time.Time, speed int) *simClock {
+	return &simClock{start: start, real: time.Now(), speed: time.Duration(speed)}
+}
 
 func (s *simClock) now(off time.Duration) func() time.Time {
-	return func() time.Time { return s.start.Add(60*time.Since(s.real) + off) }
+	return func() time.Time { return s.start.Add(s.speed*time.Since(s.real) + off) }
 }
 
-// realDelay is how long to sleep for the simulated clock now() to reach t.
-func realDelay(now func() time.Time, t time.Time) time.Duration { return t.Sub(now()) / 60 }
+// at is the simulated time at real time t.
+func (s *simClock) at(t time.Time) time.Time { return s.start.Add(s.speed * t.Sub(s.real)) }
+
+// realDelay is how long to sleep for the simulated clock to reach t.
+func (s *simClock) realDelay(now func() time.Time, t time.Time) time.Duration {
+	return t.Sub(now()) / s.speed
+}
 
 // scheduler is the smallest scheduler loop a host runs for one job: at
 // each scheduled time T from the cron spec (by its own clock) it claims
 // T, and runs it if the claim is its own. When etcd is unreachable it
 // keeps the latest missed T and tries it again until its deadline.
-func scheduler(ctx context.Context, a *agent, now func() time.Time, spec cron.Schedule, from time.Time, n int,
+func scheduler(ctx context.Context, a *agent, sim *simClock, now func() time.Time, spec cron.Schedule, from time.Time, n int,
 	p JobPolicy, runFor time.Duration, ran func(host string, t time.Time)) {
 	var missed *time.Time
 	t := from
@@ -51,7 +59,7 @@ func scheduler(ctx context.Context, a *agent, now func() time.Time, spec cron.Sc
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if d := realDelay(now, next); d > 0 {
+		if d := sim.realDelay(now, next); d > 0 {
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
@@ -91,7 +99,7 @@ func TestJobs_EveryMinuteForTenMinutes_ExactlyTenRuns_OneClock90sAhead(t *testin
 		t.Fatal(err)
 	}
 	start := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	sim := newSimClock(start)
+	sim := newSimClock(start, 60)
 	offsets := map[string]time.Duration{"web-1": 0, "web-2": 0, "web-3": 90 * time.Second}
 	var mu sync.Mutex
 	runs := map[time.Time][]string{}
@@ -109,7 +117,7 @@ func TestJobs_EveryMinuteForTenMinutes_ExactlyTenRuns_OneClock90sAhead(t *testin
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			scheduler(ctx, a, sim.now(offsets[h]), spec, start, 10, JobPolicy{StartingDeadline: 5 * time.Minute, History: 50}, 50*time.Millisecond, ran)
+			scheduler(ctx, a, sim, sim.now(offsets[h]), spec, start, 10, JobPolicy{StartingDeadline: 5 * time.Minute, History: 50}, 50*time.Millisecond, ran)
 		}()
 	}
 	wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,7 +175,7 @@ func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Ad
 	if err != nil {
 		return nil, err
 	}
-	w, err := c.wave(ctx, env, req)
+	w, err := c.wave(ctx, env, sess, req)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +205,7 @@ func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Ad
 		return nil, failure.AsVerdict(&HaltedError{Halt: *halt})
 	}
 	a := &Admission{Revision: req.Revision, Slot: -1, c: c, env: env, wave: w, Canary: slices.Contains(w.Canaries, c.cfg.Host)}
-	if !a.Canary {
+	if !a.Canary && len(w.Canaries) > 0 {
 		canary, err := c.waitGate(ctx, env, sess, w, wait)
 		if err != nil {
 			return nil, err
@@ -217,9 +218,13 @@ func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Ad
 	return a, nil
 }
 
-// wave reads the revision's record, or makes it.
-func (c *Client) wave(ctx context.Context, env string, req RolloutRequest) (*Wave, error) {
+// wave reads the revision's record, or makes it. When a new revision
+// reaches every host at once (a webhook), one host makes the record: the
+// first to put a lease-bound "creating" key; the others wait on a watch
+// for the record instead of all reading the host list at once.
+func (c *Client) wave(ctx context.Context, env string, sess *concurrency.Session, req RolloutRequest) (*Wave, error) {
 	key := c.keys(env).rollout(req.Revision)
+	creating := key + "/creating"
 	resp, err := c.get(ctx, key)
 	if err != nil {
 		return nil, err
@@ -227,25 +232,50 @@ func (c *Client) wave(ctx context.Context, env string, req RolloutRequest) (*Wav
 	if len(resp.Kvs) > 0 {
 		return decodeWave(resp.Kvs[0].Value, resp.Kvs[0].CreateRevision, resp.Kvs[0].ModRevision)
 	}
-	hosts, err := c.aliveHosts(ctx, env)
+	for {
+		tr, err := c.txn(ctx, "claim rollout record",
+			[]clientv3.Cmp{
+				clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+				clientv3.Compare(clientv3.CreateRevision(creating), "=", 0),
+			},
+			[]clientv3.Op{clientv3.OpPut(creating, c.cfg.Host, clientv3.WithLease(sess.Lease()))},
+			clientv3.OpGet(key))
+		if err != nil {
+			return nil, err
+		}
+		if tr.Succeeded {
+			break
+		}
+		if kvs := tr.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			return decodeWave(kvs[0].Value, kvs[0].CreateRevision, kvs[0].ModRevision)
+		}
+		if err := c.waitChange(ctx, sess, tr.Header.Revision, keyOf(key), keyOf(creating)); err != nil {
+			return nil, err
+		}
+	}
+	defer func() { // lease-bound anyway; this only frees it sooner
+		dctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+		_, _ = c.txn(dctx, "drop rollout claim", nil, []clientv3.Op{clientv3.OpDelete(creating)})
+		cancel()
+	}()
+	known, err := c.hostNames(ctx, env)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := hosts[c.cfg.Host]; !ok {
-		hosts[c.cfg.Host] = HostState{Host: c.cfg.Host}
+	if !slices.Contains(known, c.cfg.Host) {
+		known = append(known, c.cfg.Host)
+		slices.Sort(known)
 	}
-	known := make([]string, 0, len(hosts))
-	for h := range hosts {
-		known = append(known, h)
-	}
-	slices.Sort(known)
 	n, err := ParseMaxParallel(req.Policy.MaxParallel, len(known))
 	if err != nil {
 		return nil, failure.AsVerdict(err)
 	}
+	canaries, err := c.chooseCanaries(ctx, env, req.Revision, known, nil, req.Policy.Canary)
+	if err != nil {
+		return nil, err
+	}
 	w := &Wave{Revision: req.Revision, MaxParallel: n, MaxParallelSpec: req.Policy.MaxParallel, Pause: req.Policy.Pause,
-		Known: known, Created: c.now(), By: c.cfg.Host,
-		Canaries: pickCanaries(req.Revision, eligible(hosts, nil), req.Policy.Canary)}
+		Known: known, Created: c.now(), By: c.cfg.Host, Canaries: canaries}
 	b, _ := json.Marshal(w)
 	tr, err := c.txn(ctx, "create rollout record",
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
@@ -264,29 +294,62 @@ func (c *Client) wave(ctx context.Context, env string, req RolloutRequest) (*Wav
 	return w, nil
 }
 
-// eligible are the hosts that may be canaries: alive, not paused, not
-// held, and not in skip.
-func eligible(hosts map[string]HostState, skip []string) []string {
+// hostNames lists the alive hosts of env, sorted, reading keys only (a
+// fleet of 1,000 hosts is 1,000 short keys, not 1,000 records).
+func (c *Client) hostNames(ctx context.Context, env string) ([]string, error) {
+	k := c.keys(env)
+	resp, err := c.get(ctx, k.hosts(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	for h, st := range hosts {
-		if st.Paused == nil && st.Held == "" && !slices.Contains(skip, h) {
+	for _, kv := range resp.Kvs {
+		if h, err := url.PathUnescape(strings.TrimPrefix(string(kv.Key), k.hosts())); err == nil {
 			out = append(out, h)
 		}
 	}
-	return out
+	slices.Sort(out)
+	return out, nil
 }
 
-// pickCanaries takes n hosts in an order fixed by the revision
-// (rendezvous hashing): the same hosts for everyone who computes it, and
-// a different set for each revision, so no host is always the canary.
-func pickCanaries(rev string, hosts []string, n int) []string {
+// chooseCanaries takes n of names, not in skip, in the revision's
+// rendezvous order, reading each candidate's record to pass over hosts
+// that are paused or held (they would never deploy).
+func (c *Client) chooseCanaries(ctx context.Context, env, rev string, names, skip []string, n int) ([]string, error) {
+	var out []string
+	for _, h := range rendezvous(rev, names) {
+		if len(out) == n {
+			break
+		}
+		if slices.Contains(skip, h) {
+			continue
+		}
+		if h != c.cfg.Host {
+			resp, err := c.get(ctx, c.keys(env).host(h))
+			if err != nil {
+				return nil, err
+			}
+			st := decodeFirst[HostState](resp.Kvs)
+			if st == nil || st.Paused != nil || st.Held != "" {
+				continue
+			}
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// rendezvous orders hosts by a hash of the revision and the host
+// (rendezvous hashing): the same order for everyone who computes it, and
+// a different one for each revision, so no host is always the canary.
+func rendezvous(rev string, hosts []string) []string {
 	score := func(h string) string {
 		s := sha256.Sum256([]byte(rev + "\x00" + h))
 		return string(s[:])
 	}
 	hosts = slices.Clone(hosts)
 	slices.SortFunc(hosts, func(a, b string) int { return strings.Compare(score(a), score(b)) })
-	return hosts[:min(n, len(hosts))]
+	return hosts
 }
 
 // waitGate waits until the revision's canaries are all live on it and
@@ -429,11 +492,14 @@ func (c *Client) startPause(ctx context.Context, env string, w *Wave) error {
 // eligible live hosts, in the revision's rendezvous order, by
 // compare-and-swap on the record. It reports whether the record changed.
 func (c *Client) replaceCanaries(ctx context.Context, env string, w *Wave, gone []string) (bool, error) {
-	hosts, err := c.aliveHosts(ctx, env)
+	names, err := c.hostNames(ctx, env)
 	if err != nil {
 		return false, err
 	}
-	cands := pickCanaries(w.Revision, eligible(hosts, w.Canaries), len(hosts))
+	cands, err := c.chooseCanaries(ctx, env, w.Revision, names, w.Canaries, len(gone))
+	if err != nil {
+		return false, err
+	}
 	nw := *w
 	nw.Canaries = slices.Clone(w.Canaries)
 	changed := false
@@ -479,13 +545,26 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 		return nil
 	}
 	qkey := fmt.Sprintf("%s%016x-%d", k.queue(), sess.Lease(), c.token())
-	qr, err := c.txn(ctx, "queue for a slot",
+	// Enter the queue and read, in the same transaction, the place
+	// before ours, the slots and the halt: the head goes straight to
+	// taking a slot, the others straight to waiting.
+	views := func(pred clientv3.Op) []clientv3.Op {
+		return []clientv3.Op{pred,
+			clientv3.OpGet(k.slots(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+			clientv3.OpGet(haltKey),
+			clientv3.OpGet(qkey, clientv3.WithKeysOnly()),
+		}
+	}
+	resp, err := c.txn(ctx, "queue for a slot",
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0)},
-		[]clientv3.Op{clientv3.OpPut(qkey, c.cfg.Host+" "+rev, clientv3.WithLease(sess.Lease()))})
+		append([]clientv3.Op{clientv3.OpPut(qkey, c.cfg.Host+" "+rev, clientv3.WithLease(sess.Lease()))},
+			views(clientv3.OpGet(k.queue(), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+				clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend), clientv3.WithLimit(2)))...))
 	if err != nil {
 		return err
 	}
-	qrev := qr.Header.Revision
+	qrev := resp.Header.Revision
+	r := resp.Responses[1:]
 	taken := false
 	defer func() {
 		if !taken {
@@ -495,45 +574,52 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 		}
 	}()
 	for {
-		resp, err := c.txn(ctx, "read slots", nil, []clientv3.Op{
-			clientv3.OpGet(k.queue(), append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(qrev-1), clientv3.WithKeysOnly())...),
-			clientv3.OpGet(k.slots(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
-			clientv3.OpGet(haltKey),
-			clientv3.OpGet(qkey, clientv3.WithKeysOnly()),
-		})
-		if err != nil {
-			return err
-		}
-		r := resp.Responses
 		if len(r[3].GetResponseRange().Kvs) == 0 {
 			return failure.AsOutage(ErrSessionLost)
 		}
-		if pred := r[0].GetResponseRange().Kvs; len(pred) > 0 {
-			wait("queued for a deploy slot")
-			if err := c.waitChange(ctx, sess, resp.Header.Revision, keyOf(string(pred[0].Key))); err != nil {
-				return err
-			}
-			continue
-		}
-		if h := decodeFirst[Halt](r[2].GetResponseRange().Kvs); h != nil {
-			return failure.AsVerdict(&HaltedError{Halt: *h})
-		}
-		busy := map[string]bool{}
-		for _, kv := range r[1].GetResponseRange().Kvs {
-			busy[string(kv.Key)] = true
-		}
-		free := -1
-		for i := range n {
-			if !busy[k.slot(i)] {
-				free = i
+		var pred string
+		for _, kv := range r[0].GetResponseRange().Kvs {
+			if kv.CreateRevision < qrev {
+				pred = string(kv.Key)
 				break
 			}
 		}
-		if free < 0 {
-			wait(fmt.Sprintf("waiting for a deploy slot (%d in use, max_parallel %d)", len(busy), n))
-			if err := c.waitChange(ctx, sess, resp.Header.Revision, prefixOf(k.slots()), keyOf(haltKey)); err != nil {
+		var wake []watchSpec
+		free, busy := -1, 0
+		switch {
+		case pred != "":
+			wait("queued for a deploy slot")
+			wake = []watchSpec{keyOf(pred)}
+		case len(r[2].GetResponseRange().Kvs) > 0:
+			h := decodeFirst[Halt](r[2].GetResponseRange().Kvs)
+			return failure.AsVerdict(&HaltedError{Halt: *h})
+		default:
+			used := map[string]bool{}
+			for _, kv := range r[1].GetResponseRange().Kvs {
+				used[string(kv.Key)] = true
+			}
+			busy = len(used)
+			for i := range n {
+				if !used[k.slot(i)] {
+					free = i
+					break
+				}
+			}
+			if free < 0 {
+				wait(fmt.Sprintf("waiting for a deploy slot (%d in use, max_parallel %d)", busy, n))
+				wake = []watchSpec{prefixOf(k.slots()), keyOf(haltKey)}
+			}
+		}
+		if wake != nil {
+			if err := c.waitChange(ctx, sess, resp.Header.Revision, wake...); err != nil {
 				return err
 			}
+			resp, err = c.txn(ctx, "read slots", nil, views(clientv3.OpGet(k.queue(),
+				append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(qrev-1), clientv3.WithKeysOnly())...)))
+			if err != nil {
+				return err
+			}
+			r = resp.Responses
 			continue
 		}
 		val, _ := json.Marshal(map[string]any{"host": c.cfg.Host, "revision": rev, "since": c.now()})
@@ -549,6 +635,12 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 			return err
 		}
 		if !tr.Succeeded {
+			resp, err = c.txn(ctx, "read slots", nil, views(clientv3.OpGet(k.queue(),
+				append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(qrev-1), clientv3.WithKeysOnly())...)))
+			if err != nil {
+				return err
+			}
+			r = resp.Responses
 			continue
 		}
 		taken = true
@@ -641,7 +733,7 @@ func (c *Client) complete(ctx context.Context, env string, w *Wave) (bool, error
 	k := c.keys(env)
 	resp, err := c.txn(ctx, "read rollout results", nil, []clientv3.Op{
 		clientv3.OpGet(k.dones(w.Revision), clientv3.WithPrefix()),
-		clientv3.OpGet(k.hosts(), clientv3.WithPrefix()),
+		clientv3.OpGet(k.hosts(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 		clientv3.OpGet(k.halt(w.Revision), clientv3.WithCountOnly()),
 	})
 	if err != nil {
@@ -657,20 +749,23 @@ func (c *Client) complete(ctx context.Context, env string, w *Wave) (bool, error
 			ok[d.Host] = true
 		}
 	}
-	alive := map[string]HostState{}
+	alive := map[string]bool{}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
-		var st HostState
-		if json.Unmarshal(kv.Value, &st) == nil {
-			alive[st.Host] = st
-		}
+		alive[string(kv.Key)] = true
 	}
 	for _, h := range w.Known {
-		st, up := alive[h]
-		switch {
-		case ok[h], !up:
-		case st.Live != nil && st.Live.Revision == w.Revision:
-		case st.Paused != nil || st.Held != "":
-		default:
+		if ok[h] || !alive[k.host(h)] {
+			continue
+		}
+		// Alive without a result: fine if it is live on the revision
+		// already, or keeps its revision on purpose. The first host that
+		// is neither ends the check (mid-rollout, that is at once).
+		hr, err := c.get(ctx, k.host(h))
+		if err != nil {
+			return false, err
+		}
+		st := decodeFirst[HostState](hr.Kvs)
+		if st != nil && !(st.Live != nil && st.Live.Revision == w.Revision) && st.Paused == nil && st.Held == "" {
 			return false, nil
 		}
 	}

@@ -268,7 +268,8 @@ func TestWaves_GoneCanaryIsReplaced(t *testing.T) {
 	publishAll(t, as, "c1")
 	ctx := ctxT(t, 2*time.Minute)
 	// Fix the record first, then lose the canary before it deploys.
-	w, err := as[0].wave(ctx, "prod", RolloutRequest{Revision: "c2", Policy: Policy{Canary: 1}})
+	s0, _ := as[0].Session(ctx)
+	w, err := as[0].wave(ctx, "prod", s0, RolloutRequest{Revision: "c2", Policy: Policy{Canary: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
