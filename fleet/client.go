@@ -275,14 +275,7 @@ func (c *Client) fail(ctx context.Context, op string, err error) error {
 	}
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		// The server expired our lease before our client noticed (an
-		// overloaded or paused host): the session is dead; drop it so
-		// the next call makes a new one.
-		c.mu.Lock()
-		s := c.sess
-		c.mu.Unlock()
-		if s != nil {
-			s.Orphan()
-		}
+		// overloaded or paused host): txnSess drops the session.
 		return failure.AsOutage(fmt.Errorf("etcd %s: %w: %w", op, ErrSessionLost, err))
 	}
 	return failure.AsOutage(fmt.Errorf("etcd %s: %w", op, err))
@@ -316,6 +309,23 @@ func (c *Client) txn(ctx context.Context, what string, cmps []clientv3.Cmp, then
 		return nil, c.fail(ctx, what, err)
 	}
 	return resp, nil
+}
+
+// txnSess is txn for a transaction that puts keys on sess's lease. If
+// the server says the lease is gone, the session is dead even though its
+// Done has not fired yet: drop it (only it — a newer session stays), so
+// the next call makes a new one.
+func (c *Client) txnSess(ctx context.Context, sess *concurrency.Session, what string, cmps []clientv3.Cmp, then []clientv3.Op, els ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	resp, err := c.txn(ctx, what, cmps, then, els...)
+	if err != nil && errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		c.mu.Lock()
+		current := c.sess == sess
+		c.mu.Unlock()
+		if current {
+			sess.Orphan()
+		}
+	}
+	return resp, err
 }
 
 // kick wakes the background loop (publish, flush).

@@ -146,7 +146,7 @@ func (c *Client) publishAll(ctx context.Context, seen bool) error {
 			sb, _ := json.Marshal(seenRecord{At: now, State: st})
 			ops = append(ops, clientv3.OpPut(k.seen(c.cfg.Host), string(sb)))
 		}
-		if _, err := c.txn(ctx, "publish host state", nil, ops); err != nil {
+		if _, err := c.txnSess(ctx, sess, "publish host state", nil, ops); err != nil {
 			if firstErr == nil {
 				firstErr = err
 			}

@@ -120,7 +120,7 @@ func (c *Client) ClaimJob(ctx context.Context, env, job string, t time.Time, p J
 		}
 		rec := JobRecord{Job: job, Scheduled: t, Host: c.cfg.Host, Status: JobRunning, Claimed: now}
 		b, _ := json.Marshal(rec)
-		tr, err := c.txn(ctx, "claim job",
+		tr, err := c.txnSess(ctx, sess, "claim job",
 			[]clientv3.Cmp{
 				clientv3.Compare(clientv3.ModRevision(lastKey), "=", lastMod),
 				clientv3.Compare(clientv3.CreateRevision(runKey), "=", 0),

@@ -42,7 +42,7 @@ var errStopped = errors.New("lock wait stopped")
 // errStopped.
 func (c *Client) acquire(ctx context.Context, sess *concurrency.Session, pfx string, stop func(context.Context) (bool, int64, error), also ...watchSpec) (*lock, error) {
 	l := &lock{c: c, sess: sess, key: fmt.Sprintf("%s%x", pfx, sess.Lease())}
-	resp, err := c.txn(ctx, "enter lock queue",
+	resp, err := c.txnSess(ctx, sess, "enter lock queue",
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(l.key), "=", 0)},
 		[]clientv3.Op{clientv3.OpPut(l.key, c.cfg.Host, clientv3.WithLease(sess.Lease()))},
 		clientv3.OpGet(l.key))

@@ -233,7 +233,7 @@ func (c *Client) wave(ctx context.Context, env string, sess *concurrency.Session
 		return decodeWave(resp.Kvs[0].Value, resp.Kvs[0].CreateRevision, resp.Kvs[0].ModRevision)
 	}
 	for {
-		tr, err := c.txn(ctx, "claim rollout record",
+		tr, err := c.txnSess(ctx, sess, "claim rollout record",
 			[]clientv3.Cmp{
 				clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
 				clientv3.Compare(clientv3.CreateRevision(creating), "=", 0),
@@ -555,7 +555,7 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 			clientv3.OpGet(qkey, clientv3.WithKeysOnly()),
 		}
 	}
-	resp, err := c.txn(ctx, "queue for a slot",
+	resp, err := c.txnSess(ctx, sess, "queue for a slot",
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0)},
 		append([]clientv3.Op{clientv3.OpPut(qkey, c.cfg.Host+" "+rev, clientv3.WithLease(sess.Lease()))},
 			views(clientv3.OpGet(k.queue(), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
@@ -624,7 +624,7 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 		}
 		val, _ := json.Marshal(map[string]any{"host": c.cfg.Host, "revision": rev, "since": c.now()})
 		sk := k.slot(free)
-		tr, err := c.txn(ctx, "take a slot",
+		tr, err := c.txnSess(ctx, sess, "take a slot",
 			[]clientv3.Cmp{
 				clientv3.Compare(clientv3.CreateRevision(sk), "=", 0),
 				clientv3.Compare(clientv3.CreateRevision(haltKey), "=", 0),

@@ -2,9 +2,18 @@ package testenv
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,6 +42,7 @@ type Etcd struct {
 	t    testing.TB
 	bin  string
 	args []string
+	pki  *EtcdPKI
 	mu   sync.Mutex
 	proc *process
 }
@@ -41,6 +51,18 @@ type Etcd struct {
 type EtcdCluster struct {
 	Members []*Etcd
 }
+
+// EtcdOption changes how StartEtcdCluster runs the members.
+type EtcdOption func(*etcdOptions)
+
+type etcdOptions struct {
+	tls *EtcdPKI
+}
+
+// WithEtcdTLS makes the members talk TLS to clients and to each other,
+// and require client certificates signed by the PKI's CA (as
+// docs/fleet.md sets up a production cluster).
+func WithEtcdTLS(p *EtcdPKI) EtcdOption { return func(o *etcdOptions) { o.tls = p } }
 
 // etcdBinary finds the etcd server binary.
 func etcdBinary() (string, error) {
@@ -62,11 +84,19 @@ func StartEtcd(t testing.TB) *Etcd {
 
 // StartEtcdCluster starts n members on loopback ports and waits until the
 // cluster has a leader.
-func StartEtcdCluster(t testing.TB, n int) *EtcdCluster {
+func StartEtcdCluster(t testing.TB, n int, opts ...EtcdOption) *EtcdCluster {
 	t.Helper()
 	bin, err := etcdBinary()
 	if err != nil {
 		unavailable(t, "etcd", err)
+	}
+	var o etcdOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	scheme := "http"
+	if o.tls != nil {
+		scheme = "https"
 	}
 	c := &EtcdCluster{}
 	var initial []string
@@ -74,10 +104,11 @@ func StartEtcdCluster(t testing.TB, n int) *EtcdCluster {
 		m := &Etcd{
 			Name:      fmt.Sprintf("m%d", i),
 			Dir:       filepath.Join(t.TempDir(), "etcd"),
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
-			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, FreePort(t)),
+			PeerURL:   fmt.Sprintf("%s://127.0.0.1:%d", scheme, FreePort(t)),
 			t:         t,
 			bin:       bin,
+			pki:       o.tls,
 		}
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.PeerURL)
@@ -94,6 +125,11 @@ func StartEtcdCluster(t testing.TB, n int) *EtcdCluster {
 			// second.
 			"--heartbeat-interval", "100", "--election-timeout", "1000",
 			"--logger", "zap", "--log-outputs", "stderr", "--log-level", "error",
+		}
+		if p := o.tls; p != nil {
+			m.args = append(m.args,
+				"--cert-file", p.ServerCert, "--key-file", p.ServerKey, "--trusted-ca-file", p.CA, "--client-cert-auth",
+				"--peer-cert-file", p.ServerCert, "--peer-key-file", p.ServerKey, "--peer-trusted-ca-file", p.CA, "--peer-client-cert-auth")
 		}
 		m.Start()
 	}
@@ -192,7 +228,7 @@ func (e *Etcd) WaitHealthy(t testing.TB, timeout time.Duration) {
 
 func (e *Etcd) waitHealthy(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	c := http.Client{Timeout: time.Second}
+	c := e.httpClient(time.Second)
 	var last error
 	for time.Now().Before(deadline) {
 		e.mu.Lock()
@@ -230,7 +266,7 @@ type EtcdStatus struct {
 
 // Status asks the member for its status (leader, version, db size).
 func (e *Etcd) Status() (*EtcdStatus, error) {
-	c := http.Client{Timeout: time.Second}
+	c := e.httpClient(time.Second)
 	resp, err := c.Post(e.ClientURL+"/v3/maintenance/status", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		return nil, err
@@ -245,7 +281,7 @@ func (e *Etcd) Status() (*EtcdStatus, error) {
 
 // Metrics returns the member's Prometheus metrics text.
 func (e *Etcd) Metrics() (string, error) {
-	c := http.Client{Timeout: 5 * time.Second}
+	c := e.httpClient(5 * time.Second)
 	resp, err := c.Get(e.ClientURL + "/metrics")
 	if err != nil {
 		return "", err
@@ -263,4 +299,79 @@ func (e *Etcd) Pid() int {
 		return 0
 	}
 	return e.proc.cmd.Process.Pid
+}
+
+// httpClient reaches the member's HTTP endpoints, with the PKI's client
+// certificate when it serves TLS.
+func (e *Etcd) httpClient(timeout time.Duration) *http.Client {
+	c := &http.Client{Timeout: timeout}
+	if e.pki != nil {
+		c.Transport = &http.Transport{TLSClientConfig: e.pki.ClientTLS()}
+	}
+	return c
+}
+
+// EtcdPKI is a throwaway certificate authority with one server
+// certificate (for 127.0.0.1 and localhost, usable by the members both as
+// servers and as peers' clients) and one client certificate (CN berth),
+// as PEM files in a temp dir.
+type EtcdPKI struct {
+	CA, ServerCert, ServerKey, ClientCert, ClientKey string
+	pool                                             *x509.CertPool
+	client                                           tls.Certificate
+}
+
+// NewEtcdPKI makes the CA and certificates.
+func NewEtcdPKI(t testing.TB) *EtcdPKI {
+	t.Helper()
+	dir := t.TempDir()
+	must := func(err error) {
+		if err != nil {
+			t.Fatalf("testenv: etcd pki: %v", err)
+		}
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "berth test etcd CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	must(err)
+	ca, err := x509.ParseCertificate(caDER)
+	must(err)
+	p := &EtcdPKI{CA: filepath.Join(dir, "ca.pem"), pool: x509.NewCertPool()}
+	p.pool.AddCert(ca)
+	must(os.WriteFile(p.CA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600))
+	issue := func(serial int64, cn string, server bool) (certFile, keyFile string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		must(err)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		if server {
+			tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+			tmpl.DNSNames = []string{"localhost"}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		must(err)
+		kder, err := x509.MarshalECPrivateKey(key)
+		must(err)
+		certFile, keyFile = filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
+		must(os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+		must(os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
+		return certFile, keyFile
+	}
+	p.ServerCert, p.ServerKey = issue(2, "etcd", true)
+	p.ClientCert, p.ClientKey = issue(3, "berth", false)
+	p.client, err = tls.LoadX509KeyPair(p.ClientCert, p.ClientKey)
+	must(err)
+	return p
+}
+
+// ClientTLS is a client configuration trusting the CA and presenting the
+// client certificate.
+func (p *EtcdPKI) ClientTLS() *tls.Config {
+	return &tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.client}, MinVersion: tls.VersionTLS12}
 }
