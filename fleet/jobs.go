@@ -150,8 +150,10 @@ func (c *Client) ClaimJob(ctx context.Context, env, job string, t time.Time, p J
 // the runner's lease-bound key is gone (the lease expired mid-run: the
 // host was paused, cut off or slow), the record says so. The oldest
 // finished records beyond the history length are pruned.
+//
+// A zero JobClaim (a test fake's) finishes as a no-op.
 func (j *JobClaim) Finish(ctx context.Context, r JobResult) error {
-	if j == nil || j.finished {
+	if j == nil || j.finished || j.c == nil {
 		return nil
 	}
 	j.finished = true
@@ -165,7 +167,7 @@ func (j *JobClaim) Finish(ctx context.Context, r JobResult) error {
 	if j.lost() {
 		markLost(&rec)
 	}
-	err := c.later(ctx, "job result "+j.Job, func(ctx context.Context) error {
+	queued, err := c.later(ctx, "job result "+j.Job, func(ctx context.Context) error {
 		for range 3 {
 			b, _ := json.Marshal(rec)
 			tr, err := c.txn(ctx, "write job result",
@@ -200,7 +202,7 @@ func (j *JobClaim) Finish(ctx context.Context, r JobResult) error {
 	if err != nil {
 		return err
 	}
-	if c.Pending() == 0 {
+	if !queued {
 		c.pruneJob(ctx, j.env, j.Job, j.policy.History)
 	}
 	return nil

@@ -147,7 +147,16 @@ func (c *Client) Migrate(ctx context.Context, env string, m Migration, run RunFu
 	if err != nil {
 		return MigrationOutcome{}, err
 	}
-	defer l.release()
+	// The lock is released once the result is written: a result kept for
+	// later (etcd unreachable) keeps the lock too, so no host reads the
+	// "running" record as abandoned while the result waits. The outbox
+	// releases it after writing the result; the lease bounds it anyway.
+	keep := false
+	defer func() {
+		if !keep {
+			l.release()
+		}
+	}()
 
 	for {
 		st, modRev, _, err := c.readMigration(ctx, stateKey)
@@ -199,12 +208,16 @@ func (c *Client) Migrate(ctx context.Context, env string, m Migration, run RunFu
 			}
 			continue // the state moved under us: read it again
 		}
-		return c.runMigration(ctx, env, sess, stateKey, runningRev, running, prev, run)
+		out, queued, err := c.runMigration(ctx, env, sess, l, stateKey, runningRev, running, prev, run)
+		keep = queued
+		return out, err
 	}
 }
 
-func (c *Client) runMigration(ctx context.Context, env string, sess *concurrency.Session, stateKey string, runningRev int64,
-	running MigrationState, prev *MigrationState, run RunFunc) (MigrationOutcome, error) {
+// runMigration runs it and writes the result; queued says the result
+// (and the lock's release) waits in the outbox.
+func (c *Client) runMigration(ctx context.Context, env string, sess *concurrency.Session, l *lock, stateKey string, runningRev int64,
+	running MigrationState, prev *MigrationState, run RunFunc) (MigrationOutcome, bool, error) {
 	c.log.Info("running migration for the fleet", "env", env, "service", running.Service, "token", running.Token)
 	lost := c.watchLoss(sess, "migration runner lost its etcd lease mid-run: the run goes on, other hosts see it interrupted, and its result is written by compare-and-swap",
 		"env", env, "service", running.Service, "token", running.Token)
@@ -218,7 +231,7 @@ func (c *Client) runMigration(ctx context.Context, env string, sess *concurrency
 		res.Status = MigrationDone
 	case errors.Is(runErr, ErrNotStarted):
 		// Forget the attempt: put back what was there.
-		werr := c.later(ctx, "reset migration "+running.Service, func(ctx context.Context) error {
+		queued, werr := c.later(ctx, "reset migration "+running.Service, func(ctx context.Context) error {
 			var ops []clientv3.Op
 			if prev != nil {
 				b, _ := json.Marshal(prev)
@@ -227,21 +240,28 @@ func (c *Client) runMigration(ctx context.Context, env string, sess *concurrency
 				ops = append(ops, clientv3.OpDelete(stateKey))
 			}
 			_, err := c.txn(ctx, "reset migration", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(stateKey), "=", runningRev)}, ops)
+			if err == nil {
+				l.release()
+			}
 			return err
 		})
-		return MigrationOutcome{}, errors.Join(runErr, werr)
+		return MigrationOutcome{}, queued, errors.Join(runErr, werr)
 	case failure.IsVerdict(runErr):
 		res.Status, res.Reason = MigrationFailed, runErr.Error()
 	default:
 		res.Status, res.Reason = MigrationInterrupted, "the run ended without a result: "+runErr.Error()
 	}
-	werr := c.later(ctx, "migration result "+running.Service, func(ctx context.Context) error {
-		return c.finishMigration(ctx, stateKey, runningRev, res)
+	queued, werr := c.later(ctx, "migration result "+running.Service, func(ctx context.Context) error {
+		err := c.finishMigration(ctx, stateKey, runningRev, res)
+		if err == nil {
+			l.release()
+		}
+		return err
 	})
 	if runErr != nil {
-		return MigrationOutcome{}, errors.Join(runErr, werr)
+		return MigrationOutcome{}, queued, errors.Join(runErr, werr)
 	}
-	return MigrationOutcome{Ran: true, State: res}, werr
+	return MigrationOutcome{Ran: true, State: res}, queued, werr
 }
 
 // finishMigration writes res over the running record it replaces. If the

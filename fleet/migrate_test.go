@@ -249,9 +249,12 @@ func TestMigrate_IdempotentTakenOverAfterRunnerDies(t *testing.T) {
 		}
 	})
 	first := <-runner
+	var alive *agent
 	for _, a := range as {
 		if a.Host() == first {
 			a.crash()
+		} else {
+			alive = a
 		}
 	}
 	ran := 0
@@ -272,7 +275,7 @@ func TestMigrate_IdempotentTakenOverAfterRunnerDies(t *testing.T) {
 	if ran != 1 || len(tokens) != 2 || tokens[1] <= tokens[0] {
 		t.Fatalf("ran = %d, tokens = %v; want one takeover with a larger token", ran, tokens)
 	}
-	if st := migState(t, as[0].Client, m); st.Status != MigrationDone || st.Token != tokens[1] {
+	if st := migState(t, alive.Client, m); st.Status != MigrationDone || st.Token != tokens[1] {
 		t.Fatalf("state = %+v", st)
 	}
 }

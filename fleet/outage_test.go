@@ -224,3 +224,50 @@ func TestCluster_LeaderRestartDuringLongMigration_NoDuplicateRun(t *testing.T) {
 		t.Fatalf("ran = %d, errors %v; want one run and two skips", ran, errors.Join(errs...))
 	}
 }
+
+// etcd goes away while a migration runs and comes back within the lease
+// TTL: the result, kept in the outbox, is written when etcd answers, the
+// runner keeps its lock until then, and the waiting hosts skip the
+// migration instead of calling it interrupted.
+func TestOutage_MigrationResultWrittenWhenEtcdReturns(t *testing.T) {
+	etcd := testenv.StartEtcd(t)
+	as := agents(t, []string{etcd.ClientURL}, 3, withTTL(8*time.Second))
+	ctx := ctxT(t, 2*time.Minute)
+	var runs atomic.Int32
+	r := raw(t, etcd.ClientURL)
+	queued := make(chan struct{})
+	res := migrateAll(ctx, as, testMig, func(string) RunFunc {
+		return func(ctx context.Context, token int64) error {
+			runs.Add(1)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if g, err := r.Get(ctx, as[0].keys("prod").migLock(testMig.ID()), clientPrefix()...); err == nil && g.Count == 3 {
+					break
+				}
+			}
+			etcd.Stop()
+			close(queued)
+			return nil // it finished while etcd was down
+		}
+	})
+	<-queued
+	time.Sleep(time.Second)
+	etcd.Start()
+	etcd.WaitHealthy(t, 30*time.Second)
+	ran := 0
+	for range as {
+		x := <-res
+		if x.err != nil {
+			t.Fatalf("%s: %v", x.host, x.err)
+		}
+		if x.out.Ran {
+			ran++
+		}
+	}
+	if runs.Load() != 1 || ran != 1 {
+		t.Fatalf("runs %d, ran %d", runs.Load(), ran)
+	}
+	waitFor(t, 10*time.Second, "the kept result written", func() bool {
+		st, _, _, err := as[0].readMigration(ctx, as[0].keys("prod").migState(testMig.ID()))
+		return err == nil && st != nil && st.Status == MigrationDone
+	})
+}

@@ -654,8 +654,10 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 // Finish records how the admitted deploy ended: the host's result for the
 // revision (permanent), a halt on failure, and the slot freed. If etcd is
 // unreachable the records are written later, from the outbox.
+//
+// A zero Admission (a test fake's) finishes as a no-op.
 func (a *Admission) Finish(ctx context.Context, o Outcome, reason string) error {
-	if a == nil || a.finished {
+	if a == nil || a.finished || a.c == nil {
 		return nil
 	}
 	a.finished = true
@@ -676,7 +678,7 @@ func (a *Admission) Finish(ctx context.Context, o Outcome, reason string) error 
 		halt, _ = json.Marshal(Halt{Revision: rev, Host: host, Reason: reason, At: c.now()})
 	}
 	slotKey, slotRev := a.slotKey, a.slotRev
-	err := c.later(ctx, "deploy result "+short(rev), func(ctx context.Context) error {
+	queued, err := c.later(ctx, "deploy result "+short(rev), func(ctx context.Context) error {
 		if halt != nil {
 			_, err := c.txn(ctx, "halt revision",
 				[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k.halt(rev)), "=", 0)},
@@ -703,7 +705,7 @@ func (a *Admission) Finish(ctx context.Context, o Outcome, reason string) error 
 	if o == Failed {
 		c.log.Warn("revision halted fleet-wide", "env", a.env, "commit", short(rev), "reason", reason)
 	}
-	if o == Succeeded && c.Pending() == 0 {
+	if o == Succeeded && !queued {
 		c.maybeGood(ctx, a.env, a.wave)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -229,8 +230,11 @@ func TestWaves_JoiningHostDeploysGoodRevisionThenRespectsTheSlots(t *testing.T) 
 	_ = adm.Finish(ctx, Succeeded, "")
 	// Live on c1, it then waits for a slot like everyone.
 	got := make(chan *Admission, 1)
+	var waiting []string
+	var wmu sync.Mutex
 	go func() {
-		a, err := joiner.Admit(ctx, "prod", RolloutRequest{Revision: "c2", Policy: Policy{MaxParallel: "1"}, Live: "c1"})
+		a, err := joiner.Admit(ctx, "prod", RolloutRequest{Revision: "c2", Policy: Policy{MaxParallel: "1"}, Live: "c1",
+			Waiting: func(s string) { wmu.Lock(); waiting = append(waiting, s); wmu.Unlock() }})
 		if err != nil {
 			t.Error(err)
 		}
@@ -250,6 +254,11 @@ func TestWaves_JoiningHostDeploysGoodRevisionThenRespectsTheSlots(t *testing.T) 
 	if a := <-got; a == nil || a.Slot != 0 || a.Revision != "c2" {
 		t.Fatalf("joiner after the slot freed: %+v", a)
 	}
+	wmu.Lock()
+	if len(waiting) < 2 || !strings.HasPrefix(waiting[0], "waiting for a deploy slot") || waiting[len(waiting)-1] != "" {
+		t.Errorf("what the joiner said it waited for: %q", waiting)
+	}
+	wmu.Unlock()
 
 	// During a halt, a joining host deploys the good revision too.
 	if err := as[1].HaltRevision(ctx, "prod", "c2", "ops", "bad release"); err != nil {

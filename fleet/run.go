@@ -112,17 +112,17 @@ type pending struct {
 }
 
 // later runs fn now and, if etcd is unreachable, keeps it for Run to
-// retry. fn must be a compare-and-swap that is safe to repeat. The caller's
-// cancellation does not stop the first attempt: a step that finished
-// records its result even during shutdown.
-func (c *Client) later(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+// retry (queued). fn must be a compare-and-swap that is safe to repeat.
+// The caller's cancellation does not stop the first attempt: a step that
+// finished records its result even during shutdown.
+func (c *Client) later(ctx context.Context, what string, fn func(ctx context.Context) error) (queued bool, err error) {
 	c.out.mu.Lock()
-	queued := len(c.out.items) > 0
+	behind := len(c.out.items) > 0
 	c.out.mu.Unlock()
-	if !queued { // keep order: behind earlier results, never before them
+	if !behind { // keep order: behind earlier results, never before them
 		err := fn(context.WithoutCancel(ctx))
 		if err == nil || !failure.IsOutage(err) {
-			return err
+			return false, err
 		}
 		c.log.Warn("etcd unreachable: result kept, written when etcd answers", "what", what, "error", err)
 	}
@@ -130,7 +130,7 @@ func (c *Client) later(ctx context.Context, what string, fn func(ctx context.Con
 	c.out.items = append(c.out.items, pending{what: what, fn: fn})
 	c.out.mu.Unlock()
 	c.kick()
-	return nil
+	return true, nil
 }
 
 // Flush writes the kept results, in order, stopping at the first that
