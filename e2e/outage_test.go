@@ -185,7 +185,7 @@ x-berth:
 				t.Fatalf("deploying pass began %s after the last failed one and %s after recovery; the backoff after %d passes is at most %s",
 					gap, deployed.Started.Sub(up), outage.Count(), limit)
 			}
-			t.Logf("%s down for %d passes (one record); the deploying pass began %s after recovery (backoff bound %s), live %s after it", st.name, outage.Count(), deployed.Started.Sub(up).Round(100*time.Millisecond), limit, took.Round(100*time.Millisecond))
+			t.Logf("%s down for %d passes (one record); the deploying pass began %s after recovery (backoff bound %s), live %s after recovery", st.name, outage.Count(), deployed.Started.Sub(up).Round(100*time.Millisecond), limit, took.Round(100*time.Millisecond))
 			if got := w.serving(); got != "version="+st.version {
 				t.Fatalf("after recovery nginx serves %q, want %s", got, st.version)
 			}
