@@ -81,6 +81,30 @@ func classify(err error) error {
 	return err
 }
 
+// classifyAt is classify for a call that changed something: an internal
+// error (500) from an engine that, asked again on a new connection, does
+// not answer is an outage — a stopping dockerd answers the requests in
+// flight with errors like "failed to update store … no such file".
+func (e *Engine) classifyAt(ctx context.Context, err error) error {
+	err = classify(err)
+	if err != nil && failure.Of(err) == failure.Unclassed && errdefs.IsSystem(err) && ctx.Err() == nil && !e.answering(ctx) {
+		return failure.AsOutage(err)
+	}
+	return err
+}
+
+// answering reports whether the engine accepts a new connection and
+// answers a ping now. A stopping dockerd closes its listener before it
+// stops the containers, yet still answers on the connections it has: only
+// a new connection tells.
+func (e *Engine) answering(ctx context.Context) bool {
+	e.c.Close() // closes the idle pooled connections only; the ping dials anew
+	ctx, cancel := e.call(ctx)
+	defer cancel()
+	_, err := e.c.Ping(ctx)
+	return err == nil
+}
+
 // unreachable reports whether err says the engine (or, during a pull, the
 // registry behind it) did not answer, rather than answered no.
 func unreachable(err error) bool {

@@ -43,7 +43,7 @@ func (e *Engine) EnsureProject(ctx context.Context, p *types.Project) error {
 		_, err = e.c.NetworkCreate(cctx, n.Name, network.CreateOptions{Driver: n.Driver, Options: n.DriverOpts, Internal: n.Internal, Attachable: n.Attachable, Labels: labels})
 		cancel()
 		if err != nil {
-			return classify(fmt.Errorf("create network %s: %w", n.Name, err))
+			return e.classifyAt(ctx, fmt.Errorf("create network %s: %w", n.Name, err))
 		}
 		e.log.Info("network created", "network", n.Name)
 	}
@@ -66,7 +66,7 @@ func (e *Engine) EnsureProject(ctx context.Context, p *types.Project) error {
 		_, err := e.c.VolumeCreate(cctx, volume.CreateOptions{Name: v.Name, Driver: v.Driver, DriverOpts: v.DriverOpts, Labels: labels})
 		cancel()
 		if err != nil {
-			return classify(fmt.Errorf("create volume %s: %w", v.Name, err))
+			return e.classifyAt(ctx, fmt.Errorf("create volume %s: %w", v.Name, err))
 		}
 	}
 	return nil
@@ -82,11 +82,12 @@ func (e *Engine) Create(ctx context.Context, req *Request) (string, error) {
 			return "", err
 		}
 	}
+	e.watchRestarts()
 	cctx, cancel := e.call(ctx)
 	defer cancel()
 	resp, err := e.c.ContainerCreate(cctx, req.Config, req.Host, req.Network, nil, req.Name)
 	if err != nil {
-		return "", classify(fmt.Errorf("create container %s: %w", req.Name, err))
+		return "", e.classifyAt(ctx, fmt.Errorf("create container %s: %w", req.Name, err))
 	}
 	if payload != nil {
 		e.mu.Lock()
@@ -98,7 +99,7 @@ func (e *Engine) Create(ctx context.Context, req *Request) (string, error) {
 			// Best effort: a container left behind is a stale one the
 			// next pass removes.
 			_ = e.Remove(context.WithoutCancel(ctx), resp.ID)
-			return "", classify(fmt.Errorf("connect %s to network %s: %w", req.Name, name, err))
+			return "", e.classifyAt(ctx, fmt.Errorf("connect %s to network %s: %w", req.Name, name, err))
 		}
 	}
 	return resp.ID, nil
@@ -112,11 +113,12 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 	payload := e.pending[id]
 	delete(e.pending, id)
 	e.mu.Unlock()
+	outer := ctx
 	ctx, cancel := e.call(ctx)
 	defer cancel()
 	if payload == nil {
 		if err := e.c.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-			return classify(fmt.Errorf("start container %s: %w", short(id), err))
+			return e.classifyAt(outer, fmt.Errorf("start container %s: %w", short(id), err))
 		}
 		return nil
 	}
@@ -130,7 +132,7 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 		_ = hj.Conn.SetDeadline(d)
 	}
 	if err := e.c.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-		return classify(fmt.Errorf("start container %s: %w", short(id), err))
+		return e.classifyAt(outer, fmt.Errorf("start container %s: %w", short(id), err))
 	}
 	if _, err := hj.Conn.Write(payload); err != nil {
 		return classify(fmt.Errorf("hand secret files to container %s: %w", short(id), err))
@@ -209,7 +211,11 @@ func (e *Engine) WaitHealthy(ctx context.Context, id string, timeout, settle tim
 		switch {
 		case st == nil:
 		case !st.Running:
-			return failure.AsVerdict(fmt.Errorf("container %s exited with code %d before it was healthy", short(id), st.ExitCode))
+			err := fmt.Errorf("container %s exited with code %d before it was healthy", short(id), st.ExitCode)
+			if e.stoppedByEngine(ctx, st.StartedAt) {
+				return failure.AsOutage(fmt.Errorf("%w, and the engine stopped or restarted meanwhile (without live-restore it stops every container)", err))
+			}
+			return failure.AsVerdict(err)
 		case st.Health == nil:
 			if time.Since(start) >= settle {
 				return nil
@@ -231,6 +237,16 @@ func (e *Engine) WaitHealthy(ctx context.Context, id string, timeout, settle tim
 		case <-tick.C:
 		}
 	}
+}
+
+// stoppedByEngine reports whether a container that started at startedAt
+// (as the engine reports it) and has exited may have been stopped by the
+// engine stopping: the engine does not answer a new connection now (it is
+// on its way down: it closes its listener before it stops containers), or
+// it restarted since (berth's event stream broke).
+func (e *Engine) stoppedByEngine(ctx context.Context, startedAt string) bool {
+	started, err := time.Parse(time.RFC3339Nano, startedAt)
+	return err != nil || !e.answering(ctx) || e.mayHaveRestarted(started)
 }
 
 // inspect is ContainerInspect within the call deadline.

@@ -26,6 +26,8 @@ type Engine struct {
 
 	mu      sync.Mutex
 	pending map[string][]byte // secret files to hand over at Start, by container id
+
+	restarts restarts
 }
 
 // New wraps a Docker client (API version negotiated: Debian's engine

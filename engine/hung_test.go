@@ -32,10 +32,14 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	if err := e.WaitHealthy(ctx, id, 10*time.Second, 0); err != nil {
 		t.Fatal(err)
 	}
-	req, err := CreateRequest(env.Project, env.Services[0], Placement{Project: pl.Project, Env: pl.Env, Revision: "r2", Slot: 2})
-	if err != nil {
-		t.Fatal(err)
+	request := func(slot int) *Request {
+		req, err := CreateRequest(env.Project, env.Services[0], Placement{Project: pl.Project, Env: pl.Env, Revision: "r2", Slot: slot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req
 	}
+	req := request(2)
 	other := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "hung-other"})
 
 	pd.Pause()
@@ -73,7 +77,7 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 		// The wait of a one-shot notices within its liveness check; its
 		// create is the first call here.
 		{"one-shot run", call, func(ctx context.Context) error {
-			_, err := e.RunOnce(ctx, req, OneShot{Timeout: time.Minute})
+			_, err := e.RunOnce(ctx, request(3), OneShot{Timeout: time.Minute})
 			return err
 		}},
 	}
@@ -105,10 +109,9 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	resumed = true
 	waiting := make(chan error, 1)
 	started := make(chan struct{})
-	oneShot := *req
-	oneShot.Name = req.Name + "-waiting"
+	oneShot := request(4)
 	go func() {
-		_, err := e.RunOnce(ctx, &oneShot, OneShot{Timeout: time.Minute, Started: func(string) { close(started) }})
+		_, err := e.RunOnce(ctx, oneShot, OneShot{Timeout: time.Minute, Started: func(string) { close(started) }})
 		waiting <- err
 	}()
 	select {
@@ -131,6 +134,7 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var ms []Managed
 	for {
+		var err error
 		if ms, err = e.List(ctx, pl.Env); err == nil {
 			break
 		}

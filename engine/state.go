@@ -71,7 +71,7 @@ func (e *Engine) Stop(ctx context.Context, id string, grace *time.Duration) erro
 	sctx, cancel := within(ctx, g+e.Timeouts.StopMargin)
 	defer cancel()
 	if err := e.c.ContainerStop(sctx, id, container.StopOptions{Timeout: &secs}); err != nil && !client.IsErrNotFound(err) {
-		return classify(fmt.Errorf("stop container %s: %w", short(id), err))
+		return e.classifyAt(ctx, fmt.Errorf("stop container %s: %w", short(id), err))
 	}
 	return nil
 }
@@ -100,11 +100,11 @@ func (e *Engine) Remove(ctx context.Context, id string) error {
 	e.mu.Lock()
 	delete(e.pending, id)
 	e.mu.Unlock()
-	ctx, cancel := within(ctx, e.Timeouts.Remove)
+	rctx, cancel := within(ctx, e.Timeouts.Remove)
 	defer cancel()
-	err := e.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	err := e.c.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !client.IsErrNotFound(err) && !isRemovalInProgress(err) {
-		return classify(fmt.Errorf("remove container %s: %w", short(id), err))
+		return e.classifyAt(ctx, fmt.Errorf("remove container %s: %w", short(id), err))
 	}
 	return nil
 }

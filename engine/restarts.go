@@ -1,0 +1,90 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+)
+
+// restarts notices when dockerd stops: a restarting engine without
+// live-restore stops every container on its way down, and a container that
+// exits because of that says nothing about the revision. An open event
+// stream breaks when the engine stops; berth keeps one (filtered to the
+// engine's own rare events, so nothing flows on it) from the first
+// container it creates on.
+type restarts struct {
+	once    sync.Once
+	mu      sync.Mutex
+	up      time.Time // the stream is open since; zero while it is not
+	lastGap time.Time // the last time it was not open
+}
+
+// watchRestarts starts watching the engine's event stream, once, and
+// returns when the first subscription was answered (or failed).
+func (e *Engine) watchRestarts() {
+	e.restarts.once.Do(func() {
+		first := make(chan struct{})
+		go e.watchLoop(first)
+		<-first
+	})
+}
+
+func (e *Engine) watchLoop(first chan struct{}) {
+	retry := time.Second
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		// Events returns once the engine answered the request: bound that
+		// as any call, then let the stream run.
+		bound := e.Timeouts.Call
+		if bound <= 0 {
+			bound = DefaultTimeouts.Call
+		}
+		timer := time.AfterFunc(bound, cancel)
+		msgs, errs := e.c.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.DaemonEventType)))})
+		subscribed := timer.Stop() && len(errs) == 0
+		r := &e.restarts
+		r.mu.Lock()
+		if subscribed {
+			r.up = time.Now()
+		} else {
+			r.lastGap = time.Now()
+		}
+		r.mu.Unlock()
+		if first != nil {
+			close(first)
+			first = nil
+		}
+	stream:
+		for {
+			select {
+			case <-msgs:
+			case <-errs:
+				break stream
+			}
+		}
+		cancel()
+		r.mu.Lock()
+		r.up, r.lastGap = time.Time{}, time.Now()
+		r.mu.Unlock()
+		// Resubscribe soon after a restart; back off while the engine
+		// stays away.
+		if subscribed {
+			retry = time.Second
+		} else {
+			retry = min(2*retry, 30*time.Second)
+		}
+		time.Sleep(retry)
+	}
+}
+
+// mayHaveRestarted reports whether the engine may have stopped since t:
+// berth's event stream broke since, or was not open at t.
+func (e *Engine) mayHaveRestarted(since time.Time) bool {
+	r := &e.restarts
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.up.IsZero() || r.up.After(since) || r.lastGap.After(since)
+}
