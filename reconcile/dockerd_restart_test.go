@@ -116,4 +116,3 @@ func TestDeploy_DockerdRestartedMidDeployConverges(t *testing.T) {
 		})
 	}
 }
-
