@@ -81,8 +81,15 @@ func (n *Nginx) Switch(ctx context.Context, backends []string) error {
 		if out, err := n.run(ctx, "-t", "-q"); err != nil {
 			return n.rejected(out, err)
 		}
-		_, err = n.reload(ctx)
-		return err
+		if _, err := n.reload(ctx); err != nil {
+			return err
+		}
+		if n.ProbeURL != "" {
+			if err := probe(ctx, n.ProbeURL); err != nil {
+				return fmt.Errorf("probe through nginx after switching %s: %w", n.Upstream, err)
+			}
+		}
+		return nil
 	}
 	if err := atomicfile.WriteFile(n.File, next, 0o644); err != nil {
 		return failure.AsOutage(err)
