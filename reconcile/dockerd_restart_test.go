@@ -34,7 +34,7 @@ func privateHost(t *testing.T, liveRestore bool) (*host, *testenv.PrivateDocker)
 				ProbeURL: h.nginx.URL() + "/",
 			}
 		},
-		HealthTimeout: 20 * time.Second,
+		HealthTimeout: time.Minute, // the machine may be loaded: only a restart may fail the gate here
 		Settle:        time.Second,
 	}
 	return h, pd
@@ -66,8 +66,10 @@ func TestDeploy_DockerdRestartedMidDeployConverges(t *testing.T) {
 					// Restart the engine a moment into the phase, beside
 					// the deploy's own calls.
 					restarted := make(chan struct{})
+					fired := false
 					h.deployer.BeforePhase = func(p string, _ *Result) error {
 						if p == phase {
+							fired = true
 							go func() {
 								defer close(restarted)
 								time.Sleep(time.Duration(rand.Int64N(int64(500 * time.Millisecond))))
@@ -78,6 +80,9 @@ func TestDeploy_DockerdRestartedMidDeployConverges(t *testing.T) {
 					}
 					_, err := h.deploy(rev{image: v2}, to)
 					h.deployer.BeforePhase = nil
+					if !fired {
+						t.Fatalf("the deploy ended before %s: %v", phase, err)
+					}
 					<-restarted
 					t.Logf("deploy with dockerd restarted during %s: %v (%s)", phase, err, failure.Of(err))
 					if failure.IsVerdict(err) {
