@@ -42,8 +42,9 @@ type Config struct {
 	// TrustedKeys is an armored OpenPGP keyring. When set, a head commit
 	// that is unsigned or signed by another key is refused.
 	TrustedKeys string
-	// MaxPacks is how many packs the object store may hold before it is
-	// compacted (store.go); 0 means DefaultMaxPacks.
+	// MaxPacks is how many packs the object store holds at most: it is
+	// compacted when it reaches that many (store.go); 0 means
+	// DefaultMaxPacks.
 	MaxPacks int
 }
 

@@ -42,8 +42,9 @@ import (
 // openStore clears what a crash can leave: temp packs and indexes without
 // a pack.
 const (
-	// DefaultMaxPacks is how many packs the store may hold before it is
-	// compacted (git's gc.autoPackLimit is 50; fewer keeps lookups flat).
+	// DefaultMaxPacks is how many packs the store holds at most: it is
+	// compacted when it reaches that many (git's gc.autoPackLimit is 50;
+	// fewer keeps lookups flat).
 	DefaultMaxPacks = 16
 	// objectCacheBytes bounds go-git's cache of decoded objects (its
 	// default, 96 MiB, is more than a config repo needs resident).
@@ -167,14 +168,15 @@ func (s *Source) maxPacks() int {
 	return DefaultMaxPacks
 }
 
-// needsCompaction: too many packs, or (past a floor) the packs fetched since
+// needsCompaction: as many packs as allowed (so the next fetch cannot
+// pass the bound), or (past a floor) the packs fetched since
 // the last compaction outweigh the compacted one.
 func (s *Source) needsCompaction() bool {
 	st, err := s.StoreStats()
 	if err != nil {
 		return false
 	}
-	return st.Packs > s.maxPacks() || st.Packs > 1 && st.Bytes > compactMinBytes && st.Bytes-st.largest > st.largest
+	return st.Packs >= s.maxPacks() || st.Packs > 1 && st.Bytes > compactMinBytes && st.Bytes-st.largest > st.largest
 }
 
 // loadRetained reads retained.json; a missing or unreadable file is an
