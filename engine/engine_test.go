@@ -395,8 +395,8 @@ func TestEngine_StalledPullIsAbandoned(t *testing.T) {
 	reg.Stall(t)
 	start := time.Now()
 	_, err := e.EnsureImage(t.Context(), img.Ref())
-	if err == nil || !strings.Contains(err.Error(), "no progress for 2s") {
-		t.Fatalf("EnsureImage from a stalled registry: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "no progress for 2s") || !failure.IsOutage(err) {
+		t.Fatalf("EnsureImage from a stalled registry: %v (%s, want an outage)", err, failure.Of(err))
 	}
 	if took := time.Since(start); took > 30*time.Second {
 		t.Fatalf("gave up after %s", took)
