@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -86,9 +87,31 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
+// queryKey carries a request's query parameters to the func answering it.
+type queryKey struct{}
+
+// Query returns the query parameters of the request a Status, History or
+// Jobs func answers (?env=NAME).
+func Query(ctx context.Context) url.Values {
+	q, _ := ctx.Value(queryKey{}).(url.Values)
+	return q
+}
+
+// BadRequest marks an error of a Status, History or Jobs func as the
+// request's fault (a 400, not a 500).
+type BadRequest struct{ Err error }
+
+func (e BadRequest) Error() string { return e.Err.Error() }
+func (e BadRequest) Unwrap() error { return e.Err }
+
 func (s *Server) jsonHandler(f func(context.Context) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		v, err := f(r.Context())
+		v, err := f(context.WithValue(r.Context(), queryKey{}, r.URL.Query()))
+		var bad BadRequest
+		if errors.As(err, &bad) {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

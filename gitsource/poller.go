@@ -11,18 +11,25 @@ import (
 // (with jitter) while the check fails, honours a server's Retry-After, and
 // runs an extra check when triggered (a webhook). Triggers that arrive in a
 // burst, or while a check runs, collapse into one check.
+//
+// An OnDemand poller has no interval of its own: another poller's clock
+// drives it with Tick (several environments checked on one listing of the
+// repo), and Trigger still runs a check at once. Its backoff after a
+// failure is its own: a Tick does not cut it short, a Trigger does.
 type Poller struct {
 	Interval   time.Duration // between successful checks; default 60 s
 	Jitter     float64       // ± fraction of every wait; default 0.1
 	MinBackoff time.Duration // first wait after a failure; default 5 s
 	MaxBackoff time.Duration // cap on waits after failures; default 10 min
+	OnDemand   bool          // no interval: checks on Tick and Trigger
 
 	trigger chan struct{}
+	tick    chan struct{}
 }
 
 // NewPoller returns a poller with the defaults for interval 0 values.
 func NewPoller(interval time.Duration) *Poller {
-	p := &Poller{Interval: interval, trigger: make(chan struct{}, 1)}
+	p := &Poller{Interval: interval, trigger: make(chan struct{}, 1), tick: make(chan struct{}, 1)}
 	if p.Interval <= 0 {
 		p.Interval = 60 * time.Second
 	}
@@ -40,13 +47,37 @@ func (p *Poller) Trigger() {
 	}
 }
 
-// Run checks at once, then on the schedule, until ctx ends.
+// Tick asks an OnDemand poller for a check, unless it is backing off
+// after a failure (then the check at the end of the backoff answers it).
+// It never blocks.
+func (p *Poller) Tick() {
+	select {
+	case p.tick <- struct{}{}:
+	default:
+	}
+}
+
+// Run checks at once (an OnDemand poller: at the first Tick or Trigger),
+// then on the schedule, until ctx ends.
 func (p *Poller) Run(ctx context.Context, check func(context.Context) error) {
+	if p.OnDemand {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.tick:
+		case <-p.trigger:
+		}
+	}
 	failures := 0
 	for {
-		// Triggers that came before this check starts are answered by it.
+		// Triggers and ticks that came before this check starts are
+		// answered by it.
 		select {
 		case <-p.trigger:
+		default:
+		}
+		select {
+		case <-p.tick:
 		default:
 		}
 		err := check(ctx)
@@ -71,11 +102,17 @@ func (p *Poller) Run(ctx context.Context, check func(context.Context) error) {
 			failures = 0
 		}
 		timer := time.NewTimer(wait)
+		timeout, tick := timer.C, (<-chan struct{})(nil)
+		if err == nil && p.OnDemand {
+			timer.Stop()
+			timeout, tick = nil, p.tick // no timer: the next tick
+		}
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return
-		case <-timer.C:
+		case <-timeout:
+		case <-tick:
 		case <-p.trigger:
 			timer.Stop()
 			if d := time.Until(notBefore); d > 0 {

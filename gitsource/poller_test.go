@@ -123,3 +123,43 @@ func TestPoller_BurstOfTriggersIsOneCheck(t *testing.T) {
 		}
 	})
 }
+
+// An OnDemand poller checks on Tick and Trigger only; after a failure its
+// own backoff decides, a Tick does not cut it short and a Trigger does.
+func TestPoller_OnDemandTicksDoNotCutItsBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := NewPoller(time.Minute)
+		p.OnDemand, p.Jitter = true, 0
+		boom := errors.New("registry unreachable")
+		r := &recorder{errs: []error{nil, boom}}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		r.start = time.Now()
+		go p.Run(ctx, r.check)
+		time.Sleep(10 * time.Minute)
+		if n := len(r.times()); n != 0 {
+			t.Fatalf("%d checks before the first tick", n)
+		}
+		p.Tick() // at 10m: ok
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		p.Tick() // at 11m: fails, backoff 5 s
+		synctest.Wait()
+		time.Sleep(2 * time.Second)
+		p.Tick() // at 11m02s: inside the backoff, answered by its check at 11m05s
+		time.Sleep(10 * time.Second)
+		want := []time.Duration{10 * time.Minute, 11 * time.Minute, 11*time.Minute + 5*time.Second}
+		if at := r.times(); len(at) != len(want) || at[0] != want[0] || at[1] != want[1] || at[2] != want[2] {
+			t.Fatalf("checks at %v, want %v", at, want)
+		}
+		time.Sleep(time.Hour) // no tick: no check
+		if n := len(r.times()); n != 3 {
+			t.Fatalf("%d checks without a tick", n)
+		}
+		p.Trigger()
+		synctest.Wait()
+		if n := len(r.times()); n != 4 {
+			t.Fatalf("a trigger: %d checks", n)
+		}
+	})
+}

@@ -262,16 +262,39 @@ func (a *Agent) prune(ctx context.Context, st State, log hclog.Logger) {
 	if a.Journal == nil {
 		return
 	}
-	recs, err := a.Journal.List()
+	commits, keep, candidates, err := a.kept(st)
 	if err != nil {
 		log.Warn("prune", "error", err)
 		return
+	}
+	if err := a.Source.Prune(commits...); err != nil {
+		log.Warn("prune working copies", "error", err)
+	}
+	if a.Pruner == nil {
+		return
+	}
+	removed, err := a.Pruner.PruneImages(ctx, keep, candidates)
+	if err != nil {
+		log.Warn("prune images", "error", err)
+	}
+	for _, img := range removed {
+		log.Info("image pruned", "image", img)
+	}
+}
+
+// kept says what the env holds on to: the commits of the newest
+// KeepRevisions successful deploys and of the live, failed and held
+// revisions, and those deploys' images; candidates are the images of the
+// older records.
+func (a *Agent) kept(st State) (commits, keep, candidates []string, err error) {
+	recs, err := a.Journal.List()
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	keepRevs := a.KeepRevisions
 	if keepRevs <= 0 {
 		keepRevs = 2
 	}
-	var keep, candidates, commits []string
 	for _, r := range recs {
 		if r.Result == ResultSucceeded && keepRevs > 0 {
 			keep = append(keep, r.Images...)
@@ -289,19 +312,21 @@ func (a *Agent) prune(ctx context.Context, st State, log hclog.Logger) {
 	if st.Hold != nil {
 		commits = append(commits, st.Hold.Commit)
 	}
-	if err := a.Source.Prune(commits...); err != nil {
-		log.Warn("prune working copies", "error", err)
+	return commits, keep, candidates, nil
+}
+
+// Kept is what the env holds on to now (the commits and images its next
+// prune keeps), for Shared.Keep when the agent starts.
+func (a *Agent) Kept() (commits, images []string, err error) {
+	if a.Journal == nil {
+		return nil, nil, nil
 	}
-	if a.Pruner == nil {
-		return
-	}
-	removed, err := a.Pruner.PruneImages(ctx, keep, candidates)
+	st, err := LoadState(a.StateDir)
 	if err != nil {
-		log.Warn("prune images", "error", err)
+		return nil, nil, err
 	}
-	for _, img := range removed {
-		log.Info("image pruned", "image", img)
-	}
+	commits, images, _, err = a.kept(st)
+	return commits, images, err
 }
 
 func (a *Agent) logger() hclog.Logger {

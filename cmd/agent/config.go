@@ -22,10 +22,13 @@ import (
 // DefaultConfigPath is where the agent config lives on a host.
 const DefaultConfigPath = "/etc/berth/agent.yaml"
 
-// Config is /etc/berth/agent.yaml. Only env and repo.url are required; every
-// default is in defaults().
+// Config is /etc/berth/agent.yaml. Only env (or envs) and repo.url are
+// required; every default is in defaults().
 type Config struct {
+	// Env is the one environment this host runs; Envs lists several
+	// (exactly one of the two is set). EnvNames returns them either way.
 	Env      string     `yaml:"env"`
+	Envs     []string   `yaml:"envs"`
 	Project  string     `yaml:"project"`
 	Profiles []string   `yaml:"profiles"`
 	StateDir string     `yaml:"state_dir"`
@@ -165,10 +168,26 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("  %s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if c.Env == "" {
-		bad("env", "required: the environment this host runs (envs/<env>/ in the config repo)")
-	} else if !envs.ValidEnvName(c.Env) {
+	switch {
+	case c.Env == "" && len(c.Envs) == 0:
+		bad("env", "required: the environment this host runs (envs/<env>/ in the config repo), or envs: [a, b] for several")
+	case c.Env != "" && len(c.Envs) > 0:
+		bad("envs", "set env: for one environment or envs: for several, not both")
+	case c.Env != "" && !envs.ValidEnvName(c.Env):
 		bad("env", "%q: lowercase letters, digits, - and _", c.Env)
+	}
+	seen := map[string]bool{}
+	for i, e := range c.Envs {
+		switch {
+		case !envs.ValidEnvName(e):
+			bad(fmt.Sprintf("envs[%d]", i), "%q: lowercase letters, digits, - and _", e)
+		case seen[e]:
+			bad(fmt.Sprintf("envs[%d]", i), "%q is listed twice", e)
+		}
+		seen[e] = true
+	}
+	if c.Project != "" && len(c.Envs) > 1 {
+		bad("project", "names the Compose project of one environment; with several envs each one's project is its name")
 	}
 	if c.Repo.URL == "" {
 		bad("repo.url", "required: the config repository (https://, ssh:// or file://)")
@@ -281,6 +300,14 @@ func (c *Config) Validate() error {
 		bad("nginx.command", "at least the nginx binary")
 	}
 	return errors.Join(errs...)
+}
+
+// EnvNames are the environments this host runs, in the order configured.
+func (c *Config) EnvNames() []string {
+	if c.Env != "" {
+		return []string{c.Env}
+	}
+	return c.Envs
 }
 
 func btoi(b bool) int {

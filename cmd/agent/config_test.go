@@ -53,3 +53,19 @@ func TestRun_CheckConfigExitCodes(t *testing.T) {
 		t.Fatalf("bad config: exit %d, %q", code, errOut.String())
 	}
 }
+
+func TestLoadConfig_SeveralEnvs(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, "envs: [shop, blog]\nrepo: {url: https://git.example.org/c.git}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.EnvNames(); len(got) != 2 || got[0] != "shop" || got[1] != "blog" {
+		t.Fatalf("EnvNames %v", got)
+	}
+	_, err = LoadConfig(writeConfig(t, "env: shop\nenvs: [blog, Blog, blog]\nproject: x\nrepo: {url: x}\n"))
+	for _, want := range []string{"envs: set env: for one environment or envs: for several, not both", `envs[1]: "Blog"`, `envs[2]: "blog" is listed twice`, "project: names the Compose project of one environment"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,9 +17,38 @@ import (
 // berth jobs list|history|logs|run: read from the state dir, like status;
 // `run` asks the running agent (the one process that starts containers).
 
-func jobStore(cfg *Config) *jobs.Store { return &jobs.Store{Dir: filepath.Join(cfg.StateDir, "jobs")} }
+func jobStore(cfg *Config, env string) *jobs.Store {
+	return &jobs.Store{Dir: filepath.Join(cfg.envDir(env), "jobs")}
+}
 
-const jobsUsage = `usage: berth jobs list|history NAME|logs NAME [RUN]|run NAME [--config FILE]
+// jobEnv is the env a job command acts on: --env, else the one env whose
+// live revision has the job.
+func jobEnv(cfg *Config, only, job string) (string, error) {
+	if only != "" || len(cfg.EnvNames()) == 1 {
+		return oneEnv(cfg, only)
+	}
+	var has []string
+	for _, env := range cfg.EnvNames() {
+		l, err := jobStore(cfg, env).Listing()
+		if err != nil {
+			continue
+		}
+		for _, e := range l.Jobs {
+			if e.Name == job {
+				has = append(has, env)
+			}
+		}
+	}
+	switch len(has) {
+	case 1:
+		return has[0], nil
+	case 0:
+		return "", fmt.Errorf("no env's live revision has a job %q (berth jobs list)", job)
+	}
+	return "", fmt.Errorf("envs %s all have a job %q: name one with --env", strings.Join(has, ", "), job)
+}
+
+const jobsUsage = `usage: berth jobs list|history NAME|logs NAME [RUN]|run NAME [--config FILE] [--env ENV]
 
   list                      the live revision's jobs, next and last runs
   history NAME              a job's runs, newest first
@@ -52,35 +82,42 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // jobArgs parses a jobs subcommand's flags and wants between min and max
-// positional arguments.
-func jobArgs(name, usage string, args []string, min, max int, stderr io.Writer, extra func(fs *flag.FlagSet)) (*Config, []string, int, bool) {
+// positional arguments. env is --env as given.
+func jobArgs(name, usage string, args []string, min, max int, stderr io.Writer, extra func(fs *flag.FlagSet)) (cfg *Config, pos []string, env string, code int, ok bool) {
 	fs := newFlagSet("jobs "+name, usage, stderr)
 	if extra != nil {
 		extra(fs)
 	}
-	cfg, code, ok := withConfig(fs, args, stderr)
+	only := fs.String("env", "", "the environment (needed only when several envs have a job of that name)")
+	cfg, code, ok = withConfig(fs, args, stderr)
 	if !ok {
-		return nil, nil, code, false
+		return nil, nil, "", code, false
 	}
 	if n := fs.NArg(); n < min || n > max {
 		fmt.Fprintf(stderr, "usage: berth jobs %s %s\n", name, usage)
-		return nil, nil, exitUsage, false
+		return nil, nil, "", exitUsage, false
 	}
-	return cfg, fs.Args(), exitOK, true
+	return cfg, fs.Args(), *only, exitOK, true
 }
 
 type jobRow struct {
+	Env string `json:"env"`
 	jobs.Entry
 	Last *jobs.Run `json:"last,omitempty"`
 }
 
 func jobsList(args []string, stdout, stderr io.Writer) int {
 	var asJSON *bool
-	cfg, _, code, ok := jobArgs("list", "[--config FILE] [--json]", args, 0, 0, stderr, func(fs *flag.FlagSet) { asJSON = fs.Bool("json", false, "print JSON") })
+	cfg, _, only, code, ok := jobArgs("list", "[--config FILE] [--env ENV] [--json]", args, 0, 0, stderr, func(fs *flag.FlagSet) { asJSON = fs.Bool("json", false, "print JSON") })
 	if !ok {
 		return code
 	}
-	rows, err := jobsData(cfg)
+	names, err := selectEnvs(cfg, only)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth jobs list: %v\n", err)
+		return exitUsage
+	}
+	rows, err := jobsData(cfg, names)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth jobs list: %v\n", err)
 		return exitFailure
@@ -93,8 +130,14 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if len(names) > 1 {
+		fmt.Fprint(tw, "ENV\t")
+	}
 	fmt.Fprintln(tw, "JOB\tSCHEDULE\tTIMEZONE\tNEXT\tLAST\tLAST STATUS\tRUNNING")
 	for _, r := range rows {
+		if len(names) > 1 {
+			fmt.Fprintf(tw, "%s\t", r.Env)
+		}
 		tz := r.Timezone
 		if tz == "" {
 			tz = "local"
@@ -109,20 +152,23 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// jobsData is what `berth jobs list --json` and /api/jobs show.
-func jobsData(cfg *Config) ([]jobRow, error) {
-	st := jobStore(cfg)
-	l, err := st.Listing()
-	if err != nil {
-		return nil, err
-	}
+// jobsData is what `berth jobs list --json` and /api/jobs show: the jobs
+// of the envs named, each row naming its env.
+func jobsData(cfg *Config, names []string) ([]jobRow, error) {
 	rows := []jobRow{}
-	for _, e := range l.Jobs {
-		row := jobRow{Entry: e}
-		if runs, err := st.Runs(e.Name); err == nil && len(runs) > 0 {
-			row.Last = &runs[0]
+	for _, env := range names {
+		st := jobStore(cfg, env)
+		l, err := st.Listing()
+		if err != nil {
+			return nil, fmt.Errorf("env %s: %w", env, err)
 		}
-		rows = append(rows, row)
+		for _, e := range l.Jobs {
+			row := jobRow{Env: env, Entry: e}
+			if runs, err := st.Runs(e.Name); err == nil && len(runs) > 0 {
+				row.Last = &runs[0]
+			}
+			rows = append(rows, row)
+		}
 	}
 	return rows, nil
 }
@@ -130,14 +176,19 @@ func jobsData(cfg *Config) ([]jobRow, error) {
 func jobsHistory(args []string, stdout, stderr io.Writer) int {
 	var asJSON *bool
 	var n *int
-	cfg, pos, code, ok := jobArgs("history", "NAME [--config FILE] [--json] [-n N]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
+	cfg, pos, only, code, ok := jobArgs("history", "NAME [--config FILE] [--env ENV] [--json] [-n N]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
 		asJSON = fs.Bool("json", false, "print JSON")
 		n = fs.Int("n", 20, "how many runs, newest first")
 	})
 	if !ok {
 		return code
 	}
-	runs, err := jobStore(cfg).Runs(pos[0])
+	env, err := jobEnv(cfg, only, pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "berth jobs history: %v\n", err)
+		return exitUsage
+	}
+	runs, err := jobStore(cfg, env).Runs(pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "berth jobs history: %v\n", err)
 		return exitFailure
@@ -168,11 +219,16 @@ func jobsHistory(args []string, stdout, stderr io.Writer) int {
 }
 
 func jobsLogs(args []string, stdout, stderr io.Writer) int {
-	cfg, pos, code, ok := jobArgs("logs", "NAME [RUN] [--config FILE]", args, 1, 2, stderr, nil)
+	cfg, pos, only, code, ok := jobArgs("logs", "NAME [RUN] [--config FILE] [--env ENV]", args, 1, 2, stderr, nil)
 	if !ok {
 		return code
 	}
-	st := jobStore(cfg)
+	env, err := jobEnv(cfg, only, pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "berth jobs logs: %v\n", err)
+		return exitUsage
+	}
+	st := jobStore(cfg, env)
 	job, id := pos[0], ""
 	if len(pos) == 2 {
 		id = pos[1]
@@ -217,7 +273,7 @@ func jobsLogs(args []string, stdout, stderr io.Writer) int {
 func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var detach *bool
 	var wait *time.Duration
-	cfg, pos, code, ok := jobArgs("run", "NAME [--config FILE] [--detach] [--wait DURATION]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
+	cfg, pos, only, code, ok := jobArgs("run", "NAME [--config FILE] [--env ENV] [--detach] [--wait DURATION]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
 		detach = fs.Bool("detach", false, "return once the run started")
 		wait = fs.Duration("wait", 0, "give up waiting for the run after this long (0: the job's timeout, else forever)")
 	})
@@ -225,7 +281,12 @@ func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	job := pos[0]
-	st := jobStore(cfg)
+	env, err := jobEnv(cfg, only, job)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)
+		return exitUsage
+	}
+	st := jobStore(cfg, env)
 	l, err := st.Listing()
 	if err != nil {
 		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)

@@ -38,16 +38,16 @@ func newAgentMetrics() *agentMetrics {
 		polls:        r.Counter("berth_git_polls_total", "Branch head listings (one per check)."),
 		fetches:      r.Counter("berth_git_fetches_total", "Fetches from the config repo (only when the head moved)."),
 		gitErrors:    r.Counter("berth_git_errors_total", "Config repo errors, by operation.", "op"),
-		pullErrors:   r.Counter("berth_image_pull_errors_total", "Image pulls that failed (registry unreachable, auth, missing digest)."),
-		secretErrors: r.Counter("berth_secret_resolution_errors_total", "Secret resolutions from Vault that failed, by service.", "service"),
-		checks:       r.Counter("berth_checks_total", "Passes (checks of the config repo and the host), by how they ended: ok, verdict, outage, interrupted.", "result"),
-		deploys:      r.Counter("berth_deploys_total", "Deploys that changed something, by result.", "result"),
-		rollbacks:    r.Counter("berth_rollbacks_total", "Deploys that undid something they had changed."),
-		phases:       r.Summary("berth_deploy_phase_seconds", "Time spent in each deploy phase.", "phase"),
+		pullErrors:   r.Counter("berth_image_pull_errors_total", "Image pulls that failed (registry unreachable, auth, missing digest), by env.", "env"),
+		secretErrors: r.Counter("berth_secret_resolution_errors_total", "Secret resolutions from Vault that failed, by env and service.", "env", "service"),
+		checks:       r.Counter("berth_checks_total", "Passes (checks of the config repo and the host), by env and how they ended: ok, verdict, outage, interrupted.", "env", "result"),
+		deploys:      r.Counter("berth_deploys_total", "Deploys that changed something, by env and result.", "env", "result"),
+		rollbacks:    r.Counter("berth_rollbacks_total", "Deploys that undid something they had changed, by env.", "env"),
+		phases:       r.Summary("berth_deploy_phase_seconds", "Time spent in each deploy phase, by env.", "env", "phase"),
 		live:         r.Gauge("berth_live_revision_info", "The live revision (value 1).", "env", "commit"),
-		jobRuns:      r.Counter("berth_job_runs_total", "Job runs by job and status.", "job", "status"),
-		jobSeconds:   r.Summary("berth_job_run_seconds", "Job run durations.", "job"),
-		jobLast:      r.Gauge("berth_job_last_success_timestamp_seconds", "When each job last succeeded (Unix time).", "job"),
+		jobRuns:      r.Counter("berth_job_runs_total", "Job runs by env, job and status.", "env", "job", "status"),
+		jobSeconds:   r.Summary("berth_job_run_seconds", "Job run durations.", "env", "job"),
+		jobLast:      r.Gauge("berth_job_last_success_timestamp_seconds", "When each job last succeeded (Unix time).", "env", "job"),
 	}
 	r.Gauge("berth_build_info", "berth's version (value 1).", "version", "commit").Set(1, version, commit)
 	return m
@@ -56,18 +56,18 @@ func newAgentMetrics() *agentMetrics {
 // passEnded counts one pass: one increment of berth_checks_total by how
 // it ended, and for a deploy that changed something its result, whether it
 // rolled anything back, and its phase durations.
-func (m *agentMetrics) passEnded(p reconcile.Pass) {
-	m.checks.Inc(checkResult(p))
+func (m *agentMetrics) passEnded(env string, p reconcile.Pass) {
+	m.checks.Inc(env, checkResult(p))
 	if !p.New || !p.Record.Changed {
 		return // a pass counted into the previous record changed nothing
 	}
 	rec := p.Record
-	m.deploys.Inc(rec.Result)
+	m.deploys.Inc(env, rec.Result)
 	if len(rec.Undone) > 0 {
-		m.rollbacks.Inc()
+		m.rollbacks.Inc(env)
 	}
 	for _, p := range rec.Phases {
-		m.phases.Observe(p.Duration.Seconds(), p.Name)
+		m.phases.Observe(p.Duration.Seconds(), env, p.Name)
 	}
 }
 
@@ -86,18 +86,18 @@ func checkResult(p reconcile.Pass) string {
 }
 
 func (m *agentMetrics) liveRevision(env, commit string) {
-	m.live.Reset()
+	m.live.ResetWhere(env)
 	m.live.Set(1, env, commit)
 }
 
-func (m *agentMetrics) jobFinished(r jobs.Run, _ envs.JobSpec) {
-	m.jobRuns.Inc(r.Job, string(r.Status))
+func (m *agentMetrics) jobFinished(env string, r jobs.Run, _ envs.JobSpec) {
+	m.jobRuns.Inc(env, r.Job, string(r.Status))
 	if r.Status == jobs.StatusSkipped {
 		return
 	}
-	m.jobSeconds.Observe(float64(r.DurationMS)/1000, r.Job)
+	m.jobSeconds.Observe(float64(r.DurationMS)/1000, env, r.Job)
 	if r.Status == jobs.StatusSucceeded {
-		m.jobLast.Set(float64(r.Finished.Unix()), r.Job)
+		m.jobLast.Set(float64(r.Finished.Unix()), env, r.Job)
 	}
 }
 
@@ -125,16 +125,24 @@ func (s meteredSource) Fetch(ctx context.Context, commit, deployed string) (*rec
 }
 
 // meteredSecrets counts failed resolutions (never a value: the error is
-// not even looked at).
+// not even looked at). With several envs, the service name the resolver
+// sees is ENV/SERVICE: two envs' services of one name keep their leases
+// and cached values apart.
 type meteredSecrets struct {
 	reconcile.Secrets
-	m *agentMetrics
+	m       *agentMetrics
+	env     string
+	qualify bool
 }
 
 func (s meteredSecrets) Resolve(ctx context.Context, service string, refs map[string]envs.SecretRef) ([]string, string, error) {
-	env, digest, err := s.Secrets.Resolve(ctx, service, refs)
+	name := service
+	if s.qualify {
+		name = s.env + "/" + service
+	}
+	env, digest, err := s.Secrets.Resolve(ctx, name, refs)
 	if err != nil && ctx.Err() == nil {
-		s.m.secretErrors.Inc(service)
+		s.m.secretErrors.Inc(s.env, service)
 	}
 	return env, digest, err
 }
@@ -142,20 +150,21 @@ func (s meteredSecrets) Resolve(ctx context.Context, service string, refs map[st
 // meteredImages counts failed pulls.
 type meteredImages struct {
 	*engine.Engine
-	m *agentMetrics
+	m   *agentMetrics
+	env string
 }
 
 func (e meteredImages) EnsureImage(ctx context.Context, ref string) (bool, error) {
 	pulled, err := e.Engine.EnsureImage(ctx, ref)
 	if err != nil && ctx.Err() == nil {
-		e.m.pullErrors.Inc()
+		e.m.pullErrors.Inc(e.env)
 	}
 	return pulled, err
 }
 
 // startAPI serves the local API until ctx ends. A listen failure is logged
 // and the agent goes on without it: deploys matter more than metrics.
-func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsource.Source, m *agentMetrics, live *liveStatus, trigger func(), log hclog.Logger) {
+func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsource.Source, m *agentMetrics, rs []*envRuntime, trigger func(), log hclog.Logger) {
 	if cfg.API.Listen == "off" {
 		return
 	}
@@ -166,9 +175,9 @@ func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsour
 	}
 	registerRuntimeMetrics(m.reg, src)
 	s := &api.Server{
-		Status:  func(ctx context.Context) (any, error) { return statusData(ctx, cfg, eng, live) },
-		History: func(context.Context) (any, error) { return historyData(cfg, 50) },
-		Jobs:    func(context.Context) (any, error) { return jobsData(cfg) },
+		Status:  func(ctx context.Context) (any, error) { return apiStatus(ctx, cfg, eng, rs) },
+		History: func(ctx context.Context) (any, error) { return apiHistory(ctx, cfg) },
+		Jobs:    func(ctx context.Context) (any, error) { return apiJobs(ctx, cfg) },
 		Metrics: m.reg,
 		BeforeScrape: func() {
 			m.fetches.Reset()
@@ -186,6 +195,62 @@ func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsour
 			log.Error("local API", "error", err)
 		}
 	}()
+}
+
+// apiEnvs is the env of ?env=NAME, or every env.
+func apiEnvs(ctx context.Context, cfg *Config) ([]string, error) {
+	names, err := selectEnvs(cfg, api.Query(ctx).Get("env"))
+	if err != nil {
+		return nil, api.BadRequest{Err: err}
+	}
+	return names, nil
+}
+
+// apiStatus is /api/status: the env's status when the agent runs one (or
+// ?env=NAME names one), else {"envs": [...]}, each with the running
+// agent's view.
+func apiStatus(ctx context.Context, cfg *Config, eng *engine.Engine, rs []*envRuntime) (any, error) {
+	names, err := apiEnvs(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var outs []*statusJSON
+	for _, name := range names {
+		var live *liveStatus
+		for _, r := range rs {
+			if r.name == name {
+				live = r.live
+			}
+		}
+		out, err := statusData(ctx, cfg, name, eng, live)
+		if err != nil {
+			return nil, fmt.Errorf("env %s: %w", name, err)
+		}
+		outs = append(outs, out)
+	}
+	if len(outs) == 1 {
+		return outs[0], nil
+	}
+	return statusAllJSON{Envs: outs}, nil
+}
+
+// apiHistory is /api/history: the newest 50 records of every env (or of
+// ?env=NAME), newest first.
+func apiHistory(ctx context.Context, cfg *Config) (any, error) {
+	names, err := apiEnvs(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return historyData(cfg, names, 50)
+}
+
+// apiJobs is /api/jobs: the jobs of every env (or of ?env=NAME).
+func apiJobs(ctx context.Context, cfg *Config) (any, error) {
+	names, err := apiEnvs(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return jobsData(cfg, names)
 }
 
 // newNotifier builds the notifier from the config (nil without targets).

@@ -59,11 +59,11 @@ func TestPassEventAndMetrics_RenderTheOutcome(t *testing.T) {
 				}
 			}
 			m := newAgentMetrics()
-			m.passEnded(p)
-			if got := m.rollbacks.Value(); got != tc.wantRollbacks {
+			m.passEnded("prod", p)
+			if got := m.rollbacks.Value("prod"); got != tc.wantRollbacks {
 				t.Errorf("berth_rollbacks_total %v, want %v", got, tc.wantRollbacks)
 			}
-			if got := m.checks.Value(tc.wantCheck); got != 1 {
+			if got := m.checks.Value("prod", tc.wantCheck); got != 1 {
 				t.Errorf("berth_checks_total{result=%q} %v, want 1", tc.wantCheck, got)
 			}
 		})

@@ -15,7 +15,8 @@ import (
 // plans with the agent's own code (reconcile.Deployer.Plan), secret digests
 // included. Vault is asked only for services that have secrets.
 func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("plan", "[--config FILE]", stderr)
+	fs := newFlagSet("plan", "[--config FILE] [--env ENV]", stderr)
+	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
@@ -23,6 +24,10 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fail := func(code int, err error) int {
 		fmt.Fprintf(stderr, "berth plan: %v\n", err)
 		return code
+	}
+	names, err := selectEnvs(cfg, *only)
+	if err != nil {
+		return fail(exitUsage, err)
 	}
 	log := newLogger(stderr, "warn")
 	scratch, err := os.MkdirTemp("", "berth-plan-")
@@ -42,10 +47,6 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitFailure, err)
 	}
-	env, err := loader(cfg)(ctx, rev)
-	if err != nil {
-		return fail(exitFailure, err)
-	}
 	dc, err := newDocker(cfg)
 	if err != nil {
 		return fail(exitFailure, err)
@@ -55,24 +56,34 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitConfig, err)
 	}
-	d := newDeployer(cfg, engine.New(dc, log), sec, log)
-	res, err := d.Plan(ctx, reconcile.Input{Env: env, Revision: head})
-	if err != nil {
-		return fail(exitFailure, err)
-	}
-	fmt.Fprintf(stdout, "env %s at %.12s (%s)\n", cfg.Env, head, rev.Subject)
-	for _, a := range res.Actions {
-		fmt.Fprintf(stdout, "  %s\n", a)
-	}
-	if !res.Changed {
-		fmt.Fprintln(stdout, "no change")
-	}
-	if st, err := reconcile.LoadState(cfg.StateDir); err == nil {
-		switch {
-		case st.Hold != nil:
-			fmt.Fprintf(stdout, "note: the agent holds %.12s (berth rollback) until %s\n", st.Hold.Commit, holdEnd(cfg))
-		case st.Failed != nil && st.Failed.Commit == head:
-			fmt.Fprintf(stdout, "note: %.12s failed on this host; the agent keeps the live revision until a new commit or berth retry\n", head)
+	eng := engine.New(dc, log)
+	for i, name := range names {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		env, err := loader(cfg, name)(ctx, rev)
+		if err != nil {
+			return fail(exitFailure, fmt.Errorf("env %s: %w", name, err))
+		}
+		d := newDeployer(cfg, name, eng, sec, log)
+		res, err := d.Plan(ctx, reconcile.Input{Env: env, Revision: head})
+		if err != nil {
+			return fail(exitFailure, fmt.Errorf("env %s: %w", name, err))
+		}
+		fmt.Fprintf(stdout, "env %s at %.12s (%s)\n", name, head, rev.Subject)
+		for _, a := range res.Actions {
+			fmt.Fprintf(stdout, "  %s\n", a)
+		}
+		if !res.Changed {
+			fmt.Fprintln(stdout, "no change")
+		}
+		if st, err := reconcile.LoadState(cfg.envDir(name)); err == nil {
+			switch {
+			case st.Hold != nil:
+				fmt.Fprintf(stdout, "note: the agent holds %.12s (berth rollback) until %s\n", st.Hold.Commit, holdEnd(cfg))
+			case st.Failed != nil && st.Failed.Commit == head:
+				fmt.Fprintf(stdout, "note: %.12s failed on this host; the agent keeps the live revision until a new commit or berth retry\n", head)
+			}
 		}
 	}
 	return exitOK

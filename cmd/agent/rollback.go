@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
+	"os"
 	"strings"
 	"time"
 
@@ -14,7 +14,8 @@ import (
 // runRollback asks the agent to go back to a revision this host ran
 // successfully (default: the one before the live one) and hold there.
 func runRollback(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("rollback", "[--config FILE] [REV]", stderr)
+	fs := newFlagSet("rollback", "[--config FILE] [--env ENV] [REV]", stderr)
+	only := fs.String("env", "", "the environment (needed when the agent runs several)")
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
@@ -23,12 +24,17 @@ func runRollback(_ context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return exitUsage
 	}
-	st, err := reconcile.LoadState(cfg.StateDir)
+	env, err := oneEnv(cfg, *only)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
+		return exitUsage
+	}
+	st, err := reconcile.LoadState(cfg.envDir(env))
 	if err != nil {
 		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
 		return exitFailure
 	}
-	recs, err := (&reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}).List()
+	recs, err := cfg.journalOf(env).List()
 	if err != nil {
 		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
 		return exitFailure
@@ -56,7 +62,7 @@ func runRollback(_ context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return exitFailure
 	}
-	return submit(cfg, reconcile.Request{Action: "rollback", Commit: target}, stdout, stderr,
+	return submit(cfg, env, reconcile.Request{Action: "rollback", Commit: target}, stdout, stderr,
 		fmt.Sprintf("rollback to %.12s requested; held there until %s", target, holdEnd(cfg)))
 }
 
@@ -76,18 +82,29 @@ func runResume(_ context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func simpleRequest(action, done string, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet(action, "[--config FILE]", stderr)
+	fs := newFlagSet(action, "[--config FILE] [--env ENV]", stderr)
+	only := fs.String("env", "", "the environment (needed when the agent runs several)")
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
 	}
-	return submit(cfg, reconcile.Request{Action: action}, stdout, stderr, done)
+	env, err := oneEnv(cfg, *only)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth %s: %v\n", action, err)
+		return exitUsage
+	}
+	return submit(cfg, env, reconcile.Request{Action: action}, stdout, stderr, done)
 }
 
-// submit leaves the request for the agent and signals it to check now.
-func submit(cfg *Config, r reconcile.Request, stdout, stderr io.Writer, done string) int {
+// submit leaves the request for env's agent and signals it to check now.
+func submit(cfg *Config, env string, r reconcile.Request, stdout, stderr io.Writer, done string) int {
 	r.At = time.Now().UTC()
-	if err := reconcile.SubmitRequest(cfg.StateDir, r); err != nil {
+	dir := cfg.envDir(env)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "berth %s: %v\n", r.Action, err)
+		return exitFailure
+	}
+	if err := reconcile.SubmitRequest(dir, r); err != nil {
 		fmt.Fprintf(stderr, "berth %s: %v\n", r.Action, err)
 		return exitFailure
 	}

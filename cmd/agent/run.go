@@ -9,13 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"berth.dev/berth/engine"
-	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
-	"berth.dev/berth/jobs"
 	"berth.dev/berth/reconcile"
 )
 
@@ -35,7 +34,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: ok\n", fs.Lookup("config").Value)
 		return exitOK
 	}
-	log := newLogger(stderr, *level).With("env", cfg.Env)
+	log := newLogger(stderr, *level) // each env's lines carry its name
 
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		log.Error("create state dir", "error", err)
@@ -53,6 +52,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// CLI's signal is lost: requests wait for the next poll.
 		log.Error("the agent's pid could not be recorded: berth rollback, retry, resume and jobs run take effect at the next poll instead of at once", "error", pidErr)
 	}
+	if err := adoptLegacyState(cfg, log); err != nil {
+		log.Error("state dir: the single-env state could not be moved into its env's directory", "error", err)
+		return exitFailure
+	}
 
 	dc, err := newDocker(cfg)
 	if err != nil {
@@ -65,16 +68,6 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("config repo", "error", err)
 		return exitConfig
 	}
-	journal := &reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}
-	interrupted, err := journal.Recover()
-	if err != nil {
-		// Not fatal: a full or read-only state dir is an outage the passes
-		// report; the records stay "running" until a start can mark them.
-		log.Error("journal: interrupted deploys not marked", "error", err)
-	}
-	for _, r := range interrupted {
-		log.Warn("deploy was interrupted; converging from the containers", "deploy_id", r.ID, "commit", r.Commit, "phase", r.Phase)
-	}
 	eng := engine.New(dc, log)
 	sec, renewLeases, err := newSecrets(cfg, log)
 	if err != nil {
@@ -82,64 +75,49 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	m := newAgentMetrics()
-	if sec != nil {
-		sec = meteredSecrets{sec, m}
-	}
-	deployer := newDeployer(cfg, eng, sec, log)
-	deployer.Images = meteredImages{eng, m}
 	go renewLeases(ctx)
 	notifier := newNotifier(cfg, log)
 	nctx, stopNotifier := context.WithCancel(ctx)
 	notifierDone := make(chan struct{})
 	go func() { defer close(notifierDone); notifier.Run(nctx) }()
 	defer func() { stopNotifier(); <-notifierDone }() // deliver what is queued
-	sched := &jobs.Scheduler{Env: cfg.Env, Store: jobStore(cfg), Engine: eng, Secrets: sec, Log: log.Named("jobs"),
-		OnFinish: func(r jobs.Run, spec envs.JobSpec) {
-			m.jobFinished(r, spec)
-			if notifier != nil {
-				jobEvent(notifier, cfg.Env, r, spec)
-			}
-		}}
-	live := &liveStatus{}
+
+	shared := &reconcile.Shared{Source: meteredSource{source{src}, m}, Pruner: eng}
+	h := &host{shared: shared, clock: gitsource.NewPoller(cfg.Repo.PollInterval.Duration)}
 	wd := newWatchdog(stallTimeout(cfg), log)
-	agent := &reconcile.Agent{
-		Env:             cfg.Env,
-		Pruner:          eng,
-		KeepRevisions:   cfg.Deploy.KeepRevisions,
-		Journal:         journal,
-		HoldUntilResume: cfg.RollbackHold == "resume",
-		Source:          meteredSource{source{src}, m},
-		Load:            loader(cfg),
-		Deployer:        deployer,
-		StateDir:        cfg.StateDir,
-		Log:             log.Named("agent"),
-		OnLive: func(env *envs.Env, commit string) {
-			m.liveRevision(env.Name, commit)
-			if err := sched.Update(env, commit); err != nil {
-				log.Warn("jobs", "error", err)
-			}
-		},
-		OnProgress: func(p reconcile.Progress) {
-			wd.progress(p.Phase)
-			if live.progress(p) {
-				sdNotify("STATUS=" + live.line(cfg))
-			}
-		},
-		OnPass: func(p reconcile.Pass) {
-			wd.passEnded()
-			m.passEnded(p)
-			if p.Notify {
-				notifier.Send(passEvent(cfg.Env, p))
-			}
-			if live.passEnded(p) {
-				sdNotify("STATUS=" + live.line(cfg))
-			}
-		},
+	deps := hostDeps{cfg: cfg, eng: eng, secrets: sec, shared: shared, metrics: m, notifier: notifier, wd: wd, log: log,
+		status: func() { sdNotify("STATUS=" + statusLine(cfg, h.envs)) }}
+	for _, name := range cfg.EnvNames() {
+		e := newEnvRuntime(deps, name)
+		h.envs = append(h.envs, e)
+		interrupted, err := e.agent.Journal.Recover()
+		if err != nil {
+			// Not fatal: a full or read-only state dir is an outage the
+			// passes report; the records stay "running" until a start can
+			// mark them.
+			e.log.Error("journal: interrupted deploys not marked", "error", err)
+		}
+		for _, r := range interrupted {
+			e.log.Warn("deploy was interrupted; converging from the containers", "deploy_id", r.ID, "commit", r.Commit, "phase", r.Phase)
+		}
+		if commits, images, err := e.agent.Kept(); err != nil {
+			e.log.Warn("state: what this env keeps could not be read; the other envs' prunes may remove its older working copies", "error", err)
+		} else {
+			shared.Keep(name, commits, images)
+		}
 	}
-	log.Info("berth started", "version", version, "repo", src.URL(), "branch", cfg.Repo.Branch, "state_dir", cfg.StateDir)
+	log.Info("berth started", "version", version, "repo", src.URL(), "branch", cfg.Repo.Branch, "state_dir", cfg.StateDir, "envs", strings.Join(cfg.EnvNames(), ","))
 	if *once {
-		if err := agent.Check(ctx); err != nil {
-			log.Error("check failed", "error", err)
+		// One pass of each env, one after the other, on one listing.
+		failed := false
+		_ = shared.Poll(ctx)
+		for _, e := range h.envs {
+			if err := e.agent.Check(ctx); err != nil {
+				e.log.Error("check failed", "error", err)
+				failed = true
+			}
+		}
+		if failed {
 			return exitFailure
 		}
 		return exitOK
@@ -147,13 +125,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Jobs follow the live revision, from its local working copy (so cron
 	// survives a Git outage); the scheduler first reaps runs a killed agent
 	// left.
-	if err := agent.LoadLive(ctx); err != nil {
-		log.Warn("jobs: load the live revision", "error", err)
+	var schedWG sync.WaitGroup
+	for _, e := range h.envs {
+		if err := e.agent.LoadLive(ctx); err != nil {
+			e.log.Warn("jobs: load the live revision", "error", err)
+		}
+		schedWG.Add(1)
+		go func() { defer schedWG.Done(); e.sched.Run(ctx) }()
 	}
-	schedDone := make(chan struct{})
-	go func() { defer close(schedDone); sched.Run(ctx) }()
 
-	poller := gitsource.NewPoller(cfg.Repo.PollInterval.Duration)
 	// SIGUSR1 (sent by `berth jobs run`, `rollback`, `retry`, `resume`):
 	// pick up requests now instead of at the next poll.
 	usr1 := make(chan os.Signal, 1)
@@ -165,20 +145,24 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			case <-ctx.Done():
 				return
 			case <-usr1:
-				sched.TakeRequests()
-				poller.Trigger()
+				for _, e := range h.envs {
+					e.sched.TakeRequests()
+				}
+				h.trigger()
 			}
 		}
 	}()
-	sched.TakeRequests()
-	startAPI(ctx, cfg, eng, src, m, live, poller.Trigger, log)
+	for _, e := range h.envs {
+		e.sched.TakeRequests()
+	}
+	startAPI(ctx, cfg, eng, src, m, h.envs, h.trigger, log)
 	go wd.run(ctx, watchdogInterval(), sdNotify)
-	sdNotify("READY=1\nSTATUS=" + live.line(cfg))
+	sdNotify("READY=1\nSTATUS=" + statusLine(cfg, h.envs))
 	// Each pass reports itself (OnPass: journal, metrics, notification,
-	// STATUS=); what it returns only sets the poller's pace.
-	poller.Run(ctx, agent.Check)
+	// STATUS=); what it returns only sets its env's pace.
+	h.run(ctx)
 	sdNotify("STOPPING=1\nSTATUS=stopping: waiting for the deploy and job runs in flight")
-	<-schedDone
+	schedWG.Wait()
 	log.Info("berth stopped")
 	return exitOK
 }

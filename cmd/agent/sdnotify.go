@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -58,39 +60,50 @@ type watchdog struct {
 	log   hclog.Logger
 
 	mu     sync.Mutex
-	inPass bool
-	phase  string
-	beat   time.Time
+	passes map[string]*beat // by env: each env's pass is watched on its own
 	wedged bool
 }
 
+// beat is one env's pass in flight.
+type beat struct {
+	phase string
+	at    time.Time
+}
+
 func newWatchdog(stall time.Duration, log hclog.Logger) *watchdog {
-	return &watchdog{stall: stall, now: time.Now, log: log, beat: time.Now()}
+	return &watchdog{stall: stall, now: time.Now, log: log, passes: map[string]*beat{}}
 }
 
-// progress notes a pass starting or entering a step.
-func (w *watchdog) progress(phase string) {
+// progress notes env's pass starting or entering a step.
+func (w *watchdog) progress(env, phase string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.inPass, w.phase, w.beat, w.wedged = true, phase, w.now(), false
+	w.passes[env], w.wedged = &beat{phase, w.now()}, false
 }
 
-// passEnded notes a pass ending.
-func (w *watchdog) passEnded() {
+// passEnded notes env's pass ending.
+func (w *watchdog) passEnded(env string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.inPass, w.phase, w.beat, w.wedged = false, "", w.now(), false
+	delete(w.passes, env)
+	w.wedged = false
 }
 
-// healthy says whether the loop makes progress, and if not, why not.
+// healthy says whether every env's loop makes progress, and if not, why
+// not: one wedged env restarts the agent (its other envs converge again
+// from their containers, as after any restart).
 func (w *watchdog) healthy() (bool, string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.inPass {
-		return true, ""
-	}
-	if idle := w.now().Sub(w.beat); idle > w.stall {
-		return false, fmt.Sprintf("no progress for %s in phase %s", idle.Round(time.Second), w.phase)
+	for _, env := range slices.Sorted(maps.Keys(w.passes)) {
+		b := w.passes[env]
+		if idle := w.now().Sub(b.at); idle > w.stall {
+			why := fmt.Sprintf("no progress for %s in phase %s", idle.Round(time.Second), b.phase)
+			if len(w.passes) > 1 || env != "" {
+				why = fmt.Sprintf("env %s: %s", env, why)
+			}
+			return false, why
+		}
 	}
 	return true, ""
 }

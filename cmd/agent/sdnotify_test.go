@@ -37,7 +37,7 @@ func TestWatchdog_PingsOnlyWhileTheLoopMakesProgress(t *testing.T) {
 			t.Fatalf("%d pings in an idle hour, want one per 30 s", n)
 		}
 		for range 4 { // a pass entering a step every 8 minutes: progress
-			w.progress("servers")
+			w.progress("prod", "servers")
 			time.Sleep(8 * time.Minute)
 		}
 		before := pings()
@@ -46,7 +46,7 @@ func TestWatchdog_PingsOnlyWhileTheLoopMakesProgress(t *testing.T) {
 		if pings() == before {
 			t.Fatal("a pass making progress stopped the pings")
 		}
-		w.progress("cli") // then it hangs in cli
+		w.progress("prod", "cli") // then it hangs in cli
 		time.Sleep(11 * time.Minute)
 		synctest.Wait()
 		wedged := pings()
@@ -58,14 +58,36 @@ func TestWatchdog_PingsOnlyWhileTheLoopMakesProgress(t *testing.T) {
 		mu.Lock()
 		statuses := slices.DeleteFunc(slices.Clone(sent), func(s string) bool { return s == "WATCHDOG=1" })
 		mu.Unlock()
-		if len(statuses) != 1 || !strings.Contains(statuses[0], "STATUS=wedged: no progress for") || !strings.Contains(statuses[0], "in phase cli") {
+		if len(statuses) != 1 || !strings.Contains(statuses[0], "STATUS=wedged: env prod: no progress for") || !strings.Contains(statuses[0], "in phase cli") {
 			t.Fatalf("status messages %q, want one saying the pass is wedged in cli", statuses)
 		}
-		w.passEnded() // it came back after all
+		w.passEnded("prod") // it came back after all
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		if pings() == wedged {
 			t.Fatal("pings did not resume after the pass ended")
+		}
+	})
+}
+
+// Each env's pass is watched on its own: another env's progress does not
+// hide one that is wedged.
+func TestWatchdog_OneWedgedEnvAmongSeveral(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWatchdog(10*time.Minute, hclog.NewNullLogger())
+		w.progress("shop", "cli")
+		for range 12 {
+			w.progress("blog", "servers")
+			w.passEnded("blog")
+			time.Sleep(time.Minute)
+		}
+		ok, why := w.healthy()
+		if ok || !strings.Contains(why, "env shop: no progress for 12m0s in phase cli") {
+			t.Fatalf("healthy %v (%s), want shop wedged", ok, why)
+		}
+		w.passEnded("shop")
+		if ok, _ := w.healthy(); !ok {
+			t.Fatal("still wedged after shop's pass ended")
 		}
 	})
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -41,12 +41,23 @@ type statusJSON struct {
 // dockerd must not hang `berth status` or the API.
 var statusDockerTimeout = 3 * time.Second
 
+// statusAllJSON is the status of an agent that runs several envs.
+type statusAllJSON struct {
+	Envs []*statusJSON `json:"envs"`
+}
+
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "[--config FILE] [--json]", stderr)
+	fs := newFlagSet("status", "[--config FILE] [--env ENV] [--json]", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
+	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
+	}
+	names, err := selectEnvs(cfg, *only)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth status: %v\n", err)
+		return exitUsage
 	}
 	var eng *engine.Engine
 	dc, err := newDocker(cfg)
@@ -54,33 +65,71 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		defer dc.Close()
 		eng = engine.New(dc, nil)
 	}
-	out, err := statusData(ctx, cfg, eng, nil)
-	if err != nil && out == nil {
-		fmt.Fprintf(stderr, "berth status: %v\n", err)
-		return exitFailure
+	var outs []*statusJSON
+	code = exitOK
+	for _, name := range names {
+		out, err := statusData(ctx, cfg, name, eng, nil)
+		if err != nil && out == nil {
+			fmt.Fprintf(stderr, "berth status: env %s: %v\n", name, err)
+			return exitFailure
+		}
+		if out.Docker != "" {
+			code = exitFailure
+		}
+		outs = append(outs, out)
 	}
-	if *asJSON {
-		writeJSON(stdout, out)
-	} else {
-		printStatus(stdout, *out)
+	switch {
+	case *asJSON && len(outs) == 1:
+		writeJSON(stdout, outs[0])
+	case *asJSON:
+		writeJSON(stdout, statusAllJSON{Envs: outs})
+	default:
+		for i, out := range outs {
+			if i > 0 {
+				fmt.Fprintln(stdout)
+			}
+			printStatus(stdout, *out)
+		}
 	}
-	if out.Docker != "" {
-		return exitFailure
-	}
-	return exitOK
+	return code
 }
 
-// statusData is what `berth status --json` and /api/status show. It reads
-// the state dir, and the containers from Docker within
+// selectEnvs is the env a command names with --env, checked against the
+// config, or every env the agent runs.
+func selectEnvs(cfg *Config, only string) ([]string, error) {
+	if only == "" {
+		return cfg.EnvNames(), nil
+	}
+	if !slices.Contains(cfg.EnvNames(), only) {
+		return nil, fmt.Errorf("--env %s: the agent runs %s", only, strings.Join(cfg.EnvNames(), ", "))
+	}
+	return []string{only}, nil
+}
+
+// oneEnv is the env a command that changes something acts on: --env, or
+// the only env the agent runs.
+func oneEnv(cfg *Config, only string) (string, error) {
+	names, err := selectEnvs(cfg, only)
+	if err != nil {
+		return "", err
+	}
+	if len(names) > 1 {
+		return "", fmt.Errorf("the agent runs several envs (%s): name one with --env", strings.Join(names, ", "))
+	}
+	return names[0], nil
+}
+
+// statusData is what `berth status --json` and /api/status show of env.
+// It reads the env's state, and its containers from Docker within
 // statusDockerTimeout; an engine that does not answer is reported in
 // Docker, never waited for. live, when set, adds the running agent's view.
-func statusData(ctx context.Context, cfg *Config, eng *engine.Engine, live *liveStatus) (*statusJSON, error) {
-	st, err := reconcile.LoadState(cfg.StateDir)
+func statusData(ctx context.Context, cfg *Config, env string, eng *engine.Engine, live *liveStatus) (*statusJSON, error) {
+	st, err := reconcile.LoadState(cfg.envDir(env))
 	if err != nil {
 		return nil, err
 	}
-	out := &statusJSON{Env: cfg.Env, Live: st.Live, Failed: st.Failed, Containers: []engine.Managed{}}
-	recs, err := (&reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}).List()
+	out := &statusJSON{Env: env, Live: st.Live, Failed: st.Failed, Containers: []engine.Managed{}}
+	recs, err := cfg.journalOf(env).List()
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +151,7 @@ func statusData(ctx context.Context, cfg *Config, eng *engine.Engine, live *live
 	}
 	ctx, cancel := context.WithTimeout(ctx, statusDockerTimeout)
 	defer cancel()
-	ms, err := eng.List(ctx, cfg.Env)
+	ms, err := eng.List(ctx, env)
 	switch {
 	case ctx.Err() != nil:
 		out.Docker = fmt.Sprintf("not answering within %s (a hung dockerd?)", statusDockerTimeout)
@@ -182,12 +231,22 @@ func (l *liveStatus) snapshot() *agentJSON {
 	return &a
 }
 
-// line is the unit's STATUS= (systemctl status berth): the live revision,
-// a deploy in flight, and a verdict or outage that holds the head back.
-func (l *liveStatus) line(cfg *Config) string {
+// statusLine is the unit's STATUS=: each env's line, in config order.
+func statusLine(cfg *Config, rs []*envRuntime) string {
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, r.live.line(cfg, r.name))
+	}
+	return strings.Join(parts, " | ")
+}
+
+// line is env's part of the unit's STATUS= (systemctl status berth): the
+// live revision, a deploy in flight, and a verdict or outage that holds
+// the head back.
+func (l *liveStatus) line(cfg *Config, env string) string {
 	a := l.snapshot()
-	s := "env " + cfg.Env + ": "
-	st, err := reconcile.LoadState(cfg.StateDir)
+	s := "env " + env + ": "
+	st, err := reconcile.LoadState(cfg.envDir(env))
 	switch {
 	case err != nil:
 		s += "state unreadable: " + err.Error()
@@ -225,9 +284,26 @@ func oneLine(s string) string {
 	return s
 }
 
-// historyData is what `berth history --json` and /api/history show.
-func historyData(cfg *Config, n int) ([]reconcile.Record, error) {
-	recs, err := (&reconcile.Journal{Dir: filepath.Join(cfg.StateDir, "deploys")}).List()
+// historyData is what `berth history --json` and /api/history show: the
+// newest n records of the envs named, newest first (each record names its
+// env).
+func historyData(cfg *Config, names []string, n int) ([]reconcile.Record, error) {
+	var recs []reconcile.Record
+	var errs []error
+	for _, env := range names {
+		rs, err := cfg.journalOf(env).List()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("env %s: %w", env, err))
+		}
+		for i := range rs {
+			if rs[i].Env == "" {
+				rs[i].Env = env // a record of a pass that ended before the env was known
+			}
+		}
+		recs = append(recs, rs...)
+	}
+	err := errors.Join(errs...)
+	slices.SortStableFunc(recs, func(a, b reconcile.Record) int { return strings.Compare(b.ID, a.ID) })
 	if len(recs) > n {
 		recs = recs[:n]
 	}
@@ -269,14 +345,20 @@ func printStatus(w io.Writer, s statusJSON) {
 }
 
 func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("history", "[--config FILE] [--json] [-n N]", stderr)
+	fs := newFlagSet("history", "[--config FILE] [--env ENV] [--json] [-n N]", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	n := fs.Int("n", 20, "how many deploys, newest first")
+	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
 	}
-	recs, err := historyData(cfg, *n)
+	names, err := selectEnvs(cfg, *only)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth history: %v\n", err)
+		return exitUsage
+	}
+	recs, err := historyData(cfg, names, *n)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth history: %v\n", err)
 		return exitFailure
@@ -285,6 +367,10 @@ func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		return writeJSON(stdout, recs)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	several := len(names) > 1
+	if several {
+		fmt.Fprint(tw, "ENV\t")
+	}
 	fmt.Fprintln(tw, "DEPLOY\tCOMMIT\tRESULT\tPASSES\tDURATION\tAUTHOR\tSIGNER\tSUBJECT\tREASON")
 	for _, r := range recs {
 		dur := "-"
@@ -294,6 +380,9 @@ func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		commit := r.Commit
 		if commit == "" {
 			commit = "-" // the branch head could not be read
+		}
+		if several {
+			fmt.Fprintf(tw, "%s\t", r.Env)
 		}
 		fmt.Fprintf(tw, "%s\t%.12s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, commit, r.Result, r.Count(), dur, dash(r.Author), dash(r.Signer), r.Subject, oneLine(r.Reason))
 	}

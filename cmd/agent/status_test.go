@@ -73,7 +73,7 @@ func TestStatus_AnswersDuringAHungDockerd(t *testing.T) {
 		Reason: "plan: list containers: context deadline exceeded"}})
 
 	start := time.Now()
-	out, err := statusData(t.Context(), cfg, hungDocker(t), live)
+	out, err := statusData(t.Context(), cfg, "prod", hungDocker(t), live)
 	if took := time.Since(start); err != nil || took > 2*time.Second {
 		t.Fatalf("statusData: %v after %s", err, took)
 	}
@@ -81,7 +81,7 @@ func TestStatus_AnswersDuringAHungDockerd(t *testing.T) {
 		out.Agent == nil || out.Agent.Last.Result != "outage" {
 		t.Fatalf("status %+v", out)
 	}
-	line := live.line(cfg)
+	line := live.line(cfg, "prod")
 	for _, want := range []string{"env prod: live c1c1c1c1c1c1", "; outage since", "(1 passes), retrying: plan: list containers: context deadline exceeded"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("STATUS=%q lacks %q", line, want)
@@ -99,18 +99,18 @@ func TestStatusLine_DeployPhasesAndVerdict(t *testing.T) {
 	dir := t.TempDir()
 	cfg := &Config{Env: "prod", StateDir: dir}
 	live := &liveStatus{}
-	if got := live.line(cfg); got != "env prod: no live revision yet; first check running" {
+	if got := live.line(cfg, "prod"); got != "env prod: no live revision yet; first check running" {
 		t.Fatalf("at start: %q", got)
 	}
 	if live.progress(reconcile.Progress{Commit: "c2c2c2c2c2c2c2", Phase: "list"}) {
 		t.Fatal("an idle poll's list step must not change STATUS=")
 	}
-	if !live.progress(reconcile.Progress{Commit: "c2c2c2c2c2c2c2", Phase: "servers"}) || !strings.Contains(live.line(cfg), "deploying c2c2c2c2c2c2: servers") {
-		t.Fatalf("deploying: %q", live.line(cfg))
+	if !live.progress(reconcile.Progress{Commit: "c2c2c2c2c2c2c2", Phase: "servers"}) || !strings.Contains(live.line(cfg, "prod"), "deploying c2c2c2c2c2c2: servers") {
+		t.Fatalf("deploying: %q", live.line(cfg, "prod"))
 	}
 	live.passEnded(reconcile.Pass{Result: reconcile.ResultFailed, New: true, Class: failure.Verdict, Record: reconcile.Record{
 		Result: reconcile.ResultFailed, Class: "verdict", Commit: "c2c2c2c2c2c2c2", Reason: "servers: service web: container x not healthy after 1m0s\nmore"}})
-	if got := live.line(cfg); !strings.HasSuffix(got, "; c2c2c2c2c2c2 failed (verdict): servers: service web: container x not healthy after 1m0s") {
+	if got := live.line(cfg, "prod"); !strings.HasSuffix(got, "; c2c2c2c2c2c2 failed (verdict): servers: service web: container x not healthy after 1m0s") {
 		t.Fatalf("after a verdict: %q", got)
 	}
 }

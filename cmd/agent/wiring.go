@@ -59,9 +59,9 @@ func newSource(cfg *Config, dir string, log hclog.Logger) (*gitsource.Source, er
 	}, log.Named("gitsource"))
 }
 
-func loadOptions(cfg *Config) envs.Options {
+func loadOptions(cfg *Config, env string) envs.Options {
 	o := envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: cfg.Vault == nil,
-		LB: envs.LBOptions{ConfDir: cfg.Nginx.ConfDir, Owner: upstreamOwner(cfg.Nginx.ConfDir, cfg.Env)}}
+		LB: envs.LBOptions{ConfDir: cfg.Nginx.ConfDir, Owner: upstreamOwner(cfg.Nginx.ConfDir, env)}}
 	if cfg.Vault != nil {
 		o.SecretPaths = cfg.Vault.AllowedPaths
 	}
@@ -125,14 +125,14 @@ func newSecrets(cfg *Config, log hclog.Logger) (sec reconcile.Secrets, renew fun
 	return &secrets.Cached{Resolver: v, Interval: interval}, v.RenewLeases, nil
 }
 
-// loader loads the agent's environment from a revision's working copy.
-func loader(cfg *Config) func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
+// loader loads environment env from a revision's working copy.
+func loader(cfg *Config, env string) func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
 	return func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
 		dir, err := repoDir(rev.Dir, cfg.Repo.Path)
 		if err != nil {
 			return nil, err
 		}
-		return envs.Load(ctx, dir, cfg.Env, loadOptions(cfg))
+		return envs.Load(ctx, dir, env, loadOptions(cfg, env))
 	}
 }
 
@@ -148,11 +148,12 @@ func newDocker(cfg *Config) (*client.Client, error) {
 	return c, nil
 }
 
-func newDeployer(cfg *Config, eng *engine.Engine, sec reconcile.Secrets, log hclog.Logger) *reconcile.Deployer {
+// newDeployer is env's deployer: its migrations ledger is the env's own.
+func newDeployer(cfg *Config, env string, eng *engine.Engine, sec reconcile.Secrets, log hclog.Logger) *reconcile.Deployer {
 	return &reconcile.Deployer{
 		Secrets: sec,
 		Images:  eng, Containers: eng, Observer: eng,
-		OneShots: &migrate.Runner{Engine: eng, Ledger: filepath.Join(cfg.StateDir, "migrations.json"), Timeout: cfg.Deploy.MigrationTimeout.Duration, Log: log},
+		OneShots: &migrate.Runner{Engine: eng, Ledger: filepath.Join(cfg.envDir(env), "migrations.json"), Timeout: cfg.Deploy.MigrationTimeout.Duration, Log: log},
 		Switcher: func(env *envs.Env) reconcile.Switcher {
 			if env.LB == nil {
 				return nil

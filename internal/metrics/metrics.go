@@ -124,6 +124,18 @@ func (f *Family) Reset() {
 	f.series = map[string]*series{}
 }
 
+// ResetWhere drops the series whose first label has value first (one
+// environment's series of an info gauge).
+func (f *Family) ResetWhere(first string) {
+	f.reg.mu.Lock()
+	defer f.reg.mu.Unlock()
+	for k, s := range f.series {
+		if len(s.values) > 0 && s.values[0] == first {
+			delete(f.series, k)
+		}
+	}
+}
+
 // WriteText writes every family in the Prometheus text format, sorted.
 func (r *Registry) WriteText(w io.Writer) error {
 	r.mu.Lock()
