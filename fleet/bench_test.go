@@ -114,7 +114,9 @@ func BenchmarkFleet(b *testing.B) {
 					if !failure.IsOutage(err) {
 						break
 					}
-					retries.Add(1)
+					if retries.Add(1) <= 3 {
+						b.Logf("%s: retrying after: %v", a.Host(), err)
+					}
 					time.Sleep(time.Second)
 				}
 				if err != nil {

@@ -548,22 +548,43 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 	// Enter the queue and read, in the same transaction, the place
 	// before ours, the slots and the halt: the head goes straight to
 	// taking a slot, the others straight to waiting.
-	views := func(pred clientv3.Op) []clientv3.Op {
-		return []clientv3.Op{pred,
-			clientv3.OpGet(k.slots(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
-			clientv3.OpGet(haltKey),
-			clientv3.OpGet(qkey, clientv3.WithKeysOnly()),
+	views := func(pred []clientv3.OpOption, extra ...clientv3.OpOption) []clientv3.Op {
+		with := func(opts ...clientv3.OpOption) []clientv3.OpOption { return append(opts, extra...) }
+		return []clientv3.Op{
+			clientv3.OpGet(k.queue(), with(pred...)...),
+			clientv3.OpGet(k.slots(), with(clientv3.WithPrefix(), clientv3.WithKeysOnly())...),
+			clientv3.OpGet(haltKey, extra...),
+			clientv3.OpGet(qkey, with(clientv3.WithKeysOnly())...),
 		}
+	}
+	predBefore := func(rev int64) []clientv3.OpOption {
+		return []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithMaxCreateRev(rev)}
+	}
+	var qrev int64
+	// reread reads the view again after a wake. It reads serializably
+	// (from the member, without a round to the leader): every handoff of
+	// a slot costs one such read, and a rollout is a chain of handoffs.
+	// A stale view is safe — the take is a compare-and-swap that checks
+	// the slot, the halt and our place, and a wait on a stale view wakes
+	// on the change it missed — provided the member has applied our own
+	// queue entry; otherwise read again from the leader.
+	reread := func() (*clientv3.TxnResponse, error) {
+		resp, err := c.txn(ctx, "read slots", nil, views(predBefore(qrev-1), clientv3.WithSerializable()))
+		if err == nil && resp.Header.Revision >= qrev && len(resp.Responses[3].GetResponseRange().Kvs) > 0 {
+			return resp, nil
+		}
+		return c.txn(ctx, "read slots", nil, views(predBefore(qrev-1)))
 	}
 	resp, err := c.txnSess(ctx, sess, "queue for a slot",
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0)},
 		append([]clientv3.Op{clientv3.OpPut(qkey, c.cfg.Host+" "+rev, clientv3.WithLease(sess.Lease()))},
-			views(clientv3.OpGet(k.queue(), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
-				clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend), clientv3.WithLimit(2)))...))
+			views([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+				clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend), clientv3.WithLimit(2)})...))
 	if err != nil {
 		return err
 	}
-	qrev := resp.Header.Revision
+	qrev = resp.Header.Revision
 	r := resp.Responses[1:]
 	taken := false
 	defer func() {
@@ -614,8 +635,7 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 			if err := c.waitChange(ctx, sess, resp.Header.Revision, wake...); err != nil {
 				return err
 			}
-			resp, err = c.txn(ctx, "read slots", nil, views(clientv3.OpGet(k.queue(),
-				append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(qrev-1), clientv3.WithKeysOnly())...)))
+			resp, err = reread()
 			if err != nil {
 				return err
 			}
@@ -635,8 +655,7 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 			return err
 		}
 		if !tr.Succeeded {
-			resp, err = c.txn(ctx, "read slots", nil, views(clientv3.OpGet(k.queue(),
-				append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(qrev-1), clientv3.WithKeysOnly())...)))
+			resp, err = reread()
 			if err != nil {
 				return err
 			}
