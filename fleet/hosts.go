@@ -90,10 +90,11 @@ type publisher struct {
 }
 
 type pubEnv struct {
-	want    HostState
-	written []byte           // the last body written, Clock zeroed
-	lease   clientv3.LeaseID // the lease it was written under
-	seen    bool             // last-seen written since start
+	want     HostState
+	written  []byte           // the last body written, Clock zeroed
+	lease    clientv3.LeaseID // the lease it was written under
+	seen     bool             // last-seen written since start
+	seenLive string           // the live revision last-seen holds
 }
 
 func (p *publisher) init() { p.envs = map[string]*pubEnv{} }
@@ -133,7 +134,14 @@ func (c *Client) publishAll(ctx context.Context, seen bool) error {
 		st.ClockSkew = skew
 		st.Clock = time.Time{}
 		body, _ := json.Marshal(st)
-		writeSeen := seen || !e.seen
+		live := ""
+		if st.Live != nil {
+			live = st.Live.Revision
+		}
+		// last_seen is rewritten rarely: at start, every SeenInterval,
+		// and when the live revision changes (so a host that dies shows
+		// what it last ran).
+		writeSeen := seen || !e.seen || live != e.seenLive
 		if bytes.Equal(body, e.written) && e.lease == sess.Lease() && !writeSeen {
 			continue
 		}
@@ -155,7 +163,9 @@ func (c *Client) publishAll(ctx context.Context, seen bool) error {
 		c.pub.mu.Lock()
 		if cur := c.pub.envs[name]; cur != nil {
 			cur.written, cur.lease = body, sess.Lease()
-			cur.seen = cur.seen || writeSeen
+			if writeSeen {
+				cur.seen, cur.seenLive = true, live
+			}
 		}
 		c.pub.mu.Unlock()
 	}

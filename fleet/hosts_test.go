@@ -89,7 +89,8 @@ func TestHosts_PublishedOnChangeOnlyAndGoneAfterTTL(t *testing.T) {
 		a.Publish("prod", st)
 	}
 	st2 := st
-	st2.Deploy = &Deploy{Revision: "c2", Phase: "prepare"}
+	st2.Live = &Commit{Revision: "c2", Author: "Ada <ada@example.org>", Subject: "journal 1.3"}
+	st2.Deploy = &Deploy{Revision: "c3", Phase: "prepare"}
 	b.Publish("prod", st2) // a change elsewhere, to know the loop ran
 	waitFor(t, 5*time.Second, "web-2's change", func() bool {
 		hs, err := a.List(ctx, "prod")
@@ -108,7 +109,7 @@ func TestHosts_PublishedOnChangeOnlyAndGoneAfterTTL(t *testing.T) {
 		return err == nil && len(hs) == 2 && !hs[1].Alive
 	})
 	hs, _ = a.List(ctx, "prod")
-	if hs[1].LastSeen.IsZero() || hs[1].Live == nil || hs[1].Live.Revision != "c1" {
+	if hs[1].LastSeen.IsZero() || hs[1].Live == nil || hs[1].Live.Revision != "c2" {
 		t.Fatalf("gone host = %+v, want last seen and its last live revision", hs[1])
 	}
 }
