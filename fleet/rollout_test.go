@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"berth.dev/berth/internal/failure"
 )
 
@@ -329,5 +331,53 @@ func TestWaves_SlotLostMidDeploy_NextHostGoesOn_ResultStillRecorded(t *testing.T
 	g, err := r.Get(ctx, as[0].keys("prod").dones("c2"), clientPrefix()...)
 	if err != nil || g.Count != 2 {
 		t.Fatalf("results recorded: %v, %v", g, err)
+	}
+}
+
+// The head of the slot queue that sees several free slots takes one and
+// grants the others to the hosts right behind it, on their own leases; a
+// grantee that gives up returns its slot.
+func TestSlots_HeadGrantsFreeSlotsBehindIt_AGranteeThatLeavesGivesItBack(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 3)
+	ctx := ctxT(t, time.Minute)
+	w := &Wave{Revision: "c2", MaxParallel: 3}
+	var qs []*slotQueue
+	var views []*slotView
+	for _, a := range as {
+		sess, err := a.Session(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := a.keys("prod")
+		q := &slotQueue{c: a.Client, k: k, sess: sess, rev: w.Revision, haltKey: k.halt(w.Revision), n: w.MaxParallel,
+			qkey: fmt.Sprintf("%s%016x-%d", k.queue(), sess.Lease(), a.token())}
+		v, err := q.enter(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs, views = append(qs, q), append(views, v)
+	}
+	if views[0].pred != "" || views[1].pred == "" || len(views[0].free) != 3 {
+		t.Fatalf("views: head %+v, second %+v", views[0], views[1])
+	}
+	kv, err := qs[0].take(ctx, views[0])
+	if err != nil || kv == nil {
+		t.Fatalf("take: %v, %v", kv, err)
+	}
+	for i, q := range qs[1:] {
+		v, err := q.reread(ctx)
+		if err != nil || v.granted == nil {
+			t.Fatalf("host %d: %+v, %v; want a granted slot", i+2, v, err)
+		}
+		g, _ := raw(t, etcd.Endpoint).Get(ctx, string(v.granted.Key))
+		if clientv3.LeaseID(g.Kvs[0].Lease) != q.sess.Lease() {
+			t.Fatalf("granted slot on lease %x, want the grantee's %x", g.Kvs[0].Lease, q.sess.Lease())
+		}
+	}
+	qs[2].leave()
+	g, _ := raw(t, etcd.Endpoint).Get(ctx, as[0].keys("prod").slots(), clientPrefix()...)
+	if g.Count != 2 {
+		t.Fatalf("%d slots held after a grantee left, want 2", g.Count)
 	}
 }
