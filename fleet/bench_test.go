@@ -21,6 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"berth.dev/berth/internal/failure"
@@ -134,7 +135,9 @@ func BenchmarkFleet(b *testing.B) {
 				mu.Unlock()
 			}()
 		}
+		stuck := time.AfterFunc(2*time.Minute, func() { dumpSlots(b, as[0].Client) })
 		wg.Wait()
+		stuck.Stop()
 		d := time.Since(t0)
 		b.ReportMetric(d.Seconds(), "rollout-s")
 		b.Logf("rollout of %s over %d hosts, max_parallel 10%%, 1 s deploys: %s (max %d at once; %d Admit calls retried after a timeout)",
@@ -265,4 +268,24 @@ func sumAny(mf map[string]*dto.MetricFamily, names ...string) float64 {
 		}
 	}
 	return 0
+}
+
+// dumpSlots logs the queue and the slots of a rollout that seems stuck.
+func dumpSlots(b *testing.B, c *Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	k := c.keys("prod")
+	for _, p := range []string{k.slots(), k.queue()} {
+		resp, err := c.get(ctx, p, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "stuck? %s: %v\n", p, err)
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "stuck? %s: %d keys at revision %d\n", p, len(resp.Kvs), resp.Header.Revision)
+		for i, kv := range resp.Kvs {
+			if i < 12 {
+				fmt.Fprintf(os.Stderr, "  %s = %s (create %d, lease %x)\n", kv.Key, kv.Value, kv.CreateRevision, kv.Lease)
+			}
+		}
+	}
 }

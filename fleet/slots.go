@@ -215,6 +215,11 @@ func (q *slotQueue) parse(rev int64, r []*pb.ResponseOp) *slotView {
 	return v
 }
 
+// maxGrants bounds the slots granted in one transaction: etcd refuses a
+// transaction of more than --max-txn-ops (128 by default) compares or
+// operations, and each grant is two of each.
+const maxGrants = 40
+
 // grantee is a host queued behind the head, for the same revision.
 type grantee struct {
 	key   string
@@ -230,7 +235,7 @@ func (q *slotQueue) take(ctx context.Context, v *slotView) (*mvccpb.KeyValue, er
 	var gs []grantee
 	if len(v.free) > 1 {
 		resp, err := q.c.get(ctx, q.k.queue(), clientv3.WithPrefix(), clientv3.WithMinCreateRev(q.qrev+1),
-			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(int64(len(v.free)-1)))
+			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(int64(min(len(v.free)-1, maxGrants))))
 		if err != nil {
 			return nil, err
 		}
@@ -268,8 +273,11 @@ func (q *slotQueue) take(ctx context.Context, v *slotView) (*mvccpb.KeyValue, er
 			resp, err = q.c.txnSess(ctx, q.sess, "take a slot", cmps, ops)
 		} else {
 			resp, err = q.c.txn(ctx, "take slots", cmps, ops)
-			if err != nil && errors.Is(err, rpctypes.ErrLeaseNotFound) {
-				gs = nil // a grantee's lease is gone (or ours): take ours alone
+			if err != nil && (errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrTooManyOps)) {
+				// A grantee's lease is gone (or ours), or etcd runs with
+				// a lower --max-txn-ops: take ours alone.
+				q.c.log.Debug("granting slots failed; taking one", "error", err)
+				gs = nil
 				continue
 			}
 		}
