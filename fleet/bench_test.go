@@ -289,3 +289,43 @@ func dumpSlots(b *testing.B, c *Client) {
 		}
 	}
 }
+
+// BenchmarkFleetAgentRSS is what the fleet client adds to an idle agent's
+// resident memory: a process with a client running (session, host record,
+// control watch) against one without, both this test binary, after 20 s.
+//
+//	go test -run '^$' -bench FleetAgentRSS -benchtime 1x ./fleet/
+func BenchmarkFleetAgentRSS(b *testing.B) {
+	etcd := testenv.StartEtcd(b)
+	rss := func(role string) float64 {
+		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+		cmd.Env = append(os.Environ(), "FLEET_HELPER="+role, "FLEET_HOST=web-1", "FLEET_EPS="+etcd.ClientURL, "FLEET_TTL=15s",
+			"GOMAXPROCS=2")
+		out, _ := cmd.StdoutPipe()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		buf := make([]byte, 6)
+		_, _ = io.ReadFull(out, buf)
+		time.Sleep(20 * time.Second)
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return kb / 1024
+			}
+		}
+		b.Fatal("no VmRSS")
+		return 0
+	}
+	for range b.N {
+		none, with := rss("idle-none"), rss("idle-fleet")
+		b.ReportMetric(with-none, "fleet-RSS-MiB")
+		b.Logf("idle process RSS: %.1f MiB without a fleet client, %.1f MiB with one (+%.1f MiB)", none, with, with-none)
+	}
+}

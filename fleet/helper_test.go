@@ -24,8 +24,13 @@ func TestMain(m *testing.M) {
 }
 
 func helperMain(role string) int {
-	if role == "etcd" {
+	switch role {
+	case "etcd":
 		return embeddedEtcdMain()
+	case "idle-none":
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
+		return 0
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: os.Getenv("FLEET_HOST"), Output: os.Stderr})
 	ttl, _ := time.ParseDuration(os.Getenv("FLEET_TTL"))
@@ -45,6 +50,14 @@ func helperMain(role string) int {
 		}
 	}
 	switch role {
+	case "idle-fleet": // an idle agent's fleet side: session, host record, control watch
+		c.Publish("prod", HostState{Live: &Commit{Revision: "r0", Author: "Ada", Subject: "first"}})
+		go func() {
+			for range c.WatchControl(ctx, "prod") {
+			}
+		}()
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
 	case "migrate":
 		_, err := c.Migrate(ctx, "prod", Migration{Service: "migrate", Image: "app@sha256:1", Command: []string{"migrate"}},
 			func(ctx context.Context, token int64) error {
