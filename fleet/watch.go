@@ -1,0 +1,80 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"berth.dev/berth/internal/failure"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// watchSpec is one key or prefix to wait on.
+type watchSpec struct {
+	key    string
+	prefix bool
+}
+
+func keyOf(k string) watchSpec    { return watchSpec{key: k} }
+func prefixOf(p string) watchSpec { return watchSpec{key: p, prefix: true} }
+
+var errWatchClosed = errors.New("watch closed")
+
+// waitChange blocks until any of specs changes after revision rev, the
+// session ends (ErrSessionLost, an outage), or ctx ends. Watches require a
+// leader, so a member cut off from the majority does not leave them
+// silent. A failed watch (no leader, compacted, closed) also returns nil:
+// the caller reads again, which both lists afresh after a compaction and
+// reports an outage if etcd is gone. The caller's loop is always
+// read → decide → waitChange(read's revision).
+func (c *Client) waitChange(ctx context.Context, sess *concurrency.Session, rev int64, specs ...watchSpec) error {
+	cli, err := c.client()
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	merged := make(chan error, len(specs))
+	for _, s := range specs {
+		opts := []clientv3.OpOption{clientv3.WithRev(rev + 1)}
+		if s.prefix {
+			opts = append(opts, clientv3.WithPrefix())
+		}
+		ch := cli.Watch(wctx, s.key, opts...)
+		go func() {
+			for wr := range ch {
+				if err := wr.Err(); err != nil {
+					merged <- err
+					return
+				}
+				if len(wr.Events) > 0 {
+					merged <- nil
+					return
+				}
+			}
+			merged <- errWatchClosed
+		}()
+	}
+	var sessDone <-chan struct{}
+	if sess != nil {
+		sessDone = sess.Done()
+	}
+	select {
+	case err := <-merged:
+		if err != nil && ctx.Err() == nil {
+			c.log.Debug("watch ended; reading again", "error", err)
+			// No hot loop while etcd has no leader: the next read
+			// waits for one (or times out as an outage).
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+		return ctx.Err()
+	case <-sessDone:
+		return failure.AsOutage(ErrSessionLost)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
