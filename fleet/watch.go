@@ -5,9 +5,10 @@ import (
 	"errors"
 	"time"
 
-	"berth.dev/berth/internal/failure"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"berth.dev/berth/internal/failure"
 )
 
 // watchSpec is one key or prefix to wait on.
