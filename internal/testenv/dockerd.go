@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 )
 
@@ -25,11 +27,19 @@ import (
 // for tests that hang, kill or restart an engine: the shared one on
 // /var/run/docker.sock is never touched. Everything it has is its own: data
 // root, exec root, pid file, unix socket, containerd (started by dockerd,
-// in its exec root, under its own namespaces), cgroup parent and address
-// pool. It creates no default bridge and no iptables rules, so it cannot
-// fight the shared engine over docker0 or NAT; Compose networks (user
-// bridges) work, and ports published on 127.0.0.1 go through its
-// userland proxy.
+// in its exec root, under its own namespaces), cgroup parent and default
+// bridge. It writes no iptables rules, so it cannot fight the
+// shared engine over NAT; Compose networks (user bridges) work, and ports
+// published on 127.0.0.1 go through its userland proxy.
+//
+// Never --bridge=none beside another engine, nor --default-address-pool:
+// dockerd 20.10 then deletes the interface docker0 — the shared engine's
+// default bridge — at startup (with --bridge=none), or at every restart
+// (with address pools and no live-restore: moby's "clear stale bridge
+// network" calls removeDefaultBridgeInterface). The private engine gets a
+// bridge of its own instead, made here and deleted when the test ends with
+// the bridges of the networks it made; those take subnets from Docker's
+// default pools, which skip the ranges the host routes already.
 type PrivateDocker struct {
 	Dir    string // everything it has lives here
 	Host   string // "unix://DIR/docker.sock", for DOCKER_HOST or the client
@@ -37,8 +47,12 @@ type PrivateDocker struct {
 	// LiveRestore is whether containers survive a restart of the daemon.
 	LiveRestore bool
 
-	t    testing.TB
-	args []string
+	t      testing.TB
+	args   []string
+	bridge string // its default bridge, made by StartPrivateDocker
+	net    string // "10.N.": its bridge is 10.N.200.1/24
+
+	networks []string // ids of its networks, for their bridges
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -71,17 +85,23 @@ func StartPrivateDocker(t testing.TB, o PrivateDockerOptions) *PrivateDocker {
 	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n, _ := rand.Int(rand.Reader, big.NewInt(200))
 	id := filepath.Base(dir)
-	p := &PrivateDocker{Dir: dir, Host: "unix://" + filepath.Join(dir, "docker.sock"), LiveRestore: o.LiveRestore, t: t}
+	p := &PrivateDocker{Dir: dir, Host: "unix://" + filepath.Join(dir, "docker.sock"), LiveRestore: o.LiveRestore, t: t,
+		bridge: "bt" + strings.TrimPrefix(id, "bd"), net: freeNet()}
+	if len(p.bridge) > 15 { // IFNAMSIZ
+		p.bridge = p.bridge[:15]
+	}
+	t.Cleanup(p.cleanup)
+	if out, err := exec.Command("sh", "-c", fmt.Sprintf("ip link add %[1]s type bridge && ip addr add %[2]s200.1/24 dev %[1]s && ip link set %[1]s up", p.bridge, p.net)).CombinedOutput(); err != nil {
+		unavailable(t, "private dockerd", fmt.Errorf("make its bridge %s: %v: %s", p.bridge, err, out))
+	}
 	p.args = []string{
 		"--config-file", filepath.Join(dir, "daemon.json"), // not /etc/docker/daemon.json
 		"--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "docker.pid"),
 		"--host", p.Host,
-		"--bridge=none", "--iptables=false", "--ip-masq=false",
-		"--default-address-pool", fmt.Sprintf("base=10.%d.0.0/16,size=24", 20+n.Int64()),
+		"--bridge", p.bridge, "--iptables=false", "--ip-masq=false",
 		"--cgroup-parent", "/berth-test-" + id,
 		"--containerd-namespace", "berth-test-" + id,
 		"--containerd-plugins-namespace", "berth-test-" + id + "-plugins",
@@ -94,7 +114,6 @@ func StartPrivateDocker(t testing.TB, o PrivateDockerOptions) *PrivateDocker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.cleanup)
 	if err := p.start(); err != nil {
 		unavailable(t, "private dockerd", err)
 	}
@@ -110,7 +129,9 @@ func (p *PrivateDocker) start() error {
 	cmd := exec.Command("dockerd", p.args...)
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	// Its own process group: signals to the test's group never reach it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Killed with the test process (a test that times out runs no
+	// cleanup), as testenv's other services are.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start dockerd: %w", err)
 	}
@@ -271,6 +292,13 @@ func (p *PrivateDocker) cleanup() {
 				p.Client.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 			}
 		}
+		// Networks' bridges outlive a stopped daemon.
+		if ns, err := p.Client.NetworkList(ctx, network.ListOptions{}); err == nil {
+			for _, n := range ns {
+				p.networks = append(p.networks, n.ID)
+			}
+		}
+		p.Client.NetworksPrune(ctx, filters.Args{})
 		cancel()
 		p.Client.Close()
 	}
@@ -289,6 +317,7 @@ func (p *PrivateDocker) cleanup() {
 		}
 	}
 	unmountUnder(p.Dir)
+	p.deleteLinks()
 	if p.log != nil {
 		p.log.Close()
 	}
@@ -297,6 +326,33 @@ func (p *PrivateDocker) cleanup() {
 	}
 	if err := os.RemoveAll(p.Dir); err != nil {
 		t.Logf("testenv: remove %s: %v", p.Dir, err)
+	}
+}
+
+// freeNet picks "10.N." with no address of the host in 10.N.0.0/16.
+func freeNet() string {
+	out, _ := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	for {
+		n, _ := rand.Int(rand.Reader, big.NewInt(200))
+		net := fmt.Sprintf("10.%d.", 20+n.Int64())
+		if !strings.Contains(string(out), " "+net) {
+			return net
+		}
+	}
+}
+
+// deleteLinks deletes the private engine's bridge and any bridge left of
+// its networks (br- and the start of the network's id, as libnetwork names
+// them). Nothing else: the shared engine's links are never touched.
+func (p *PrivateDocker) deleteLinks() {
+	if p.bridge == "" {
+		return
+	}
+	exec.Command("ip", "link", "del", p.bridge).Run()
+	for _, id := range p.networks {
+		if len(id) >= 12 {
+			exec.Command("ip", "link", "del", "br-"+id[:12]).Run() // gone already, mostly
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -14,7 +15,15 @@ func TestPrivateDocker_PausesResumesAndRestartsWithoutTheSharedEngine(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, docker0 := net.InterfaceByName("docker0")
 	p := StartPrivateDocker(t, PrivateDockerOptions{})
+	t.Cleanup(func() {
+		// Checked after the private engine's own cleanup (cleanups run
+		// last in, first out): the shared engine's bridge is still there.
+		if _, err := net.InterfaceByName("docker0"); docker0 == nil && err != nil {
+			t.Errorf("the shared engine's docker0 is gone: %v", err)
+		}
+	})
 	ping := func(timeout time.Duration) error {
 		ctx, cancel := context.WithTimeout(t.Context(), timeout)
 		defer cancel()
