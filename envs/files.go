@@ -2,6 +2,7 @@ package envs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/consts"
 	"github.com/compose-spec/compose-go/v2/template"
-	"go.yaml.in/yaml/v4"
 )
 
 // rawFile is one Compose file of an environment as written, before
@@ -75,11 +75,15 @@ func (s *fileSet) readCompose(abs, from string, at ref, top bool) (*rawFile, err
 		s.c.add(rel, "", "", err.Error(), "")
 		return nil, err
 	}
-	var model map[string]any
-	if err := yaml.Unmarshal(b, &model); err != nil {
-		msg := err.Error()
-		s.c.add(rel, "", "", strings.TrimPrefix(msg, "yaml: "), "")
+	model, err := parseModel(b)
+	var ye *yamlErr
+	switch {
+	case errors.As(err, &ye):
+		s.c.add(rel, "", "", ye.msg, "")
 		return nil, refuse("%s: not valid YAML", rel)
+	case err != nil:
+		s.c.add(rel, "", "", err.Error(), "berth refuses it before loading it further")
+		return nil, err
 	}
 	f := &rawFile{rel: rel, abs: abs, content: b, model: model, refs: map[string]ref{}}
 	if top {
@@ -94,6 +98,12 @@ func (s *fileSet) readCompose(abs, from string, at ref, top bool) (*rawFile, err
 		s.bases[abs] = filepath.Dir(abs)
 	}
 	var refused error
+	// Keys first, on the file as written: compose-go acts on some keys
+	// while it loads (develop.watch paths are resolved on the host), so
+	// a file with a key berth does not take never reaches it.
+	if !checkFileKeys(s.c, f) {
+		refused = refuse("%s: keys berth does not support", rel)
+	}
 	for i, inc := range includePaths(model["include"]) {
 		fld := fmt.Sprintf("include[%d]", i)
 		for _, p := range inc.paths {

@@ -171,7 +171,6 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 	}
 	if !contained {
 		// compose-go must not read what did not pass.
-		checkKeys(c, files)
 		return nil, c.problems.sorted()
 	}
 
@@ -183,7 +182,6 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 		o.SkipResolveEnvironment = true
 		o.SkipResolveLabels = true
 	})
-	checkKeys(c, files)
 	if err != nil && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -287,37 +285,42 @@ func resolveEnvFiles(c *collector, co *checkout, p *types.Project) {
 	}
 }
 
-// checkKeys reports Compose keys berth does not turn into containers, in the
-// file that sets them: every file read, whether or not the load went on.
-func checkKeys(c *collector, files *fileSet) {
-	for _, f := range files.files {
-		for _, k := range slices.Sorted(maps.Keys(f.model)) {
-			if !supportedTopKeys[k] && !strings.HasPrefix(k, "x-") {
-				c.add(f.rel, "", k, fmt.Sprintf("top-level %q is not supported by berth yet", k), "remove it; berth would otherwise ignore it")
-			}
-		}
-		services, _ := f.model["services"].(map[string]any)
-		for _, name := range slices.Sorted(maps.Keys(services)) {
-			svc, _ := services[name].(map[string]any)
-			for _, k := range slices.Sorted(maps.Keys(svc)) {
-				if !supportedServiceKeys[k] && !strings.HasPrefix(k, "x-") {
-					c.add(f.rel, name, k, fmt.Sprintf("%q is not supported by berth yet", k), unsupportedHint(k))
-				}
-			}
-			deploy, _ := svc["deploy"].(map[string]any)
-			nested(c, f.rel, name, "deploy", deploy, supportedDeployKeys)
-			res, _ := deploy["resources"].(map[string]any)
-			nested(c, f.rel, name, "deploy.resources", res, supportedResourcesKeys)
-			lim, _ := res["limits"].(map[string]any)
-			nested(c, f.rel, name, "deploy.resources.limits", lim, supportedLimitsKeys)
+// checkFileKeys reports the Compose keys of one file, as written, that
+// berth does not turn into containers, and says whether there were none.
+// It runs on each file as it is read, before compose-go loads it.
+func checkFileKeys(c *collector, f *rawFile) bool {
+	ok := true
+	bad := func(service, field, msg, hint string) {
+		c.add(f.rel, service, field, msg, hint)
+		ok = false
+	}
+	for _, k := range slices.Sorted(maps.Keys(f.model)) {
+		if !supportedTopKeys[k] && !strings.HasPrefix(k, "x-") {
+			bad("", k, fmt.Sprintf("top-level %q is not supported by berth yet", k), "remove it; berth would otherwise ignore it")
 		}
 	}
+	services, _ := f.model["services"].(map[string]any)
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		svc, _ := services[name].(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(svc)) {
+			if !supportedServiceKeys[k] && !strings.HasPrefix(k, "x-") {
+				bad(name, k, fmt.Sprintf("%q is not supported by berth yet", k), unsupportedHint(k))
+			}
+		}
+		deploy, _ := svc["deploy"].(map[string]any)
+		nested(bad, name, "deploy", deploy, supportedDeployKeys)
+		res, _ := deploy["resources"].(map[string]any)
+		nested(bad, name, "deploy.resources", res, supportedResourcesKeys)
+		lim, _ := res["limits"].(map[string]any)
+		nested(bad, name, "deploy.resources.limits", lim, supportedLimitsKeys)
+	}
+	return ok
 }
 
-func nested(c *collector, file, service, prefix string, m map[string]any, ok map[string]bool) {
+func nested(bad func(service, field, msg, hint string), service, prefix string, m map[string]any, ok map[string]bool) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !ok[k] {
-			c.add(file, service, prefix+"."+k, fmt.Sprintf("%q is not supported by berth yet", prefix+"."+k), "berth runs one container per service on one host")
+			bad(service, prefix+"."+k, fmt.Sprintf("%q is not supported by berth yet", prefix+"."+k), "berth runs one container per service on one host")
 		}
 	}
 }

@@ -1,0 +1,97 @@
+package envs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestLoad_HostileShapesStopBeforeComposeGo: a file compose-go would spend
+// minutes on (deep nesting, an alias bomb), a second YAML document (which
+// compose-go merges and berth's checks would not see), and a key berth does
+// not take (compose-go resolves develop.watch paths on the host while it
+// loads) are refused on berth's own parse of the file, with its exact
+// message, before compose-go is handed anything.
+func TestLoad_HostileShapesStopBeforeComposeGo(t *testing.T) {
+	img := "r/app@" + d1
+	const f = "envs/prod/compose.yaml"
+	top := "services:\n  w: {image: " + img + "}\n"
+	// A host symlink whose target names the marker: the message must not
+	// quote it (compose-go's EvalSymlinks error did).
+	hostDir := t.TempDir()
+	if err := os.Symlink("/nonexistent/"+marker, filepath.Join(hostDir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	var bomb strings.Builder
+	bomb.WriteString(top + "x-a0: &a0 [x, x]\n")
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&bomb, "x-a%d: &a%d [*a%d, *a%d]\n", i, i, i-1, i-1)
+	}
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{
+			name:  "nested 9,999 levels",
+			files: map[string]string{f: top + "x-deep: " + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + "\n"},
+			want:  []string{f + "::: is nested more than 64 levels deep (berth refuses it before loading it further)"},
+		},
+		{
+			name:  "nested 9,999 levels in an included file",
+			files: map[string]string{f: "include: [inc/c.yaml]\n" + top, "envs/prod/inc/c.yaml": "x-deep: " + strings.Repeat("{a: ", 9999) + "1" + strings.Repeat("}", 9999) + "\n"},
+			want:  []string{"envs/prod/inc/c.yaml::: is nested more than 64 levels deep (berth refuses it before loading it further)"},
+		},
+		{
+			name:  "an alias bomb",
+			files: map[string]string{f: bomb.String()},
+			want:  []string{f + "::: holds more than 100000 YAML nodes (aliases expanded) (berth refuses it before loading it further)"},
+		},
+		{
+			name:  "a second YAML document",
+			files: map[string]string{f: top + "---\nservices:\n  w: {privileged: true, develop: {watch: [{path: /etc, action: sync}]}}\n"},
+			want:  []string{f + "::: holds more than one YAML document (berth refuses it before loading it further)"},
+		},
+		{
+			name:  "develop.watch of a host symlink",
+			files: map[string]string{f: "services:\n  w:\n    image: " + img + "\n    develop: {watch: [{path: " + hostDir + "/link/sub, action: rebuild}]}\n"},
+			want:  []string{f + `:w:develop: "develop" is not supported by berth yet (remove it; berth would otherwise ignore it)`},
+		},
+		{
+			name: "a key berth does not take in an included file",
+			files: map[string]string{
+				f:                      "include: [inc/c.yaml]\n" + top,
+				"envs/prod/inc/c.yaml": "services:\n  x:\n    image: " + img + "\n    develop: {watch: [{path: " + hostDir + "/link/sub, action: rebuild}]}\n    privileged: true\n",
+			},
+			want: []string{`envs/prod/inc/c.yaml:x:develop: "develop" is not supported by berth yet (remove it; berth would otherwise ignore it)`},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ps := load(t, tc.files, Options{})
+			var got []string
+			for _, p := range ps {
+				got = append(got, p.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// BenchmarkLoad_DeepNesting: refusing a 9,999-level file costs berth's
+// parse only (compose-go took a minute on it).
+func BenchmarkLoad_DeepNesting(b *testing.B) {
+	dir := b.TempDir()
+	p := filepath.Join(dir, "envs/prod/compose.yaml")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, []byte("services:\n  w: {image: x}\nx-deep: "+strings.Repeat("[", 9999)+strings.Repeat("]", 9999)+"\n"), 0o644)
+	for b.Loop() {
+		if _, err := Load(b.Context(), dir, "prod", Options{}); err == nil {
+			b.Fatal("loaded")
+		}
+	}
+}
