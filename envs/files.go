@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/consts"
-	"github.com/compose-spec/compose-go/v2/template"
 )
 
 // rawFile is one Compose file of an environment as written, before
@@ -49,9 +47,6 @@ type fileSet struct {
 	// are resolved against (the environment's directory for the top-level
 	// files, a file's own directory otherwise, as docker compose does).
 	bases map[string]string
-	// vars interpolate port ranges before they are counted: the env's
-	// .env.
-	vars map[string]string
 	// last is the path Load returned most recently: compose-go asks Dir
 	// about it right after.
 	lastRaw, lastAbs string
@@ -126,8 +121,10 @@ func (s *fileSet) readCompose(abs, from string, at ref, top bool) (*rawFile, err
 	for name, v := range services {
 		svc, _ := v.(map[string]any)
 		// compose-go expands port ranges, in time that grows with the
-		// square of their size: refuse a huge one before it does.
-		if n := countPorts(svc["ports"], s.vars); n > maxPorts {
+		// square of their size: refuse a huge one before it does. (What
+		// interpolation makes of a "${VAR}" is counted as compose-go
+		// interpolates it: portGuard.)
+		if n := countPorts(svc["ports"]); n > maxPorts {
 			refused = refuse("port ranges expand to %d mappings, more than %d", n, maxPorts)
 			s.c.add(rel, name, "ports", refused.Error(), "publish the ports the service needs")
 		}
@@ -301,37 +298,3 @@ func stringList(v any) []string {
 	return nil
 }
 
-// countPorts counts the mappings a service's ports: expand to, ranges
-// counted by their size, as written or interpolated with vars.
-func countPorts(v any, vars map[string]string) int {
-	list, _ := v.([]any)
-	n := 0
-	for _, p := range list {
-		var spec string
-		switch x := p.(type) {
-		case string:
-			spec = x
-		case map[string]any:
-			spec = fmt.Sprint(x["published"]) + ":" + fmt.Sprint(x["target"])
-		default:
-			spec = fmt.Sprint(x)
-		}
-		if strings.Contains(spec, "$") {
-			if sub, err := template.Substitute(spec, func(k string) (string, bool) { v, ok := vars[k]; return v, ok }); err == nil {
-				spec = sub
-			}
-		}
-		spec, _, _ = strings.Cut(spec, "/")
-		most := 1
-		for _, part := range strings.Split(spec, ":") {
-			lo, hi, ok := strings.Cut(part, "-")
-			a, err1 := strconv.Atoi(strings.TrimSpace(lo))
-			b, err2 := strconv.Atoi(strings.TrimSpace(hi))
-			if ok && err1 == nil && err2 == nil && b-a+1 > most {
-				most = b - a + 1
-			}
-		}
-		n += most
-	}
-	return n
-}

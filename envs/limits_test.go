@@ -95,3 +95,54 @@ func BenchmarkLoad_DeepNesting(b *testing.B) {
 		}
 	}
 }
+
+// TestLoad_PortRangesCountedAsComposeGoInterpolatesThem: a range hidden in
+// a variable is counted with the variables compose-go interpolates that
+// file with (an included file's own .env, which berth's top-level .env does
+// not hold), before compose-go expands it.
+func TestLoad_PortRangesCountedAsComposeGoInterpolatesThem(t *testing.T) {
+	img := "r/app@" + d1
+	const f = "envs/prod/compose.yaml"
+	many := "services:\n"
+	for i := range 17 {
+		many += fmt.Sprintf("  p%d: {image: %s, ports: ['${R}'], x-berth: {stop_first: true}}\n", i, img)
+	}
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{
+			name: "a range in an included file's .env",
+			files: map[string]string{
+				f:                            "include: [inc/compose.yaml]\nservices:\n  a: {image: " + img + "}\n",
+				"envs/prod/inc/.env":         "R=1-65535:1-65535\n",
+				"envs/prod/inc/compose.yaml": "services:\n  p0: {image: " + img + ", ports: ['${R}'], x-berth: {stop_first: true}}\n",
+			},
+			want: "envs/prod/inc/compose.yaml:p0:ports: port ranges expand to 65535 mappings, more than 256 (publish the ports the service needs)",
+		},
+		{
+			name:  "long syntax, from the top-level .env",
+			files: map[string]string{f: "services:\n  w: {image: " + img + ", ports: [{published: '${R}', target: 80}], x-berth: {stop_first: true}}\n", "envs/prod/.env": "R=1-65535\n"},
+			want:  f + ":w:ports: port ranges expand to 65535 mappings, more than 256 (publish the ports the service needs)",
+		},
+		{
+			name:  "in an extended file",
+			files: map[string]string{f: "services:\n  w: {extends: {file: base.yaml, service: b}}\n", "envs/prod/base.yaml": "services:\n  b: {image: " + img + ", ports: ['${R}'], x-berth: {stop_first: true}}\n", "envs/prod/.env": "R=1000-2000:1000-2000\n"},
+			want:  "envs/prod/base.yaml:b:ports: port ranges expand to 1001 mappings, more than 256 (publish the ports the service needs)",
+		},
+		{
+			name:  "many services, each under the limit",
+			files: map[string]string{f: many, "envs/prod/.env": "R=1000-1255:1000-1255\n"},
+			want:  "the environment's port ranges expand to more than 4096 mappings",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ps := load(t, tc.files, Options{})
+			if len(ps) != 1 || !strings.Contains(ps[0].String(), tc.want) {
+				t.Errorf("problems:\n%v\nwant one with %q", ps, tc.want)
+			}
+		})
+	}
+}

@@ -159,7 +159,6 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 			details.Environment = vars
 		}
 	}
-	files.vars = details.Environment
 	for _, p := range tops {
 		files.bases[p] = envDir
 		f, err := files.readCompose(p, files.main, ref{}, true)
@@ -174,6 +173,7 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 		return nil, c.problems.sorted()
 	}
 
+	ports := &portGuard{}
 	project, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
 		o.SetProjectName(opts.Project, true)
 		o.Profiles = opts.Profiles
@@ -181,13 +181,16 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 		// env_file and label_file are read below, through the checkout.
 		o.SkipResolveEnvironment = true
 		o.SkipResolveLabels = true
+		o.Interpolate = guardPorts(o.Interpolate, ports)
 	})
 	if err != nil && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	if err != nil {
 		var r *refusal
-		if !errors.As(err, &r) {
+		if pr := ports.refused; pr != nil {
+			c.service(pr.service(err), "ports", pr.msg, "publish the ports the service needs")
+		} else if !errors.As(err, &r) {
 			c.add(files.main, "", "", strings.ReplaceAll(err.Error(), co.dir+"/", ""), "see `docker compose config` for the same file")
 		}
 		return nil, c.problems.sorted()

@@ -144,6 +144,13 @@ func checkPolicy(bad func(field, msg, hint string), cfg *types.ServiceConfig, p 
 	if len(cfg.Ports) > maxPorts {
 		bad("ports", fmt.Sprintf("%d port mappings (ranges expanded) are more than %d", len(cfg.Ports), maxPorts), "publish the ports the service needs")
 	}
+	exposed := 0
+	for _, e := range cfg.Expose {
+		exposed += portCount(e)
+	}
+	if exposed > maxPorts {
+		bad("expose", fmt.Sprintf("exposed port ranges expand to %d ports, more than %d", exposed, maxPorts), "expose the ports the service needs")
+	}
 	checkFinite(bad, reflect.ValueOf(cfg).Elem(), "")
 }
 
