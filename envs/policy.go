@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 )
@@ -43,6 +44,9 @@ type Policy struct {
 	// AllowRWRepoMounts lets a bind mount from the config repository be
 	// written (":rw"); by default every repo file is mounted read-only.
 	AllowRWRepoMounts bool `yaml:"allow_rw_repo_mounts"`
+	// AllowedUlimits lists ulimits a service may set beyond nofile and
+	// nproc (within their bounds): rtprio, memlock, … with any value.
+	AllowedUlimits []string `yaml:"allowed_ulimits"`
 }
 
 const policyHint = "the agent config must allow it (policy in /etc/berth/agent.yaml)"
@@ -58,6 +62,13 @@ var (
 	// maxPorts bounds a service's port mappings: compose expands ranges,
 	// and "1-65535" would bind every host port.
 	maxPorts = 256
+	// safeUlimits are the ulimits a service may set without a switch,
+	// within these bounds (nofile: the kernel's default nr_open).
+	safeUlimits = map[string]int{"nofile": 1 << 20, "nproc": 1 << 20}
+	// MaxStopGrace bounds stop_grace_period: berth waits that long for a
+	// container at each stop (a retire, a rollback, a shutdown), inside a
+	// deploy the watchdog bounds.
+	MaxStopGrace = 5 * time.Minute
 )
 
 // dockerSockets are host paths that hand a container control of the
@@ -143,6 +154,26 @@ func checkPolicy(bad func(field, msg, hint string), cfg *types.ServiceConfig, p 
 	}
 	if len(cfg.Ports) > maxPorts {
 		bad("ports", fmt.Sprintf("%d port mappings (ranges expanded) are more than %d", len(cfg.Ports), maxPorts), "publish the ports the service needs")
+	}
+	for _, name := range slices.Sorted(mapsKeys(cfg.Ulimits)) {
+		u := cfg.Ulimits[name]
+		if u == nil || slices.Contains(p.AllowedUlimits, name) {
+			continue
+		}
+		bound, ok := safeUlimits[name]
+		if !ok {
+			bad("ulimits."+name, fmt.Sprintf("ulimit %s is refused", name), "only nofile and nproc, unless policy.allowed_ulimits in /etc/berth/agent.yaml lists it")
+			continue
+		}
+		for _, v := range []int{u.Single, u.Soft, u.Hard} {
+			if v < 0 || v > bound {
+				bad("ulimits."+name, fmt.Sprintf("ulimit %s %d is out of range", name, v), fmt.Sprintf("from 0 to %d, or list %s in policy.allowed_ulimits in /etc/berth/agent.yaml", bound, name))
+				break
+			}
+		}
+	}
+	if g := cfg.StopGracePeriod; g != nil && (time.Duration(*g) > MaxStopGrace || *g < 0) {
+		bad("stop_grace_period", fmt.Sprintf("stop_grace_period %s is refused: berth waits at most %s for a container to stop", time.Duration(*g), MaxStopGrace), "keep it from 0 to 5m")
 	}
 	exposed := 0
 	for _, e := range cfg.Expose {

@@ -83,6 +83,29 @@ func TestPolicy_EachRuleWithItsMessage(t *testing.T) {
 			},
 		},
 		{
+			name:    "ulimits beyond nofile and nproc, and out of their bounds",
+			compose: svc("    ulimits: {rtprio: 99, memlock: -1, nofile: {soft: 1024, hard: 2097152}, nproc: 4096}\n"),
+			want: []string{
+				f + `:w:ulimits.memlock: ulimit memlock is refused (only nofile and nproc, unless policy.allowed_ulimits in /etc/berth/agent.yaml lists it)`,
+				f + `:w:ulimits.nofile: ulimit nofile 2097152 is out of range (from 0 to 1048576, or list nofile in policy.allowed_ulimits in /etc/berth/agent.yaml)`,
+				f + `:w:ulimits.rtprio: ulimit rtprio is refused (only nofile and nproc, unless policy.allowed_ulimits in /etc/berth/agent.yaml lists it)`,
+			},
+		},
+		{
+			name:    "ulimits allowed by policy",
+			compose: svc("    ulimits: {memlock: -1, nofile: 2097152}\n"),
+			opts:    Options{Policy: Policy{AllowedUlimits: []string{"memlock", "nofile"}}},
+		},
+		{
+			name:    "a stop grace period of years",
+			compose: svc("    stop_signal: SIGWINCH\n    stop_grace_period: 87600h\n"),
+			want:    []string{f + `:w:stop_grace_period: stop_grace_period 87600h0m0s is refused: berth waits at most 5m0s for a container to stop (keep it from 0 to 5m)`},
+		},
+		{
+			name:    "a stop grace period of five minutes",
+			compose: svc("    stop_grace_period: 5m\n"),
+		},
+		{
 			name:    "NaN",
 			compose: svc("    deploy: {resources: {limits: {cpus: 'NaN'}}}\n"),
 			want:    []string{f + `:w:deploy.resources.limits.cpus: NaN is not a number berth can use (write a finite number)`},
