@@ -19,15 +19,24 @@ import (
 
 // EnsureProject creates the project's networks and named volumes that do not
 // exist yet, with Compose's names and labels, so `docker compose` sees the
-// same project. External ones must exist already.
+// same project. External ones must exist already. A network or volume that
+// exists under this project's name for it but carries another project's
+// labels (or none) is refused as a verdict, never used: env "prod"
+// declaring volume "eu_data" gets the name prod_eu_data, which is project
+// "prod_eu"'s volume "data".
 func (e *Engine) EnsureProject(ctx context.Context, p *types.Project) error {
 	e.project.Lock()
 	defer e.project.Unlock()
 	for key, n := range p.Networks {
 		cctx, cancel := e.call(ctx)
-		_, err := e.c.NetworkInspect(cctx, n.Name, network.InspectOptions{})
+		existing, err := e.c.NetworkInspect(cctx, n.Name, network.InspectOptions{})
 		cancel()
 		if err == nil {
+			if !bool(n.External) {
+				if err := ownedBy(existing.Labels, composeNetwork, p.Name, key); err != nil {
+					return failure.AsVerdict(fmt.Errorf("network %s (networks.%s): %w", n.Name, key, err))
+				}
+			}
 			continue
 		} else if !client.IsErrNotFound(err) {
 			return classify(fmt.Errorf("inspect network %s: %w", n.Name, err))
@@ -48,28 +57,47 @@ func (e *Engine) EnsureProject(ctx context.Context, p *types.Project) error {
 		e.log.Info("network created", "network", n.Name)
 	}
 	for key, v := range p.Volumes {
-		if bool(v.External) {
-			cctx, cancel := e.call(ctx)
-			_, err := e.c.VolumeInspect(cctx, v.Name)
-			cancel()
-			if err != nil {
-				return classify(fmt.Errorf("external volume %s: %w", v.Name, err))
+		cctx, cancel := e.call(ctx)
+		existing, err := e.c.VolumeInspect(cctx, v.Name)
+		cancel()
+		switch {
+		case bool(v.External) && err != nil:
+			return classify(fmt.Errorf("external volume %s: %w", v.Name, err))
+		case bool(v.External):
+			continue
+		case err == nil:
+			if err := ownedBy(existing.Labels, composeVolume, p.Name, key); err != nil {
+				return failure.AsVerdict(fmt.Errorf("volume %s (volumes.%s): %w", v.Name, key, err))
 			}
 			continue
+		case !client.IsErrNotFound(err):
+			return classify(fmt.Errorf("inspect volume %s: %w", v.Name, err))
 		}
 		labels := map[string]string{composeProject: p.Name, composeVolume: key}
 		for k, val := range v.Labels {
 			labels[k] = val
 		}
-		// VolumeCreate is idempotent for an existing volume of that name.
-		cctx, cancel := e.call(ctx)
-		_, err := e.c.VolumeCreate(cctx, volume.CreateOptions{Name: v.Name, Driver: v.Driver, DriverOpts: v.DriverOpts, Labels: labels})
+		cctx, cancel = e.call(ctx)
+		_, err = e.c.VolumeCreate(cctx, volume.CreateOptions{Name: v.Name, Driver: v.Driver, DriverOpts: v.DriverOpts, Labels: labels})
 		cancel()
 		if err != nil {
 			return e.classifyAt(ctx, fmt.Errorf("create volume %s: %w", v.Name, err))
 		}
 	}
 	return nil
+}
+
+// ownedBy says why a network or volume with these labels is not project's
+// key (kindLabel is Compose's network or volume label), or nil.
+func ownedBy(labels map[string]string, kindLabel, project, key string) error {
+	gotProject, gotKey := labels[composeProject], labels[kindLabel]
+	switch {
+	case gotProject == project && gotKey == key:
+		return nil
+	case gotProject == "":
+		return fmt.Errorf("exists already and belongs to no Compose project (made by hand, or by another tool): refusing to use it")
+	}
+	return fmt.Errorf("exists already and belongs to project %q (as %q): refusing to use it", gotProject, gotKey)
 }
 
 // Create creates the container of req and connects its further networks.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -49,9 +50,7 @@ func JobRequest(p *types.Project, svc *envs.Service, job envs.JobSpec, pl JobPla
 		s.Config.Environment = maps.Clone(svc.Config.Environment)
 	} else {
 		s = envs.Service{Name: job.Name, Config: types.ServiceConfig{Name: job.Name}}
-		if _, ok := p.Networks["default"]; !ok {
-			s.Config.NetworkMode = "bridge"
-		}
+		s.Config.NetworkMode, s.Config.Networks = jobNetwork(p)
 	}
 	if job.Image != "" {
 		s.Config.Image = job.Image
@@ -82,6 +81,22 @@ func JobRequest(p *types.Project, svc *envs.Service, job envs.JobSpec, pl JobPla
 		req.Name = req.Name[:200]
 	}
 	return req, nil
+}
+
+// jobNetwork is where a job with its own image runs: the project's default
+// network, else its first network of its own (sorted by name), else no
+// network at all — never Docker's shared bridge, where other projects'
+// containers are.
+func jobNetwork(p *types.Project) (mode string, nets map[string]*types.ServiceNetworkConfig) {
+	if _, ok := p.Networks["default"]; ok {
+		return "", nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Networks)) {
+		if !bool(p.Networks[k].External) {
+			return "", map[string]*types.ServiceNetworkConfig{k: nil}
+		}
+	}
+	return "none", nil
 }
 
 // JobContainer is a run container found on the host.

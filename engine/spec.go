@@ -89,7 +89,8 @@ func createRequest(p *types.Project, svc envs.Service, pl Placement) (*Request, 
 		StopSignal:   s.StopSignal,
 	}
 	if s.StopGracePeriod != nil {
-		secs := int(time.Duration(*s.StopGracePeriod).Seconds())
+		// Validation refuses more than envs.MaxStopGrace; clamped here too.
+		secs := int(min(max(time.Duration(*s.StopGracePeriod), 0), envs.MaxStopGrace).Seconds())
 		cfg.StopTimeout = &secs
 	}
 	if hc := s.HealthCheck; hc != nil {

@@ -10,7 +10,10 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
+
+	"berth.dev/berth/envs"
 )
 
 // Managed is one container berth manages, as its labels and the engine
@@ -77,10 +80,13 @@ func (e *Engine) Stop(ctx context.Context, id string, grace *time.Duration) erro
 }
 
 // stopGrace is grace, else the container's own stop timeout, else
-// Docker's default.
+// Docker's default; never more than envs.MaxStopGrace, whatever a
+// container created from an older (or hostile) revision says: a stop
+// timeout of years (or Docker's -1, forever) would hold a retire until the
+// watchdog restarts berth, again after every restart.
 func (e *Engine) stopGrace(ctx context.Context, id string, grace *time.Duration) (time.Duration, error) {
 	if grace != nil {
-		return max(*grace, 0), nil
+		return min(max(*grace, 0), envs.MaxStopGrace), nil
 	}
 	ins, err := e.inspect(ctx, id)
 	switch {
@@ -89,9 +95,39 @@ func (e *Engine) stopGrace(ctx context.Context, id string, grace *time.Duration)
 	case err != nil:
 		return 0, err
 	case ins.Config != nil && ins.Config.StopTimeout != nil:
-		return time.Duration(*ins.Config.StopTimeout) * time.Second, nil
+		secs := *ins.Config.StopTimeout
+		if secs < 0 || time.Duration(secs) > envs.MaxStopGrace/time.Second {
+			return envs.MaxStopGrace, nil
+		}
+		return time.Duration(secs) * time.Second, nil
 	}
 	return defaultStopGrace, nil
+}
+
+// HostBinds lists the bind mounts of every container on this host, of any
+// project, running or not (a stopped container with a restart policy
+// mounts again when the engine restarts): envs refuses a bind mount that
+// overlaps one another container may write.
+func (e *Engine) HostBinds(ctx context.Context) ([]envs.HostBind, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	cs, err := e.c.ContainerList(cctx, container.ListOptions{All: true})
+	if err != nil {
+		return nil, classify(fmt.Errorf("list containers: %w", err))
+	}
+	var out []envs.HostBind
+	for _, c := range cs {
+		name := short(c.ID)
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		for _, m := range c.Mounts {
+			if m.Type == mount.TypeBind {
+				out = append(out, envs.HostBind{Container: name, Source: m.Source, RW: m.RW})
+			}
+		}
+	}
+	return out, nil
 }
 
 // Remove removes a container (stopping it if needed) and its anonymous

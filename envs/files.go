@@ -297,4 +297,3 @@ func stringList(v any) []string {
 	}
 	return nil
 }
-

@@ -43,6 +43,11 @@ type Options struct {
 	// LB is where the load balancer's files go and which upstreams other
 	// environments of this host own.
 	LB LBOptions
+	// HostBinds, when set, lists the bind mounts of every container on
+	// this host (the agent asks the engine): a bind mount of this
+	// environment must not overlap one another container may write
+	// (checkBindOverlap). berth validate has no host to ask.
+	HostBinds func(ctx context.Context) ([]HostBind, error)
 	// Log, when set, receives the stack of a panic while loading (the
 	// problem returned names the environment only).
 	Log hclog.Logger
@@ -211,10 +216,13 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 		env.Services = append(env.Services, Service{Name: sname, Config: cfg, Berth: spec})
 	}
 	slices.SortStableFunc(env.Services, func(a, b Service) int { return roleOrder(a.Berth.Role) - roleOrder(b.Berth.Role) })
-	validate(ctx, c, env, opts)
+	verr := validate(ctx, c, env, opts)
 	if err := ctx.Err(); err != nil {
 		// Cancelled (the agent is stopping): not a verdict on anything.
 		return nil, err
+	}
+	if verr != nil {
+		return nil, verr
 	}
 	if len(c.problems) > 0 {
 		return nil, c.problems.sorted()

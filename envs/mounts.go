@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -25,11 +26,13 @@ var (
 	maxMountTime        = time.Minute
 )
 
-// mountBudget is what is left of those bounds for one environment.
+// mountBudget is what is left of those bounds for one environment, and
+// the bind mounts seen so far (for checkBindOverlap).
 type mountBudget struct {
 	ctx   context.Context
 	bytes int64
 	files int
+	binds []envBind
 }
 
 // checkMounts checks each bind mount of a service on the path compose-go
@@ -69,12 +72,23 @@ func checkMounts(bad func(field, msg, hint string), files *fileSet, s *Service, 
 			}
 			// Allowed as written: a symlink under an allowed path (a
 			// container that may write there can make one) must not
-			// lead elsewhere.
-			if resolved, err := filepath.EvalSymlinks(src); err == nil && resolved != src {
+			// lead elsewhere. Docker is given the resolved path: no
+			// symlink left for a container to swap between this check and
+			// the mount.
+			resolved, err := resolveHost(src)
+			if err != nil {
+				bad(field, fmt.Sprintf("bind mount of %s: %v", src, err), "mount the directory the service needs")
+				continue
+			}
+			if resolved != src {
 				if msg, hint := hostPathBlocked(resolved, p); msg != "" {
 					bad(field, fmt.Sprintf("%s (%s resolves to %s)", msg, src, resolved), hint)
+					continue
 				}
+				src = resolved
+				v.Source = resolved
 			}
+			budget.binds = append(budget.binds, envBind{service: s.Name, field: field, source: src, rw: !v.ReadOnly, host: true})
 			continue
 		}
 		resolved, err := co.resolve(v.Source)
@@ -100,6 +114,7 @@ func checkMounts(bad func(field, msg, hint string), files *fileSet, s *Service, 
 				v.ReadOnly = true
 			}
 		}
+		budget.binds = append(budget.binds, envBind{service: s.Name, field: field, source: filepath.Join(co.dir, filepath.FromSlash(resolved)), rw: !v.ReadOnly})
 		d, err := treeDigest(co, resolved, budget)
 		if err != nil {
 			bad(field, fmt.Sprintf("read bind mount source %s: %v", rel, err), "mount a smaller part of the repository")
@@ -110,6 +125,45 @@ func checkMounts(bad func(field, msg, hint string), files *fileSet, s *Service, 
 		}
 		s.Mounted[rel] = d
 	}
+}
+
+// resolveHost resolves a host path as the kernel will when Docker mounts
+// it, component by component (lstat and readlink, a ".." after a symlink
+// going up from where the symlink led, not lexically): what exists is
+// followed, and the first missing component and the rest are kept as
+// written, where a directory created later would be.
+func resolveHost(p string) (string, error) {
+	parts := splitRel(p)
+	done := "/"
+	for hops := 0; len(parts) > 0; {
+		part := parts[0]
+		parts = parts[1:]
+		if part == ".." {
+			done = filepath.Dir(done)
+			continue
+		}
+		cur := filepath.Join(done, part)
+		fi, err := os.Lstat(cur)
+		if err != nil {
+			return filepath.Join(append([]string{cur}, parts...)...), nil
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			done = cur
+			continue
+		}
+		if hops++; hops > 40 {
+			return "", errors.New("too many levels of symlinks")
+		}
+		target, err := os.Readlink(cur)
+		if err != nil {
+			return "", errors.New(describeFSError(err))
+		}
+		if filepath.IsAbs(target) {
+			done = "/"
+		}
+		parts = append(splitRel(target), parts...)
+	}
+	return done, nil
 }
 
 // explicitRW says whether a file of the environment writes the service's

@@ -13,7 +13,9 @@ import (
 
 var digestRe = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
 
-func validate(ctx context.Context, c *collector, env *Env, opts Options) {
+// validate collects every problem of env in c. Its error is an outage that
+// stopped it (the host's containers could not be listed).
+func validate(ctx context.Context, c *collector, env *Env, opts Options) error {
 	checkProjectResources(c, env.Project, opts.Policy)
 	checkLB(c, env, opts.LB)
 	mctx, cancel := context.WithTimeout(ctx, maxMountTime)
@@ -52,6 +54,7 @@ func validate(ctx context.Context, c *collector, env *Env, opts Options) {
 			}
 		}
 	}
+	return checkBindOverlap(ctx, c, mounts.binds, opts.HostBinds)
 }
 
 func validateService(c *collector, env *Env, s *Service, opts Options, mounts *mountBudget) {

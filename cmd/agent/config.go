@@ -121,6 +121,11 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// migrationGrace is what a migration or cli run that timed out (or is
+// interrupted) gets between its stop signal and SIGKILL, whatever its
+// stop_grace_period says.
+const migrationGrace = 30 * time.Second
+
 func defaults() Config {
 	var c Config
 	c.StateDir = "/var/lib/berth"

@@ -67,7 +67,7 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 				jobEvent(d.notifier, name, run, spec)
 			}
 		}}
-	view := d.shared.View(name, loader(cfg, name))
+	view := d.shared.View(name, loader(cfg, name, d.eng))
 	r.agent = &reconcile.Agent{
 		Env:             name,
 		Pruner:          view.Pruner,

@@ -61,7 +61,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
-		env, err := loader(cfg, name)(ctx, rev)
+		env, err := loader(cfg, name, eng)(ctx, rev)
 		if err != nil {
 			return fail(exitFailure, fmt.Errorf("env %s: %w", name, err))
 		}

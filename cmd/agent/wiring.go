@@ -125,14 +125,17 @@ func newSecrets(cfg *Config, log hclog.Logger) (sec reconcile.Secrets, renew fun
 	return &secrets.Cached{Resolver: v, Interval: interval}, v.RenewLeases, nil
 }
 
-// loader loads environment env from a revision's working copy.
-func loader(cfg *Config, env string) func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
+// loader loads environment env from a revision's working copy; its bind
+// mounts are checked against the host's containers eng lists.
+func loader(cfg *Config, env string, eng *engine.Engine) func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
 	return func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
 		dir, err := repoDir(rev.Dir, cfg.Repo.Path)
 		if err != nil {
 			return nil, err
 		}
-		return envs.Load(ctx, dir, env, loadOptions(cfg, env))
+		opts := loadOptions(cfg, env)
+		opts.HostBinds = eng.HostBinds
+		return envs.Load(ctx, dir, env, opts)
 	}
 }
 
@@ -153,7 +156,8 @@ func newDeployer(cfg *Config, env string, eng *engine.Engine, sec reconcile.Secr
 	return &reconcile.Deployer{
 		Secrets: sec,
 		Images:  eng, Containers: eng, Observer: eng,
-		OneShots: &migrate.Runner{Engine: eng, Ledger: filepath.Join(cfg.envDir(env), "migrations.json"), Timeout: cfg.Deploy.MigrationTimeout.Duration, Log: log},
+		OneShots: &migrate.Runner{Engine: eng, Ledger: filepath.Join(cfg.envDir(env), "migrations.json"), Timeout: cfg.Deploy.MigrationTimeout.Duration,
+			Grace: migrationGrace, Log: log},
 		Switcher: func(env *envs.Env) reconcile.Switcher {
 			if env.LB == nil {
 				return nil
