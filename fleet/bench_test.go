@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,10 +96,40 @@ func BenchmarkFleet(b *testing.B) {
 	b.Logf("idle over %.0f s: %.0f requests/s (stream messages included), %.1f puts/s, %.0f watchers on %.0f streams, etcd RSS %.0f MiB, db %.1f MiB",
 		secs, reqs, puts, watchers, streams, rss, sumAny(m1, "etcd_mvcc_db_total_size_in_bytes", "etcd_debugging_mvcc_db_total_size_in_bytes")/(1<<20))
 
+	// The floor under any coordination: every agent reading one key, and
+	// writing one, at the same moment.
+	for _, op := range []string{"read", "write"} {
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for _, a := range as {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				if op == "read" {
+					_, err = a.get(ctx, "/berth/prod/probe")
+				} else {
+					_, err = a.txn(ctx, "probe", nil, []clientv3.Op{clientv3.OpPut("/berth/prod/probe/"+a.Host(), "x")})
+				}
+				if err != nil {
+					b.Errorf("%s: %s: %v", a.Host(), op, err)
+				}
+			}()
+		}
+		wg.Wait()
+		b.Logf("%d agents each %s one key at once: %s", n, map[string]string{"read": "reading", "write": "writing"}[op], time.Since(t0).Round(time.Millisecond))
+	}
+
 	// A rollout over every host: max_parallel 10 %, 1 s deploys.
 	b.ResetTimer()
 	for i := range b.N {
 		rev := fmt.Sprintf("r%d", i+1)
+		if os.Getenv("BERTH_FLEET_BENCH_PRECREATE") != "" {
+			sess, _ := as[0].Session(ctx)
+			if _, err := as[0].wave(ctx, "prod", sess, RolloutRequest{Revision: rev, Policy: Policy{MaxParallel: "10%"}}); err != nil {
+				b.Fatal(err)
+			}
+		}
 		t0 := time.Now()
 		var mu sync.Mutex
 		var spans []span
@@ -140,6 +171,18 @@ func BenchmarkFleet(b *testing.B) {
 		stuck.Stop()
 		d := time.Since(t0)
 		b.ReportMetric(d.Seconds(), "rollout-s")
+		// When each tenth of the fleet had started: the gaps show where
+		// the time goes (the floor is one deploy per wave).
+		enters := make([]time.Duration, 0, len(spans))
+		for _, s := range spans {
+			enters = append(enters, s.enter.Sub(t0))
+		}
+		slices.Sort(enters)
+		var marks []string
+		for i := len(enters) / 10; i <= len(enters) && i > 0; i += len(enters) / 10 {
+			marks = append(marks, enters[i-1].Round(10*time.Millisecond).String())
+		}
+		b.Logf("started by: %s", strings.Join(marks, " "))
 		b.Logf("rollout of %s over %d hosts, max_parallel 10%%, 1 s deploys: %s (max %d at once; %d Admit calls retried after a timeout)",
 			rev, n, d.Round(10*time.Millisecond), maxOverlap(spans), retries.Load())
 	}

@@ -108,10 +108,12 @@ func (l *lock) isOwner() clientv3.Cmp {
 }
 
 // release deletes the key if it is still ours. It does not depend on the
-// caller's context: a lock is released even on shutdown, and if etcd is
-// unreachable the lease takes it when it expires.
+// caller's context: a lock is released even on shutdown. If etcd does not
+// answer, the delete waits in the outbox: while our session lives, a key
+// left behind would block every host queued after it.
 func (l *lock) release() {
-	ctx, cancel := context.WithTimeout(l.c.ctx, l.c.cfg.Timeout)
-	defer cancel()
-	_, _ = l.c.txn(ctx, "release lock", []clientv3.Cmp{l.isOwner()}, []clientv3.Op{clientv3.OpDelete(l.key)})
+	_, _ = l.c.later(l.c.ctx, "release lock", func(ctx context.Context) error {
+		_, err := l.c.txn(ctx, "release lock", []clientv3.Cmp{l.isOwner()}, []clientv3.Op{clientv3.OpDelete(l.key)})
+		return err
+	})
 }

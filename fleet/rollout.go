@@ -223,38 +223,41 @@ func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Ad
 func (c *Client) wave(ctx context.Context, env string, sess *concurrency.Session, req RolloutRequest) (*Wave, error) {
 	key := c.keys(env).rollout(req.Revision)
 	creating := key + "/creating"
-	resp, err := c.get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	if len(resp.Kvs) > 0 {
-		return decodeWave(resp.Kvs[0].Value, resp.Kvs[0].CreateRevision, resp.Kvs[0].ModRevision)
-	}
 	for {
-		tr, err := c.txnSess(ctx, sess, "claim rollout record",
-			[]clientv3.Cmp{
-				clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
-				clientv3.Compare(clientv3.CreateRevision(creating), "=", 0),
-			},
-			[]clientv3.Op{clientv3.OpPut(creating, c.cfg.Host, clientv3.WithLease(sess.Lease()))},
-			clientv3.OpGet(key))
+		// Read first: a transaction that puts goes through raft even when
+		// its comparison fails, and a thousand hosts may be here at once.
+		resp, err := c.txn(ctx, "read rollout record", nil, []clientv3.Op{clientv3.OpGet(key), clientv3.OpGet(creating, clientv3.WithCountOnly())})
 		if err != nil {
 			return nil, err
 		}
-		if tr.Succeeded {
-			break
-		}
-		if kvs := tr.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 			return decodeWave(kvs[0].Value, kvs[0].CreateRevision, kvs[0].ModRevision)
 		}
-		if err := c.waitChange(ctx, sess, tr.Header.Revision, keyOf(key), keyOf(creating)); err != nil {
+		if resp.Responses[1].GetResponseRange().Count == 0 {
+			tr, err := c.txnSess(ctx, sess, "claim rollout record",
+				[]clientv3.Cmp{
+					clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+					clientv3.Compare(clientv3.CreateRevision(creating), "=", 0),
+				},
+				[]clientv3.Op{clientv3.OpPut(creating, c.cfg.Host, clientv3.WithLease(sess.Lease()))})
+			if err != nil {
+				return nil, err
+			}
+			if tr.Succeeded {
+				break
+			}
+		}
+		// Someone is making it: wait for the record (or for their lease
+		// to lapse).
+		if err := c.waitChange(ctx, sess, resp.Header.Revision, keyOf(key), keyOf(creating)); err != nil {
 			return nil, err
 		}
 	}
-	defer func() { // lease-bound anyway; this only frees it sooner
-		dctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
-		_, _ = c.txn(dctx, "drop rollout claim", nil, []clientv3.Op{clientv3.OpDelete(creating)})
-		cancel()
+	defer func() { // kept in the outbox if etcd does not answer: others wait on it
+		_, _ = c.later(c.ctx, "drop rollout claim", func(ctx context.Context) error {
+			_, err := c.txn(ctx, "drop rollout claim", nil, []clientv3.Op{clientv3.OpDelete(creating)})
+			return err
+		})
 	}()
 	known, err := c.hostNames(ctx, env)
 	if err != nil {

@@ -381,3 +381,58 @@ func TestSlots_HeadGrantsFreeSlotsBehindIt_AGranteeThatLeavesGivesItBack(t *test
 		t.Fatalf("%d slots held after a grantee left, want 2", g.Count)
 	}
 }
+
+// A queue place left behind by a leave that never reached etcd (the
+// session alive) would block everyone queued after it; the host's next
+// entry clears it.
+func TestSlots_PlaceLeftBehindIsClearedByTheNextEntry(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 3)
+	publishAll(t, as, "c1")
+	ctx := ctxT(t, time.Minute)
+	req := RolloutRequest{Revision: "c2", Policy: Policy{MaxParallel: "1"}, Live: "c1"}
+	holder, err := as[0].Admit(ctx, "prod", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// web-2 enters the queue and "loses" its leave.
+	sess, _ := as[1].Session(ctx)
+	k := as[1].keys("prod")
+	zombie := &slotQueue{c: as[1].Client, k: k, sess: sess, rev: "c2", haltKey: k.halt("c2"), n: 1,
+		qkey: fmt.Sprintf("%s%016x-%d", k.queue(), sess.Lease(), as[1].token())}
+	if _, err := zombie.enter(ctx); err != nil {
+		t.Fatal(err)
+	}
+	behind := make(chan error, 1)
+	go func() {
+		adm, err := as[2].Admit(ctx, "prod", req) // queued behind the zombie
+		if err == nil {
+			err = adm.Finish(ctx, Succeeded, "")
+		}
+		behind <- err
+	}()
+	waitFor(t, 10*time.Second, "web-3 queued", func() bool {
+		g, err := raw(t, etcd.Endpoint).Get(ctx, k.queue(), clientPrefix()...)
+		return err == nil && g.Count == 2
+	})
+	// web-2 comes back for the revision: its new entry clears the old.
+	again := make(chan error, 1)
+	go func() {
+		adm, err := as[1].Admit(ctx, "prod", req)
+		if err == nil {
+			err = adm.Finish(ctx, Succeeded, "")
+		}
+		again <- err
+	}()
+	_ = holder.Finish(ctx, Succeeded, "")
+	for _, ch := range []chan error{behind, again} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a host stayed blocked behind a place left behind")
+		}
+	}
+}

@@ -154,18 +154,33 @@ func (q *slotQueue) views(pred []clientv3.OpOption, extra ...clientv3.OpOption) 
 
 // enter puts our queue key and reads the view in the same transaction:
 // the head goes straight to taking a slot, the others straight to
-// waiting.
+// waiting. Places this session left behind (a leave that did not reach
+// etcd) go in the same transaction, and slots granted to them are given
+// back.
 func (q *slotQueue) enter(ctx context.Context) (*slotView, error) {
 	last2 := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend), clientv3.WithLimit(2)}
+	ours := fmt.Sprintf("%s%016x-", q.k.queue(), q.sess.Lease())
 	resp, err := q.c.txnSess(ctx, q.sess, "queue for a slot",
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(q.qkey), "=", 0)},
-		append([]clientv3.Op{clientv3.OpPut(q.qkey, q.c.cfg.Host+" "+q.rev, clientv3.WithLease(q.sess.Lease()))}, q.views(last2)...))
+		append([]clientv3.Op{
+			// etcd refuses a delete range that holds a key the same
+			// transaction puts: two ranges, around our new key.
+			clientv3.OpDelete(ours, clientv3.WithRange(q.qkey)),
+			clientv3.OpDelete(q.qkey+"\x00", clientv3.WithRange(clientv3.GetPrefixRangeEnd(ours))),
+			clientv3.OpPut(q.qkey, q.c.cfg.Host+" "+q.rev, clientv3.WithLease(q.sess.Lease())),
+		}, q.views(last2)...))
 	if err != nil {
 		return nil, err
 	}
 	q.qrev = resp.Header.Revision
-	return q.parse(resp.Header.Revision, resp.Responses[1:]), nil
+	r := resp.Responses[3:]
+	if err := q.giveBack(ctx, r[1].GetResponseRange().Kvs, func(queue string) bool {
+		return strings.HasPrefix(queue, ours) && queue != q.qkey
+	}); err != nil {
+		return nil, err
+	}
+	return q.parse(resp.Header.Revision, r), nil
 }
 
 // reread reads the view again after a wake. It reads serializably (from
@@ -296,24 +311,37 @@ func (q *slotQueue) take(ctx context.Context, v *slotView) (*mvccpb.KeyValue, er
 }
 
 // leave gives up our queue place, and a slot granted to it that we will
-// not use. It does not depend on the caller's context; the lease bounds
-// both anyway.
+// not use. It does not depend on the caller's context, and if etcd does
+// not answer it waits in the outbox: while our session lives, a place
+// left behind would block every host queued after it, and a slot granted
+// to it would be lost to the fleet.
 func (q *slotQueue) leave() {
-	ctx, cancel := context.WithTimeout(q.c.ctx, q.c.cfg.Timeout)
-	defer cancel()
-	resp, err := q.c.txn(ctx, "leave slot queue", nil, []clientv3.Op{
-		clientv3.OpDelete(q.qkey),
-		clientv3.OpGet(q.k.slots(), clientv3.WithPrefix()),
-	})
-	if err != nil {
-		return
-	}
-	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
-		var sv slotValue
-		if json.Unmarshal(kv.Value, &sv) == nil && sv.Queue == q.qkey {
-			_, _ = q.c.txn(ctx, "give back a granted slot",
-				[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)},
-				[]clientv3.Op{clientv3.OpDelete(string(kv.Key))})
+	_, _ = q.c.later(q.c.ctx, "leave slot queue", func(ctx context.Context) error {
+		resp, err := q.c.txn(ctx, "leave slot queue", nil, []clientv3.Op{
+			clientv3.OpDelete(q.qkey),
+			clientv3.OpGet(q.k.slots(), clientv3.WithPrefix()),
+		})
+		if err != nil {
+			return err
 		}
+		return q.giveBack(ctx, resp.Responses[1].GetResponseRange().Kvs, func(queue string) bool { return queue == q.qkey })
+	})
+}
+
+// giveBack deletes the slots among kvs granted to a queue place that
+// mine says is ours but unused.
+func (q *slotQueue) giveBack(ctx context.Context, kvs []*mvccpb.KeyValue, mine func(queue string) bool) error {
+	for _, kv := range kvs {
+		var sv slotValue
+		if json.Unmarshal(kv.Value, &sv) != nil || !mine(sv.Queue) {
+			continue
+		}
+		if _, err := q.c.txn(ctx, "give back a granted slot",
+			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)},
+			[]clientv3.Op{clientv3.OpDelete(string(kv.Key))}); err != nil {
+			return err
+		}
+		q.c.log.Info("gave back a deploy slot granted to a queue place given up", "slot", string(kv.Key))
 	}
+	return nil
 }
