@@ -53,10 +53,10 @@ type PrivateDocker struct {
 	net    string // "10.N.": its bridge is 10.N.200.1/24
 
 	networks []string // ids of its networks, for their bridges
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *os.File
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	log      *os.File
 }
 
 // PrivateDockerOptions configure StartPrivateDocker.
