@@ -208,7 +208,7 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 	env := &Env{Name: name, Project: project, File: files.main, root: co.dir}
 	report := func(field, msg, hint string) { c.top(field, msg, hint) }
 	top := parseTopSpec(project.Extensions[extKey], report)
-	env.RequireDigests, env.LB, env.Jobs = top.requireDigests, top.lb, top.jobs
+	env.RequireDigests, env.LB, env.Watch, env.Jobs = top.requireDigests, top.lb, top.watch, top.jobs
 	for _, sname := range slices.Sorted(maps.Keys(project.Services)) {
 		cfg := project.Services[sname]
 		sreport := func(field, msg, hint string) { c.service(sname, field, msg, hint) }
@@ -331,7 +331,7 @@ func checkFileKeys(c *collector, f *rawFile) bool {
 func nested(bad func(service, field, msg, hint string), service, prefix string, m map[string]any, ok map[string]bool) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !ok[k] {
-			bad(service, prefix+"."+k, fmt.Sprintf("%q is not supported by berth yet", prefix+"."+k), "berth runs one container per service on one host")
+			bad(service, prefix+"."+k, fmt.Sprintf("%q is not supported by berth yet", prefix+"."+k), "berth runs a service on one host: of deploy, it takes replicas and resources.limits")
 		}
 	}
 }
@@ -343,7 +343,7 @@ func unsupportedHint(key string) string {
 	case "container_name":
 		return "berth names containers itself: a server runs old and new side by side"
 	case "scale":
-		return "berth runs one container per service"
+		return "set deploy.replicas"
 	}
 	return "remove it; berth would otherwise ignore it"
 }

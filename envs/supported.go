@@ -17,8 +17,8 @@ var (
 		"devices": true, "hostname": true, "extends": true, "profiles": true,
 		"depends_on": true, extKey: true,
 	}
-	// Of deploy:, only resource limits map onto a single host.
-	supportedDeployKeys    = map[string]bool{"resources": true}
+	// Of deploy:, resource limits and replicas map onto a single host.
+	supportedDeployKeys    = map[string]bool{"resources": true, "replicas": true}
 	supportedResourcesKeys = map[string]bool{"limits": true}
 	supportedLimitsKeys    = map[string]bool{"cpus": true, "memory": true, "pids": true}
 

@@ -23,8 +23,15 @@ type Env struct {
 	// File is the environment's main Compose file, relative to the checkout.
 	File           string
 	RequireDigests bool
-	LB             *LBSpec // nil when the env has no server behind a balancer
-	Jobs           map[string]JobSpec
+	// LB is the top-level x-berth.lb: the balancer of the env's one
+	// server that names none of its own (nil when there is none). Each
+	// server's own is Service.Berth.LB.
+	LB *LBSpec
+	// Watch is the top-level x-berth.watch: how long after a switch the
+	// old servers are kept, out of the balancer, while the new ones must
+	// stay healthy (servers that set none of their own).
+	Watch time.Duration
+	Jobs  map[string]JobSpec
 	// Services are ordered by deploy phase (migrate, cli, worker, server),
 	// then by name.
 	Services []Service
@@ -68,6 +75,18 @@ type ServiceSpec struct {
 	// StopFirst stops the old container before starting the new one, for
 	// services that must never run twice.
 	StopFirst bool
+	// LB is the balancer a server is switched in: its own x-berth.lb, or
+	// the env's (set when the env is loaded; nil for other roles).
+	LB *LBSpec
+	// Watch is how long after its switch a server's old containers are
+	// kept, out of the balancer, while the new ones must stay healthy: its
+	// own x-berth.watch, or the env's (0: retired at once).
+	Watch time.Duration
+	// Replicas is deploy.replicas (1 when unset): how many containers of
+	// a server or worker run side by side. They are replaced as a set.
+	Replicas int
+
+	watchSet bool // x-berth.watch was given (0 included)
 }
 
 // SecretFilesDir is where x-berth.secret_files appear in a container.
@@ -90,11 +109,28 @@ func (r SecretRef) String() string {
 	return s
 }
 
-// LBSpec is the top-level x-berth.lb block.
+// LBSpec is an x-berth.lb block: a server's balancer.
 type LBSpec struct {
-	Type     string // "nginx"
-	Upstream string // upstream name in the balancer's config
-	File     string // the upstream file berth owns
+	Type     string // "nginx" or "haproxy"
+	Upstream string // nginx: the upstream name in the balancer's config
+	File     string // nginx: the upstream file berth owns
+	Backend  string // haproxy: the backend whose berth-* servers berth changes
+}
+
+// Name is the upstream or backend the spec names.
+func (l *LBSpec) Name() string {
+	if l.Type == "haproxy" {
+		return l.Backend
+	}
+	return l.Upstream
+}
+
+// String says which balancer: "nginx upstream NAME", "haproxy backend NAME".
+func (l *LBSpec) String() string {
+	if l.Type == "haproxy" {
+		return "haproxy backend " + l.Backend
+	}
+	return "nginx upstream " + l.Upstream
 }
 
 // Concurrency policy of a job whose previous run is still going.

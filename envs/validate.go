@@ -13,29 +13,21 @@ import (
 
 var digestRe = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
 
+// maxReplicas bounds deploy.replicas: containers of one service on one
+// host, all started at once beside the old ones at every deploy.
+const maxReplicas = 32
+
 // validate collects every problem of env in c. Its error is an outage that
 // stopped it (the host's containers could not be listed).
 func validate(ctx context.Context, c *collector, env *Env, opts Options) error {
 	checkProjectResources(c, env.Project, opts.Policy)
-	checkLB(c, env, opts.LB)
 	mctx, cancel := context.WithTimeout(ctx, maxMountTime)
 	defer cancel()
 	mounts := &mountBudget{ctx: mctx, bytes: maxMountBytes, files: maxMountFiles}
-	var servers []string
 	for i := range env.Services {
-		s := &env.Services[i]
-		validateService(c, env, s, opts, mounts)
-		if s.Berth.Role == RoleServer {
-			servers = append(servers, s.Name)
-		}
+		validateService(c, env, &env.Services[i], opts, mounts)
 	}
-	hasServer := len(servers) > 0
-	if len(servers) > 1 {
-		c.service(servers[1], extKey+".role", fmt.Sprintf("a second server (after %s): berth switches one upstream per environment", servers[0]), "make the others workers, or give them an environment of their own")
-	}
-	if hasServer && env.LB == nil {
-		c.top(extKey+".lb", "servers need a load balancer to switch", "add x-berth: {lb: {type: nginx, upstream: NAME}}")
-	}
+	balancers(c, env, opts.LB)
 	for _, name := range slices.Sorted(maps.Keys(env.Jobs)) {
 		job := env.Jobs[name]
 		f := extKey + ".jobs." + name
@@ -57,6 +49,52 @@ func validate(ctx context.Context, c *collector, env *Env, opts Options) error {
 	return checkBindOverlap(ctx, c, mounts.binds, opts.HostBinds)
 }
 
+// balancers gives each server its balancer (its own x-berth.lb, else the
+// env's) and watch, and checks that each upstream or backend is switched
+// by one server only, then checks every balancer against the host
+// (checkLB).
+func balancers(c *collector, env *Env, o LBOptions) {
+	topUsed := false
+	byName := map[string]string{} // "nginx upstream NAME" → the server switching it
+	var servers []string
+	for i := range env.Services {
+		s := &env.Services[i]
+		if s.Berth.Role != RoleServer {
+			continue
+		}
+		servers = append(servers, s.Name)
+		if !s.Berth.watchSet {
+			s.Berth.Watch = env.Watch
+		}
+		lb := s.Berth.LB
+		if lb == nil {
+			if env.LB == nil {
+				c.service(s.Name, extKey+".lb", "a server needs a load balancer to switch", "add x-berth: {lb: {type: nginx, upstream: NAME}} to the server, or at the top level for an env's one server")
+				continue
+			}
+			lb, topUsed = env.LB, true
+			s.Berth.LB = lb
+		}
+		if lb.Name() == "" {
+			continue // reported when parsed
+		}
+		if other, dup := byName[lb.String()]; dup {
+			field := extKey + ".lb"
+			if lb == env.LB {
+				c.service(s.Name, field, fmt.Sprintf("%s uses the top-level x-berth.lb, %s, which server %s switches already", s.Name, lb, other), "give each server its own x-berth.lb: one upstream or backend per server")
+			} else {
+				c.service(s.Name, field, fmt.Sprintf("%s is switched by server %s already", lb, other), "one upstream or backend per server: give "+s.Name+" its own")
+			}
+			continue
+		}
+		byName[lb.String()] = s.Name
+	}
+	if env.LB != nil && !topUsed && len(servers) > 0 {
+		c.top(extKey+".lb", "no server uses it: each names its own x-berth.lb", "remove the top-level x-berth.lb")
+	}
+	checkLB(c, env, o)
+}
+
 func validateService(c *collector, env *Env, s *Service, opts Options, mounts *mountBudget) {
 	cfg := &s.Config
 	bad := func(field, msg, hint string) { c.service(s.Name, field, msg, hint) }
@@ -72,6 +110,30 @@ func validateService(c *collector, env *Env, s *Service, opts Options, mounts *m
 	for _, p := range cfg.Ports {
 		if p.Published != "" {
 			published = true
+		}
+	}
+	s.Berth.Replicas = 1
+	if cfg.Deploy != nil && cfg.Deploy.Replicas != nil {
+		n := *cfg.Deploy.Replicas
+		switch {
+		case s.Berth.Role == RoleMigrate || s.Berth.Role == RoleCLI:
+			if n != 1 {
+				bad("deploy.replicas", fmt.Sprintf("a %s service runs once per deploy", s.Berth.Role), "remove deploy.replicas")
+			}
+		case n < 1 || n > maxReplicas:
+			bad("deploy.replicas", fmt.Sprintf("%d replicas", n), fmt.Sprintf("from 1 to %d containers of a service on one host", maxReplicas))
+		case published && n > 1:
+			bad("deploy.replicas", fmt.Sprintf("%d replicas cannot all bind the fixed host port", n), "publish no fixed port (make it a server behind the load balancer), or run one replica")
+		default:
+			s.Berth.Replicas = n
+		}
+	}
+	if s.Berth.Role != RoleServer {
+		if s.Berth.LB != nil {
+			bad(extKey+".lb", "only servers are switched in a load balancer", "set x-berth.role: server, or remove x-berth.lb")
+		}
+		if s.Berth.watchSet {
+			bad(extKey+".watch", "only servers are watched after a switch", "set x-berth.role: server, or remove x-berth.watch")
 		}
 	}
 	switch s.Berth.Role {

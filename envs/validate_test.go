@@ -21,12 +21,12 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 		{
 			name:    "unknown x-berth key of a service",
 			compose: "services:\n  web:\n    image: " + img + "\n    x-berth: {role: server, port: 80, prot: 8080}\n" + lbBlock,
-			want:    []string{f + `:web:x-berth.prot: unknown key "prot" (known keys: role, port, secrets, secret_files, stop_first)`},
+			want:    []string{f + `:web:x-berth.prot: unknown key "prot" (known keys: role, port, secrets, secret_files, stop_first, lb, watch)`},
 		},
 		{
 			name:    "unknown top-level x-berth key",
 			compose: "services:\n  w: {image: " + img + "}\nx-berth: {require_digest: false}\n",
-			want:    []string{f + `::x-berth.require_digest: unknown key "require_digest" (known keys: require_digests, lb, jobs)`},
+			want:    []string{f + `::x-berth.require_digest: unknown key "require_digest" (known keys: require_digests, lb, watch, jobs)`},
 		},
 		{
 			name:    "tag without digest",
@@ -50,7 +50,7 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 		{
 			name:    "server without a load balancer",
 			compose: "services:\n  web:\n    image: " + img + "\n    x-berth: {role: server, port: 8080}\n",
-			want:    []string{f + `::x-berth.lb: servers need a load balancer to switch (add x-berth: {lb: {type: nginx, upstream: NAME}})`},
+			want:    []string{f + `:web:x-berth.lb: a server needs a load balancer to switch (add x-berth: {lb: {type: nginx, upstream: NAME}} to the server, or at the top level for an env's one server)`},
 		},
 		{
 			name:    "worker publishing a host port without stop_first",
@@ -106,8 +106,8 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 		},
 		{
 			name:    "deploy keys beyond resource limits",
-			compose: "services:\n  w:\n    image: " + img + "\n    deploy: {replicas: 2, resources: {limits: {memory: 64M}}}\n",
-			want:    []string{f + `:w:deploy.replicas: "deploy.replicas" is not supported by berth yet (berth runs one container per service on one host)`},
+			compose: "services:\n  w:\n    image: " + img + "\n    deploy: {replicas: 2, update_config: {parallelism: 1}, resources: {limits: {memory: 64M}}}\n",
+			want:    []string{f + `:w:deploy.update_config: "deploy.update_config" is not supported by berth yet (berth runs a service on one host: of deploy, it takes replicas and resources.limits)`},
 		},
 		{
 			name:    "top-level key berth does not support",

@@ -22,7 +22,14 @@ var (
 	secretPathRe  = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
 	secretFieldRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 	upstreamRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	backendRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
 )
+
+// ValidBackendName reports whether name may name an HAProxy backend: it
+// names the backend's file in the servers directory and goes into runtime
+// API commands, so it is held to letters, digits, '_', '.' and '-'
+// (lb.ValidBackendName is this rule).
+func ValidBackendName(name string) bool { return backendRe.MatchString(name) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
@@ -125,7 +132,7 @@ func asDuration(v any, field string, report func(field, msg, hint string)) time.
 	return d
 }
 
-var serviceKeys = []string{"role", "port", "secrets", "secret_files", "stop_first"}
+var serviceKeys = []string{"role", "port", "secrets", "secret_files", "stop_first", "lb", "watch"}
 
 // secretFileRe is a file name under /run/secrets.
 var secretFileRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
@@ -150,6 +157,12 @@ func parseServiceSpec(v any, report func(field, msg, hint string)) ServiceSpec {
 	}
 	if s, ok := m["stop_first"]; ok {
 		spec.StopFirst = asBool(s, extKey+".stop_first", report)
+	}
+	if lm, ok := asMap(m["lb"], extKey+".lb", report); ok {
+		spec.LB = parseLB(lm, report)
+	}
+	if w, ok := m["watch"]; ok {
+		spec.Watch, spec.watchSet = asWatch(w, extKey+".watch", report), true
 	}
 	spec.Secrets = secretRefs(m, "secrets", varNameRe, "a valid environment variable name", "letters, digits and _, not starting with a digit", report)
 	spec.SecretFiles = secretRefs(m, "secret_files", secretFileRe, "a valid file name", "letters, digits, '.', '_' and '-', no '/'", report)
@@ -207,13 +220,27 @@ func ParseSecretRef(s string) (SecretRef, error) {
 	return ref, nil
 }
 
-var topKeys = []string{"require_digests", "lb", "jobs"}
+var topKeys = []string{"require_digests", "lb", "watch", "jobs"}
 
 // topSpec is the decoded top-level x-berth block.
 type topSpec struct {
 	requireDigests bool
 	lb             *LBSpec
+	watch          time.Duration
 	jobs           map[string]JobSpec
+}
+
+// maxWatch bounds x-berth.watch: the old servers run beside the new ones
+// for that long, and the pass holds the env's next deploy meanwhile.
+const maxWatch = time.Hour
+
+func asWatch(v any, field string, report func(field, msg, hint string)) time.Duration {
+	d := asDuration(v, field, report)
+	if d > maxWatch {
+		report(field, fmt.Sprintf("%s is longer than berth watches a release (%s)", d, maxWatch), "watch for minutes: the env's next deploy waits for the watch to end")
+		return 0
+	}
+	return d
 }
 
 func parseTopSpec(v any, report func(field, msg, hint string)) topSpec {
@@ -229,6 +256,9 @@ func parseTopSpec(v any, report func(field, msg, hint string)) topSpec {
 	if lm, ok := asMap(m["lb"], extKey+".lb", report); ok {
 		spec.lb = parseLB(lm, report)
 	}
+	if w, ok := m["watch"]; ok {
+		spec.watch = asWatch(w, extKey+".watch", report)
+	}
 	if jm, ok := asMap(m["jobs"], extKey+".jobs", report); ok {
 		spec.jobs = map[string]JobSpec{}
 		for _, name := range slices.Sorted(maps.Keys(jm)) {
@@ -238,21 +268,32 @@ func parseTopSpec(v any, report func(field, msg, hint string)) topSpec {
 	return spec
 }
 
-var lbKeys = []string{"type", "upstream", "file"}
-
+// parseLB decodes an x-berth.lb block (top level or a server's): nginx
+// names an upstream, haproxy a backend.
 func parseLB(m map[string]any, report func(field, msg, hint string)) *LBSpec {
 	const f = extKey + ".lb"
-	fields(m, lbKeys, report, f)
 	lb := &LBSpec{}
 	if v, ok := m["type"]; ok {
 		lb.Type, _ = asString(v, f+".type", report)
 	}
 	switch lb.Type {
 	case "nginx":
+		fields(m, []string{"type", "upstream", "file"}, report, f)
+	case "haproxy":
+		fields(m, []string{"type", "backend"}, report, f)
+		if v, ok := m["backend"]; ok {
+			lb.Backend, _ = asString(v, f+".backend", report)
+		}
+		if !ValidBackendName(lb.Backend) {
+			report(f+".backend", fmt.Sprintf("%q is not a valid backend name", lb.Backend), "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters")
+		}
+		return lb
 	case "":
-		report(f+".type", "missing", `set type: nginx`)
+		report(f+".type", "missing", `set type: nginx (with upstream: NAME) or type: haproxy (with backend: NAME)`)
+		return lb
 	default:
-		report(f+".type", fmt.Sprintf("unsupported load balancer %q", lb.Type), "berth supports nginx")
+		report(f+".type", fmt.Sprintf("unsupported load balancer %q", lb.Type), "berth supports nginx and haproxy")
+		return lb
 	}
 	if v, ok := m["upstream"]; ok {
 		lb.Upstream, _ = asString(v, f+".upstream", report)

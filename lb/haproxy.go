@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"berth.dev/berth/envs"
 	"berth.dev/berth/internal/failure"
 )
 
@@ -48,19 +48,26 @@ type HAProxy struct {
 	// ReadyTimeout bounds the wait for HAProxy's checks to see a new
 	// server UP, when the backend checks its servers. Default 30 s.
 	ReadyTimeout time.Duration
-	Log          hclog.Logger
+	// Env, when set, is named in the backend's file as the env berth
+	// switches it for: the other envs of the host refuse the backend
+	// (HAProxyOwner).
+	Env string
+	Log hclog.Logger
 
 	mu sync.Mutex
+	// standby are the berth servers SwitchStandby took out of traffic and
+	// left in maintenance (name → address): a Switch back to them makes
+	// them ready at once, Retire deletes them.
+	standby map[string]string
 	// observe, when set (tests, benchmarks), hears each phase's duration.
 	observe func(phase string, d time.Duration)
 }
 
-var backendName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
-
 // ValidBackendName reports whether name may be used as a backend: it names
 // a file in ServersDir and goes into runtime API commands, so it is held
-// to letters, digits, '_', '.' and '-'.
-func ValidBackendName(name string) bool { return backendName.MatchString(name) }
+// to letters, digits, '_', '.' and '-' (the rule validation applies to a
+// repo's x-berth.lb.backend).
+func ValidBackendName(name string) bool { return envs.ValidBackendName(name) }
 
 func (h *HAProxy) check() (*runtimeAPI, error) {
 	if !ValidBackendName(h.Backend) {
@@ -143,6 +150,53 @@ func targetOf(backends []string) (target, error) {
 // made ready again) and the previous file restored. HAProxy refusing a
 // command or the file is a verdict; not reaching it is an outage.
 func (h *HAProxy) Switch(ctx context.Context, backends []string) error {
+	return h.switchTo(ctx, backends, false)
+}
+
+// SwitchStandby is Switch, except that the berth servers it takes out of
+// traffic are drained (their last session ended) and then left in
+// maintenance rather than deleted: a Switch back to them — a later
+// server's switch failing, the watch after the switch failing — makes them
+// ready at once, with no check to wait for (they were serving until now).
+// Retire deletes them once the new servers stay. A reload or restart of
+// HAProxy in between forgets them (the file holds the live servers only);
+// a Switch back then adds them again, as for any server.
+func (h *HAProxy) SwitchStandby(ctx context.Context, backends []string) error {
+	return h.switchTo(ctx, backends, true)
+}
+
+// Retire deletes the servers SwitchStandby left in maintenance.
+func (h *HAProxy) Retire(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.standby) == 0 {
+		return nil
+	}
+	api, err := h.check()
+	if err != nil {
+		return err
+	}
+	live, err := api.servers(ctx, h.Backend)
+	if err != nil {
+		return err
+	}
+	var gone []serverState
+	for _, s := range live {
+		if addr, ok := h.standby[s.Name]; ok && addr == s.Addr && !s.ready() {
+			gone = append(gone, s)
+		}
+	}
+	if err := h.drain(ctx, api, gone); err != nil {
+		return err
+	}
+	if err := h.remove(ctx, api, gone); err != nil {
+		return err
+	}
+	h.standby = nil
+	return nil
+}
+
+func (h *HAProxy) switchTo(ctx context.Context, backends []string, keepOld bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	api, err := h.check()
@@ -168,7 +222,7 @@ func (h *HAProxy) Switch(ctx context.Context, backends []string) error {
 			prev.addr[s.Name] = s.Addr
 		}
 	}
-	next := sec.render(want.names, want.addr)
+	next := sec.render(want.names, want.addr, h.Env)
 	fileChanged := !bytes.Equal(sec.raw, next)
 	runtimeSettled := settled(live, want)
 	if !fileChanged && runtimeSettled {
@@ -194,13 +248,13 @@ func (h *HAProxy) Switch(ctx context.Context, backends []string) error {
 	if runtimeSettled {
 		return restoreFile(fileOK())
 	}
-	if err := h.converge(ctx, api, sec, want, live, fileOK); err != nil {
+	if err := h.converge(ctx, api, sec, want, live, fileOK, keepOld); err != nil {
 		h.logger().Warn("haproxy switch failed, putting the previous servers back", "backend", h.Backend, "error", err)
 		fileOK() // never leave the check running
 		undo := context.WithoutCancel(ctx)
 		if now, lerr := api.servers(undo, h.Backend); lerr != nil {
 			err = fmt.Errorf("%w; putting the previous servers back also failed: %v", err, lerr)
-		} else if uerr := h.converge(undo, api, sec, prev, now, nil); uerr != nil {
+		} else if uerr := h.converge(undo, api, sec, prev, now, nil, false); uerr != nil {
 			err = fmt.Errorf("%w; putting the previous servers back also failed: %v", err, uerr)
 		}
 		return restoreFile(err)
@@ -268,11 +322,12 @@ func settled(live []serverState, want target) bool {
 }
 
 // converge takes the backend from live to want: add and ready what is
-// missing, then drain and remove the rest. Each step is safe to repeat.
+// missing, then drain and remove the rest (keepOld: drain and leave in
+// maintenance, as standby). Each step is safe to repeat.
 //
 // gate, when set, is waited for before the first server is made ready or
 // the first old one drained: the config check running meanwhile.
-func (h *HAProxy) converge(ctx context.Context, api *runtimeAPI, sec *section, want target, live []serverState, gate func() error) error {
+func (h *HAProxy) converge(ctx context.Context, api *runtimeAPI, sec *section, want target, live []serverState, gate func() error, keepOld bool) error {
 	if gate == nil {
 		gate = func() error { return nil }
 	}
@@ -321,10 +376,36 @@ func (h *HAProxy) converge(ctx context.Context, api *runtimeAPI, sec *section, w
 	}
 	h.phase("drain", time.Since(t))
 	t = time.Now()
+	if keepOld {
+		if err := h.park(ctx, api, gone); err != nil {
+			return err
+		}
+		h.phase("remove", time.Since(t))
+		return nil
+	}
 	if err := h.remove(ctx, api, gone); err != nil {
 		return err
 	}
+	for _, s := range gone {
+		delete(h.standby, s.Name)
+	}
 	h.phase("remove", time.Since(t))
+	return nil
+}
+
+// park puts drained servers in maintenance and remembers them as standby.
+func (h *HAProxy) park(ctx context.Context, api *runtimeAPI, servers []serverState) error {
+	for _, s := range servers {
+		if !s.maint() {
+			if err := api.exec(ctx, "set server "+h.srv(s.Name)+" state maint", ""); err != nil {
+				return err
+			}
+		}
+		if h.standby == nil {
+			h.standby = map[string]string{}
+		}
+		h.standby[s.Name] = s.Addr
+	}
 	return nil
 }
 

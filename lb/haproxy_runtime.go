@@ -25,6 +25,13 @@ type runtimeAPI struct {
 	timeout time.Duration
 }
 
+// CheckRuntimeAPI says whether spec is a runtime API address berth uses:
+// "unix:/absolute/path" or a loopback "host:port".
+func CheckRuntimeAPI(spec string) error {
+	_, err := parseRuntimeAPI(spec)
+	return err
+}
+
 // parseRuntimeAPI reads "unix:/run/haproxy/admin.sock" or a loopback
 // "host:port". A remote runtime API would hand the LB to the network, so
 // only loopback is accepted.

@@ -30,7 +30,9 @@ import (
 // of the section, and keeps every other line byte for byte.
 
 // sectionMarker precedes berth's server lines; it is dropped on reading and
-// written again, so it never accumulates.
+// written again, so it never accumulates. With the env berth switches the
+// backend for, it ends in " (env NAME)": how the other envs of the host
+// know the backend is taken (Owner).
 const sectionMarker = "    # berth: the live servers below are rewritten on every switch"
 
 // sectionKeywords open a section in HAProxy 2.6's config. berth's file may
@@ -54,6 +56,35 @@ type section struct {
 	serverOpts []string
 	// checked: serverOpts enable health checks.
 	checked bool
+	// env is the env the marker line names ("" when none).
+	env string
+}
+
+// markerEnv reads the env a marker line names.
+func markerEnv(line string) (string, bool) {
+	rest := strings.TrimPrefix(strings.TrimSpace(line), strings.TrimSpace(sectionMarker))
+	env, ok := strings.CutPrefix(strings.TrimSpace(rest), "(env ")
+	env, ok2 := strings.CutSuffix(env, ")")
+	return env, ok && ok2 && env != ""
+}
+
+// HAProxyOwner names the env whose live servers berth last wrote into
+// backend's file in serversDir ("" when none did, or the file is
+// unreadable): one backend belongs to one env of the host.
+func HAProxyOwner(serversDir, backend string) string {
+	if !ValidBackendName(backend) {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(serversDir, fileName(backend)))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if env, ok := markerEnv(line); ok && strings.HasPrefix(strings.TrimSpace(line), strings.TrimSpace(sectionMarker)) {
+			return env
+		}
+	}
+	return ""
 }
 
 // readSection reads and checks the backend's file. A missing file, or one
@@ -73,8 +104,10 @@ func readSection(path, backend string) (*section, error) {
 	for n, line := range strings.Split(string(raw), "\n") {
 		words := configWords(line)
 		if len(words) == 0 {
-			if strings.TrimSpace(line) != strings.TrimSpace(sectionMarker) {
+			if !strings.HasPrefix(strings.TrimSpace(line), strings.TrimSpace(sectionMarker)) {
 				s.kept = append(s.kept, line)
+			} else if env, ok := markerEnv(line); ok {
+				s.env = env
 			}
 			continue
 		}
@@ -117,15 +150,20 @@ func readSection(path, backend string) (*section, error) {
 }
 
 // render is the file with berth's server lines set to names (name →
-// "IP:PORT" in addr), sorted: the same servers make the same file.
-func (s *section) render(names []string, addr map[string]string) []byte {
+// "IP:PORT" in addr), sorted: the same servers make the same file. env,
+// when set, is named in the marker line.
+func (s *section) render(names []string, addr map[string]string, env string) []byte {
 	names = slices.Sorted(slices.Values(names))
 	var b bytes.Buffer
 	for _, l := range s.kept {
 		b.WriteString(l)
 		b.WriteByte('\n')
 	}
-	b.WriteString(sectionMarker + "\n")
+	b.WriteString(sectionMarker)
+	if env != "" {
+		b.WriteString(" (env " + env + ")")
+	}
+	b.WriteByte('\n')
 	for _, n := range names {
 		fmt.Fprintf(&b, "    server %s %s\n", n, addr[n])
 	}

@@ -104,7 +104,7 @@ func TestSection_RenderKeepsTheOperatorsLinesAndIsStable(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := map[string]string{"berth-8082": "127.0.0.1:8082", "berth-8081": "127.0.0.1:8081"}
-	first := s.render([]string{"berth-8082", "berth-8081"}, addr)
+	first := s.render([]string{"berth-8082", "berth-8081"}, addr, "")
 	want := op + sectionMarker + "\n    server berth-8081 127.0.0.1:8081\n    server berth-8082 127.0.0.1:8082\n"
 	if string(first) != want {
 		t.Fatalf("render:\n%s\nwant:\n%s", first, want)
@@ -118,10 +118,10 @@ func TestSection_RenderKeepsTheOperatorsLinesAndIsStable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again := s2.render([]string{"berth-8081", "berth-8082"}, addr); string(again) != string(first) {
+	if again := s2.render([]string{"berth-8081", "berth-8082"}, addr, ""); string(again) != string(first) {
 		t.Fatalf("second render differs:\n%s", again)
 	}
-	if none := s2.render(nil, nil); string(none) != op+sectionMarker+"\n" {
+	if none := s2.render(nil, nil, ""); string(none) != op+sectionMarker+"\n" {
 		t.Fatalf("render with no servers:\n%s", none)
 	}
 }

@@ -28,6 +28,18 @@ func (h *HAProxy) addReady(ctx context.Context, api *runtimeAPI, sec *section, w
 		if ok && s.ready() {
 			continue
 		}
+		if ok && h.standby[n] == s.Addr && s.Addr == want.addr[n] {
+			// Kept in maintenance by SwitchStandby: it was serving until
+			// then and its container still runs. Ready at once (HAProxy
+			// counts a server leaving maintenance UP until a check fails),
+			// without waiting for the config check of a file that lists
+			// it again: the old servers are going back, not new ones.
+			if err := api.exec(ctx, "set server "+h.srv(n)+" state ready", ""); err != nil {
+				return err
+			}
+			delete(h.standby, n)
+			continue
+		}
 		if !ok {
 			cmd := "add server " + h.srv(n) + " " + want.addr[n]
 			if len(sec.serverOpts) > 0 {

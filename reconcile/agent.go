@@ -236,7 +236,7 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 				rec.Actions = append(rec.Actions, act.String())
 			}
 		}
-		rec.Result, rec.Phase, rec.Phases, rec.Changed = ResultRunning, phase, res.Phases, res.Changed
+		rec.Result, rec.Phase, rec.Phases, rec.Changed, rec.WatchUntil = ResultRunning, phase, res.Phases, res.Changed, res.WatchUntil
 		if err := a.Journal.Write(rec); err != nil {
 			return stateDirError(a.StateDir, err) // nothing changed yet in this phase: rolled back, retried
 		}
@@ -250,7 +250,7 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 		}
 	}
 	a.progress(p, "plan")
-	res, err := d.Deploy(ctx, Input{Env: env, Revision: rev.Commit})
+	res, err := d.Deploy(ctx, Input{Env: env, Revision: rev.Commit, Live: p.live})
 	p.res = res
 	return err
 }

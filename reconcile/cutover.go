@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,57 +14,88 @@ import (
 	"berth.dev/berth/internal/failure"
 )
 
-// workers replaces workers one by one: start new, wait healthy, stop old
-// (stop old first for stop_first). Old containers are only stopped here and
+// workers replaces workers, service by service: start the new set
+// (every replica), wait until all are healthy, stop the old ones (stop the
+// old first for stop_first). Old containers are only stopped here and
 // removed at retire, so a later failure can start them again.
 func (p *deploy) workers(ctx context.Context) error {
-	for _, a := range p.res.Actions {
-		if a.Role != envs.RoleWorker || (a.Kind != Create && a.Kind != Replace) {
-			continue
-		}
+	// The servers' containers are created meanwhile.
+	p.createAhead(ctx, p.actions(envs.RoleServer), true)
+	for _, a := range p.actions(envs.RoleWorker) {
 		svc := p.in.Env.Service(a.Service)
-		if svc.Berth.StopFirst && a.Current != nil {
+		if svc.Berth.StopFirst {
 			if err := p.stopOld(ctx, a); err != nil {
 				return err
 			}
 		}
-		if _, err := p.start(ctx, a, false); err != nil {
+		set, err := p.created(ctx, a, false)
+		if err != nil {
 			return err
 		}
-		if !svc.Berth.StopFirst && a.Current != nil {
+		if err := p.launch(ctx, set); err != nil {
+			return err
+		}
+		if !svc.Berth.StopFirst {
 			if err := p.stopOld(ctx, a); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// actions are the plan's creations and replacements of role.
+func (p *deploy) actions(role envs.Role) []Action {
+	var out []Action
+	for _, a := range p.res.Actions {
+		if a.Role == role && (a.Kind == Create || a.Kind == Replace) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func (p *deploy) stopOld(ctx context.Context, a Action) error {
-	old := *a.Current
-	if err := p.Containers.Stop(ctx, old.ID, nil); err != nil {
-		return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
+	for _, old := range a.Current {
+		if err := p.Containers.Stop(ctx, old.ID, nil); err != nil {
+			return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
+		}
+		p.addUndo("start "+old.Name, func(ctx context.Context) error { return p.Containers.Start(ctx, old.ID) })
+		p.done("stop " + old.Name)
+		p.remove = append(p.remove, old)
 	}
-	p.undo = append(p.undo, undoStep{"start " + old.Name, func(ctx context.Context) error { return p.Containers.Start(ctx, old.ID) }})
-	p.done("stop " + old.Name)
-	p.remove = append(p.remove, old)
 	return nil
 }
 
-// servers starts each new server beside the old one, waits for its health
-// gate, then switches the load balancer. The old server is not touched
-// until the new one passed its gate and the switch is done.
+// cut is one server's switch: its new set, its balancer, and the servers
+// it switched away from (running until retire, or a switch back).
+type cut struct {
+	a        Action
+	set      *newSet
+	sw       Switcher
+	old      []string // the old servers' backends
+	switched time.Time
+	watch    time.Duration
+	before   *answerStats // the old servers' answers before the switch (HAProxy)
+}
+
+// servers starts every new server set beside the old ones and waits until
+// all of them passed their health gates; then it switches the balancers,
+// one server after the other. The old servers are not touched until every
+// new one passed its gate; a switch that fails puts back the switches
+// before it (rollback, in reverse), so the host stays on one revision.
 func (p *deploy) servers(ctx context.Context) error {
+	var cuts []*cut
 	for _, a := range p.res.Actions {
 		if a.Role != envs.RoleServer {
 			continue
 		}
-		port := strconv.Itoa(p.in.Env.Service(a.Service).Berth.Port) + "/tcp"
 		if a.Kind == Keep {
-			// An agent killed between a new server's health gate and the
-			// switch left the balancer on the old one: point it at the
-			// server being kept (a no-op when it already is).
-			if err := p.ensureBalancer(ctx, a, port); err != nil {
+			// An agent killed between the new servers' health gate and the
+			// switch (or during the watch) left the balancer on the old
+			// ones; a scale-down keeps fewer: point it at the servers
+			// being kept (a no-op when it already is).
+			if err := p.ensureBalancer(ctx, a); err != nil {
 				return err
 			}
 			continue
@@ -71,42 +103,79 @@ func (p *deploy) servers(ctx context.Context) error {
 		if a.Kind != Create && a.Kind != Replace {
 			continue
 		}
-		id, err := p.start(ctx, a, true)
+		set, err := p.created(ctx, a, true)
 		if err != nil {
 			return err
 		}
-		hostPort, err := p.Observer.HostPort(ctx, id, port)
-		if err != nil {
-			return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
-		}
-		if err := p.gateWithoutHealthcheck(ctx, a, id, hostPort); err != nil {
-			return err
-		}
-		sw, err := p.balancer(a)
-		if err != nil {
-			return err
-		}
-		var oldBackends []string
-		if a.Current != nil && a.Current.State == "running" {
-			if hp, err := p.Observer.HostPort(ctx, a.Current.ID, port); err == nil {
-				oldBackends = []string{"127.0.0.1:" + hp}
-			}
-		}
-		switchStart := time.Now()
-		if err := sw.Switch(ctx, []string{"127.0.0.1:" + hostPort}); err != nil {
-			// lb marks a configuration nginx rejects as a verdict; the
-			// rest (nginx down, no answer) is an outage.
-			return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
-		}
-		p.done(fmt.Sprintf("switch %s to 127.0.0.1:%s", a.Service, hostPort))
-		if oldBackends != nil {
-			p.undo = append(p.undo, undoStep{fmt.Sprintf("switch %s back to %s", a.Service, oldBackends[0]), func(ctx context.Context) error { return sw.Switch(ctx, oldBackends) }})
-		}
-		p.log.Info("load balancer switched", "service", a.Service, "backend", "127.0.0.1:"+hostPort, "took", time.Since(switchStart).Round(time.Millisecond))
-		if a.Current != nil {
-			p.remove = append(p.remove, *a.Current)
-		}
+		cuts = append(cuts, &cut{a: a, set: set, watch: p.in.Env.Service(a.Service).Berth.Watch})
 	}
+	// Every new server set starts and is gated at once.
+	errs := make([]error, len(cuts))
+	var wg sync.WaitGroup
+	for i, c := range cuts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = safely(p.log, "servers", func() error { return p.launch(ctx, c.set) })
+		}()
+	}
+	wg.Wait()
+	if err := firstError(errs); err != nil {
+		return err
+	}
+	for _, c := range cuts {
+		if err := p.switchTo(ctx, c); err != nil {
+			return err
+		}
+		p.cuts = append(p.cuts, c)
+	}
+	if !p.nothingToWatch() {
+		p.res.WatchUntil = p.watchUntil() // journaled before the watch begins
+	}
+	return nil
+}
+
+// switchTo points c's balancer at its new servers. A balancer that can keep
+// the old servers in standby (HAProxy: in maintenance) does so, so a switch
+// back is instant; the undo step switches back.
+func (p *deploy) switchTo(ctx context.Context, c *cut) error {
+	a := c.a
+	sw, err := p.balancer(a)
+	if err != nil {
+		return err
+	}
+	c.sw = sw
+	port := strconv.Itoa(p.in.Env.Service(a.Service).Berth.Port) + "/tcp"
+	if c.old, err = p.hostPorts(ctx, a.Current, port); err != nil {
+		return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
+	}
+	if len(c.old) == 0 {
+		c.watch = 0 // nothing to switch back to: a first deploy is not watched
+	}
+	if c.watch > 0 {
+		c.before = p.answers(ctx, sw, c.old)
+	}
+	next := c.set.backends()
+	start := time.Now()
+	if sb, ok := sw.(Standby); ok {
+		err = sb.SwitchStandby(ctx, next)
+	} else {
+		err = sw.Switch(ctx, next)
+	}
+	if err != nil {
+		// lb marks a configuration the balancer rejects, or a backend
+		// berth does not own, as a verdict; the rest (nginx or HAProxy
+		// down, no answer) is an outage.
+		return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
+	}
+	c.switched = time.Now()
+	p.done(fmt.Sprintf("switch %s to %s", a.Service, strings.Join(next, ",")))
+	if len(c.old) > 0 {
+		old := c.old
+		p.addUndo(fmt.Sprintf("switch %s back to %s", a.Service, strings.Join(old, ",")), func(ctx context.Context) error { return sw.Switch(ctx, old) })
+	}
+	p.log.Info("load balancer switched", "service", a.Service, "backend", strings.Join(next, ","), "took", time.Since(start).Round(time.Millisecond))
+	p.remove = append(p.remove, a.Current...)
 	return nil
 }
 
@@ -149,19 +218,33 @@ func (p *deploy) gateWithoutHealthcheck(ctx context.Context, a Action, id, hostP
 	}
 }
 
+// balancer is the switcher of a's server, one per server for the whole
+// deploy (a switch, its undo and the retire use the same one).
 func (p *deploy) balancer(a Action) (Switcher, error) {
+	if sw, ok := p.switchers[a.Service]; ok {
+		return sw, nil
+	}
 	var sw Switcher
 	if p.Switcher != nil {
-		sw = p.Switcher(p.in.Env)
+		// The Switcher is asked with the env whose LB is the server's.
+		env := *p.in.Env
+		if svc := p.in.Env.Service(a.Service); svc != nil && svc.Berth.LB != nil {
+			env.LB = svc.Berth.LB
+		}
+		if env.LB != nil {
+			sw = p.Switcher(&env)
+		}
 	}
 	if sw == nil {
 		return nil, failure.AsVerdict(fmt.Errorf("service %s: no load balancer configured", a.Service))
 	}
+	p.switchers[a.Service] = sw
 	return sw, nil
 }
 
-func (p *deploy) ensureBalancer(ctx context.Context, a Action, port string) error {
-	hp, err := p.Observer.HostPort(ctx, a.Current.ID, port)
+func (p *deploy) ensureBalancer(ctx context.Context, a Action) error {
+	port := strconv.Itoa(p.in.Env.Service(a.Service).Berth.Port) + "/tcp"
+	backends, err := p.hostPorts(ctx, a.Current, port)
 	if err != nil {
 		return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 	}
@@ -169,7 +252,7 @@ func (p *deploy) ensureBalancer(ctx context.Context, a Action, port string) erro
 	if err != nil {
 		return err
 	}
-	if err := sw.Switch(ctx, []string{"127.0.0.1:" + hp}); err != nil {
+	if err := sw.Switch(ctx, backends); err != nil {
 		return asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 	}
 	return nil
@@ -181,13 +264,21 @@ func (p *deploy) ensureBalancer(ctx context.Context, a Action, port string) erro
 func (p *deploy) retire(ctx context.Context) error {
 	for _, a := range p.res.Actions {
 		p.remove = append(p.remove, a.Stale...)
-		if a.Kind == Remove && a.Current != nil {
-			p.remove = append(p.remove, *a.Current)
+		if a.Kind == Remove {
+			p.remove = append(p.remove, a.Current...)
 		}
 	}
 	// From here on the revision is live: failures to clean up are logged,
 	// not rolled back.
 	p.undo = nil
+	// Old servers a balancer kept in standby leave it first.
+	for _, c := range p.cuts {
+		if sb, ok := c.sw.(Standby); ok {
+			if err := sb.Retire(ctx); err != nil {
+				p.log.Warn("retire the old servers from the balancer; the next pass removes them", "service", c.a.Service, "error", err)
+			}
+		}
+	}
 	// In parallel: each is already out of service, and a graceful stop
 	// takes as long as the slowest app's shutdown, not their sum.
 	var mu sync.Mutex

@@ -57,6 +57,9 @@ type Input struct {
 	SecretEnv map[string][]string
 	// SecretFiles holds each service's resolved secret files as name=value.
 	SecretFiles map[string][]string
+	// Live is the live revision: a replacement switches away from (and on
+	// failure back to) its containers.
+	Live string
 }
 
 // Phase is one timed step of a deploy.
@@ -82,6 +85,9 @@ type Result struct {
 	Phase string
 	// Class is what ended a failed deploy (Unclassed when it succeeded).
 	Class failure.Class
+	// WatchUntil is when the watch of the switched servers ends (zero
+	// without one), set when the watch begins.
+	WatchUntil time.Time
 }
 
 // deploy is the state of one pass.
@@ -92,7 +98,15 @@ type deploy struct {
 	res    *Result
 	undo   []undoStep
 	remove []engine.Managed // retired at the end, on success
-	mu     sync.Mutex       // guards in's maps and res.Done in parallel steps
+	mu     sync.Mutex       // guards in's maps, res.Done and undo in parallel steps
+	// ahead are new containers being created ahead of their phase, by
+	// service (replicas.go); aheadWG waits for them before a rollback.
+	ahead   map[string]chan aheadSet
+	aheadWG sync.WaitGroup
+	// switchers are the servers' balancers, one per server for the
+	// deploy; cuts the switches made, in order (for the watch and retire).
+	switchers map[string]Switcher
+	cuts      []*cut
 }
 
 // undoStep puts back one change; what names it in Result.Undone.
@@ -131,14 +145,19 @@ func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
 	steps := []struct {
 		name string
 		run  func(context.Context) error
+		skip func() bool
 	}{
-		{"prepare", p.prepare},
-		{"cli", p.cli},
-		{"workers", p.workers},
-		{"servers", p.servers},
-		{"retire", p.retire},
+		{"prepare", p.prepare, nil},
+		{"cli", p.cli, nil},
+		{"workers", p.workers, nil},
+		{"servers", p.servers, nil},
+		{"watch", p.watch, p.nothingToWatch},
+		{"retire", p.retire, nil},
 	}
 	for _, st := range steps {
+		if st.skip != nil && st.skip() {
+			continue
+		}
 		p.res.Phase, p.log = st.name, d.logger().With("env", in.Env.Name, "commit", short(in.Revision), "phase", st.name)
 		if d.BeforePhase != nil {
 			if err := d.BeforePhase(st.name, p.res); err != nil {
@@ -180,7 +199,7 @@ func (d *Deployer) plan(ctx context.Context, in Input) (p *deploy, actual []engi
 		}
 	}
 	in.Hashes = hashes
-	p = &deploy{Deployer: d, in: in, res: &Result{}}
+	p = &deploy{Deployer: d, in: in, res: &Result{}, ahead: map[string]chan aheadSet{}, switchers: map[string]Switcher{}}
 	p.log = d.logger().With("env", in.Env.Name, "commit", short(in.Revision), "phase", "prepare")
 	p.res.Phase = "prepare" // secrets are prepared before the plan
 	if err := p.step(ctx, "prepare", p.resolveSecrets); err != nil {
@@ -191,7 +210,7 @@ func (d *Deployer) plan(ctx context.Context, in Input) (p *deploy, actual []engi
 	if err != nil {
 		return p, nil, asOutage(fmt.Errorf("plan: %w", err))
 	}
-	p.res.Actions = Plan(in.Env, in.Hashes, actual)
+	p.res.Actions = plan(in.Env, in.Hashes, actual, in.Live)
 	p.res.Changed = Changes(p.res.Actions)
 	return p, actual, nil
 }
@@ -238,57 +257,6 @@ func (p *deploy) request(a Action, slot int, oneOff, publish bool) (*engine.Requ
 		ConfigHash: p.in.Hashes[a.Service], Slot: slot, OneOff: oneOff,
 		SecretEnv: p.in.SecretEnv[a.Service], SecretFiles: p.in.SecretFiles[a.Service], PublishLoopback: publish,
 	})
-}
-
-// nextSlot is one above every slot the service's containers use.
-func nextSlot(a Action) int {
-	slot := 0
-	if a.Current != nil {
-		slot = a.Current.Slot
-	}
-	for _, m := range a.Stale {
-		slot = max(slot, m.Slot)
-	}
-	return slot + 1
-}
-
-// start creates and starts a new container for a and waits for its health.
-// The container is removed on rollback.
-func (p *deploy) start(ctx context.Context, a Action, publish bool) (string, error) {
-	req, err := p.request(a, nextSlot(a), false, publish)
-	if err != nil {
-		return "", err
-	}
-	id, err := p.Containers.Create(ctx, req)
-	if err != nil {
-		return "", asOutage(fmt.Errorf("service %s: %w", a.Service, err))
-	}
-	p.undo = append(p.undo, undoStep{"remove " + req.Name, func(ctx context.Context) error { return p.Containers.Remove(ctx, id) }})
-	p.done("create " + req.Name)
-	if err := p.Containers.Start(ctx, id); err != nil {
-		return "", asOutage(fmt.Errorf("service %s: %w", a.Service, err))
-	}
-	timeout := p.HealthTimeout
-	if timeout <= 0 {
-		timeout = 60 * time.Second
-	}
-	if hc := p.in.Env.Service(a.Service).Config.HealthCheck; hc != nil && hc.StartPeriod != nil {
-		timeout += time.Duration(*hc.StartPeriod)
-	}
-	settle := p.Settle
-	if settle <= 0 {
-		settle = 5 * time.Second
-	}
-	p.log.Info("container started", "service", a.Service, "container", req.Name)
-	started := time.Now()
-	if err := p.Observer.WaitHealthy(ctx, id, timeout, settle); err != nil {
-		// Docker not answering is an outage; a container that exits or
-		// never reports healthy is the revision's.
-		return "", asVerdict(fmt.Errorf("service %s: %w", a.Service, err))
-	}
-	p.log.Info("container healthy", "service", a.Service, "container", req.Name, "waited", time.Since(started).Round(time.Millisecond))
-	p.progressed()
-	return id, nil
 }
 
 func short(h string) string {

@@ -8,11 +8,13 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/lb"
 	"berth.dev/berth/migrate"
 )
 
 // The small interfaces a pass needs. *engine.Engine satisfies the first
-// three, *migrate.Runner OneShots, *lb.Nginx Switcher; tests use fakes.
+// three, *migrate.Runner OneShots, *lb.Nginx and *lb.HAProxy Switcher;
+// tests use fakes.
 //
 // Errors they return may carry a class (internal/failure): a verdict on
 // the revision or an outage. What an unmarked error means is decided in
@@ -60,6 +62,24 @@ type OneShots interface {
 // Switcher points the load balancer at backends ("127.0.0.1:PORT").
 type Switcher interface {
 	Switch(ctx context.Context, backends []string) error
+}
+
+// Standby is a Switcher that can keep the servers it switches away from
+// out of traffic but ready (HAProxy: drained, then in maintenance rather
+// than deleted), so that a Switch back to them — a later server's switch
+// failing, the watch failing — is instant. Retire removes them once the
+// revision is live. *lb.HAProxy is one.
+type Standby interface {
+	Switcher
+	SwitchStandby(ctx context.Context, backends []string) error
+	Retire(ctx context.Context) error
+}
+
+// Answers is a balancer that counts each server's answers (HAProxy's show
+// stat), so the watch can tell a release that starts failing requests.
+// *lb.HAProxy is one.
+type Answers interface {
+	ServerStats(ctx context.Context) ([]lb.ServerStat, error)
 }
 
 // Pruner removes images no longer wanted; images in use stay.

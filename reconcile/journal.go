@@ -79,6 +79,9 @@ type Record struct {
 	// LastPass is when the latest of them ended.
 	Passes   int       `json:"passes,omitempty"`
 	LastPass time.Time `json:"last_pass,omitzero"`
+	// WatchUntil is when the watch of the deploy's switched servers ends
+	// (x-berth.watch), once the deploy reached it.
+	WatchUntil time.Time `json:"watch_until,omitzero"`
 }
 
 // Count is how many passes the record stands for.

@@ -87,7 +87,7 @@ func (a *Agent) finish(ctx context.Context, p *pass, err error, panicked any) (r
 	rec := p.newRecord(a)
 	rec.Finished, rec.LastPass = now, now
 	if res := p.res; res != nil {
-		rec.Changed, rec.Phases, rec.OneShots, rec.Done, rec.Undone = res.Changed, res.Phases, res.OneShots, res.Done, res.Undone
+		rec.Changed, rec.Phases, rec.OneShots, rec.Done, rec.Undone, rec.WatchUntil = res.Changed, res.Phases, res.OneShots, res.Done, res.Undone, res.WatchUntil
 		if rec.Actions == nil {
 			for _, act := range res.Actions {
 				rec.Actions = append(rec.Actions, act.String())

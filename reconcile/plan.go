@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"berth.dev/berth/engine"
@@ -25,13 +27,17 @@ type Action struct {
 	Role    envs.Role
 	Kind    Kind
 	Reason  string
-	// Current is the running container being kept, replaced or removed.
-	Current *engine.Managed
+	// Current are the service's containers being kept (one per replica,
+	// oldest slot first), or the running ones a replacement switches away
+	// from and retires, or those being removed.
+	Current []engine.Managed
 	// Stale are further containers of the service to remove (leftovers
 	// of an interrupted cutover, dead duplicates).
 	Stale []engine.Managed
 	// Hash is the service's desired config hash (secret digests mixed in).
 	Hash string
+	// Replicas is how many containers the service runs (1 or more).
+	Replicas int
 }
 
 func (a Action) String() string {
@@ -46,6 +52,14 @@ func (a Action) String() string {
 // One-shot services run whenever anything else changes; with no change,
 // nothing runs. Containers of services no longer in the config are removed.
 func Plan(env *envs.Env, hashes map[string]string, actual []engine.Managed) []Action {
+	return plan(env, hashes, actual, "")
+}
+
+// plan is Plan knowing the live revision: a replacement switches away from
+// (and, on failure, back to) the live revision's running containers when
+// there are any, never to containers of a revision that never went live
+// (an interrupted deploy's, which are stale).
+func plan(env *envs.Env, hashes map[string]string, actual []engine.Managed, live string) []Action {
 	byService := map[string][]engine.Managed{}
 	for _, m := range actual {
 		if !m.OneOff {
@@ -58,35 +72,18 @@ func Plan(env *envs.Env, hashes map[string]string, actual []engine.Managed) []Ac
 		if s.Berth.Role == envs.RoleMigrate || s.Berth.Role == envs.RoleCLI {
 			continue
 		}
-		a := Action{Service: s.Name, Role: s.Berth.Role, Hash: hashes[s.Name]}
-		cur, stale := pickCurrent(byService[s.Name], a.Hash)
-		a.Current, a.Stale = cur, stale
-		switch {
-		case cur == nil:
-			a.Kind, a.Reason = Create, "no container"
-		case cur.ConfigHash != a.Hash:
-			a.Kind, a.Reason = Replace, why(cur, s, a.Hash)
-		case cur.State != "running":
-			a.Kind, a.Reason = Replace, "container "+cur.State
-		case cur.Health == "unhealthy" || cur.Health == "starting":
-			// Never passed its health gate (an agent killed mid-cutover)
-			// or failed it since: not a container to keep.
-			a.Kind, a.Reason = Replace, "container "+cur.Health
-		default:
-			a.Kind = Keep
-			if len(stale) > 0 {
-				a.Reason = fmt.Sprintf("remove %d stale container(s)", len(stale))
-			}
-		}
-		if a.Kind != Keep || len(stale) > 0 {
+		a := Action{Service: s.Name, Role: s.Berth.Role, Hash: hashes[s.Name], Replicas: max(s.Berth.Replicas, 1)}
+		planService(&a, s, byService[s.Name], live)
+		if a.Kind != Keep || len(a.Stale) > 0 {
 			changed = true
 		}
 		actions = append(actions, a)
 		delete(byService, s.Name)
 	}
-	for name, ms := range byService {
+	for _, name := range slices.Sorted(maps.Keys(byService)) {
+		ms := byService[name]
 		changed = true
-		actions = append(actions, Action{Service: name, Role: envs.Role(ms[0].Role), Kind: Remove, Reason: "no longer in the config", Current: &ms[len(ms)-1], Stale: ms[:len(ms)-1]})
+		actions = append(actions, Action{Service: name, Role: envs.Role(ms[0].Role), Kind: Remove, Reason: "no longer in the config", Current: ms})
 	}
 	if !changed {
 		return actions
@@ -94,10 +91,84 @@ func Plan(env *envs.Env, hashes map[string]string, actual []engine.Managed) []Ac
 	var oneShots []Action
 	for _, s := range env.Services {
 		if s.Berth.Role == envs.RoleMigrate || s.Berth.Role == envs.RoleCLI {
-			oneShots = append(oneShots, Action{Service: s.Name, Role: s.Berth.Role, Kind: Run, Hash: hashes[s.Name], Reason: "runs with every deploy that changes something"})
+			oneShots = append(oneShots, Action{Service: s.Name, Role: s.Berth.Role, Kind: Run, Hash: hashes[s.Name], Replicas: 1, Reason: "runs with every deploy that changes something"})
 		}
 	}
 	return append(oneShots, actions...)
+}
+
+// planService decides one service. Its containers are kept when at least
+// Replicas of them run the desired config and passed their health gate
+// (running, healthy or without a HEALTHCHECK): the newest Replicas of them
+// stay, the rest are stale. Otherwise a whole new set replaces the running
+// ones: a container that is not running, or whose health is starting or
+// unhealthy, never passed its gate (an agent killed mid-cutover) or failed
+// it since, and is not one to keep.
+func planService(a *Action, s envs.Service, ms []engine.Managed, live string) {
+	var good []engine.Managed
+	for _, m := range ms {
+		if m.State == "running" && m.ConfigHash == a.Hash && (m.Health == "healthy" || m.Health == "") {
+			good = append(good, m)
+		}
+	}
+	if len(good) >= a.Replicas {
+		a.Kind = Keep
+		a.Current = good[len(good)-a.Replicas:]
+		a.Stale = others(ms, a.Current)
+		if len(a.Stale) > 0 {
+			a.Reason = fmt.Sprintf("remove %d stale container(s)", len(a.Stale))
+		}
+		return
+	}
+	if len(ms) == 0 {
+		a.Kind, a.Reason = Create, "no container"
+		return
+	}
+	a.Kind = Replace
+	// The containers the replacement switches away from: running ones that
+	// passed their gate, the live revision's if any are.
+	var serving, ofLive []engine.Managed
+	for _, m := range ms {
+		if m.State == "running" && m.Health != "unhealthy" && m.Health != "starting" {
+			serving = append(serving, m)
+			if live != "" && m.Revision == live {
+				ofLive = append(ofLive, m)
+			}
+		}
+	}
+	if len(ofLive) > 0 {
+		serving = ofLive
+	}
+	a.Current, a.Stale = serving, others(ms, serving)
+	// The reason, from the newest running container (else the newest).
+	ref := ms[len(ms)-1]
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].State == "running" {
+			ref = ms[i]
+			break
+		}
+	}
+	switch {
+	case ref.ConfigHash != a.Hash:
+		a.Reason = why(&ref, s, a.Hash)
+	case ref.State != "running":
+		a.Reason = "container " + ref.State
+	case ref.Health == "unhealthy" || ref.Health == "starting":
+		a.Reason = "container " + ref.Health
+	default:
+		a.Reason = fmt.Sprintf("%d of %d replicas running", len(good), a.Replicas)
+	}
+}
+
+// others are the containers of ms not in keep.
+func others(ms, keep []engine.Managed) []engine.Managed {
+	var out []engine.Managed
+	for _, m := range ms {
+		if !slices.ContainsFunc(keep, func(k engine.Managed) bool { return k.ID == m.ID }) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Changes reports whether a plan does anything.
@@ -108,38 +179,6 @@ func Changes(actions []Action) bool {
 		}
 	}
 	return false
-}
-
-// pickCurrent chooses the container a service runs on: the healthy (or
-// health-less) running one with the desired hash if any, else the newest
-// running one, else the newest. The others are stale.
-func pickCurrent(ms []engine.Managed, hash string) (*engine.Managed, []engine.Managed) {
-	if len(ms) == 0 {
-		return nil, nil
-	}
-	best := -1
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].State == "running" && ms[i].ConfigHash == hash && (ms[i].Health == "healthy" || ms[i].Health == "") {
-			best = i
-			break
-		}
-	}
-	for i := len(ms) - 1; best < 0 && i >= 0; i-- {
-		if ms[i].State == "running" {
-			best = i
-		}
-	}
-	if best < 0 {
-		best = len(ms) - 1
-	}
-	cur := ms[best]
-	var stale []engine.Managed
-	for i, m := range ms {
-		if i != best {
-			stale = append(stale, m)
-		}
-	}
-	return &cur, stale
 }
 
 // why explains a replacement: the image digest when it changed, else the

@@ -141,6 +141,8 @@ func (p *deploy) prepare(ctx context.Context) error {
 // cli runs migrate then cli services from the new images; a failure
 // aborts the deploy with nothing else changed.
 func (p *deploy) cli(ctx context.Context) error {
+	// The workers' containers are created meanwhile.
+	p.createAhead(ctx, p.actions(envs.RoleWorker), false)
 	var jobs []migrate.Job
 	for _, a := range p.res.Actions {
 		if a.Kind != Run {

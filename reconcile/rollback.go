@@ -11,6 +11,14 @@ import (
 func (p *deploy) rollback() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// Containers being created ahead of their phase are waited for, so
+	// that their removal is part of the undo.
+	p.aheadWG.Wait()
+	for svc, ch := range p.ahead {
+		if r := <-ch; r.set != nil {
+			p.log.Debug("containers created ahead are removed", "service", svc, "containers", r.set.names)
+		}
+	}
 	for i := len(p.undo) - 1; i >= 0; i-- {
 		u := p.undo[i]
 		err := func() (err error) {

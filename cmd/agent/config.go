@@ -15,6 +15,7 @@ import (
 	"berth.dev/berth/api"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
+	"berth.dev/berth/lb"
 	"berth.dev/berth/notify"
 	"berth.dev/berth/secrets"
 )
@@ -75,6 +76,27 @@ type Config struct {
 		Probe   string   `yaml:"probe_url"`
 		Drain   Duration `yaml:"drain_timeout"`
 	} `yaml:"nginx"`
+	// HAProxy is where berth switches the backends of servers whose
+	// x-berth.lb says type: haproxy.
+	HAProxy HAProxyConfig `yaml:"haproxy"`
+}
+
+// HAProxyConfig is the host's HAProxy (docs/operations.md, HAProxy).
+type HAProxyConfig struct {
+	// RuntimeAPI is "unix:/run/haproxy/admin.sock" or a loopback
+	// host:port: a stats socket with level admin.
+	RuntimeAPI string `yaml:"runtime_api"`
+	// ServersDir holds each backend's section file, BACKEND.cfg, which
+	// HAProxy loads (-f DIR) and berth rewrites.
+	ServersDir string `yaml:"servers_dir"`
+	// Command runs HAProxy's config check ("-c" is appended); default
+	// haproxy -f /etc/haproxy/haproxy.cfg -f SERVERS_DIR.
+	Command []string `yaml:"command"`
+	// DrainTimeout bounds the wait for an old server's last session.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// ReadyTimeout bounds the wait for HAProxy's checks to see a new
+	// server UP.
+	ReadyTimeout Duration `yaml:"ready_timeout"`
 }
 
 // VaultConfig is the agent's Vault: where, how to log in, and how often a
@@ -145,6 +167,10 @@ func defaults() Config {
 	c.Nginx.Command = []string{"nginx"}
 	c.Nginx.PidFile = "/run/nginx.pid"
 	c.Nginx.Drain.Duration = 60 * time.Second
+	c.HAProxy.RuntimeAPI = "unix:/run/haproxy/admin.sock"
+	c.HAProxy.ServersDir = "/etc/haproxy/berth.d"
+	c.HAProxy.DrainTimeout.Duration = 60 * time.Second
+	c.HAProxy.ReadyTimeout.Duration = 30 * time.Second
 	return c
 }
 
@@ -303,6 +329,15 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Nginx.Command) == 0 {
 		bad("nginx.command", "at least the nginx binary")
+	}
+	if err := lb.CheckRuntimeAPI(c.HAProxy.RuntimeAPI); err != nil {
+		bad("haproxy.runtime_api", "%v", err)
+	}
+	if !filepath.IsAbs(c.HAProxy.ServersDir) {
+		bad("haproxy.servers_dir", "%q must be an absolute path", c.HAProxy.ServersDir)
+	}
+	if len(c.HAProxy.Command) == 0 {
+		c.HAProxy.Command = []string{"haproxy", "-f", "/etc/haproxy/haproxy.cfg", "-f", c.HAProxy.ServersDir}
 	}
 	return errors.Join(errs...)
 }

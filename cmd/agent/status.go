@@ -197,7 +197,7 @@ type lastJSON struct {
 
 // deployPhases are the steps of a deploy that changes the host: STATUS=
 // shows them, not the list/fetch/plan of every idle poll.
-var deployPhases = []string{"prepare", "cli", "workers", "servers", "retire"}
+var deployPhases = []string{"prepare", "cli", "workers", "servers", "watch", "retire"}
 
 // progress notes a pass entering a step and says whether STATUS= changes.
 func (l *liveStatus) progress(p reconcile.Progress) bool {

@@ -61,7 +61,8 @@ func newSource(cfg *Config, dir string, log hclog.Logger) (*gitsource.Source, er
 
 func loadOptions(cfg *Config, env string) envs.Options {
 	o := envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: cfg.Vault == nil,
-		LB: envs.LBOptions{ConfDir: cfg.Nginx.ConfDir, Owner: upstreamOwner(cfg.Nginx.ConfDir, env)}}
+		LB: envs.LBOptions{ConfDir: cfg.Nginx.ConfDir, Owner: upstreamOwner(cfg.Nginx.ConfDir, env),
+			BackendOwner: func(backend string) string { return lb.HAProxyOwner(cfg.HAProxy.ServersDir, backend) }}}
 	if cfg.Vault != nil {
 		o.SecretPaths = cfg.Vault.AllowedPaths
 	}
@@ -158,16 +159,28 @@ func newDeployer(cfg *Config, env string, eng *engine.Engine, sec reconcile.Secr
 		Images:  eng, Containers: eng, Observer: eng,
 		OneShots: &migrate.Runner{Engine: eng, Ledger: filepath.Join(cfg.envDir(env), "migrations.json"), Timeout: cfg.Deploy.MigrationTimeout.Duration,
 			Grace: migrationGrace, Log: log},
-		Switcher: func(env *envs.Env) reconcile.Switcher {
-			if env.LB == nil {
-				return nil
-			}
-			return &lb.Nginx{Upstream: env.LB.Upstream, File: env.LB.File, Command: cfg.Nginx.Command, PidFile: cfg.Nginx.PidFile,
-				ProbeURL: cfg.Nginx.Probe, Drain: cfg.Nginx.Drain.Duration, Log: log.Named("lb")}
-		},
+		// Asked once per server and deploy, with env.LB the server's own.
+		Switcher: func(env *envs.Env) reconcile.Switcher { return newSwitcher(cfg, env.Name, env.LB, log) },
 		Log:           log.Named("reconcile"),
 		HealthTimeout: cfg.Deploy.HealthTimeout.Duration,
 		Settle:        cfg.Deploy.Settle.Duration,
 		Pulls:         cfg.Deploy.Pulls,
 	}
+}
+
+// newSwitcher is the balancer of one server: by its x-berth.lb type.
+func newSwitcher(cfg *Config, env string, spec *envs.LBSpec, log hclog.Logger) reconcile.Switcher {
+	if spec == nil {
+		return nil
+	}
+	switch spec.Type {
+	case "haproxy":
+		h := cfg.HAProxy
+		return &lb.HAProxy{Backend: spec.Backend, Env: env, RuntimeAPI: h.RuntimeAPI, ServersDir: h.ServersDir, Command: h.Command,
+			DrainTimeout: h.DrainTimeout.Duration, ReadyTimeout: h.ReadyTimeout.Duration, Log: log.Named("lb")}
+	case "nginx":
+		return &lb.Nginx{Upstream: spec.Upstream, File: spec.File, Command: cfg.Nginx.Command, PidFile: cfg.Nginx.PidFile,
+			ProbeURL: cfg.Nginx.Probe, Drain: cfg.Nginx.Drain.Duration, Log: log.Named("lb")}
+	}
+	return nil
 }

@@ -234,3 +234,23 @@ func haproxyCommand(socket, cmd string) (string, error) {
 	b, err := io.ReadAll(c)
 	return string(b), err
 }
+
+// AddBackend adds another backend to an HAProxy not started yet: its
+// section file (HAProxyBackend) in ServersDir, and a frontend of its own on
+// a reserved loopback port. It returns that frontend's base URL.
+func (h *HAProxy) AddBackend(t testing.TB, name string) string {
+	t.Helper()
+	port := FreePort(t)
+	f, err := os.OpenFile(h.Config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "\nfrontend www-%s\n    bind 127.0.0.1:%d\n    default_backend %s\n", name, port, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.ServersDir, name+".cfg"), []byte(HAProxyBackend(name)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}

@@ -11,6 +11,11 @@
 //	APP_PORT           port to serve on (default 8080)
 //	APP_VERSION        reported by GET / and GET /version (set in the image)
 //	APP_HEALTHY_AFTER  duration; /healthz fails until this long after start
+//	APP_UNHEALTHY_AFTER duration; /healthz fails from this long after start
+//	                   on (the app still serves /: a release that degrades
+//	                   after its cutover)
+//	APP_FAIL_AFTER     duration; / answers 500 from this long after start
+//	                   on (a release whose answers start failing)
 //	APP_EXIT_CODE      exit code for mode exit and crash (default 0 / 3)
 //	APP_SLEEP          duration to sleep before exiting in mode exit
 //	APP_MARKER         a line printed on start, for log assertions
@@ -172,11 +177,12 @@ func run() int {
 func serve(version string, neverHealthy bool) int {
 	start := time.Now()
 	healthyAfter := duration("APP_HEALTHY_AFTER")
+	unhealthyAfter, failAfter := duration("APP_UNHEALTHY_AFTER"), duration("APP_FAIL_AFTER")
 	host, _ := os.Hostname()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if neverHealthy || time.Since(start) < healthyAfter {
+		if neverHealthy || time.Since(start) < healthyAfter || unhealthyAfter > 0 && time.Since(start) >= unhealthyAfter {
 			http.Error(w, "not healthy", http.StatusServiceUnavailable)
 			return
 		}
@@ -186,6 +192,10 @@ func serve(version string, neverHealthy bool) int {
 		fmt.Fprintln(w, version)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if failAfter > 0 && time.Since(start) >= failAfter {
+			http.Error(w, "version="+version+" failing", http.StatusInternalServerError)
+			return
+		}
 		fmt.Fprintf(w, "version=%s host=%s\n", version, host)
 	})
 	srv := &http.Server{Addr: ":" + port(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
