@@ -160,7 +160,7 @@ func newDeployer(cfg *Config, env string, eng *engine.Engine, sec reconcile.Secr
 		OneShots: &migrate.Runner{Engine: eng, Ledger: filepath.Join(cfg.envDir(env), "migrations.json"), Timeout: cfg.Deploy.MigrationTimeout.Duration,
 			Grace: migrationGrace, Log: log},
 		// Asked once per server and deploy, with env.LB the server's own.
-		Switcher: func(env *envs.Env) reconcile.Switcher { return newSwitcher(cfg, env.Name, env.LB, log) },
+		Switcher:      func(env *envs.Env) reconcile.Switcher { return newSwitcher(cfg, env.Name, env.LB, log) },
 		Log:           log.Named("reconcile"),
 		HealthTimeout: cfg.Deploy.HealthTimeout.Duration,
 		Settle:        cfg.Deploy.Settle.Duration,
