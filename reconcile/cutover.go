@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/internal/failure"
 )
@@ -103,6 +105,14 @@ func (p *deploy) servers(ctx context.Context) error {
 		if a.Kind != Create && a.Kind != Replace {
 			continue
 		}
+		if len(a.Current) > 0 && switchedAway(a) {
+			// An interrupted deploy switched to containers that have
+			// failed since (killed in its watch, say): the old ones take
+			// the traffic back before anything new starts.
+			if err := p.ensureBalancer(ctx, a); err != nil {
+				return err
+			}
+		}
 		set, err := p.created(ctx, a, true)
 		if err != nil {
 			return err
@@ -133,6 +143,15 @@ func (p *deploy) servers(ctx context.Context) error {
 		p.res.WatchUntil = p.watchUntil() // journaled before the watch begins
 	}
 	return nil
+}
+
+// switchedAway says whether a's balancer may point at containers other
+// than its Current: running containers of the desired config that failed
+// their health since (an interrupted deploy switched to them).
+func switchedAway(a Action) bool {
+	return slices.ContainsFunc(a.Stale, func(m engine.Managed) bool {
+		return m.State == "running" && m.ConfigHash == a.Hash && m.Health == "unhealthy"
+	})
 }
 
 // switchTo points c's balancer at its new servers. A balancer that can keep
