@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -22,9 +24,42 @@ import (
 //
 //	go test -run '^$' -bench MergeToLive -benchtime 10x ./e2e
 func BenchmarkMergeToLive(b *testing.B) {
+	for _, lbType := range []string{"nginx", "haproxy"} {
+		b.Run(lbType, func(b *testing.B) { benchMergeToLive(b, lbType) })
+	}
+}
+
+func benchMergeToLive(b *testing.B, lbType string) {
 	w := newWorld(b)
 	cfg, _ := os.ReadFile(w.config)
-	os.WriteFile(w.config, []byte(strings.Replace(string(cfg), "poll_interval: 1s", "poll_interval: 1h", 1)), 0o600)
+	cfgText := strings.Replace(string(cfg), "poll_interval: 1s", "poll_interval: 1h", 1)
+	commit := func(msg string, img testenv.AppImage) string { return w.commit(msg, img, "serve") }
+	serving := w.serving
+	if lbType == "haproxy" {
+		hp := testenv.StartHAProxy(b, "web")
+		hpCmd, _ := json.Marshal(append([]string{"haproxy"}, hp.Args()...))
+		cfgText += fmt.Sprintf("haproxy:\n  runtime_api: %s\n  servers_dir: %s\n  command: %s\n", hp.RuntimeAPI(), hp.ServersDir, hpCmd)
+		commit = func(msg string, img testenv.AppImage) string {
+			compose := fmt.Sprintf(`services:
+  migrate:
+    image: %[1]s
+    environment: {APP_MODE: exit}
+    x-berth: {role: migrate}
+  worker:
+    image: %[1]s
+    environment: {APP_PORT: "9000"}
+  web:
+    image: %[1]s
+    x-berth: {role: server, port: 8080, lb: {type: haproxy, backend: web}}
+`, img.Ref())
+			return w.repo.CommitFiles(w.t, msg, map[string]string{"envs/" + w.env + "/compose.yaml": compose})
+		}
+		serving = func() string {
+			v, _, _ := strings.Cut(answer(hp.URL()+"/"), " ")
+			return v
+		}
+	}
+	os.WriteFile(w.config, []byte(cfgText), 0o600)
 	imgs := []testenv.AppImage{
 		testenv.PushApp(b, w.reg, testenv.ImageSpec{Version: "v1"}),
 		testenv.PushApp(b, w.reg, testenv.ImageSpec{Version: "v2"}),
@@ -36,45 +71,65 @@ func BenchmarkMergeToLive(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	first := w.commit("v1", imgs[0], "serve")
+	first := commit("v1", imgs[0])
 	d := w.start()
 	d.waitFor(b, "deployed", first[:12])
 	body := `{"ref":"refs/heads/main"}`
-	var total, deploy, detect []time.Duration
+	var total, deploy, detect, own []time.Duration
+	steps := map[string][]time.Duration{}
 	i := 1
 	for b.Loop() {
 		img := imgs[i%2]
 		want := img.Version
 		i++
-		commit := w.commit("release "+want, img, "serve")
+		c := commit(fmt.Sprintf("release %s (%d)", want, i), img)
 		merged := time.Now() // pushed: the merge is done
 		if code := w.hook(b, "X-Hub-Signature-256", githubSig(w.hookSecret, body), body); code != 202 {
 			b.Fatalf("webhook: %d", code)
 		}
-		for !strings.HasPrefix(w.serving(), "version="+want) {
+		for !strings.HasPrefix(serving(), "version="+want) {
 			if time.Since(merged) > time.Minute {
 				b.Fatalf("%s not served after a minute", want)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		total = append(total, time.Since(merged))
-		d.waitFor(b, "deployed", commit[:12])
+		d.waitFor(b, "deployed", c[:12])
 		var recs []struct {
 			Commit            string
 			Started, Finished time.Time
+			Phases            []struct{ Duration time.Duration }
+			Steps             []struct {
+				Name     string
+				Duration time.Duration
+			}
 		}
 		w.cli(&recs, "history", "-n", "1")
-		if len(recs) == 1 && recs[0].Commit == commit {
-			deploy = append(deploy, recs[0].Finished.Sub(recs[0].Started))
-			detect = append(detect, recs[0].Started.Sub(merged))
+		if len(recs) == 1 && recs[0].Commit == c {
+			r := recs[0]
+			deploy = append(deploy, r.Finished.Sub(r.Started))
+			detect = append(detect, r.Started.Sub(merged))
+			// berth's own time before the first phase and after the last:
+			// the webhook, listing, fetch, load, plan, and the record.
+			outside := r.Finished.Sub(r.Started)
+			for _, p := range r.Phases {
+				outside -= p.Duration
+			}
+			own = append(own, r.Started.Sub(merged)+outside)
+			for _, st := range r.Steps {
+				steps[st.Name] = append(steps[st.Name], st.Duration)
+			}
 		}
 	}
 	for _, m := range []struct {
 		name string
 		ds   []time.Duration
-	}{{"merge-to-serving", total}, {"deploy", deploy}, {"merge-to-deploy-start", detect}} {
+	}{{"merge-to-serving", total}, {"deploy", deploy}, {"merge-to-deploy-start", detect}, {"berth-outside-phases", own}} {
 		b.ReportMetric(pct(m.ds, 50).Seconds(), m.name+"-p50-s")
 		b.ReportMetric(pct(m.ds, 95).Seconds(), m.name+"-p95-s")
+	}
+	for name, ds := range steps {
+		b.ReportMetric(pct(ds, 95).Seconds(), "step-"+name+"-p95-s")
 	}
 }
 

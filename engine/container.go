@@ -221,11 +221,22 @@ func (e *Engine) withSecretInit(ctx context.Context, req *Request) (*Request, []
 // the deadline decides. The verdict rests on what the engine answered: an
 // engine that stops answering meanwhile (hung, restarting — and a
 // restarting engine stops containers on its way down) is an outage.
+//
+// Health changes arrive through the engine's event stream (health_events.go):
+// each one is inspected at once; inspects in between only back it up.
 func (e *Engine) WaitHealthy(ctx context.Context, id string, timeout, settle time.Duration) error {
 	start := time.Now()
 	deadline := start.Add(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
+	changed, streaming, unsubscribe := e.subscribeHealth(id)
+	defer unsubscribe()
+	every := healthPollFallback
+	if streaming {
+		every = healthPollStreaming
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
+	settled := time.NewTimer(settle) // a container without a HEALTHCHECK
+	defer settled.Stop()
 	last := "no health report yet"
 	for {
 		ins, err := e.inspect(ctx, id)
@@ -259,9 +270,19 @@ func (e *Engine) WaitHealthy(ctx context.Context, id string, timeout, settle tim
 		if !time.Now().Before(deadline) {
 			return failure.AsVerdict(fmt.Errorf("container %s not healthy after %s (%s)", short(id), timeout, last))
 		}
+		if up := e.healthUp(); up != streaming {
+			streaming = up
+			every = healthPollFallback
+			if up {
+				every = healthPollStreaming
+			}
+			tick.Reset(every)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-changed:
+		case <-settled.C:
 		case <-tick.C:
 		}
 	}

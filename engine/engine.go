@@ -28,6 +28,7 @@ type Engine struct {
 	pending map[string][]byte // secret files to hand over at Start, by container id
 
 	restarts restarts
+	health   healthEvents
 }
 
 // New wraps a Docker client (API version negotiated: Debian's engine

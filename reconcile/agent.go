@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -237,6 +238,9 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 			}
 		}
 		rec.Result, rec.Phase, rec.Phases, rec.Changed, rec.WatchUntil = ResultRunning, phase, res.Phases, res.Changed, res.WatchUntil
+		rec.Steps = slices.Clone(p.steps)
+		start := time.Now()
+		defer func() { p.journal += time.Since(start) }()
 		if err := a.Journal.Write(rec); err != nil {
 			return stateDirError(a.StateDir, err) // nothing changed yet in this phase: rolled back, retried
 		}

@@ -38,9 +38,9 @@ func (p *deploy) workers(ctx context.Context) error {
 			return err
 		}
 		if !svc.Berth.StopFirst {
-			if err := p.stopOld(ctx, a); err != nil {
-				return err
-			}
+			// The old workers stop while the deploy goes on (the new ones
+			// run beside them anyway); the servers phase waits for them.
+			p.stopOldLater(ctx, a)
 		}
 	}
 	return nil
@@ -67,6 +67,45 @@ func (p *deploy) stopOld(ctx context.Context, a Action) error {
 		p.remove = append(p.remove, old)
 	}
 	return nil
+}
+
+// stopOldLater stops a's old containers in the background: the stops are
+// waited for before the servers phase ends (stopped), and a rollback
+// starts each again once its stop is done.
+func (p *deploy) stopOldLater(ctx context.Context, a Action) {
+	log := p.log
+	for _, old := range a.Current {
+		done := make(chan error, 1)
+		wait := sync.OnceValue(func() error { return <-done })
+		p.stops = append(p.stops, func() error {
+			if err := wait(); err != nil {
+				return asOutage(fmt.Errorf("service %s: stop %s: %w", a.Service, old.Name, err))
+			}
+			return nil
+		})
+		go func() {
+			err := safely(log, "workers", func() error { return p.Containers.Stop(ctx, old.ID, nil) })
+			if err == nil {
+				p.done("stop " + old.Name)
+			}
+			done <- err
+		}()
+		p.addUndo("start "+old.Name, func(ctx context.Context) error {
+			wait() // whether it stopped or not, it runs again
+			return p.Containers.Start(ctx, old.ID)
+		})
+		p.remove = append(p.remove, old)
+	}
+}
+
+// stopped waits for the old workers' stops begun in the workers phase.
+func (p *deploy) stopped() error {
+	var errs []error
+	for _, wait := range p.stops {
+		errs = append(errs, wait())
+	}
+	p.stops = nil
+	return firstError(errs)
 }
 
 // cut is one server's switch: its new set, its balancer, and the servers
@@ -138,6 +177,9 @@ func (p *deploy) servers(ctx context.Context) error {
 			return err
 		}
 		p.cuts = append(p.cuts, c)
+	}
+	if err := p.stopped(); err != nil {
+		return err
 	}
 	if !p.nothingToWatch() {
 		p.res.WatchUntil = p.watchUntil() // journaled before the watch begins

@@ -107,6 +107,8 @@ type deploy struct {
 	// deploy; cuts the switches made, in order (for the watch and retire).
 	switchers map[string]Switcher
 	cuts      []*cut
+	// stops wait for the old workers' stops, begun in the workers phase.
+	stops []func() error
 }
 
 // undoStep puts back one change; what names it in Result.Undone.

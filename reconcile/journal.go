@@ -74,6 +74,10 @@ type Record struct {
 	Undone   []string         `json:"undone,omitempty"`
 	Images   []string         `json:"images,omitempty"` // every image the revision uses
 	Phases   []Phase          `json:"phases,omitempty"`
+	// Steps time the pass's own work outside the deploy's phases: list,
+	// fetch, load, plan (secrets and the container listing included), and
+	// the journal writes before each phase.
+	Steps []Phase `json:"steps,omitempty"`
 	OneShots []migrate.Record `json:"one_shots,omitempty"`
 	// Passes is how many passes ended this way (0 or 1: this one only);
 	// LastPass is when the latest of them ended.

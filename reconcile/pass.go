@@ -18,6 +18,11 @@ type pass struct {
 	id      string
 	started time.Time
 	stage   string // the step being taken: list, fetch, load, plan, prepare, …
+	stageAt time.Time
+	// steps time the pass's own steps (list, fetch, load, plan) and its
+	// journal writes before the deploy's phases.
+	steps   []Phase
+	journal time.Duration
 
 	st      State // as loaded, then as the pass leaves it
 	loaded  bool  // st was read: only then is it written back
@@ -32,10 +37,24 @@ type pass struct {
 	written      bool    // rec is in the journal already (a phase began)
 }
 
+// passSteps are a pass's own steps, timed in Record.Steps (the deploy
+// times its phases itself).
+var passSteps = []string{"list", "fetch", "load", "plan"}
+
 func (a *Agent) progress(p *pass, phase string) {
-	p.stage = phase
+	now := time.Now()
+	p.endStep(now)
+	p.stage, p.stageAt = phase, now
 	if a.OnProgress != nil {
 		a.OnProgress(Progress{Commit: p.target, Phase: phase, Started: p.started})
+	}
+}
+
+// endStep times the pass's own step in progress, if one is.
+func (p *pass) endStep(now time.Time) {
+	if slices.Contains(passSteps, p.stage) && !p.stageAt.IsZero() {
+		p.steps = append(p.steps, Phase{Name: p.stage, Duration: now.Sub(p.stageAt)})
+		p.stageAt = time.Time{}
 	}
 }
 
@@ -86,6 +105,11 @@ func (a *Agent) finish(ctx context.Context, p *pass, err error, panicked any) (r
 	now := time.Now().UTC()
 	rec := p.newRecord(a)
 	rec.Finished, rec.LastPass = now, now
+	p.endStep(now)
+	rec.Steps = slices.Clone(p.steps)
+	if p.journal > 0 {
+		rec.Steps = append(rec.Steps, Phase{Name: "journal", Duration: p.journal})
+	}
 	if res := p.res; res != nil {
 		rec.Changed, rec.Phases, rec.OneShots, rec.Done, rec.Undone, rec.WatchUntil = res.Changed, res.Phases, res.OneShots, res.Done, res.Undone, res.WatchUntil
 		if rec.Actions == nil {
