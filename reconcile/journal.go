@@ -70,14 +70,14 @@ type Record struct {
 	Actions []string `json:"actions,omitempty"`
 	// Done is what the pass changed on the host, in order; Undone what
 	// its rollback put back (a migration that ran is never undone).
-	Done     []string         `json:"done,omitempty"`
-	Undone   []string         `json:"undone,omitempty"`
-	Images   []string         `json:"images,omitempty"` // every image the revision uses
-	Phases   []Phase          `json:"phases,omitempty"`
+	Done   []string `json:"done,omitempty"`
+	Undone []string `json:"undone,omitempty"`
+	Images []string `json:"images,omitempty"` // every image the revision uses
+	Phases []Phase  `json:"phases,omitempty"`
 	// Steps time the pass's own work outside the deploy's phases: list,
 	// fetch, load, plan (secrets and the container listing included), and
 	// the journal writes before each phase.
-	Steps []Phase `json:"steps,omitempty"`
+	Steps    []Phase          `json:"steps,omitempty"`
 	OneShots []migrate.Record `json:"one_shots,omitempty"`
 	// Passes is how many passes ended this way (0 or 1: this one only);
 	// LastPass is when the latest of them ended.
