@@ -188,11 +188,12 @@ func (p *deploy) servers(ctx context.Context) error {
 }
 
 // switchedAway says whether a's balancer may point at containers other
-// than its Current: running containers of the desired config that failed
-// their health since (an interrupted deploy switched to them).
+// than its Current: containers of the desired config that ran and have
+// failed since, turned unhealthy or exited (an interrupted deploy may have
+// switched to them).
 func switchedAway(a Action) bool {
 	return slices.ContainsFunc(a.Stale, func(m engine.Managed) bool {
-		return m.State == "running" && m.ConfigHash == a.Hash && m.Health == "unhealthy"
+		return m.ConfigHash == a.Hash && m.State != "created" && (m.State != "running" || m.Health == "unhealthy")
 	})
 }
 

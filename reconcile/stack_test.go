@@ -308,3 +308,28 @@ func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 		})
 	}
 }
+
+// With HAProxy the watch also reads the new servers' answers: a release
+// whose server starts answering 500 within its watch (its HEALTHCHECK
+// still passing) is switched back at once, a verdict naming the answers.
+func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
+	s := newStackHost(t)
+	v1 := testenv.PushApp(t, s.reg, testenv.ImageSpec{Version: "v1"})
+	v2 := testenv.PushApp(t, s.reg, testenv.ImageSpec{Version: "v2"})
+	if _, err := s.deployStack(stackRev{image: v1, lb: "haproxy"}, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	l := startLoad(s.urls["haproxy/web"], 4)
+	time.Sleep(time.Second)
+	res, err := s.deployStack(stackRev{image: v2, lb: "haproxy", watch: "40s", env: map[string]string{"web": "APP_FAIL_AFTER: 12s"}}, "r2")
+	time.Sleep(time.Second)
+	sent, failed := l.finish()
+	if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "the new servers failed") {
+		t.Fatalf("a release failing answers within its watch: %v (class %v)", err, failure.Of(err))
+	}
+	t.Logf("%v; %d of %d requests failed before the switch back; undone %v", err, failed, sent, res.Undone)
+	s.serves("haproxy", "v1")
+	if got := s.running(); !slices.Equal(got, wantRunning("r1")) {
+		t.Fatalf("after the watch failed: running %v", got)
+	}
+}

@@ -21,15 +21,18 @@ import (
 // removes the new ones and restarts the old workers.
 
 const (
-	// watchEvery paces the watch's checks (one container listing, and one
-	// `show stat` per HAProxy backend).
-	watchEvery = 500 * time.Millisecond
+	// watchEvery paces the watch's reading of the balancer's counts (one
+	// `show stat` per HAProxy backend, over a local socket); the
+	// containers are listed every other time.
+	watchEvery = 250 * time.Millisecond
 	// watchOutageGrace is how long the watch goes on while Docker or the
 	// balancer does not answer before the deploy ends as an outage.
 	watchOutageGrace = 10 * time.Second
 	// Failed answers on the new servers end the watch when there are at
 	// least watchMinBad of them and they are more than watchMaxRate of the
-	// answers, or more than twice the old servers' rate before the switch.
+	// answers, or more than twice the old servers' rate before the switch:
+	// since the watch began, or in the last reading (a release that fails
+	// after a long good start is not averaged away).
 	watchMinBad  = 5
 	watchMaxRate = 0.01
 )
@@ -98,15 +101,17 @@ func (p *deploy) watchUntil() time.Time {
 func (p *deploy) watch(ctx context.Context) error {
 	until := p.res.WatchUntil
 	p.log.Info("watching the new servers; the old ones stay out of the balancer until the watch ends", "until", until.Format(time.RFC3339))
-	// Counts since the new servers were added: the baseline.
-	base := map[*cut]*answerStats{}
+	// Counts since the new servers were added: the baseline, and the
+	// last reading.
+	base, last := map[*cut]*answerStats{}, map[*cut]*answerStats{}
 	for _, c := range p.cuts {
 		if c.watch > 0 {
 			base[c] = p.answers(ctx, c.sw, c.set.backends())
+			last[c] = base[c]
 		}
 	}
 	var outageSince time.Time
-	for {
+	for tick := 0; ; tick++ {
 		now := time.Now()
 		var active []*cut
 		for _, c := range p.cuts {
@@ -118,7 +123,7 @@ func (p *deploy) watch(ctx context.Context) error {
 			p.log.Info("watch passed", "watched", time.Since(p.cuts[0].switched).Round(time.Millisecond))
 			return nil
 		}
-		err := p.checkWatch(ctx, active, base)
+		err := p.checkWatch(ctx, active, base, last, tick%2 == 0)
 		switch {
 		case err == nil:
 			outageSince = time.Time{}
@@ -141,14 +146,21 @@ func (p *deploy) watch(ctx context.Context) error {
 	}
 }
 
-// checkWatch checks the active cuts once.
-func (p *deploy) checkWatch(ctx context.Context, active []*cut, base map[*cut]*answerStats) error {
-	ms, err := p.Observer.List(ctx, p.in.Env.Name)
-	if err != nil {
-		return asOutage(err)
+// checkWatch checks the active cuts once: their balancer's counts, and
+// with containers, their containers.
+func (p *deploy) checkWatch(ctx context.Context, active []*cut, base, last map[*cut]*answerStats, containers bool) error {
+	var ms []engine.Managed
+	if containers {
+		var err error
+		if ms, err = p.Observer.List(ctx, p.in.Env.Name); err != nil {
+			return asOutage(err)
+		}
 	}
 	for _, c := range active {
 		for i, id := range c.set.ids {
+			if !containers {
+				break
+			}
 			j := slices.IndexFunc(ms, func(m engine.Managed) bool { return m.ID == id })
 			var why string
 			switch {
@@ -172,12 +184,15 @@ func (p *deploy) checkWatch(ctx context.Context, active []*cut, base map[*cut]*a
 		if now == nil {
 			continue
 		}
-		got := &answerStats{responses: now.responses - b.responses, bad: now.bad - b.bad}
 		limit := max(watchMaxRate, 2*c.before.rate())
-		if got.bad >= watchMinBad && got.rate() > limit {
-			return failure.AsVerdict(fmt.Errorf("service %s: the new servers failed %d of %d answers (5xx or none) %s after the switch, within its watch of %s; the old ones failed %.1f%% before it",
-				c.a.Service, got.bad, got.responses, time.Since(c.switched).Round(100*time.Millisecond), c.watch, 100*c.before.rate()))
+		for _, from := range []*answerStats{b, last[c]} {
+			got := &answerStats{responses: now.responses - from.responses, bad: now.bad - from.bad}
+			if got.bad >= watchMinBad && got.rate() > limit {
+				return failure.AsVerdict(fmt.Errorf("service %s: the new servers failed %d of %d answers (5xx or none) %s after the switch, within its watch of %s; the old ones failed %.1f%% before it",
+					c.a.Service, got.bad, got.responses, time.Since(c.switched).Round(100*time.Millisecond), c.watch, 100*c.before.rate()))
+			}
 		}
+		last[c] = now
 	}
 	return nil
 }
