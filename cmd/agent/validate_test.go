@@ -15,7 +15,7 @@ const examples = "../../examples/config-repo"
 func TestValidate_ExamplesAreClean(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"validate", examples}, &stdout, &stderr)
-	want := "envs/ci: ok (1 service, 0 jobs)\nenvs/demo: ok (4 services, 1 job)\nenvs/end2end: ok (3 services, 0 jobs)\nenvs/prod: ok (4 services, 1 job)\n"
+	want := "envs/ci: ok (1 service, 0 jobs)\nenvs/demo: ok (4 services, 1 job)\nenvs/end2end: ok (3 services, 0 jobs)\nenvs/prod: ok (4 services, 1 job)\nenvs/shop: ok (4 services, 0 jobs)\n"
 	if code != exitOK || stdout.String() != want {
 		t.Fatalf("exit %d, stdout:\n%s\nstderr: %s\nwant:\n%s", code, stdout.String(), stderr.String(), want)
 	}
