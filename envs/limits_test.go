@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLoad_HostileShapesStopBeforeComposeGo: a file compose-go would spend
@@ -142,6 +143,60 @@ func TestLoad_PortRangesCountedAsComposeGoInterpolatesThem(t *testing.T) {
 			_, ps := load(t, tc.files, Options{})
 			if len(ps) != 1 || !strings.Contains(ps[0].String(), tc.want) {
 				t.Errorf("problems:\n%v\nwant one with %q", ps, tc.want)
+			}
+		})
+	}
+}
+
+// TestLoad_JobsAreBounded: a repository cannot fill the disk or keep the
+// engine busy through its jobs: at most 32 jobs, 1,000 kept runs in all, a
+// run at most every 10 s (policy.min_job_interval), and overlapping runs
+// (concurrency: allow) only with a timeout that bounds them.
+func TestLoad_JobsAreBounded(t *testing.T) {
+	const f = "envs/prod/compose.yaml"
+	img := "r/app@" + d1
+	compose := func(jobs string) string {
+		return "services:\n  w: {image: " + img + "}\nx-berth:\n  jobs:\n" + jobs
+	}
+	job := func(name, body string) string { return "    " + name + ": {service: w, " + body + "}\n" }
+	var many, heavy string
+	for i := range 33 {
+		many += job(fmt.Sprintf("j%02d", i), "schedule: '@daily', history: 1")
+	}
+	for i := range 3 {
+		heavy += job(fmt.Sprintf("h%d", i), "schedule: '@daily', history: 400")
+	}
+	tests := []struct {
+		name   string
+		jobs   string
+		policy Policy
+		want   []string
+	}{
+		{"33 jobs", many, Policy{}, []string{f + "::x-berth.jobs: 33 jobs are more than 32 (berth runs at most 32 jobs per environment)"}},
+		{"1,200 kept runs", heavy, Policy{}, []string{f + "::x-berth.jobs: the jobs keep 1200 runs in all, more than 1000 (lower history: (a run keeps up to 1 MiB of stdout and of stderr; 50 by default))"}},
+		{"history of one job", job("j", "schedule: '@daily', history: 5000"), Policy{}, []string{f + "::x-berth.jobs.j.history: 5000 runs is out of range (keep from 1 to 1000 runs)"}},
+		{"every second", job("a", "schedule: '@every 1s'") + job("b", "schedule: '*/5 * * * * *'"), Policy{}, []string{
+			f + `::x-berth.jobs.a.schedule: "@every 1s" runs every 1s, more often than every 10s (each run is a container: schedule it less often (policy.min_job_interval in /etc/berth/agent.yaml sets the limit))`,
+			f + `::x-berth.jobs.b.schedule: "*/5 * * * * *" runs every 5s, more often than every 10s (each run is a container: schedule it less often (policy.min_job_interval in /etc/berth/agent.yaml sets the limit))`,
+		}},
+		{"every second, allowed by policy", job("a", "schedule: '@every 1s'"), Policy{MinJobInterval: time.Second}, nil},
+		{"overlapping runs without a timeout", job("a", "schedule: '@every 1m', concurrency: allow"), Policy{}, []string{
+			f + `::x-berth.jobs.a.concurrency: "allow" without a timeout lets runs pile up (set timeout: (at most 10 runs may overlap), or use forbid or replace)`,
+		}},
+		{"overlapping runs, a long timeout", job("a", "schedule: '@every 1m', concurrency: allow, timeout: 1h"), Policy{}, []string{
+			f + `::x-berth.jobs.a.timeout: a timeout of 1h0m0s lets 61 runs overlap (every 1m0s, concurrency: allow), more than 10 (at most 10m0s)`,
+		}},
+		{"within every bound", job("a", "schedule: '@every 15s', concurrency: allow, timeout: 2m") + job("b", "schedule: '0 3 * * *'"), Policy{}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ps := load(t, map[string]string{f: compose(tc.jobs)}, Options{Policy: tc.policy})
+			var got []string
+			for _, p := range ps {
+				got = append(got, p.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
 	}

@@ -47,6 +47,9 @@ type Policy struct {
 	// AllowedUlimits lists ulimits a service may set beyond nofile and
 	// nproc (within their bounds): rtprio, memlock, … with any value.
 	AllowedUlimits []string `yaml:"allowed_ulimits"`
+	// MinJobInterval is how often a job may run at most; default
+	// DefaultMinJobInterval (10 s).
+	MinJobInterval time.Duration `yaml:"min_job_interval"`
 }
 
 const policyHint = "the agent config must allow it (policy in /etc/berth/agent.yaml)"

@@ -46,6 +46,7 @@ func validate(ctx context.Context, c *collector, env *Env, opts Options) error {
 			}
 		}
 	}
+	checkJobBounds(c, env.Jobs, opts.Policy)
 	return checkBindOverlap(ctx, c, mounts.binds, opts.HostBinds)
 }
 

@@ -385,8 +385,8 @@ func parseJob(name string, v any, report func(field, msg, hint string)) JobSpec 
 		}
 	}
 	if h, ok := m["history"]; ok {
-		if n, ok := asIntIn(h, f+".history", 1, 10000, func(n int) (string, string) {
-			return fmt.Sprintf("%d runs is out of range", n), "keep from 1 to 10000 runs"
+		if n, ok := asIntIn(h, f+".history", 1, maxJobHistory, func(n int) (string, string) {
+			return fmt.Sprintf("%d runs is out of range", n), fmt.Sprintf("keep from 1 to %d runs", maxJobHistory)
 		}, report); ok {
 			job.History = n
 		}
