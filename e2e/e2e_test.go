@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"berth.dev/berth/engine"
+	"berth.dev/berth/envs"
 	"berth.dev/berth/internal/testenv"
 )
 
@@ -50,6 +51,13 @@ func newWorld(t testing.TB) *world {
 	w.git = testenv.StartGitServer(t, testenv.WithBasicAuth("berth", "tok-e2e"))
 	w.repo = w.git.NewRepo(t, "config")
 	w.nginx, w.lbFile = testenv.StartProxy(t, "app", "127.0.0.1:1")
+	// The operator's bootstrap upstream file, under berth's name for the
+	// env's upstream: berth takes over no other (docs/security.md).
+	named := envs.NginxFile(filepath.Dir(w.lbFile), w.env, "app")
+	if err := os.Rename(w.lbFile, named); err != nil {
+		t.Fatal(err)
+	}
+	w.lbFile = named
 
 	dir := t.TempDir()
 	w.state = filepath.Join(dir, "state")
@@ -66,6 +74,7 @@ repo:
   poll_interval: 1s
   auth: {username: berth, token_file: %s}
 deploy: {health_timeout: 8s, settle: 1s}
+policy: {min_job_interval: 1s}
 api: {listen: "unix:%s", webhook_secret_file: %s}
 nginx:
   command: %s

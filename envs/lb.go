@@ -23,6 +23,9 @@ type LBOptions struct {
 	// already owns an HAProxy backend ("" when none does); the agent reads
 	// it from the backend's file in the servers directory.
 	BackendOwner func(backend string) string
+	// File, when set, reads what an existing upstream file in ConfDir
+	// says about itself (whose it is), for nginxFileRefused.
+	File func(path string) (LBFile, error)
 }
 
 // NginxFile is the upstream file berth writes for env's upstream.
@@ -70,8 +73,17 @@ func checkOneLB(report func(field, msg, hint string), env string, lb *LBSpec, o 
 			report(extKey+".lb.file", fmt.Sprintf("%s is outside the load balancer's directory %s", lb.File, dir), "leave file: out; berth writes "+named)
 		default:
 			// Repos written before berth named the file keep theirs
-			// where it fits.
+			// where it fits, and where it is handed to them.
 			lb.File = filepath.Clean(lb.File)
+		}
+		if o.File != nil && filepath.Dir(lb.File) == dir {
+			if msg, hint := nginxFileRefused(o.File, lb.File, named, env, lb.Upstream); msg != "" {
+				field := extKey + ".lb.file"
+				if lb.File == named {
+					field = extKey + ".lb.upstream"
+				}
+				report(field, msg, hint)
+			}
 		}
 		if o.Owner != nil {
 			if other := o.Owner(lb.Upstream); other != "" && other != env {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,9 +23,11 @@ import (
 // Nginx switches an nginx upstream: berth owns one file holding
 // `upstream NAME { server …; }`, the operator's server block proxies to it.
 type Nginx struct {
-	// Upstream and File come from the environment's x-berth.lb.
+	// Upstream and File come from the environment's x-berth.lb; Env
+	// names the environment, on the file's first line (nginx_owner.go).
 	Upstream string
 	File     string
+	Env      string
 	// Command is how to run nginx: "nginx" plus any flags that select the
 	// instance (e.g. "-p", DIR, "-c", CONF). Default: nginx on PATH.
 	Command []string
@@ -63,6 +66,10 @@ func (n *Nginx) Switch(ctx context.Context, backends []string) error {
 	hadFile := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return failure.AsOutage(fmt.Errorf("read %s: %w", n.File, err))
+	}
+	if why := notOurs(parseNginxFile(filepath.Base(n.File), prev), n.Env, n.Upstream); hadFile && why != "" {
+		// Never overwrite another environment's file, or an operator's.
+		return failure.AsVerdict(fmt.Errorf("refusing to write %s for upstream %s: %s", n.File, n.Upstream, why))
 	}
 	next := n.render(backends)
 	if hadFile && bytes.Equal(prev, next) {
@@ -139,6 +146,9 @@ func (n *Nginx) rejected(out string, err error) error {
 
 func (n *Nginx) render(backends []string) []byte {
 	var b strings.Builder
+	if n.Env != "" {
+		b.WriteString(ownerLine(n.Env, n.Upstream))
+	}
 	fmt.Fprintf(&b, "# Written by berth; changes here are overwritten on the next deploy.\nupstream %s {\n", n.Upstream)
 	for _, be := range backends {
 		fmt.Fprintf(&b, "    server %s;\n", be)

@@ -64,6 +64,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
+		if c.name != "run" { // the daemon logs through hclog, escaped
+			stdout, stderr = termSafe{stdout}, termSafe{stderr}
+		}
 		return c.run(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "berth: unknown command %q\n\n", args[0])

@@ -262,11 +262,11 @@ func jobsLogs(args []string, stdout, stderr io.Writer) int {
 	if r.StdoutDropped > 0 {
 		fmt.Fprintf(stdout, "[berth: %d earlier bytes of stdout not kept]\n", r.StdoutDropped)
 	}
-	stdout.Write(out)
+	raw(stdout).Write(out) // the container's own bytes, escaped on a terminal only
 	if r.StderrDropped > 0 {
 		fmt.Fprintf(stderr, "[berth: %d earlier bytes of stderr not kept]\n", r.StderrDropped)
 	}
-	stderr.Write(errb)
+	raw(stderr).Write(errb)
 	return exitOK
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/docker/docker/client"
 	"github.com/hashicorp/go-hclog"
@@ -23,12 +22,19 @@ import (
 
 // newLogger is the one root logger: JSON when stderr is not a terminal
 // (journald), human-readable otherwise.
+// What libraries log through logrus goes to it too (routeLogrus).
 func newLogger(w io.Writer, level string) hclog.Logger {
 	json := true
-	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+	probe := w
+	if t, ok := w.(termSafe); ok {
+		probe = t.w
+	}
+	if f, ok := probe.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		json = false
 	}
-	return hclog.New(&hclog.LoggerOptions{Name: "berth", Output: w, JSONFormat: json, Level: hclog.LevelFromString(level)})
+	log := hclog.New(&hclog.LoggerOptions{Name: "berth", Output: w, JSONFormat: json, Level: hclog.LevelFromString(level)})
+	routeLogrus(log.Named("compose"))
+	return log
 }
 
 // source adapts gitsource to what reconcile needs. gitsource marks its
@@ -63,6 +69,10 @@ func loadOptions(cfg *Config, env string) envs.Options {
 	o := envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: cfg.Vault == nil,
 		LB: envs.LBOptions{ConfDir: cfg.Nginx.ConfDir, Owner: upstreamOwner(cfg.Nginx.ConfDir, env),
 			BackendOwner: func(backend string) string { return lb.HAProxyOwner(cfg.HAProxy.ServersDir, backend) }}}
+	o.LB.File = func(path string) (envs.LBFile, error) {
+		f, err := lb.ReadNginxFile(path)
+		return envs.LBFile(f), err
+	}
 	if cfg.Vault != nil {
 		o.SecretPaths = cfg.Vault.AllowedPaths
 	}
@@ -70,22 +80,11 @@ func loadOptions(cfg *Config, env string) envs.Options {
 }
 
 // upstreamOwner names the other environment of this host whose upstream
-// file (berth-<env>-<upstream>.conf) is in dir, if any.
+// file in dir is upstream's, if any: decided by what each file says about
+// itself (its first line, else the upstream it defines), not by its name
+// alone (lb.NginxOwner).
 func upstreamOwner(dir, self string) func(upstream string) string {
-	return func(upstream string) string {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return ""
-		}
-		for _, e := range entries {
-			rest, ok := strings.CutPrefix(e.Name(), "berth-")
-			env, ok2 := strings.CutSuffix(rest, "-"+upstream+".conf")
-			if ok && ok2 && env != self && envs.ValidEnvName(env) {
-				return env
-			}
-		}
-		return ""
-	}
+	return func(upstream string) string { return lb.NginxOwner(dir, upstream, self) }
 }
 
 // repoDir is repo.path inside a working copy: a directory of the checkout
@@ -179,7 +178,7 @@ func newSwitcher(cfg *Config, env string, spec *envs.LBSpec, log hclog.Logger) r
 		return &lb.HAProxy{Backend: spec.Backend, Env: env, RuntimeAPI: h.RuntimeAPI, ServersDir: h.ServersDir, Command: h.Command,
 			DrainTimeout: h.DrainTimeout.Duration, ReadyTimeout: h.ReadyTimeout.Duration, Log: log.Named("lb")}
 	case "nginx":
-		return &lb.Nginx{Upstream: spec.Upstream, File: spec.File, Command: cfg.Nginx.Command, PidFile: cfg.Nginx.PidFile,
+		return &lb.Nginx{Upstream: spec.Upstream, File: spec.File, Env: env, Command: cfg.Nginx.Command, PidFile: cfg.Nginx.PidFile,
 			ProbeURL: cfg.Nginx.Probe, Drain: cfg.Nginx.Drain.Duration, Log: log.Named("lb")}
 	}
 	return nil
