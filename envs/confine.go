@@ -110,16 +110,35 @@ func (c *checkout) resolve(path string) (string, error) {
 			return "", refuse("cannot be read: %s", describeFSError(err))
 		}
 		if filepath.IsAbs(target) {
-			r, ok := c.inside(target)
+			// Walked as the kernel would, component by component: the
+			// target must name the checkout's own directories first
+			// (its path has no symlinks), and what follows, ".." included,
+			// is walked within it. A lexical Clean would take
+			// "/ck/link/../x" for "/ck/x" when link leads elsewhere.
+			rest, ok := c.underDir(target)
 			if !ok {
 				return "", refuse("resolves to %s, outside the config repository", filepath.Join(append([]string{target}, parts...)...))
 			}
-			done, parts = nil, append(splitRel(r), parts...)
+			done, parts = nil, append(rest, parts...)
 			continue
 		}
 		parts = append(splitRel(target), parts...)
 	}
 	return strings.Join(done, "/"), nil
+}
+
+// underDir returns the components of the absolute path p after the
+// checkout's directory, ".." kept, when p begins with the checkout's own
+// components (no ".." among them).
+func (c *checkout) underDir(p string) ([]string, bool) {
+	parts := splitRel(p)
+	for _, d := range splitRel(c.dir) {
+		if len(parts) == 0 || parts[0] != d {
+			return nil, false
+		}
+		parts = parts[1:]
+	}
+	return parts, true
 }
 
 func splitRel(p string) []string {

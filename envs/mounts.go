@@ -114,7 +114,10 @@ func checkMounts(bad func(field, msg, hint string), files *fileSet, s *Service, 
 				v.ReadOnly = true
 			}
 		}
-		budget.binds = append(budget.binds, envBind{service: s.Name, field: field, source: filepath.Join(co.dir, filepath.FromSlash(resolved)), rw: !v.ReadOnly})
+		// Docker gets the resolved path: it follows no symlink of the
+		// checkout.
+		v.Source = filepath.Join(co.dir, filepath.FromSlash(resolved))
+		budget.binds = append(budget.binds, envBind{service: s.Name, field: field, source: v.Source, rw: !v.ReadOnly})
 		d, err := treeDigest(co, resolved, budget)
 		if err != nil {
 			bad(field, fmt.Sprintf("read bind mount source %s: %v", rel, err), "mount a smaller part of the repository")

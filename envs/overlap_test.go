@@ -109,3 +109,47 @@ func TestLoad_WritableBindAboveAnotherIsRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestLoad_AbsoluteSymlinkWalkedAsTheKernelDoes: a symlink in the checkout
+// whose absolute target reads as inside the checkout once cleaned
+// ("<checkout>/envs/prod/hostlink/../secret.env") but leaves it when walked
+// (hostlink leads to a host directory, and ".." goes up from there) is
+// refused; Docker would have followed it to the host's file. A symlink
+// that stays inside is mounted by its resolved path.
+func TestLoad_AbsoluteSymlinkWalkedAsTheKernelDoes(t *testing.T) {
+	host := t.TempDir()
+	os.MkdirAll(filepath.Join(host, "sub"), 0o755)
+	os.WriteFile(filepath.Join(host, "secret.env"), []byte("S="+marker+"\n"), 0o644)
+	const f = "envs/prod/compose.yaml"
+	dir := writeTree(t, map[string]string{
+		f:                         "services:\n  w:\n    image: r/app@" + d1 + "\n    volumes: ['./evil:/x:ro', './fine:/y:ro']\n",
+		"envs/prod/secret.env":    "decoy\n",
+		"envs/prod/conf/app.conf": "a=1\n",
+	})
+	ck, _ := filepath.EvalSymlinks(dir)
+	for link, target := range map[string]string{
+		"envs/prod/hostlink": filepath.Join(host, "sub"),
+		"envs/prod/evil":     ck + "/envs/prod/hostlink/../secret.env",
+		"envs/prod/fine":     ck + "/envs/prod/conf/../conf/app.conf",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := Load(t.Context(), dir, "prod", Options{})
+	want := f + ":w:volumes[0]: bind mount of envs/prod/evil resolves to " + filepath.Join(host, "secret.env") + ", outside the config repository"
+	var ps Problems
+	if !errors.As(err, &ps) || len(ps) != 1 || !strings.HasPrefix(ps[0].String(), want) || strings.Contains(ps[0].String(), marker) {
+		t.Fatalf("Load: %v\nwant %s", err, want)
+	}
+
+	os.Remove(filepath.Join(dir, "envs/prod/evil"))
+	os.WriteFile(filepath.Join(dir, f), []byte("services:\n  w:\n    image: r/app@"+d1+"\n    volumes: ['./fine:/y:ro']\n"), 0o644)
+	env, err := Load(t.Context(), dir, "prod", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src := env.Service("w").Config.Volumes[0].Source; src != filepath.Join(ck, "envs/prod/conf/app.conf") {
+		t.Fatalf("Docker gets %s, want the resolved path", src)
+	}
+}
