@@ -75,6 +75,10 @@ type Agent struct {
 	// unwritten is a pass record the journal could not take (a full
 	// state dir); the next pass writes it first.
 	unwritten *Record
+	// attemptRead: the first pass looked for a mark a dead agent left;
+	// died is what it found, carried into this agent's marks (poison.go).
+	attemptRead bool
+	died        *attempt
 }
 
 // Pass is how one pass ended, for metrics, notifications and status.
@@ -144,6 +148,9 @@ func (a *Agent) Check(ctx context.Context) (err error) {
 	p.st, p.loaded = st, true
 	if p.st.Live != nil {
 		p.live = p.st.Live.Commit
+	}
+	if err := a.leftByTheDead(p); err != nil {
+		return err
 	}
 	a.progress(p, "list")
 	head, err := a.Source.Head(ctx)

@@ -45,6 +45,7 @@ func (a *Agent) progress(p *pass, phase string) {
 	now := time.Now()
 	p.endStep(now)
 	p.stage, p.stageAt = phase, now
+	a.markAttempt(p, phase) // before a step that could take the agent down
 	if a.OnProgress != nil {
 		a.OnProgress(Progress{Commit: p.target, Phase: phase, Started: p.started})
 	}
@@ -90,6 +91,11 @@ func (p *pass) newRecord(a *Agent) *Record {
 // outcome to OnPass. It returns what the poller must back off on.
 func (a *Agent) finish(ctx context.Context, p *pass, err error, panicked any) (ret error) {
 	log := a.logger()
+	// The agent did not die on this pass's revision (poison.go).
+	a.clearAttempt()
+	if a.died != nil && a.died.Commit == p.target {
+		a.died = nil
+	}
 	if panicked != nil {
 		log.Error("panic recovered: recorded as a verdict on the revision", "commit", short(p.target), "phase", p.stage,
 			"panic", fmt.Sprint(panicked), "stack", string(debug.Stack()))
