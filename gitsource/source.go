@@ -17,6 +17,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"github.com/hashicorp/go-hclog"
 
@@ -139,6 +140,10 @@ func (s *Source) remote(st *memory.Storage) *git.Remote {
 	if st != nil {
 		return git.NewRemote(st, cfg)
 	}
+	if fs, ok := s.store.Storer.(*filesystem.Storage); ok {
+		// A pack is checked before go-git unpacks it (packguard.go).
+		return git.NewRemote(guardedStorage{Storage: fs, dir: filepath.Join(s.cfg.Dir, "store.git", "objects", "pack")}, cfg)
+	}
 	return git.NewRemote(s.store.Storer, cfg)
 }
 
@@ -228,6 +233,11 @@ func (s *Source) fetch(ctx context.Context, depth int) error {
 		Force:    true,
 		Auth:     auth,
 	})
+	if isPackRefused(err) {
+		// The commit's, not the world's: the same fetch brings the same
+		// objects.
+		return failure.AsVerdict(fmt.Errorf("fetch %s: %w (refused before it was unpacked)", s.ep.safe, err))
+	}
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return s.wrap("fetch", err)
 	}

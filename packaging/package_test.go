@@ -100,7 +100,7 @@ func TestUnit_HasTheDesignedSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Type=notify", "Restart=on-failure", "StateDirectory=berth", "TimeoutStopSec=10min", "ConditionPathExists=/etc/berth/agent.yaml", "ProtectSystem=strict", "WatchdogSec=2min"} {
+	for _, want := range []string{"Type=notify", "Restart=on-failure", "StateDirectory=berth", "TimeoutStopSec=10min", "ConditionPathExists=/etc/berth/agent.yaml", "ProtectSystem=strict", "WatchdogSec=2min", "MemoryMax=1536M"} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Errorf("berth.service lacks %q", want)
 		}
