@@ -91,8 +91,9 @@ func (p *pass) newRecord(a *Agent) *Record {
 // outcome to OnPass. It returns what the poller must back off on.
 func (a *Agent) finish(ctx context.Context, p *pass, err error, panicked any) (ret error) {
 	log := a.logger()
-	// The agent did not die on this pass's revision (poison.go).
-	a.clearAttempt()
+	// The agent did not die on this pass's revision (poison.go). The
+	// mark goes last: the state and the journal first.
+	defer a.clearAttempt()
 	if a.died != nil && a.died.Commit == p.target {
 		a.died = nil
 	}

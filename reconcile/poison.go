@@ -56,6 +56,7 @@ func (a *Agent) markAttempt(p *pass, stage string) {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
+		os.Remove(tmp)
 		a.logger().Warn("mark the revision being deployed", "error", err)
 	}
 }
