@@ -54,8 +54,27 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 		t.Fatal(host)
 	}
 
-	// Another environment of this host owns upstream "shop".
-	if err := os.WriteFile(filepath.Join(filepath.Dir(w.lbFile), "berth-other-shop.conf"), []byte("upstream shop { server 127.0.0.1:1; }\n"), 0o644); err != nil {
+	// Another environment of this host owns upstream "shop", and a file an
+	// older berth wrote for environment other, handed over by its first
+	// line under a name of the operator's.
+	lbDir := filepath.Dir(w.lbFile)
+	for name, content := range map[string]string{
+		"berth-other-shop.conf": "upstream shop { server 127.0.0.1:1; }\n",
+		"legacy-other.conf":     "# berth: env=other upstream=web\nupstream web { server 127.0.0.1:1; }\n",
+	} {
+		if err := os.WriteFile(filepath.Join(lbDir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A host directory the policy lets services bind.
+	allowed := filepath.Join(host, "allowed")
+	os.MkdirAll(filepath.Join(allowed, "sub"), 0o755)
+	cfg, err := os.ReadFile(w.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = []byte(strings.Replace(string(cfg), "policy: {min_job_interval: 1s}", "policy: {min_job_interval: 1s, allowed_bind_mounts: ["+allowed+"]}", 1))
+	if err := os.WriteFile(w.config, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -88,7 +107,7 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 	override := envDir + "/compose.override.yaml"
 	clean := func() {
 		// Each trick replaces the previous one's files.
-		for _, p := range []string{override, envDir + "/inc", envDir + "/data", envDir + "/shared"} {
+		for _, p := range []string{override, envDir + "/inc", envDir + "/data", envDir + "/shared", envDir + "/big"} {
 			os.RemoveAll(filepath.Join(w.repo.WorkDir(), p))
 		}
 	}
@@ -121,6 +140,14 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 	}
 	web := func(body string) func() string {
 		return files(map[string]string{override: "services:\n  web:\n" + body})
+	}
+	manyPorts := "services:\n"
+	for i := range 17 {
+		manyPorts += fmt.Sprintf("  p%d: {image: %s, ports: ['1000-1255:1000-1255'], x-berth: {stop_first: true}}\n", i, v1.Ref())
+	}
+	aliasBomb := "x-a0: &a0 [x, x]\n"
+	for i := 1; i <= 20; i++ {
+		aliasBomb += fmt.Sprintf("x-a%d: &a%d [*a%d, *a%d]\n", i, i, i-1, i-1)
 	}
 	tricks := []struct {
 		name   string
@@ -167,11 +194,31 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 		{"another environment's upstream", files(map[string]string{override: "x-berth:\n  lb: {type: nginx, upstream: shop}\n"}), "upstream shop belongs to environment other on this host"},
 		{"NaN CPUs", web("    deploy: {resources: {limits: {cpus: 'NaN'}}}\n"), "NaN is not a number berth can use"},
 		{"every port", web("    ports: ['1-65535:1-65535']\n"), "port ranges expand to 65535 mappings"},
+		{"port ranges in many services, each under the bound", files(map[string]string{override: manyPorts}), "the environment's port ranges expand to more than 4096 mappings"},
+		{"YAML nested 9,999 levels", files(map[string]string{override: "x-deep: " + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + "\n"}), "compose.override.yaml::: is nested more than 64 levels deep"},
+		{"a YAML alias bomb", files(map[string]string{override: aliasBomb}), "compose.override.yaml::: holds more than 100000 YAML nodes (aliases expanded)"},
+		{"ulimits beyond the bounds", web("    ulimits: {memlock: -1, nofile: 2000000000}\n"), "web:ulimits."},
+		{"a writable bind mount above another", web("    volumes: ['" + allowed + ":/all', '" + allowed + "/sub:/sub:ro']\n"), "web:volumes[0]: writable bind mount of " + allowed + " is above " + allowed + "/sub"},
+		{"another project's network by name", files(map[string]string{override: "services:\n  web:\n    networks: [n]\nnetworks:\n  n: {name: other_default}\n"}), "network name \"other_default\" is refused"},
+		{"a stop_grace_period of weeks", web("    stop_grace_period: 1000h\n"), "web:stop_grace_period: stop_grace_period 1000h0m0s is refused"},
+		{"jobs beyond the bounds", files(map[string]string{override: "x-berth:\n  jobs:\n    flood: {service: worker, schedule: '@every 1s', history: 5000, concurrency: allow}\n"}), "x-berth.jobs.flood"},
+		{"a legacy lb.file of another environment", files(map[string]string{override: "x-berth:\n  lb: {type: nginx, upstream: app, file: " + lbDir + "/legacy-other.conf}\n"}), "x-berth.lb.file: " + lbDir + "/legacy-other.conf belongs to environment other (upstream web)"},
+		{"a blob bomb", func() string {
+			clean()
+			f, err := os.Create(filepath.Join(w.repo.WorkDir(), envDir, "big"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Truncate(200 << 20) // zeros: a few hundred KB on the wire
+			f.Close()
+			return w.repo.CommitFiles(t, "trick", nil)
+		}, "holds an object of 209715200 bytes, more than the 104857600 berth accepts for one file"},
 	}
 	for _, tc := range tricks {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tc.commit()
 			s := waitState(t, w, func(s hostileState) bool { return s.Failed.Commit == c })
+			t.Logf("refused: %s", s.Failed.Reason)
 			if !strings.Contains(s.Failed.Reason, tc.reason) {
 				t.Errorf("refused for %q, want a reason containing %q", s.Failed.Reason, tc.reason)
 			}
@@ -305,4 +352,68 @@ func (w *world) containerIDs() []string {
 		}
 	}
 	return ids
+}
+
+// TestE2E_HostileRevisionTheAgentDiesOnIsRefused: a revision that kills the
+// agent where no recover reaches (memory, the watchdog; played by SIGKILL
+// during its deploy) is tried once more by the next `berth run`, and the
+// one after records a verdict on it instead of dying on it again (systemd
+// gives up after a few quick restarts); the live revision keeps serving.
+func TestE2E_HostileRevisionTheAgentDiesOnIsRefused(t *testing.T) {
+	w := newWorld(t)
+	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
+	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})
+	w.d.CleanupImage(v1.Ref())
+	w.d.CleanupImage(v2.Ref())
+	c1 := w.commit("v1", v1, "serve")
+	d := w.start()
+	waitState(t, w, func(s hostileState) bool { return s.Live.Commit == c1 })
+	if w.serving() != "version=v1" {
+		t.Fatalf("v1 not serving: %q", w.serving())
+	}
+	// v2's server never turns healthy: its deploy waits in the health
+	// gate (8 s) long enough to be killed there.
+	c2 := w.commit("v2", v2, "unhealthy")
+	mark := filepath.Join(w.state, "envs", w.env, "attempt.json")
+	inDeploy := func(deaths int) {
+		t.Helper()
+		deadline := time.Now().Add(120 * time.Second)
+		for {
+			var m struct {
+				Commit, Stage string
+				Deaths        int
+			}
+			b, err := os.ReadFile(mark)
+			if err != nil {
+				// The state dir layout of a single-env agent.
+				b, err = os.ReadFile(filepath.Join(w.state, "attempt.json"))
+			}
+			if err == nil && json.Unmarshal(b, &m) == nil && m.Commit == c2 && m.Deaths == deaths &&
+				!slices.Contains([]string{"list", "fetch", "load", "plan"}, m.Stage) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no mark of v2's deploy with %d deaths within 120s: %s", deaths, b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	inDeploy(0)
+	d.kill()
+	d = w.start()
+	inDeploy(1) // tried once more
+	d.kill()
+	w.start()
+	s := waitState(t, w, func(s hostileState) bool { return s.Failed.Commit == c2 })
+	if !strings.Contains(s.Failed.Reason, "the agent died 2 times in a row while on "+c2[:12]) {
+		t.Errorf("refused for %q", s.Failed.Reason)
+	}
+	if s.Live.Commit != c1 {
+		t.Fatalf("live %s, want v1's %s", s.Live.Commit, c1)
+	}
+	w.eventually("v1 serving", func() bool { return w.serving() == "version=v1" })
+	hist := w.journalText(t)
+	if !strings.Contains(hist, "died 2 times") {
+		t.Errorf("the journal records no verdict on v2:\n%s", hist)
+	}
 }
