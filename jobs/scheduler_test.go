@@ -468,8 +468,8 @@ func TestScheduler_RunsGoThroughTheOneShotRunnerWithTheJobsLimits(t *testing.T) 
 
 func TestScheduler_PanicInARunIsAFailedRunAndTheSchedulerGoesOn(t *testing.T) {
 	h := newHarness(t, t0)
-	var logs strings.Builder
-	h.s.Log = hclog.New(&hclog.LoggerOptions{Output: &syncWriter{w: &logs}})
+	logs := &syncWriter{w: &strings.Builder{}}
+	h.s.Log = hclog.New(&hclog.LoggerOptions{Output: logs})
 	h.s.Update(testEnv(envs.JobSpec{Name: "buggy", Schedule: "@daily"}), "rev1")
 	h.eng.mu.Lock()
 	h.eng.panics = true
@@ -504,6 +504,12 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
 
 func TestScheduler_RecoverKeepsARunItCannotKillAndSaysSo(t *testing.T) {
