@@ -120,7 +120,7 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 
 	// The pass waits on the engine without progress: past the stall
 	// limit the watchdog stops answering and STATUS= says so.
-	for seen := ""; !strings.HasPrefix(seen, "STATUS=wedged: no progress for"); {
+	for seen := ""; !strings.HasPrefix(seen, "STATUS=wedged: ") || !strings.Contains(seen, ": no progress for"); {
 		select {
 		case seen = <-statuses:
 		case <-time.After(30 * time.Second):

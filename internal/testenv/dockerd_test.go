@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,8 +39,14 @@ func TestPrivateDocker_PausesResumesAndRestartsWithoutTheSharedEngine(t *testing
 		t.Fatalf("private engine's root %q, shared %q: %v", info.DockerRootDir, before.DockerRootDir, err)
 	}
 	// Compose networks work without a default bridge.
-	if _, err := p.Client.NetworkCreate(t.Context(), "berth-private-net", network.CreateOptions{Driver: "bridge"}); err != nil {
+	created, err := p.Client.NetworkCreate(t.Context(), "berth-private-net", network.CreateOptions{Driver: "bridge"})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Its subnet is none the shared engine takes first (reservePools): no
+	// host route of the shared engine's networks is shadowed.
+	if n, err := p.Client.NetworkInspect(t.Context(), created.ID, network.InspectOptions{}); err != nil || len(n.IPAM.Config) != 1 || !strings.HasPrefix(n.IPAM.Config[0].Subnet, "192.168.") || n.IPAM.Config[0].Subnet < "192.168.192" {
+		t.Fatalf("the private engine's network got %+v (%v), want one of the last 192.168 pools", n.IPAM.Config, err)
 	}
 	p.Pause()
 	start := time.Now()
