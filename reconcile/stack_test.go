@@ -297,8 +297,11 @@ func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 					back = append(back, u)
 				}
 			}
-			if len(back) != 2 || took > 40*time.Second {
-				t.Fatalf("undone %v after %s: want both servers switched back within the watch", res.Undone, took)
+			// Within the watch: past it the release would have stayed live
+			// (err nil); the verdict above names the watch. No wall-clock
+			// bound: a busy machine only makes the gates slower.
+			if len(back) != 2 {
+				t.Fatalf("undone %v after %s: want both servers switched back", res.Undone, took)
 			}
 			t.Logf("switched back %s after the deploy started: %v; phases %v", took.Round(time.Millisecond), err, res.Phases)
 			s.serves(lbType, "v2")
