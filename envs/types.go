@@ -32,6 +32,9 @@ type Env struct {
 	// stay healthy (servers that set none of their own).
 	Watch time.Duration
 	Jobs  map[string]JobSpec
+	// Rollout is x-berth.rollout (nil: none): how a fleet rolls a new
+	// revision out (rollout.go).
+	Rollout *Rollout
 	// Services are ordered by deploy phase (migrate, cli, worker, server),
 	// then by name.
 	Services []Service
@@ -85,6 +88,9 @@ type ServiceSpec struct {
 	// Replicas is deploy.replicas (1 when unset): how many containers of
 	// a server or worker run side by side. They are replaced as a set.
 	Replicas int
+
+	// Migration is a migrate service's x-berth.migration (rollout.go).
+	Migration MigrationSpec
 
 	watchSet bool // x-berth.watch was given (0 included)
 }
@@ -158,4 +164,9 @@ type JobSpec struct {
 	Missed      string // "skip" | "run_once"
 	Jitter      time.Duration
 	Notify      string // "failure" | "always" | "never"
+	// RunOn is "one", "all" or "" (the default: one with a fleet);
+	// StartingDeadline how late a scheduled time may still start (0:
+	// until the next one). Both matter with a fleet only (rollout.go).
+	RunOn            string
+	StartingDeadline time.Duration
 }

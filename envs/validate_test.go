@@ -21,12 +21,12 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 		{
 			name:    "unknown x-berth key of a service",
 			compose: "services:\n  web:\n    image: " + img + "\n    x-berth: {role: server, port: 80, prot: 8080}\n" + lbBlock,
-			want:    []string{f + `:web:x-berth.prot: unknown key "prot" (known keys: role, port, secrets, secret_files, stop_first, lb, watch)`},
+			want:    []string{f + `:web:x-berth.prot: unknown key "prot" (known keys: role, port, secrets, secret_files, stop_first, lb, watch, migration)`},
 		},
 		{
 			name:    "unknown top-level x-berth key",
 			compose: "services:\n  w: {image: " + img + "}\nx-berth: {require_digest: false}\n",
-			want:    []string{f + `::x-berth.require_digest: unknown key "require_digest" (known keys: require_digests, lb, watch, jobs)`},
+			want:    []string{f + `::x-berth.require_digest: unknown key "require_digest" (known keys: require_digests, lb, watch, jobs, rollout)`},
 		},
 		{
 			name:    "tag without digest",

@@ -132,7 +132,7 @@ func asDuration(v any, field string, report func(field, msg, hint string)) time.
 	return d
 }
 
-var serviceKeys = []string{"role", "port", "secrets", "secret_files", "stop_first", "lb", "watch"}
+var serviceKeys = []string{"role", "port", "secrets", "secret_files", "stop_first", "lb", "watch", "migration"}
 
 // secretFileRe is a file name under /run/secrets.
 var secretFileRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
@@ -163,6 +163,9 @@ func parseServiceSpec(v any, report func(field, msg, hint string)) ServiceSpec {
 	}
 	if w, ok := m["watch"]; ok {
 		spec.Watch, spec.watchSet = asWatch(w, extKey+".watch", report), true
+	}
+	if mg, ok := m["migration"]; ok {
+		spec.Migration = parseMigration(mg, spec.Role, report)
 	}
 	spec.Secrets = secretRefs(m, "secrets", varNameRe, "a valid environment variable name", "letters, digits and _, not starting with a digit", report)
 	spec.SecretFiles = secretRefs(m, "secret_files", secretFileRe, "a valid file name", "letters, digits, '.', '_' and '-', no '/'", report)
@@ -220,7 +223,7 @@ func ParseSecretRef(s string) (SecretRef, error) {
 	return ref, nil
 }
 
-var topKeys = []string{"require_digests", "lb", "watch", "jobs"}
+var topKeys = []string{"require_digests", "lb", "watch", "jobs", "rollout"}
 
 // topSpec is the decoded top-level x-berth block.
 type topSpec struct {
@@ -228,6 +231,7 @@ type topSpec struct {
 	lb             *LBSpec
 	watch          time.Duration
 	jobs           map[string]JobSpec
+	rollout        *Rollout
 }
 
 // maxWatch bounds x-berth.watch: the old servers run beside the new ones
@@ -258,6 +262,9 @@ func parseTopSpec(v any, report func(field, msg, hint string)) topSpec {
 	}
 	if w, ok := m["watch"]; ok {
 		spec.watch = asWatch(w, extKey+".watch", report)
+	}
+	if r, ok := m["rollout"]; ok {
+		spec.rollout = parseRollout(r, report)
 	}
 	if jm, ok := asMap(m["jobs"], extKey+".jobs", report); ok {
 		spec.jobs = map[string]JobSpec{}
@@ -312,7 +319,7 @@ func parseLB(m map[string]any, report func(field, msg, hint string)) *LBSpec {
 	return lb
 }
 
-var jobKeys = []string{"schedule", "timezone", "service", "image", "environment", "command", "timeout", "concurrency", "history", "missed", "jitter", "notify"}
+var jobKeys = []string{"schedule", "timezone", "service", "image", "environment", "command", "timeout", "concurrency", "history", "missed", "jitter", "notify", "run_on", "starting_deadline"}
 
 // cronParser accepts 5 fields, an optional leading seconds field, and
 // descriptors such as @daily and @every 2s.
@@ -396,6 +403,7 @@ func parseJob(name string, v any, report func(field, msg, hint string)) JobSpec 
 			job.Missed = s
 		}
 	}
+	parseJobFleet(m, f, &job, report)
 	if n, ok := m["notify"]; ok {
 		if s, ok := asEnum(n, f+".notify", "setting", []string{"failure", "always", "never"}, report); ok {
 			job.Notify = s
