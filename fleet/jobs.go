@@ -289,3 +289,29 @@ func (c *Client) JobActive(ctx context.Context, env, job string) (bool, error) {
 	}
 	return resp.Count > 0, nil
 }
+
+// ActiveJob is a run of a job whose runner's lease is alive.
+type ActiveJob struct {
+	Scheduled time.Time
+	Host      string
+	Token     int64 // the claim's token (the active key shares its revision)
+}
+
+// JobActiveRuns lists the job's runs whose runners are alive now, on
+// any host: what `concurrency: forbid` checks fleet-wide after a claim.
+func (c *Client) JobActiveRuns(ctx context.Context, env, job string) ([]ActiveJob, error) {
+	pfx := c.keys(env).job(job) + "/active/"
+	resp, err := c.get(ctx, pfx, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	var out []ActiveJob
+	for _, kv := range resp.Kvs {
+		t, err := time.Parse(timeKeyLayout, strings.TrimPrefix(string(kv.Key), pfx))
+		if err != nil {
+			continue
+		}
+		out = append(out, ActiveJob{Scheduled: t, Host: string(kv.Value), Token: kv.CreateRevision})
+	}
+	return out, nil
+}

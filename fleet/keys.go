@@ -71,4 +71,6 @@ func (k keys) jobActive(name string, t time.Time) string {
 }
 
 // timeKey is a fixed-width UTC form of t, so keys sort by time.
-func timeKey(t time.Time) string { return t.UTC().Format("20060102T150405.000000000Z") }
+func timeKey(t time.Time) string { return t.UTC().Format(timeKeyLayout) }
+
+const timeKeyLayout = "20060102T150405.000000000Z"

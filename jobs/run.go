@@ -60,6 +60,9 @@ func (s *Scheduler) execute(ctx context.Context, a *active) {
 		fail(err)
 		return
 	}
+	if r.FenceToken != 0 {
+		req.Config.Env = append(req.Config.Env, fmt.Sprintf("%s=%d", FenceEnv, r.FenceToken))
+	}
 	r.Container, r.Secrets = req.Name, len(secretEnv)+len(secretFiles) > 0
 	res, err := s.Engine.RunOnce(ctx, req, engine.OneShot{
 		Timeout: d.Spec.Timeout, Grace: s.StopGrace, MaxOutput: s.MaxOutput,

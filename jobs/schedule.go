@@ -72,6 +72,21 @@ func (s *Schedule) Next(after time.Time) time.Time {
 	return time.Time{}
 }
 
+// NextAligned is Next, except that an @every schedule's times are the
+// multiples of its interval (since Go's zero time) instead of counting from
+// after: hosts of a fleet, started at different moments, then name the
+// same scheduled times, which is what a claim is keyed by.
+func (s *Schedule) NextAligned(after time.Time) time.Time {
+	if !s.every {
+		return s.Next(after)
+	}
+	d := s.spec.(cron.ConstantDelaySchedule).Delay
+	if d <= 0 {
+		return s.Next(after)
+	}
+	return after.Truncate(d).Add(d)
+}
+
 // Missed counts the scheduled times in (last, now], stopping at limit, and
 // returns the latest of them.
 func (s *Schedule) Missed(last, now time.Time, limit int) (n int, latest time.Time) {

@@ -32,6 +32,11 @@ type Scheduler struct {
 	// OnFinish, when set, is told of every run that ended (metrics,
 	// notifications). It must not block.
 	OnFinish func(r Run, spec envs.JobSpec)
+	// Fleet, when set, coordinates the env's jobs with its other hosts
+	// (fleet.go): a `run_on: one` job (the default) runs each scheduled
+	// time on one host of the fleet, `run_on: all` on every host. nil:
+	// every job runs here, run_on ignored, as on a single host.
+	Fleet Fleet
 
 	// Now and Jitter are the clock and the random delay; tests set them.
 	Now    func() time.Time
@@ -55,6 +60,12 @@ type entry struct {
 	next    time.Time  // the schedule's next time
 	due     time.Time  // next plus jitter: when the run starts
 	catchUp *time.Time // a missed run to make at once (missed: run_once)
+	// fleetMissed: the missed policy is still to be decided fleet-wide
+	// (tick starts it once Run runs).
+	fleetMissed bool
+	// waiting is the latest scheduled time waiting for its fleet claim:
+	// an older one still waiting gives up (only the latest runs).
+	waiting time.Time
 }
 
 type active struct {
@@ -146,14 +157,33 @@ func (s *Scheduler) Update(env *envs.Env, revision string) error {
 
 // schedule sets e's next time from now.
 func (s *Scheduler) schedule(e *entry, now time.Time) {
-	e.next = e.def.Schedule.Next(now)
+	e.next = s.nextTime(e.def, now)
 	e.due = e.next.Add(s.Jitter(e.def.Spec.Jitter))
+}
+
+// once says whether each scheduled time of d runs on one host of the
+// fleet.
+func (s *Scheduler) once(d *Def) bool {
+	return s.Fleet != nil && d.Spec.RunOn != envs.RunOnAll
+}
+
+// nextTime is d's first scheduled time after after. A fleet job's @every
+// times are aligned, so that every host names the same times.
+func (s *Scheduler) nextTime(d *Def, after time.Time) time.Time {
+	if s.once(d) {
+		return d.Schedule.NextAligned(after)
+	}
+	return d.Schedule.Next(after)
 }
 
 // missed applies the job's missed policy to the times it was due while the
 // agent was not running: since its last scheduled run on record. At most
 // one catch-up run, however many were missed.
 func (s *Scheduler) missed(e *entry, now time.Time) {
+	if s.once(e.def) {
+		e.fleetMissed = true // decided fleet-wide, by tick
+		return
+	}
 	runs, err := s.Store.Runs(e.def.Spec.Name)
 	if err != nil {
 		s.Log.Warn("job history unreadable", "job", e.def.Spec.Name, "error", err)
@@ -243,6 +273,11 @@ func (s *Scheduler) tick() time.Duration {
 	s.pending = nil
 	for _, name := range slices.Sorted(maps.Keys(s.entries)) {
 		e := s.entries[name]
+		if e.fleetMissed {
+			e.fleetMissed = false
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.fleetMissed(e, e.def) }()
+		}
 		if e.catchUp != nil {
 			s.start(e.def, *e.catchUp, TriggerMissed, "")
 			e.catchUp, changed = nil, true
@@ -251,14 +286,18 @@ func (s *Scheduler) tick() time.Duration {
 			continue
 		}
 		if !now.Before(e.due) {
-			s.start(e.def, e.next, TriggerSchedule, "")
-			e.next = e.def.Schedule.Next(e.next)
+			if s.once(e.def) {
+				s.claimAndStart(e, e.next, TriggerSchedule, "")
+			} else {
+				s.start(e.def, e.next, TriggerSchedule, "")
+			}
+			e.next = s.nextTime(e.def, e.next)
 			if !e.next.IsZero() && !e.next.After(now) {
 				// Fell behind (a suspended host, a clock step): resume
 				// from now rather than replaying every missed time.
 				n, _ := e.def.Schedule.Missed(e.next.Add(-time.Nanosecond), now, 1000)
 				s.Log.Warn("job fell behind its schedule; missed runs skipped", "job", name, "missed", n)
-				e.next = e.def.Schedule.Next(now)
+				e.next = s.nextTime(e.def, now)
 			}
 			e.due = e.next.Add(s.Jitter(e.def.Spec.Jitter))
 			changed = true
@@ -311,9 +350,18 @@ func (s *Scheduler) TakeRequests() {
 
 // start begins a run of d under its concurrency policy (s.mu held).
 func (s *Scheduler) start(d *Def, scheduled time.Time, trigger, request string) string {
+	return s.startRun(d, scheduled, trigger, request, nil)
+}
+
+// startRun is start for a run that holds claim c on its scheduled time in
+// the fleet (nil: none). The claim is finished with the run's result.
+func (s *Scheduler) startRun(d *Def, scheduled time.Time, trigger, request string, c Claim) string {
 	now := s.Now()
 	r := &Run{ID: NewID(now), Job: d.Spec.Name, Trigger: trigger, Scheduled: scheduled, Status: StatusRunning,
 		Revision: d.Revision, JobHash: d.Hash, Image: d.Image(), Request: request}
+	if c != nil {
+		r.Host, r.FenceToken = s.Fleet.Host(), c.Token()
+	}
 	var running []*active
 	for _, a := range s.active {
 		if a.run.Job == d.Spec.Name {
@@ -333,12 +381,15 @@ func (s *Scheduler) start(d *Def, scheduled time.Time, trigger, request string) 
 			r.Status, r.Reason = StatusSkipped, fmt.Sprintf("run %s is still running (concurrency: forbid)", running[0].run.ID)
 			s.Log.Info("job run skipped", "job", d.Spec.Name, "reason", r.Reason)
 			s.record(r, d.Spec)
+			s.finishClaim(c, *r)
 			return r.ID
 		}
 	}
 	if err := s.Store.Save(r); err != nil {
 		// Without a record the run could not be reaped after a crash.
 		s.Log.Error("job run not started", "job", d.Spec.Name, "error", err)
+		r.Status, r.Reason = StatusFailed, fmt.Sprintf("not started: its record could not be written: %v", err)
+		s.finishClaim(c, *r)
 		return r.ID
 	}
 	ctx, cancel := context.WithCancelCause(s.ctx)
@@ -358,6 +409,9 @@ func (s *Scheduler) start(d *Def, scheduled time.Time, trigger, request string) 
 		s.record(r, d.Spec)
 		s.saveListing()
 		s.mu.Unlock()
+		if c != nil {
+			s.finish(c, *r)
+		}
 	}()
 	s.saveListing()
 	return r.ID
@@ -391,6 +445,12 @@ func (s *Scheduler) saveListing() {
 		sp := e.def.Spec
 		en := Entry{Name: name, Schedule: sp.Schedule, Timezone: sp.Timezone, Service: sp.Service, Image: e.def.Image(),
 			Command: sp.Command, Concurrency: string(sp.Concurrency), Missed: sp.Missed, History: sp.History, Hash: e.def.Hash, Next: e.due}
+		if s.Fleet != nil {
+			en.RunOn = envs.RunOnOne
+			if sp.RunOn == envs.RunOnAll {
+				en.RunOn = envs.RunOnAll
+			}
+		}
 		if sp.Timeout > 0 {
 			en.Timeout = sp.Timeout.String()
 		}

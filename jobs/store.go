@@ -74,6 +74,10 @@ type Run struct {
 	// Secrets says the run had secret values (its output is kept only
 	// redacted, so not at all after an agent restart).
 	Secrets bool `json:"secrets,omitempty"`
+	// Host and FenceToken are set on a run of a fleet: the host (this
+	// one) and the token of its claim on the scheduled time.
+	Host       string `json:"host,omitempty"`
+	FenceToken int64  `json:"fence_token,omitempty"`
 }
 
 // Done says whether the run has ended.
@@ -254,6 +258,7 @@ type Entry struct {
 	Hash        string    `json:"hash"`
 	Next        time.Time `json:"next,omitzero"`
 	Running     []string  `json:"running,omitempty"` // run ids in flight
+	RunOn       string    `json:"run_on,omitempty"`  // with a fleet: one or all
 }
 
 func (s *Store) listingPath() string { return filepath.Join(s.Dir, "jobs.json") }

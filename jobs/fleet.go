@@ -1,0 +1,86 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Fleet is the fleet's side of scheduled jobs (DESIGN §8, FLEET-NOTES
+// rule 2): which host runs each scheduled time of a `run_on: one` job, and
+// the fleet's run records. fleetjobs.Adapter (over *fleet.Client) is one;
+// unit tests use fakes. This package never talks to etcd itself.
+//
+// Errors: ErrClaimed and ErrTooLate as below; an etcd that does not answer
+// is an outage (failure.IsOutage): the scheduler waits, bounded by the
+// job's starting deadline.
+type Fleet interface {
+	// Host is this agent's name in the fleet.
+	Host() string
+	// Claim claims scheduled time t of job for this host, under a lease.
+	// The claim is permanent: losing the lease mid-run never hands t to
+	// another host.
+	Claim(ctx context.Context, env, job string, t time.Time, p FleetPolicy) (Claim, error)
+	// History is the fleet's records of job, newest first (at most
+	// limit; 0: all).
+	History(ctx context.Context, env, job string, limit int) ([]FleetRun, error)
+	// Active lists the runs of job whose runners are alive now, on every
+	// host (this one's included).
+	Active(ctx context.Context, env, job string) ([]FleetActive, error)
+}
+
+// Claim is this host's claim on one scheduled time. Finish it once.
+type Claim interface {
+	// Token is the claim's fencing token: unique and growing per fleet.
+	// A run gets it as BERTH_FENCE_TOKEN.
+	Token() int64
+	// Finish writes how the run ended over the claim (kept and written
+	// later when etcd is unreachable).
+	Finish(ctx context.Context, r Run) error
+}
+
+// FleetPolicy says how a job's scheduled times are claimed.
+type FleetPolicy struct {
+	// StartingDeadline: the time is not started later than this after it.
+	StartingDeadline time.Duration
+	// History is how many of the job's records the fleet keeps.
+	History int
+}
+
+// FleetRun is the fleet's record of one scheduled time of a job.
+type FleetRun struct {
+	Job       string    `json:"job"`
+	Scheduled time.Time `json:"scheduled"`
+	Host      string    `json:"host"`
+	Token     int64     `json:"token"`
+	// Status is running, succeeded, failed, lost (its runner's lease
+	// expired before it reported), or a local status (timeout,
+	// interrupted, skipped).
+	Status    string    `json:"status"`
+	Claimed   time.Time `json:"claimed"`
+	Started   time.Time `json:"started,omitzero"`
+	Ended     time.Time `json:"ended,omitzero"`
+	ExitCode  int       `json:"exit_code"`
+	Reason    string    `json:"reason,omitempty"`
+	LeaseLost bool      `json:"lease_lost,omitempty"`
+	RunID     string    `json:"run_id,omitempty"` // the run in the host's own history
+}
+
+// FleetActive is a run whose runner is alive.
+type FleetActive struct {
+	Scheduled time.Time
+	Host      string
+	Token     int64
+}
+
+// ErrClaimed: another host claimed the scheduled time (or a later one).
+var ErrClaimed = errors.New("claimed by another host")
+
+// ErrTooLate: the scheduled time is past its starting deadline.
+var ErrTooLate = errors.New("past its starting deadline")
+
+// FenceEnv is the variable a fleet run's container gets its fencing token
+// in: a job that writes somewhere with its own lock can refuse a write
+// from a token older than one it has seen (FLEET-NOTES: an etcd lock is
+// not mutual exclusion by itself).
+const FenceEnv = "BERTH_FENCE_TOKEN"

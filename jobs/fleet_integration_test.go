@@ -1,0 +1,420 @@
+package jobs_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/engine"
+	"berth.dev/berth/envs"
+	"berth.dev/berth/fleet"
+	"berth.dev/berth/fleet/fleetjobs"
+	"berth.dev/berth/internal/testenv"
+	"berth.dev/berth/jobs"
+)
+
+// Three job schedulers of one env, each with its own fleet client (its
+// own etcd session), state dir and Compose project, on one real etcd and
+// the real engine: what three agents of a fleet run.
+
+// fleetEnv is the env's name in the fleet. Each host's scheduler has its
+// own env name on the engine (its run containers' label), because the
+// three share one engine here and a scheduler reaps its env's containers
+// on start; sharedEnv maps all three onto the one fleet env.
+const fleetEnv = "shop"
+
+type sharedEnv struct{ jobs.Fleet }
+
+func (f sharedEnv) Claim(ctx context.Context, _, job string, t time.Time, p jobs.FleetPolicy) (jobs.Claim, error) {
+	return f.Fleet.Claim(ctx, fleetEnv, job, t, p)
+}
+
+func (f sharedEnv) History(ctx context.Context, _, job string, limit int) ([]jobs.FleetRun, error) {
+	return f.Fleet.History(ctx, fleetEnv, job, limit)
+}
+
+func (f sharedEnv) Active(ctx context.Context, _, job string) ([]jobs.FleetActive, error) {
+	return f.Fleet.Active(ctx, fleetEnv, job)
+}
+
+type fleetHost struct {
+	name   string
+	s      *jobs.Scheduler
+	c      *fleet.Client
+	f      jobs.Fleet
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (h *fleetHost) stop() {
+	h.cancel()
+	<-h.done
+}
+
+// fleetHosts starts n schedulers of an env with the given x-berth.jobs
+// block (around a worker running the test image) on etcd.
+func fleetHosts(t *testing.T, etcd *testenv.Etcd, n int, jobsYAML string) []*fleetHost {
+	t.Helper()
+	d := testenv.Docker(t)
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "fleetjobs-" + d.RunID})
+	d.CleanupImage(img.Ref())
+	// The three engines share the client: negotiate its API version
+	// before they do, at once (the lazy negotiation is not safe for
+	// concurrent first calls).
+	d.Client.NegotiateAPIVersion(t.Context())
+	dir := t.TempDir()
+	var hs []*fleetHost
+	for i := range n {
+		host := fmt.Sprintf("web-%d", i+1)
+		name := fmt.Sprintf("f%s%d", d.RunID, i+1)
+		d.CleanupLabel(t, engine.LabelJobEnv, name)
+		d.CleanupLabel(t, "com.docker.compose.project", name)
+		os.MkdirAll(filepath.Join(dir, "envs", name), 0o755)
+		compose := fmt.Sprintf(`
+services:
+  web:
+    image: %s
+    environment: {APP_MODE: exit, APP_PRINT_ENV: BERTH_FENCE_TOKEN}
+    x-berth: {role: worker}
+x-berth:
+  jobs:
+%s`, img.Ref(), jobsYAML)
+		if err := os.WriteFile(filepath.Join(dir, "envs", name, "compose.yaml"), []byte(compose), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		env, err := envs.Load(t.Context(), dir, name, envs.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := hclog.New(&hclog.LoggerOptions{Name: host, Output: testWriter{t}, Level: hclog.Info})
+		c, err := fleet.New(fleet.Config{Etcd: fleet.EtcdConfig{Endpoints: []string{etcd.ClientURL}}, Host: host, LeaseTTL: 4 * time.Second},
+			fleet.Options{Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go c.Run(ctx)
+		h := &fleetHost{name: host, c: c, f: sharedEnv{fleetjobs.Adapter{C: c}}, cancel: cancel, done: make(chan struct{})}
+		h.s = &jobs.Scheduler{Env: name, Store: &jobs.Store{Dir: t.TempDir()}, Engine: engine.New(d.Client, nil),
+			StopGrace: time.Second, Log: log, Fleet: h.f}
+		if err := h.s.Update(env, "rev1"); err != nil {
+			t.Fatal(err)
+		}
+		go func() { defer close(h.done); h.s.Run(ctx) }()
+		t.Cleanup(func() { h.stop(); c.Close() })
+		hs = append(hs, h)
+	}
+	return hs
+}
+
+// testWriter logs to the test until it ends.
+type testWriter struct{ t *testing.T }
+
+var logMu sync.Mutex
+
+func (w testWriter) Write(b []byte) (int, error) {
+	logMu.Lock()
+	defer logMu.Unlock()
+	defer func() { recover() }() // a line after the test ended
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func waitFleet(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func history(t *testing.T, h *fleetHost, job string) []jobs.FleetRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, err := h.f.History(ctx, "", job, 0)
+	if err != nil {
+		t.Fatalf("%s: history: %v", h.name, err)
+	}
+	return recs
+}
+
+// localRuns is every host's own runs of job that did run (not skipped),
+// by scheduled time.
+func localRuns(t *testing.T, hs []*fleetHost, job string) map[time.Time][]jobs.Run {
+	t.Helper()
+	out := map[time.Time][]jobs.Run{}
+	for _, h := range hs {
+		rs, err := h.s.Store.Runs(job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Status != jobs.StatusSkipped && r.Trigger != jobs.TriggerManual {
+				out[r.Scheduled.UTC()] = append(out[r.Scheduled.UTC()], r)
+			}
+		}
+	}
+	return out
+}
+
+func doneCount(recs []jobs.FleetRun) int {
+	n := 0
+	for _, r := range recs {
+		if r.Status != fleet.JobRunning {
+			n++
+		}
+	}
+	return n
+}
+
+func TestDocker_FleetJobRunsOncePerScheduledTimeAcrossThreeHosts(t *testing.T) {
+	etcd := testenv.StartEtcd(t)
+	hs := fleetHosts(t, etcd, 3, `
+    tick:
+      schedule: "@every 10s"
+      service: web
+`)
+	const n = 4
+	waitFleet(t, 3*time.Minute, fmt.Sprintf("%d finished runs in the fleet's history", n), func() bool {
+		return doneCount(history(t, hs[0], "tick")) >= n
+	})
+	for _, h := range hs {
+		h.stop()
+	}
+	recs := history(t, hs[0], "tick")
+	local := localRuns(t, hs, "tick")
+	if len(recs) < n {
+		t.Fatalf("%d fleet records, want at least %d", len(recs), n)
+	}
+	total, ran := 0, 0
+	for _, rs := range local {
+		total += len(rs)
+	}
+	for _, r := range recs {
+		if r.Status != string(jobs.StatusSkipped) { // claimed as the hosts stopped
+			ran++
+		}
+	}
+	// N runs in total, not 3N: every scheduled time ran on one host.
+	if total != ran {
+		t.Errorf("%d runs on the hosts for %d scheduled times run in the fleet's history", total, ran)
+	}
+	seen := map[time.Time]bool{}
+	for _, r := range recs {
+		at := r.Scheduled.UTC()
+		if seen[at] {
+			t.Errorf("time %s twice in the fleet's history", at)
+		}
+		seen[at] = true
+		if r.Status == string(jobs.StatusSkipped) {
+			continue
+		}
+		if at.Truncate(10*time.Second) != at {
+			t.Errorf("scheduled time %s not on the @every 10s grid", at)
+		}
+		rs := local[at]
+		if len(rs) != 1 {
+			t.Errorf("time %s ran %d times on the hosts: %+v", at, len(rs), rs)
+			continue
+		}
+		lr := rs[0]
+		if r.Host == "" || lr.Host != r.Host || lr.FenceToken != r.Token || lr.ID != r.RunID || string(lr.Status) != r.Status {
+			t.Errorf("fleet record %+v does not match the host's run %+v", r, lr)
+		}
+		if r.Token == 0 {
+			t.Errorf("record %+v without a fencing token", r)
+		}
+	}
+	// The run's container got its fencing token.
+	for _, h := range hs {
+		rs, _ := h.s.Store.Runs("tick")
+		for _, r := range rs {
+			if r.Status != jobs.StatusSucceeded {
+				continue
+			}
+			out, _, _ := h.s.Store.Output("tick", r.ID)
+			sum := sha256.Sum256(fmt.Append(nil, r.FenceToken))
+			if want := "testapp env BERTH_FENCE_TOKEN set sha256=" + hex.EncodeToString(sum[:8]); !strings.Contains(string(out), want) {
+				t.Errorf("%s run %s output %q, want %q", h.name, r.ID, out, want)
+			}
+		}
+	}
+	// Every host shows the fleet's runs, each naming its host.
+	for _, h := range hs[1:] {
+		other := history(t, h, "tick")
+		if len(other) != len(recs) {
+			t.Errorf("%s shows %d records, %s %d", h.name, len(other), hs[0].name, len(recs))
+		}
+		for i := range min(len(other), len(recs)) {
+			if other[i].Host != recs[i].Host || !other[i].Scheduled.Equal(recs[i].Scheduled) {
+				t.Errorf("%s record %d %+v, %s has %+v", h.name, i, other[i], hs[0].name, recs[i])
+			}
+		}
+	}
+	t.Logf("fleet history: %d runs, by host: %v", len(recs), byHost(recs))
+}
+
+func byHost(recs []jobs.FleetRun) map[string]int {
+	m := map[string]int{}
+	for _, r := range recs {
+		m[r.Host]++
+	}
+	return m
+}
+
+// The host running a scheduled time dies (its lease goes): no other host
+// runs that time again; the fleet's record shows it lost, and the next
+// times run, once each, on the hosts left.
+func TestDocker_FleetJobRunnerLeaseLost_NoSecondRun(t *testing.T) {
+	etcd := testenv.StartEtcd(t)
+	hs := fleetHosts(t, etcd, 3, `
+    long:
+      schedule: "@every 5s"
+      service: web
+      environment: {APP_SLEEP: 7s}
+`)
+	var runner *fleetHost
+	var at time.Time
+	waitFleet(t, 2*time.Minute, "a run of the job", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		act, err := hs[0].f.Active(ctx, "", "long")
+		if err != nil || len(act) == 0 {
+			return false
+		}
+		for _, h := range hs {
+			if h.name == act[0].Host {
+				runner, at = h, act[0].Scheduled.UTC()
+			}
+		}
+		return runner != nil
+	})
+	// Kill the runner: its lease goes at once (as after its TTL), and it
+	// writes nothing more.
+	runner.c.Close()
+	runner.stop()
+	var rest []*fleetHost
+	for _, h := range hs {
+		if h != runner {
+			rest = append(rest, h)
+		}
+	}
+	waitFleet(t, 2*time.Minute, "two later times finished by the other hosts", func() bool {
+		n := 0
+		for _, r := range history(t, rest[0], "long") {
+			if r.Scheduled.After(at) && r.Status != fleet.JobRunning && r.Status != fleet.JobLost {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	for _, h := range rest {
+		h.stop()
+	}
+	recs := history(t, rest[0], "long")
+	found := false
+	for _, r := range recs {
+		if r.Scheduled.UTC().Equal(at) {
+			found = true
+			if r.Host != runner.name || r.Status != fleet.JobLost {
+				t.Errorf("record of the dead runner's time: %+v, want lost on %s", r, runner.name)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no record of %s in %+v", at, recs)
+	}
+	for tm, rs := range localRuns(t, rest, "long") {
+		if tm.Equal(at) {
+			t.Errorf("the dead runner's time %s ran again: %+v", at, rs)
+		}
+		if len(rs) > 1 {
+			t.Errorf("time %s ran %d times", tm, len(rs))
+		}
+	}
+}
+
+// etcd stops: a run_on: one job's scheduled times are recorded as skipped,
+// waiting for etcd, never run; a run_on: all job keeps running on every
+// host. When etcd is back, the run_on: one job runs again, once per time.
+func TestDocker_FleetJobsWhileEtcdIsDown(t *testing.T) {
+	etcd := testenv.StartEtcd(t)
+	hs := fleetHosts(t, etcd, 3, `
+    one:
+      schedule: "@every 5s"
+      service: web
+      starting_deadline: 2s
+    every:
+      schedule: "@every 5s"
+      service: web
+      run_on: all
+`)
+	waitFleet(t, 2*time.Minute, "a run of the run_on: one job", func() bool {
+		return doneCount(history(t, hs[0], "one")) >= 1
+	})
+	etcd.Stop()
+	down := time.Now()
+	waitFleet(t, 2*time.Minute, "a scheduled time skipped waiting for etcd, and runs of the run_on: all job on every host", func() bool {
+		skipped := false
+		for _, h := range hs {
+			rs, _ := h.s.Store.Runs("one")
+			for _, r := range rs {
+				if r.Status == jobs.StatusSkipped && strings.Contains(r.Reason, "waiting for etcd") {
+					skipped = true
+				}
+			}
+			rs, _ = h.s.Store.Runs("every")
+			ran := false
+			for _, r := range rs {
+				if r.Started.After(down) && r.Done() {
+					ran = true
+				}
+			}
+			if !ran {
+				return false
+			}
+		}
+		return skipped
+	})
+	for tm, rs := range localRuns(t, hs, "one") {
+		for _, r := range rs {
+			if r.Started.After(down) {
+				t.Errorf("run_on: one job ran while etcd was down: %s %+v", tm, r)
+			}
+		}
+	}
+	etcd.Start()
+	etcd.WaitHealthy(t, 30*time.Second)
+	up := time.Now()
+	waitFleet(t, 2*time.Minute, "two runs of the run_on: one job after etcd is back", func() bool {
+		n := 0
+		for _, r := range history(t, hs[0], "one") {
+			if r.Scheduled.After(up) && r.Status == fleet.JobSucceeded {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	for _, h := range hs {
+		h.stop()
+	}
+	for tm, rs := range localRuns(t, hs, "one") {
+		if len(rs) > 1 {
+			t.Errorf("time %s ran %d times: %+v", tm, len(rs), rs)
+		}
+	}
+}
