@@ -22,6 +22,14 @@ type Poller struct {
 	MinBackoff time.Duration // first wait after a failure; default 5 s
 	MaxBackoff time.Duration // cap on waits after failures; default 10 min
 	OnDemand   bool          // no interval: checks on Tick and Trigger
+	// Phase, when set, delays the first check by a random duration in
+	// [0, Phase) (a Trigger still runs it at once). Agents started at the
+	// same moment — a fleet-wide restart, an autoscaling group replaced —
+	// would otherwise poll the Git server in lockstep: all at once, then
+	// again within the ±Jitter window of one interval. With Phase equal
+	// to the interval their polls spread evenly from the first one (the
+	// 1,000-agent benchmark in docs/benchmarks.md, "Fleets").
+	Phase time.Duration
 
 	trigger chan struct{}
 	tick    chan struct{}
@@ -66,6 +74,17 @@ func (p *Poller) Run(ctx context.Context, check func(context.Context) error) {
 			return
 		case <-p.tick:
 		case <-p.trigger:
+		}
+	}
+	if p.Phase > 0 && !p.OnDemand {
+		t := time.NewTimer(rand.N(p.Phase))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-p.trigger:
+			t.Stop()
 		}
 	}
 	failures := 0

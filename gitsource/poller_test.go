@@ -163,3 +163,48 @@ func TestPoller_OnDemandTicksDoNotCutItsBackoff(t *testing.T) {
 		}
 	})
 }
+
+func TestPoller_PhaseSpreadsTheFirstCheckOfPollersStartedTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 200
+		rs := make([]*recorder, n)
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range rs {
+			p := NewPoller(time.Minute)
+			p.Phase = time.Minute
+			rs[i] = &recorder{start: start}
+			wg.Add(1)
+			go func() { defer wg.Done(); p.Run(ctx, rs[i].check) }()
+		}
+		time.Sleep(59*time.Second + 999*time.Millisecond)
+		perTen := make([]int, 6) // first checks per 10 s
+		for _, r := range rs {
+			at := r.times()
+			if len(at) == 0 {
+				t.Fatalf("a poller did not check within its phase")
+			}
+			perTen[at[0]/(10*time.Second)]++
+		}
+		for _, c := range perTen { // 33 expected in each; far from all at once
+			if c < 10 || c > 60 {
+				t.Errorf("first checks per 10 s: %v, want them spread over the interval", perTen)
+				break
+			}
+		}
+		// A trigger still checks at once.
+		p := NewPoller(time.Minute)
+		p.Phase = time.Hour
+		r := &recorder{start: time.Now()}
+		wg.Add(1)
+		go func() { defer wg.Done(); p.Run(ctx, r.check) }()
+		p.Trigger()
+		time.Sleep(time.Second)
+		if at := r.times(); len(at) != 1 || at[0] > time.Second {
+			t.Errorf("triggered during its phase: checks at %v, want one at once", at)
+		}
+		cancel()
+		wg.Wait()
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // GitServer serves bare repositories over real smart HTTP (git http-backend
@@ -26,6 +27,7 @@ type GitServer struct {
 	mu       sync.Mutex
 	requests int
 	bytes    int64
+	arrivals []time.Time
 }
 
 // Traffic returns how many requests the HTTP server answered and how many
@@ -39,8 +41,16 @@ func (g *GitServer) Traffic() (requests int, bytes int64) {
 // ResetTraffic zeroes the counters Traffic reports.
 func (g *GitServer) ResetTraffic() {
 	g.mu.Lock()
-	g.requests, g.bytes = 0, 0
+	g.requests, g.bytes, g.arrivals = 0, 0, nil
 	g.mu.Unlock()
+}
+
+// Arrivals returns when each request since the last ResetTraffic
+// arrived, in order: the load offered to the server, second by second.
+func (g *GitServer) Arrivals() []time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]time.Time(nil), g.arrivals...)
 }
 
 // countingWriter counts the body bytes a handler writes.
@@ -104,6 +114,9 @@ func StartGitServer(t testing.TB, opts ...GitServerOption) *GitServer {
 		},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.arrivals = append(g.arrivals, time.Now())
+		g.mu.Unlock()
 		if g.user != "" {
 			u, p, ok := r.BasicAuth()
 			if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(g.user)) != 1 ||
