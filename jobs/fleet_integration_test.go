@@ -92,7 +92,7 @@ x-berth:
 		if err := os.WriteFile(filepath.Join(dir, "envs", name, "compose.yaml"), []byte(compose), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		env, err := envs.Load(t.Context(), dir, name, envs.Options{})
+		env, err := envs.Load(t.Context(), dir, name, envs.Options{Policy: envs.Policy{MinJobInterval: time.Second}})
 		if err != nil {
 			t.Fatal(err)
 		}
