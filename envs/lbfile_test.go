@@ -32,11 +32,8 @@ func TestLoad_LegacyLBFileOnlyWhenHandedOver(t *testing.T) {
 	handOver := func(up string) string {
 		return "or hand the file over: make `# berth: env=prod upstream=" + up + "` its first line"
 	}
-	tests := []struct {
-		name string
-		lb   string
-		want string
-	}{
+	type lbCase struct{ name, lb, want string }
+	tests := []lbCase{
 		{"an operator's upstream file", "{type: nginx, upstream: otherapp, file: " + dir + "/otherapp-upstreams.conf}",
 			f + "::x-berth.lb.file: " + dir + "/otherapp-upstreams.conf is not a file berth wrote for environment prod, upstream otherapp (leave file: out (berth writes " + dir + "/berth-prod-otherapp.conf), " + handOver("otherapp") + ")"},
 		{"nginx's default.conf", "{type: nginx, upstream: otherapp, file: " + dir + "/default.conf}",
@@ -56,9 +53,28 @@ func TestLoad_LegacyLBFileOnlyWhenHandedOver(t *testing.T) {
 		{"berth's name, written out", "{type: nginx, upstream: boot, file: " + dir + "/berth-prod-boot.conf}", ""},
 		{"berth's name, no file yet", "{type: nginx, upstream: fresh}", ""},
 	}
+	// Several servers, each with its own upstream: each server's file is
+	// checked, and the message names the server.
+	servers := func(lb2 string) string {
+		return "services:\n  web:\n    image: " + img + "\n    x-berth: {role: server, port: 80, lb: {type: nginx, upstream: fresh}}\n" +
+			"  api:\n    image: " + img + "\n    x-berth: {role: server, port: 81, lb: " + lb2 + "}\n"
+	}
+	for _, tc := range []struct{ name, lb, want string }{
+		{"a second server's legacy file of another environment", "{type: nginx, upstream: app, file: " + dir + "/staging.conf}",
+			f + ":api:x-berth.lb.file: " + dir + "/staging.conf belongs to environment staging (upstream app) (leave file: out; berth writes " + dir + "/berth-prod-app.conf)"},
+		{"a second server's upstream under another environment's name", "{type: nginx, upstream: x-y}",
+			f + ":api:x-berth.lb.upstream: " + dir + "/berth-prod-x-y.conf belongs to environment prod-x (upstream y) (name an upstream of this environment's own)"},
+		{"a second server's own", "{type: nginx, upstream: app, file: " + dir + "/mine.conf}", ""},
+	} {
+		tests = append(tests, lbCase{"servers: " + tc.name, tc.lb, tc.want})
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, ps := load(t, map[string]string{f: compose(tc.lb)}, Options{LB: LBOptions{File: read}})
+			content := compose(tc.lb)
+			if strings.HasPrefix(tc.name, "servers: ") {
+				content = servers(tc.lb)
+			}
+			_, ps := load(t, map[string]string{f: content}, Options{LB: LBOptions{File: read}})
 			var got []string
 			for _, p := range ps {
 				got = append(got, p.String())
