@@ -37,6 +37,14 @@ func FuzzComposeToCreateRequest(f *testing.F) {
 		"services:\n  w: {image: " + img + ", extends: {file: /etc/passwd, service: x}}\n",
 		"services:\n  web:\n    image: " + img + "\n    x-berth: {role: server, port: 8080}\nx-berth:\n  lb: {type: nginx, upstream: app, file: /etc/ssh/sshd_config.d/x.conf}\n  jobs:\n    j: {schedule: '@daily', service: web, environment: {A: b}}\n    k: {schedule: '@daily', image: " + img + "}\n",
 		"services:\n  w:\n    image: " + img + "\n    sysctls: {kernel.core_pattern: '|/tmp/x'}\n    privileged: true\n    cap_add: [ALL]\n    devices: ['/dev/sda:/dev/sda']\n",
+		// The later tricks: YAML shape, ulimits, stop grace, overlapping
+		// binds, names of other projects, job bounds, a legacy LB file.
+		"services:\n  w: {image: " + img + "}\nx-deep: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+		"services:\n  w: {image: " + img + "}\nx-a0: &a0 [x, x]\nx-a1: &a1 [*a0, *a0]\nx-a2: &a2 [*a1, *a1]\nx-a3: [*a2, *a2]\n---\nservices: {w: {privileged: true}}\n",
+		"services:\n  w:\n    image: " + img + "\n    ulimits: {memlock: -1, nofile: {soft: 1, hard: 2000000000}}\n    stop_grace_period: 1000h\n",
+		"services:\n  w:\n    image: " + img + "\n    volumes: ['/srv:/a', '/srv/x:/b:ro']\n    expose: ['1-65535']\n    networks: [n]\nnetworks:\n  n: {name: other_default}\n",
+		"services:\n  w: {image: " + img + "}\nx-berth:\n  jobs:\n    a: {service: w, schedule: '@every 1s', history: 5000, concurrency: allow}\n    b: {service: w, schedule: '*/1 * * * * *', concurrency: allow, timeout: 1000h}\n",
+		"services:\n  web:\n    image: " + img + "\n    x-berth: {role: server, port: 8080, lb: {type: nginx, upstream: a, file: /etc/nginx/conf.d/berth-a-b-c.conf}}\n",
 	} {
 		f.Add(seed, "")
 	}
