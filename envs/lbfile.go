@@ -48,8 +48,10 @@ func nginxFileRefused(read func(string) (LBFile, error), file, named, env, upstr
 		return fmt.Sprintf("%s is not berth's name for this upstream (%s)", file, filepath.Base(named)), "leave file: out; berth writes " + named
 	case !f.Header:
 		return fmt.Sprintf("%s is not a file berth wrote for environment %s, upstream %s", file, env, upstream), fmt.Sprintf("leave file: out (berth writes %s), or hand the file over: make `%s` its first line", named, owner)
-	case f.Env != env || f.Upstream != upstream:
+	case f.Env != env:
 		return fmt.Sprintf("%s belongs to environment %s (upstream %s)", file, f.Env, f.Upstream), "leave file: out; berth writes " + named
+	case f.Upstream != upstream:
+		return fmt.Sprintf("%s holds this environment's upstream %s, not %s", file, f.Upstream, upstream), "leave file: out; berth writes " + named
 	}
 	return "", ""
 }

@@ -48,6 +48,8 @@ func TestLoad_LegacyLBFileOnlyWhenHandedOver(t *testing.T) {
 			f + "::x-berth.lb.upstream: " + dir + "/berth-prod-x-y.conf belongs to environment prod-x (upstream y) (name an upstream of this environment's own)"},
 		{"berth's name, another upstream in it", "{type: nginx, upstream: odd}",
 			f + "::x-berth.lb.upstream: " + dir + "/berth-prod-odd.conf defines upstream other (name an upstream of this environment's own)"},
+		{"this environment's file of another upstream", "{type: nginx, upstream: other, file: " + dir + "/mine.conf}",
+			f + "::x-berth.lb.file: " + dir + "/mine.conf holds this environment's upstream app, not other (leave file: out; berth writes " + dir + "/berth-prod-other.conf)"},
 		{"a file handed over", "{type: nginx, upstream: app, file: " + dir + "/mine.conf}", ""},
 		{"berth's name, an operator's bootstrap file", "{type: nginx, upstream: boot}", ""},
 		{"berth's name, written out", "{type: nginx, upstream: boot, file: " + dir + "/berth-prod-boot.conf}", ""},
