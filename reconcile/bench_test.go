@@ -3,8 +3,13 @@ package reconcile
 import (
 	"io"
 	"net/http"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -78,4 +83,69 @@ func waitServing(b *testing.B, url string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	b.Fatalf("%s not serving", url)
+}
+
+// wrkLoad is wrk (one thread, 8 keep-alive connections) beside the Go
+// clients: it does not retry, so every socket error a reload or a drain
+// causes shows (Go's client resends a GET whose reused connection closed
+// before an answer).
+type wrkLoad struct {
+	cmd *exec.Cmd
+	out strings.Builder
+}
+
+// wrkStats are wrk's counts: requests, non-2xx answers, socket errors.
+type wrkStats struct{ requests, non2xx, connect, read, write, timeout int64 }
+
+func (w wrkStats) add(o wrkStats) wrkStats {
+	return wrkStats{w.requests + o.requests, w.non2xx + o.non2xx, w.connect + o.connect, w.read + o.read, w.write + o.write, w.timeout + o.timeout}
+}
+
+const wrkConns = 8
+
+func startWrk(b *testing.B, url string) *wrkLoad {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		b.Fatal("wrk not installed (scripts/bench installs it)")
+	}
+	w := &wrkLoad{cmd: exec.Command("wrk", "-t1", "-c"+strconv.Itoa(wrkConns), "-d600s", "--timeout", "10s", url)}
+	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
+	if err := w.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.cmd.Process.Kill() })
+	return w
+}
+
+var (
+	wrkRequests = regexp.MustCompile(`(\d+) requests in`)
+	wrkSocket   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	wrkStatus   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+// finish stops wrk (SIGINT: it prints its summary) and reads its counts.
+func (w *wrkLoad) finish(b *testing.B) wrkStats {
+	w.cmd.Process.Signal(syscall.SIGINT)
+	w.cmd.Wait()
+	out := w.out.String()
+	num := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
+	m := wrkRequests.FindStringSubmatch(out)
+	if m == nil {
+		b.Fatalf("no summary in wrk's output:\n%s", out)
+	}
+	s := wrkStats{requests: num(m[1])}
+	if m := wrkSocket.FindStringSubmatch(out); m != nil {
+		s.connect, s.read, s.write, s.timeout = num(m[1]), num(m[2]), num(m[3]), num(m[4])
+	}
+	if m := wrkStatus.FindStringSubmatch(out); m != nil {
+		s.non2xx = num(m[1])
+	}
+	return s
+}
+
+func reportWrk(b *testing.B, s wrkStats) {
+	n := float64(b.N)
+	b.ReportMetric(float64(s.requests)/n, "wrk-requests/op")
+	b.ReportMetric(float64(s.non2xx)/n, "wrk-non2xx/op")
+	b.ReportMetric(float64(s.connect+s.write+s.timeout)/n, "wrk-connect+write+timeout-errs/op")
+	b.ReportMetric(float64(s.read)/n, "wrk-read-errs/op")
 }

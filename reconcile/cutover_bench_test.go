@@ -29,6 +29,7 @@ type traced struct {
 	service map[string]string // container id → service
 	created map[string]bool   // ids created in this deploy
 	healthy map[string]time.Time
+	stopped map[string]time.Time // the old containers' stop begins: out of the balancer
 	retired map[string]time.Time
 	docker  time.Duration
 	health  time.Duration
@@ -36,13 +37,13 @@ type traced struct {
 }
 
 func newTraced(e *engine.Engine) *traced {
-	return &traced{Engine: e, service: map[string]string{}, created: map[string]bool{}, healthy: map[string]time.Time{}, retired: map[string]time.Time{}}
+	return &traced{Engine: e, service: map[string]string{}, created: map[string]bool{}, healthy: map[string]time.Time{}, stopped: map[string]time.Time{}, retired: map[string]time.Time{}}
 }
 
 func (t *traced) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.created, t.healthy, t.retired = map[string]bool{}, map[string]time.Time{}, map[string]time.Time{}
+	t.created, t.healthy, t.stopped, t.retired = map[string]bool{}, map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
 	t.docker, t.health, t.spans = 0, 0, nil
 }
 
@@ -67,6 +68,11 @@ func (t *traced) Start(ctx context.Context, id string) error {
 }
 func (t *traced) Stop(ctx context.Context, id string, g *time.Duration) error {
 	defer t.note(&t.docker, time.Now())
+	t.mu.Lock()
+	if svc := t.service[id]; !t.created[id] && t.stopped[svc].IsZero() {
+		t.stopped[svc] = time.Now()
+	}
+	t.mu.Unlock()
 	return t.Engine.Stop(ctx, id, g)
 }
 func (t *traced) Remove(ctx context.Context, id string) error {
@@ -150,9 +156,11 @@ func (b benchSwitch) Retire(ctx context.Context) error {
 // BenchmarkCutoverUnderLoad measures a cutover of a server (with a
 // migration and a worker) under constant load: berth through nginx, berth
 // through HAProxy, and docker-compose up -d behind nginx, in the same run.
-// 8 keep-alive clients send GETs from 1 s before to 1 s after each change;
-// a transport error (connection refused, reset, EOF) or a non-200 answer
-// counts as failed. For berth it reports each phase's time, the time from
+// 8 keep-alive Go clients send GETs from 1 s before to 1 s after each
+// change, and wrk (8 connections) beside them; a transport error
+// (connection refused, reset, EOF) or a non-200 answer counts as failed,
+// and wrk's socket errors are reported apart (Go's client resends a GET
+// whose reused connection closed before an answer; wrk does not). For berth it reports each phase's time, the time from
 // the new server passing its health gate to the old one retired, and
 // berth's own time (the wall time in which no Docker call, health wait or
 // balancer call ran).
@@ -215,7 +223,8 @@ func benchBerthCutover(b *testing.B, lbType string) {
 		b.Fatal(err)
 	}
 	var sent, failed, connErrs int64
-	var cutover, healthyToRetired, own time.Duration
+	var ws wrkStats
+	var cutover, healthyToRetired, healthyToStop, own time.Duration
 	phases := map[string]time.Duration{}
 	i := 0
 	for b.Loop() {
@@ -225,7 +234,7 @@ func benchBerthCutover(b *testing.B, lbType string) {
 		lbMu.Lock()
 		lbSpans = nil
 		lbMu.Unlock()
-		l := startLoad(url, 8)
+		l, wl := startLoad(url, 8), startWrk(b, url)
 		time.Sleep(time.Second)
 		start := time.Now()
 		res, err := d.Deploy(b.Context(), Input{Env: e, Revision: fmt.Sprintf("r%d", i)})
@@ -241,16 +250,22 @@ func benchBerthCutover(b *testing.B, lbType string) {
 			phases[p.Name] += p.Duration
 		}
 		healthyToRetired += tr.retired["web"].Sub(tr.healthy["web"])
-		b.Logf("cutover %d: %s, phases %v, web healthy → old web retired %s", i, took.Round(time.Millisecond), res.Phases,
-			tr.retired["web"].Sub(tr.healthy["web"]).Round(time.Millisecond))
+		healthyToStop += tr.stopped["web"].Sub(tr.healthy["web"])
+		b.Logf("cutover %d: %s, phases %v, web healthy → old web out of the balancer (its stop begins) %s → removed %s", i, took.Round(time.Millisecond), res.Phases,
+			tr.stopped["web"].Sub(tr.healthy["web"]).Round(time.Millisecond), tr.retired["web"].Sub(tr.healthy["web"]).Round(time.Millisecond))
 		time.Sleep(time.Second)
 		s, f := l.finish()
 		sent, failed, connErrs = sent+s, failed+f, connErrs+l.transport.Load()
+		w := wl.finish(b)
+		ws = ws.add(w)
+		b.Logf("cutover %d: Go clients %d requests, %d failed; wrk %+v", i, s, f, w)
 	}
 	report(b, sent, failed, cutover)
+	reportWrk(b, ws)
 	n := float64(b.N)
 	b.ReportMetric(float64(connErrs)/n, "connerr/op")
 	b.ReportMetric(healthyToRetired.Seconds()/n, "s-healthy-to-retired/op")
+	b.ReportMetric(healthyToStop.Seconds()/n, "s-healthy-to-stop/op")
 	b.ReportMetric(own.Seconds()/n, "s-berth/op")
 	for name, d := range phases {
 		b.ReportMetric(d.Seconds()/n, "s-"+name+"/op")
@@ -287,11 +302,12 @@ func benchComposeCutover(b *testing.B) {
 	h.nginx.Reload(b)
 	waitServing(b, h.nginx.URL()+"/")
 	var sent, failed, connErrs int64
+	var ws wrkStats
 	var cutover time.Duration
 	i := 0
 	for b.Loop() {
 		i++
-		l := startLoad(h.nginx.URL()+"/", 8)
+		l, wl := startLoad(h.nginx.URL()+"/", 8), startWrk(b, h.nginx.URL()+"/")
 		time.Sleep(time.Second)
 		start := time.Now()
 		up(imgs[i%2])
@@ -300,7 +316,9 @@ func benchComposeCutover(b *testing.B) {
 		time.Sleep(time.Second)
 		s, f := l.finish()
 		sent, failed, connErrs = sent+s, failed+f, connErrs+l.transport.Load()
+		ws = ws.add(wl.finish(b))
 	}
 	report(b, sent, failed, cutover)
+	reportWrk(b, ws)
 	b.ReportMetric(float64(connErrs)/float64(b.N), "connerr/op")
 }
