@@ -89,7 +89,9 @@ func benchMergeToLive(b *testing.B, lbType string) {
 		}
 		for !strings.HasPrefix(serving(), "version="+want) {
 			if time.Since(merged) > time.Minute {
-				b.Fatalf("%s not served after a minute", want)
+				var hist []map[string]any
+				w.cli(&hist, "history", "-n", "2")
+				b.Fatalf("%s not served after a minute; history %v; the agent's last lines:\n%s", want, hist, d.drain(40))
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -141,4 +143,18 @@ func pct(ds []time.Duration, p int) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[min(len(s)-1, (len(s)*p+99)/100-1)]
+}
+
+// drain returns the last n log lines the daemon wrote that no waitFor
+// read yet.
+func (d *daemon) drain(n int) string {
+	var seen []string
+	for {
+		select {
+		case l := <-d.lines:
+			seen = append(seen, l)
+		default:
+			return strings.Join(seen[max(0, len(seen)-n):], "\n")
+		}
+	}
 }
