@@ -111,9 +111,16 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 			os.RemoveAll(filepath.Join(w.repo.WorkDir(), p))
 		}
 	}
+	// committed is what the trick wrote: no line of it may come back in
+	// the refusal (messages name the file, service and field, and quote
+	// no content).
+	var committed []string
 	files := func(fs map[string]string) func() string {
 		return func() string {
 			clean()
+			for _, c := range fs {
+				committed = append(committed, c)
+			}
 			return w.repo.CommitFiles(t, "trick", fs)
 		}
 	}
@@ -216,9 +223,17 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 	}
 	for _, tc := range tricks {
 		t.Run(tc.name, func(t *testing.T) {
+			committed = nil
 			c := tc.commit()
 			s := waitState(t, w, func(s hostileState) bool { return s.Failed.Commit == c })
 			t.Logf("refused: %s", s.Failed.Reason)
+			for _, content := range committed {
+				for _, line := range strings.Split(content, "\n") {
+					if line = strings.TrimSpace(line); len(line) >= 24 && strings.Contains(s.Failed.Reason, line) {
+						t.Errorf("the refusal quotes the file: %q", line)
+					}
+				}
+			}
 			if !strings.Contains(s.Failed.Reason, tc.reason) {
 				t.Errorf("refused for %q, want a reason containing %q", s.Failed.Reason, tc.reason)
 			}
