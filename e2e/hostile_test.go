@@ -150,7 +150,7 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 	}
 	manyPorts := "services:\n"
 	for i := range 17 {
-		manyPorts += fmt.Sprintf("  p%d: {image: %s, ports: ['1000-1255:1000-1255'], x-berth: {stop_first: true}}\n", i, v1.Ref())
+		manyPorts += fmt.Sprintf("  p%d: {image: %s, ports: ['2000-2255:2000-2255'], x-berth: {stop_first: true}}\n", i, v1.Ref())
 	}
 	aliasBomb := "x-a0: &a0 [x, x]\n"
 	for i := 1; i <= 20; i++ {
@@ -210,6 +210,8 @@ func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
 		{"a stop_grace_period of weeks", web("    stop_grace_period: 1000h\n"), "web:stop_grace_period: stop_grace_period 1000h0m0s is refused"},
 		{"jobs beyond the bounds", files(map[string]string{override: "x-berth:\n  jobs:\n    flood: {service: worker, schedule: '@every 1s', history: 5000, concurrency: allow}\n"}), "x-berth.jobs.flood"},
 		{"a legacy lb.file of another environment", files(map[string]string{override: "x-berth:\n  lb: {type: nginx, upstream: app, file: " + lbDir + "/legacy-other.conf}\n"}), "x-berth.lb.file: " + lbDir + "/legacy-other.conf belongs to environment other (upstream web)"},
+		{"a worker squatting the host's HTTPS port", files(map[string]string{override: "services:\n  worker:\n    ports: ['443:9000']\n    x-berth: {stop_first: true}\n"}), "worker:ports: host port 443 is refused"},
+		{"labels a reverse proxy on the host routes by", web("    labels: {traefik.http.routers.steal.rule: 'Host(`other.example`)'}\n"), "web:labels.traefik.http.routers.steal.rule: label traefik.http.routers.steal.rule is refused"},
 		{"a blob bomb", func() string {
 			clean()
 			f, err := os.Create(filepath.Join(w.repo.WorkDir(), envDir, "big"))

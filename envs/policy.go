@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,15 @@ type Policy struct {
 	// AllowedUlimits lists ulimits a service may set beyond nofile and
 	// nproc (within their bounds): rtprio, memlock, … with any value.
 	AllowedUlimits []string `yaml:"allowed_ulimits"`
+	// AllowedHostPorts lists the host ports services may publish ("N" or
+	// "N-M"); default 1024-65535: the ports below are the host's own
+	// services' (sshd, the load balancer), which a container that binds
+	// them first — or while they restart — would take over.
+	AllowedHostPorts []string `yaml:"allowed_host_ports"`
+	// AllowProxyLabels lets services carry the labels a reverse proxy on
+	// the host routes by (traefik.*, caddy*): with them, a repository
+	// could route another project's hostnames to its own container.
+	AllowProxyLabels bool `yaml:"allow_proxy_labels"`
 	// MinJobInterval is how often a job may run at most; default
 	// DefaultMinJobInterval (10 s).
 	MinJobInterval time.Duration `yaml:"min_job_interval"`
@@ -62,6 +72,12 @@ var (
 	safeIpcModes        = []string{"", "private", "shareable", "none"}
 	safeNetworkDrivers  = []string{"", "bridge"}
 	reservedLabelPrefix = []string{"berth.", "com.docker.compose."}
+	// proxyLabelPrefix are the labels reverse proxies on the host route
+	// by (Traefik's and caddy-docker-proxy's Docker providers).
+	proxyLabelPrefix = []string{"traefik.", "caddy"}
+	// defaultHostPorts are the host ports a service may publish unless
+	// policy.allowed_host_ports says otherwise.
+	defaultHostPorts = []string{"1024-65535"}
 	// maxPorts bounds a service's port mappings: compose expands ranges,
 	// and "1-65535" would bind every host port.
 	maxPorts = 256
@@ -153,7 +169,38 @@ func checkPolicy(bad func(field, msg, hint string), cfg *types.ServiceConfig, p 
 	for _, k := range slices.Sorted(mapsKeys(cfg.Labels)) {
 		if reservedLabel(k) {
 			bad("labels."+k, fmt.Sprintf("label %s is reserved: berth and Compose use these to know which containers are whose", k), "use a label of your own")
+		} else if !p.AllowProxyLabels && hasPrefix(k, proxyLabelPrefix) {
+			bad("labels."+k, fmt.Sprintf("label %s is refused: a reverse proxy on the host routes by it, to any container that carries it", k), "berth's load balancer routes to servers (x-berth.lb), or set policy.allow_proxy_labels in /etc/berth/agent.yaml")
 		}
+	}
+	allowedPorts := p.AllowedHostPorts
+	if len(allowedPorts) == 0 {
+		allowedPorts = defaultHostPorts
+	}
+	ranges, _ := ParseHostPorts(allowedPorts) // checked with the agent config
+	var refused [][2]int                      // compose-go expands ranges: one entry per port
+	for _, port := range cfg.Ports {
+		lo, hi, ok := publishedRange(port.Published)
+		if !ok || portsWithin(lo, hi, ranges) {
+			continue
+		}
+		if n := len(refused); n > 0 && refused[n-1][1]+1 == lo {
+			refused[n-1][1] = hi
+		} else {
+			refused = append(refused, [2]int{lo, hi})
+		}
+	}
+	if len(refused) > 0 {
+		var names []string
+		for _, r := range refused {
+			names = append(names, hostPortRange(r))
+		}
+		what := "host port " + names[0] + " is"
+		if len(names) > 1 || refused[0][1] > refused[0][0] {
+			what = "host ports " + strings.Join(names, ", ") + " are"
+		}
+		bad("ports", fmt.Sprintf("%s refused: services may publish %s", what, strings.Join(allowedPorts, ", ")),
+			"ports below 1024 are the host's own services'; publish another, or list it in policy.allowed_host_ports in /etc/berth/agent.yaml")
 	}
 	if len(cfg.Ports) > maxPorts {
 		bad("ports", fmt.Sprintf("%d port mappings (ranges expanded) are more than %d", len(cfg.Ports), maxPorts), "publish the ports the service needs")
@@ -186,6 +233,77 @@ func checkPolicy(bad func(field, msg, hint string), cfg *types.ServiceConfig, p 
 		bad("expose", fmt.Sprintf("exposed port ranges expand to %d ports, more than %d", exposed, maxPorts), "expose the ports the service needs")
 	}
 	checkFinite(bad, reflect.ValueOf(cfg).Elem(), "")
+}
+
+func hasPrefix(k string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		if strings.HasPrefix(k, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseHostPorts reads policy.allowed_host_ports: "N" or "N-M", from 1 to
+// 65535.
+func ParseHostPorts(entries []string) ([][2]int, error) {
+	var out [][2]int
+	for _, e := range entries {
+		lo, hi, ok := publishedRange(e)
+		if !ok || lo < 1 {
+			return nil, fmt.Errorf("%q is not a port or a range N-M of ports from 1 to 65535", e)
+		}
+		out = append(out, [2]int{lo, hi})
+	}
+	return out, nil
+}
+
+// publishedRange reads a published port: "N" or "N-M" (compose-go keeps
+// a range it does not expand as written).
+func publishedRange(s string) (lo, hi int, ok bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, 0, false
+	}
+	a, b, isRange := strings.Cut(s, "-")
+	lo, err := strconv.Atoi(a)
+	if err != nil {
+		return 0, 0, false
+	}
+	hi = lo
+	if isRange {
+		if hi, err = strconv.Atoi(b); err != nil {
+			return 0, 0, false
+		}
+	}
+	if lo < 0 || hi < lo || hi > 65535 {
+		return 0, 0, false
+	}
+	return lo, hi, true
+}
+
+func hostPortRange(r [2]int) string {
+	if r[0] == r[1] {
+		return strconv.Itoa(r[0])
+	}
+	return fmt.Sprintf("%d-%d", r[0], r[1])
+}
+
+// portsWithin says whether every port from lo to hi is in one of ranges.
+func portsWithin(lo, hi int, ranges [][2]int) bool {
+	for p := lo; p <= hi; {
+		next := -1
+		for _, r := range ranges {
+			if p >= r[0] && p <= r[1] {
+				next = max(next, r[1]+1)
+			}
+		}
+		if next < 0 {
+			return false
+		}
+		p = next
+	}
+	return true
 }
 
 func reservedLabel(k string) bool {

@@ -244,3 +244,57 @@ func TestPolicy_EachRuleWithItsMessage(t *testing.T) {
 		})
 	}
 }
+
+// TestPolicy_HostPortsAndProxyLabels: a service publishes host ports from
+// 1024 up unless policy.allowed_host_ports says otherwise (below are the
+// host's own services', which a container binding them first would take
+// over), and carries no label a reverse proxy on the host routes by unless
+// policy.allow_proxy_labels.
+func TestPolicy_HostPortsAndProxyLabels(t *testing.T) {
+	const f = "envs/prod/compose.yaml"
+	img := "r/app@" + d1
+	worker := func(body string) string {
+		return "services:\n  w:\n    image: " + img + "\n    x-berth: {stop_first: true}\n" + body
+	}
+	hint := " (ports below 1024 are the host's own services'; publish another, or list it in policy.allowed_host_ports in /etc/berth/agent.yaml)"
+	tests := []struct {
+		name    string
+		compose string
+		policy  Policy
+		want    []string
+	}{
+		{"a privileged port", worker("    ports: ['443:8443', '127.0.0.1:2222:22', '8080:80']\n"), Policy{}, []string{
+			f + ":w:ports: host port 443 is refused: services may publish 1024-65535" + hint,
+		}},
+		{"a range reaching below 1024", worker("    ports: ['1000-1030:1000-1030']\n"), Policy{}, []string{
+			f + ":w:ports: host ports 1000-1023 are refused: services may publish 1024-65535" + hint,
+		}},
+		{"allowed by the policy", worker("    ports: ['53:53/udp', '8080:80']\n"), Policy{AllowedHostPorts: []string{"53", "8000-8999"}}, nil},
+		{"outside what the policy lists", worker("    ports: ['9000:80', '22:22']\n"), Policy{AllowedHostPorts: []string{"53", "8000-8999"}}, []string{
+			f + ":w:ports: host ports 9000, 22 are refused: services may publish 53, 8000-8999" + hint,
+		}},
+		{"proxy labels", worker("    labels: {traefik.http.routers.x.rule: 'Host(`other.example`)', caddy: other.example, app.tier: web}\n"), Policy{}, []string{
+			f + ":w:labels.caddy: label caddy is refused: a reverse proxy on the host routes by it, to any container that carries it (berth's load balancer routes to servers (x-berth.lb), or set policy.allow_proxy_labels in /etc/berth/agent.yaml)",
+			f + ":w:labels.traefik.http.routers.x.rule: label traefik.http.routers.x.rule is refused: a reverse proxy on the host routes by it, to any container that carries it (berth's load balancer routes to servers (x-berth.lb), or set policy.allow_proxy_labels in /etc/berth/agent.yaml)",
+		}},
+		{"proxy labels allowed", worker("    labels: {traefik.enable: 'true'}\n"), Policy{AllowProxyLabels: true}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ps := load(t, map[string]string{f: tc.compose}, Options{Policy: tc.policy})
+			var got []string
+			for _, p := range ps {
+				got = append(got, p.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+	if _, err := ParseHostPorts([]string{"0"}); err == nil {
+		t.Error("port 0 accepted")
+	}
+	if _, err := ParseHostPorts([]string{"80-70"}); err == nil {
+		t.Error("an inverted range accepted")
+	}
+}

@@ -44,7 +44,7 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 		},
 		{
 			name:    "server publishing a host port",
-			compose: "services:\n  web:\n    image: " + img + "\n    ports: ['80:8080']\n    x-berth: {role: server, port: 8080}\n" + lbBlock,
+			compose: "services:\n  web:\n    image: " + img + "\n    ports: ['8080:8080']\n    x-berth: {role: server, port: 8080}\n" + lbBlock,
 			want:    []string{f + `:web:ports: a server must not publish a fixed host port (the load balancer owns the public port; berth publishes each server container on a free loopback port)`},
 		},
 		{

@@ -320,6 +320,11 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("policy.allowed_bind_mounts[%d]", i), "%q must be an absolute path", p)
 		}
 	}
+	for i, p := range c.Policy.AllowedHostPorts {
+		if _, err := envs.ParseHostPorts([]string{p}); err != nil {
+			bad(fmt.Sprintf("policy.allowed_host_ports[%d]", i), "%v", err)
+		}
+	}
 	if v := c.Vault; v != nil {
 		for i, p := range v.AllowedPaths {
 			if err := envs.CheckSecretPath(strings.Trim(p, "/")+"/x", nil); err != nil || strings.Trim(p, "/") == "" {

@@ -35,6 +35,10 @@ func TestLoadConfig_StrictAndEveryProblemAtOnce(t *testing.T) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
 	}
+	_, err = LoadConfig(writeConfig(t, "env: prod\nrepo: {url: x}\npolicy: {allowed_host_ports: ['53', '80-70']}\n"))
+	if err == nil || !strings.Contains(err.Error(), `policy.allowed_host_ports[1]: "80-70" is not a port or a range N-M`) {
+		t.Errorf("bad host ports: %v", err)
+	}
 	_, err = LoadConfig(writeConfig(t, "env: prod\nrepo: {url: x, timeout: soon}\n"))
 	if err == nil || !strings.Contains(err.Error(), `"soon" is not a duration`) {
 		t.Errorf("bad duration: %v", err)
