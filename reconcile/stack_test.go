@@ -183,7 +183,8 @@ func wantRunning(revision string) []string {
 // An env with two servers (web with two replicas) and a worker cuts over
 // under load with no failed request, through nginx and through HAProxy. A
 // second server whose switch fails rolls the first one's switch back, so
-// the host stays on one revision.
+// the host stays on one revision, and the first server's load loses no
+// request across its switch and the rollback.
 func TestStack_TwoServersReplicasAndAWorkerCutOverUnderLoad(t *testing.T) {
 	for _, lbType := range []string{"nginx", "haproxy"} {
 		t.Run(lbType, func(t *testing.T) {
@@ -235,7 +236,25 @@ func TestStack_TwoServersReplicasAndAWorkerCutOverUnderLoad(t *testing.T) {
 					}
 				}
 			}
+			// api is under load throughout: its switch to v3 and back
+			// loses nothing. (Not web: nginx's failing switch sends it to
+			// the v3 web, which answers 500, until the probe catches it,
+			// and in HAProxy the server put there above has no app.)
+			loaded := []string{"api"}
+			loads = loads[:0]
+			for _, svc := range loaded {
+				loads = append(loads, startLoad(s.urls[lbType+"/"+svc], 4))
+			}
+			time.Sleep(time.Second)
 			res, err = s.deployStack(stackRev{image: v3, lb: lbType, env: map[string]string{"web": "APP_FAIL_AFTER: 1ms"}}, "r3")
+			time.Sleep(time.Second)
+			for i, l := range loads {
+				if sent, failed := l.finish(); failed != 0 || sent == 0 {
+					t.Errorf("%s under load: %d of %d requests failed across the switch and its rollback", loaded[i], failed, sent)
+				} else {
+					t.Logf("%s under load: %d requests, 0 failed across the switch and its rollback", loaded[i], sent)
+				}
+			}
 			if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "service web") {
 				t.Fatalf("deploy with a failing second switch: %v (class %v), want a verdict on web", err, failure.Of(err))
 			}
