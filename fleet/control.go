@@ -27,6 +27,20 @@ type Control struct {
 	Retry int64
 	// RetryBy is the last retry's author and time.
 	RetryBy *PauseInfo
+	// Rollback, when set, is `berth rollback --fleet`: every host deploys
+	// Rollback.Commit instead of the branch head (through the waves), until
+	// the head moves past Rollback.Head or `berth resume --fleet`.
+	Rollback *RollbackInfo
+}
+
+// RollbackInfo is a fleet-wide rollback: to which revision, from which
+// head, who, when and why.
+type RollbackInfo struct {
+	Commit string    `json:"commit"`
+	Head   string    `json:"head"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // Pause pauses env fleet-wide. It overwrites an earlier pause (who, when
@@ -40,29 +54,58 @@ func (c *Client) Pause(ctx context.Context, env string, p PauseInfo) error {
 	return err
 }
 
-// Resume ends a fleet-wide pause.
+// Resume ends a fleet-wide pause, and a fleet-wide rollback.
 func (c *Client) Resume(ctx context.Context, env string) error {
-	_, err := c.txn(ctx, "resume fleet", nil, []clientv3.Op{clientv3.OpDelete(c.keys(env).pause())})
+	k := c.keys(env)
+	_, err := c.txn(ctx, "resume fleet", nil, []clientv3.Op{clientv3.OpDelete(k.pause()), clientv3.OpDelete(k.rollbackCtl())})
+	return err
+}
+
+// Rollback is `berth rollback --fleet`: it halts r.Head fleet-wide (hosts
+// that have not deployed it never will) and tells every host to deploy
+// r.Commit instead, through the waves, until a new commit or Resume.
+func (c *Client) Rollback(ctx context.Context, env string, r RollbackInfo) error {
+	if r.At.IsZero() {
+		r.At = c.now()
+	}
+	k := c.keys(env)
+	b, _ := json.Marshal(r)
+	reason := "rolled back fleet-wide by " + r.By
+	if r.Reason != "" {
+		reason += ": " + r.Reason
+	}
+	h, _ := json.Marshal(Halt{Revision: r.Head, Host: r.By, Reason: reason, At: r.At})
+	_, err := c.txn(ctx, "roll back fleet", nil, []clientv3.Op{
+		clientv3.OpPut(k.rollbackCtl(), string(b)),
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k.halt(r.Head)), "=", 0)},
+			[]clientv3.Op{clientv3.OpPut(k.halt(r.Head), string(h))}, nil),
+	})
 	return err
 }
 
 // Control reads env's pause and retry generation.
 func (c *Client) Control(ctx context.Context, env string) (Control, error) {
 	k := c.keys(env)
-	resp, err := c.txn(ctx, "read fleet control", nil, []clientv3.Op{clientv3.OpGet(k.pause()), clientv3.OpGet(k.retry())})
+	resp, err := c.txn(ctx, "read fleet control", nil, controlOps(k))
 	if err != nil {
 		return Control{}, err
 	}
-	return controlOf(resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs), nil
+	return controlOf(resp), nil
 }
 
-func controlOf(pause, retry []*mvccpb.KeyValue) Control {
+func controlOps(k keys) []clientv3.Op {
+	return []clientv3.Op{clientv3.OpGet(k.pause()), clientv3.OpGet(k.retry()), clientv3.OpGet(k.rollbackCtl())}
+}
+
+func controlOf(resp *clientv3.TxnResponse) Control {
 	var ctl Control
-	ctl.Pause = decodeFirst[PauseInfo](pause)
-	if len(retry) > 0 {
+	kvs := func(i int) []*mvccpb.KeyValue { return resp.Responses[i].GetResponseRange().Kvs }
+	ctl.Pause = decodeFirst[PauseInfo](kvs(0))
+	if retry := kvs(1); len(retry) > 0 {
 		ctl.Retry = retry[0].ModRevision
 		ctl.RetryBy = decodeFirst[PauseInfo](retry)
 	}
+	ctl.Rollback = decodeFirst[RollbackInfo](kvs(2))
 	return ctl
 }
 
@@ -117,7 +160,7 @@ func (c *Client) WatchControl(ctx context.Context, env string) <-chan Control {
 		k := c.keys(env)
 		backoff := time.Second
 		for ctx.Err() == nil {
-			resp, err := c.txn(ctx, "read fleet control", nil, []clientv3.Op{clientv3.OpGet(k.pause()), clientv3.OpGet(k.retry())})
+			resp, err := c.txn(ctx, "read fleet control", nil, controlOps(k))
 			if err != nil {
 				if !sleepOrKick(ctx, nil, backoff) {
 					return
@@ -126,7 +169,7 @@ func (c *Client) WatchControl(ctx context.Context, env string) <-chan Control {
 				continue
 			}
 			backoff = time.Second
-			ctl := controlOf(resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs)
+			ctl := controlOf(resp)
 			select { // keep only the latest
 			case <-out:
 			default:

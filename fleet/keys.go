@@ -14,6 +14,7 @@ import (
 //	P/E/seen/<host>                  perm   last seen, written rarely
 //	P/E/ctl/pause                    perm   fleet-wide pause {by, at, reason}
 //	P/E/ctl/retry                    perm   retry generation {by, at}
+//	P/E/ctl/rollback                 perm   fleet-wide rollback {commit, head, by, at}
 //	P/E/good                         perm   the fleet's last good revision
 //	P/E/halt/<rev>                   perm   the revision is halted fleet-wide
 //	P/E/rollout/<rev>                perm   the wave record: canaries, max_parallel
@@ -43,6 +44,7 @@ func (k keys) seen(h string) string      { return k.seens() + seg(h) }
 func (k keys) ctl() string               { return k.root + "/ctl/" }
 func (k keys) pause() string             { return k.ctl() + "pause" }
 func (k keys) retry() string             { return k.ctl() + "retry" }
+func (k keys) rollbackCtl() string       { return k.ctl() + "rollback" }
 func (k keys) good() string              { return k.root + "/good" }
 func (k keys) halts() string             { return k.root + "/halt/" }
 func (k keys) halt(rev string) string    { return k.halts() + seg(rev) }

@@ -63,6 +63,9 @@ type Agent struct {
 	// journal record are durable: metrics, notifications and the unit's
 	// STATUS= are rendered from it. It must not block.
 	OnPass func(Pass)
+	// Fleet, when set, coordinates this env with the other hosts that run
+	// it (fleet.go); nil: the host acts alone.
+	Fleet Fleet
 	// OnProgress, when set, is told when a pass starts and enters each of
 	// its steps (the watchdog and STATUS= follow it; a fleet will publish
 	// the host's phase from it). It must not block.
@@ -105,8 +108,11 @@ type Pass struct {
 // Progress is a pass starting or entering a step.
 type Progress struct {
 	Commit  string    // the revision being deployed ("" before the head is known)
-	Phase   string    // list, fetch, load, plan, prepare, cli, workers, servers, retire
+	Phase   string    // list, fetch, load, fleet, plan, prepare, cli, workers, servers, retire
 	Started time.Time // when the pass started
+	// Waiting names the coordinated step a fleet's pass waits for (its
+	// turn, the canaries, etcd); "" when it stopped waiting.
+	Waiting string
 }
 
 // LoadLive hands the live revision's environment to OnLive, from its local
@@ -168,7 +174,16 @@ func (a *Agent) Check(ctx context.Context) (err error) {
 	case p.st.Failed != nil && p.st.Failed.Commit == head:
 		target = p.live // the head failed: keep the live revision whole
 	}
+	// A pause, and a fleet's word on the head (fleet.go).
+	target, back, err := a.gate(ctx, p, head, target)
+	if back {
+		since = ""
+	}
 	p.target = target
+	if err != nil {
+		p.target = head
+		return err
+	}
 	if target == "" {
 		return nil
 	}
@@ -188,6 +203,9 @@ func (a *Agent) Check(ctx context.Context) (err error) {
 		return asVerdict(err)
 	}
 	p.env = env
+	if err := a.admit(ctx, p); err != nil {
+		return err
+	}
 	return a.deploy(ctx, p)
 }
 
@@ -208,11 +226,14 @@ func (a *Agent) apply(p *pass, head string) error {
 			st.Hold = &Hold{Commit: req.Commit, Head: head, UntilNewCommit: !a.HoldUntilResume, At: time.Now().UTC()}
 			log.Info("rollback requested: holding", "commit", short(req.Commit), "until_new_commit", st.Hold.UntilNewCommit)
 		case "retry":
-			st.Failed = nil
+			st.Failed, st.FleetHeld = nil, nil
 			log.Info("retry requested", "commit", short(head))
 		case "resume":
-			st.Hold = nil
+			st.Hold, st.Pause = nil, nil
 			log.Info("resume requested: following the branch again")
+		case "pause":
+			st.Pause = &Pause{By: req.By, At: req.At, Reason: req.Reason}
+			log.Info("pause requested: the branch is not followed until berth resume", "by", req.By, "reason", req.Reason)
 		default:
 			log.Warn("unknown request ignored", "action", req.Action)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"berth.dev/berth/envs"
+	"berth.dev/berth/fleet"
 	"berth.dev/berth/internal/failure"
 )
 
@@ -35,6 +36,12 @@ type pass struct {
 	res          *Result
 	rec          *Record // the deploy's record, once the deploy began
 	written      bool    // rec is in the journal already (a phase began)
+
+	// A fleet's (fleet.go): the admission to deploy, the revision halted
+	// fleet-wide, a fleet-wide rollback in force.
+	adm           *fleet.Admission
+	held          bool
+	fleetRollback bool
 }
 
 // passSteps are a pass's own steps, timed in Record.Steps (the deploy
@@ -136,6 +143,7 @@ func (a *Agent) finish(ctx context.Context, p *pass, err error, panicked any) (r
 		err, class = failure.AsOutage(err), failure.Outage
 	}
 	ret = err
+	a.finishAdmission(ctx, p, err, class)
 	st := p.st
 	switch {
 	case err == nil && p.target == "":
@@ -155,6 +163,8 @@ func (a *Agent) finish(ctx context.Context, p *pass, err error, panicked any) (r
 		}
 	case ctx.Err() != nil:
 		rec.Result, class = ResultInterrupted, failure.Unclassed // retried on the next start
+	case p.held:
+		rec.Result, ret = ResultHeld, nil // halted fleet-wide: not this host's failure (fleet.go)
 	case class == failure.Verdict:
 		rec.Result = ResultFailed
 		if p.target != "" && p.target != p.live {
@@ -281,6 +291,8 @@ func (a *Agent) summarize(p *pass, out Pass, now time.Time) (notify bool) {
 		return rec.Changed
 	case ResultUnchanged:
 		log.Debug("no change")
+	case ResultHeld:
+		log.Info("revision held: the fleet halted it; keeping the live revision", "reason", rec.Reason)
 	case ResultInterrupted:
 		log.Warn("pass interrupted: the agent is stopping; the next start goes on", "done", rec.Done, "undone", rec.Undone)
 	case ResultFailed:

@@ -29,6 +29,12 @@ type State struct {
 	// branch head, until `berth resume` or, when Hold.UntilNewCommit, the
 	// head moves past Hold.Head.
 	Hold *Hold `json:"hold,omitempty"`
+	// Pause stops following the branch (berth pause) until berth resume.
+	Pause *Pause `json:"pause,omitempty"`
+	// FleetHeld is the head the fleet halted, and FleetRetry the fleet's
+	// retry generation this host last saw (fleet.go).
+	FleetHeld  *FleetHeld `json:"fleet_held,omitempty"`
+	FleetRetry int64      `json:"fleet_retry,omitempty"`
 }
 
 // Hold is a rollback in force.
@@ -43,9 +49,12 @@ type Hold struct {
 // resume), left in request.json for the agent's next check: the agent is the
 // only writer of state.json.
 type Request struct {
-	Action string    `json:"action"` // rollback | retry | resume
+	Action string    `json:"action"` // rollback | retry | resume | pause
 	Commit string    `json:"commit,omitempty"`
 	At     time.Time `json:"at"`
+	// By and Reason say who paused and why (pause).
+	By     string `json:"by,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 func requestPath(dir string) string { return filepath.Join(dir, "request.json") }
