@@ -65,6 +65,12 @@ type Runner struct {
 	// state dir.
 	Ledger string
 	Log    hclog.Logger
+	// Fleet, when set, runs each migration once per fleet (fleet.go): the
+	// first host to reach it runs it under a lock, the others skip it
+	// when it succeeded and refuse the revision when it failed. The local
+	// ledger is then not used. Env names the env in the fleet.
+	Fleet Fleet
+	Env   string
 
 	mu sync.Mutex
 }
@@ -88,6 +94,14 @@ func (r *Runner) Run(ctx context.Context, jobs []Job) ([]Record, error) {
 	for _, role := range []envs.Role{envs.RoleMigrate, envs.RoleCLI} {
 		for _, j := range jobs {
 			if j.Service.Berth.Role != role {
+				continue
+			}
+			if role == envs.RoleMigrate && r.Fleet != nil {
+				rec, err := r.runFleet(ctx, j, timeout)
+				recs = append(recs, rec)
+				if err != nil {
+					return recs, err
+				}
 				continue
 			}
 			key := ledgerKey(j.Service)
