@@ -36,6 +36,9 @@ type Server struct {
 	Status  func(ctx context.Context) (any, error)
 	History func(ctx context.Context) (any, error)
 	Jobs    func(ctx context.Context) (any, error)
+	// Fleet is /api/fleet: every host of the env's fleet (nil without a
+	// fleet).
+	Fleet   func(ctx context.Context) (any, error)
 	Metrics *metrics.Registry
 	// BeforeScrape, when set, refreshes values read from elsewhere.
 	BeforeScrape func()
@@ -59,7 +62,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	for path, f := range map[string]func(context.Context) (any, error){"/api/status": s.Status, "/api/history": s.History, "/api/jobs": s.Jobs} {
+	for path, f := range map[string]func(context.Context) (any, error){"/api/status": s.Status, "/api/history": s.History, "/api/jobs": s.Jobs, "/api/fleet": s.Fleet} {
 		if f != nil {
 			mux.HandleFunc("GET "+path, s.jsonHandler(f))
 		}

@@ -14,6 +14,7 @@ import (
 
 	"berth.dev/berth/api"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/fleet"
 	"berth.dev/berth/gitsource"
 	"berth.dev/berth/lb"
 	"berth.dev/berth/notify"
@@ -79,6 +80,10 @@ type Config struct {
 	// HAProxy is where berth switches the backends of servers whose
 	// x-berth.lb says type: haproxy.
 	HAProxy HAProxyConfig `yaml:"haproxy"`
+	// Fleet, when set, coordinates this host's envs with the other hosts
+	// that run them, through etcd (docs/fleet.md). Without it the host
+	// acts alone and no etcd client is made.
+	Fleet *fleet.Config `yaml:"fleet"`
 }
 
 // HAProxyConfig is the host's HAProxy (docs/operations.md, HAProxy).
@@ -343,6 +348,14 @@ func (c *Config) Validate() error {
 	}
 	if len(c.HAProxy.Command) == 0 {
 		c.HAProxy.Command = []string{"haproxy", "-f", "/etc/haproxy/haproxy.cfg", "-f", c.HAProxy.ServersDir}
+	}
+	if c.Fleet != nil {
+		*c.Fleet = c.Fleet.Defaults()
+		if err := c.Fleet.Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				errs = append(errs, fmt.Errorf("  %s", line))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

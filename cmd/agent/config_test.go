@@ -73,3 +73,23 @@ func TestLoadConfig_SeveralEnvs(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadConfig_FleetBlock(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, "env: prod\nrepo: {url: https://git.example.org/ops/config.git}\n"))
+	if err != nil || c.Fleet != nil {
+		t.Fatalf("no fleet block: %+v, %v", c.Fleet, err)
+	}
+	c, err = LoadConfig(writeConfig(t, "env: prod\nrepo: {url: https://git.example.org/ops/config.git}\nfleet:\n  etcd: {endpoints: [https://etcd-1:2379]}\n  host: web-1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.Fleet; f.Prefix != "/berth" || f.LeaseTTL != 15*time.Second || f.Host != "web-1" {
+		t.Fatalf("fleet defaults not applied: %+v", f)
+	}
+	_, err = LoadConfig(writeConfig(t, "env: prod\nrepo: {url: https://git.example.org/ops/config.git}\nfleet:\n  etcd: {endpoints: [etcd-1], cert: /c.pem}\n  lease_ttl: 1s\n"))
+	for _, want := range []string{"fleet.etcd.endpoints", "fleet.etcd.cert and fleet.etcd.key", "fleet.lease_ttl"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}

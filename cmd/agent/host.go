@@ -9,8 +9,10 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/fleet"
 	"berth.dev/berth/gitsource"
 	"berth.dev/berth/jobs"
+	"berth.dev/berth/migrate"
 	"berth.dev/berth/notify"
 	"berth.dev/berth/reconcile"
 )
@@ -31,7 +33,10 @@ type envRuntime struct {
 	ready atomic.Bool
 	sched *jobs.Scheduler
 	live  *liveStatus
-	log   hclog.Logger
+	// pub publishes this host's state of the env to the fleet (nil
+	// without a fleet).
+	pub *hostPublisher
+	log hclog.Logger
 }
 
 // hostDeps is what every env's runtime is built from.
@@ -43,7 +48,9 @@ type hostDeps struct {
 	metrics  *agentMetrics
 	notifier *notify.Notifier
 	wd       *watchdog
-	log      hclog.Logger
+	// fleet is the agent's fleet client, nil without a fleet block.
+	fleet *fleet.Client
+	log   hclog.Logger
 	// status is called whenever an env's STATUS= part changes.
 	status func()
 }
@@ -60,6 +67,9 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 	}
 	deployer := newDeployer(cfg, name, d.eng, sec, log)
 	deployer.Images = meteredImages{d.eng, m, name}
+	if mr, ok := deployer.OneShots.(*migrate.Runner); ok && d.fleet != nil {
+		mr.Fleet, mr.Env = d.fleet, name // migrations once per fleet
+	}
 	r.sched = &jobs.Scheduler{Env: name, Store: jobStore(cfg, name), Engine: d.eng, Secrets: sec, Log: log.Named("jobs"),
 		OnFinish: func(run jobs.Run, spec envs.JobSpec) {
 			m.jobFinished(name, run, spec)
@@ -101,6 +111,9 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 				d.status()
 			}
 		},
+	}
+	if d.fleet != nil {
+		wireFleet(r, d, name)
 	}
 	r.poller = gitsource.NewPoller(cfg.Repo.PollInterval.Duration)
 	r.poller.OnDemand = true

@@ -59,6 +59,7 @@ func TestHelp_EveryCommandAndSubcommand(t *testing.T) {
 	for _, sub := range []string{"list", "history", "logs", "run"} {
 		cmds = append(cmds, []string{"jobs", sub})
 	}
+	cmds = append(cmds, []string{"fleet", "status"})
 	for _, c := range cmds {
 		for _, flag := range []string{"-h", "--help"} {
 			args := append(append([]string{}, c...), flag)

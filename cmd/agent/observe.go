@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/api"
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/fleet"
 	"berth.dev/berth/gitsource"
 	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/internal/metrics"
@@ -27,7 +30,7 @@ type agentMetrics struct {
 	gitErrors, pullErrors        *metrics.Family
 	secretErrors                 *metrics.Family
 	deploys, rollbacks, phases   *metrics.Family
-	live                         *metrics.Family
+	live, fleet                  *metrics.Family
 	jobRuns, jobSeconds, jobLast *metrics.Family
 }
 
@@ -45,6 +48,7 @@ func newAgentMetrics() *agentMetrics {
 		rollbacks:    r.Counter("berth_rollbacks_total", "Deploys that undid something they had changed, by env.", "env"),
 		phases:       r.Summary("berth_deploy_phase_seconds", "Time spent in each deploy phase, by env.", "env", "phase"),
 		live:         r.Gauge("berth_live_revision_info", "The live revision (value 1).", "env", "commit"),
+		fleet:        r.Gauge("berth_fleet_hosts", "Alive hosts of the fleet by env and live revision (with a fleet; read from etcd at most every 10 s).", "env", "revision"),
 		jobRuns:      r.Counter("berth_job_runs_total", "Job runs by env, job and status.", "env", "job", "status"),
 		jobSeconds:   r.Summary("berth_job_run_seconds", "Job run durations.", "env", "job"),
 		jobLast:      r.Gauge("berth_job_last_success_timestamp_seconds", "When each job last succeeded (Unix time).", "env", "job"),
@@ -88,6 +92,42 @@ func checkResult(p reconcile.Pass) string {
 func (m *agentMetrics) liveRevision(env, commit string) {
 	m.live.ResetWhere(env)
 	m.live.Set(1, env, commit)
+}
+
+// fleetHosts sets berth_fleet_hosts from the fleet cache; an unreachable
+// etcd keeps the last values.
+func (m *agentMetrics) fleetHosts(f *fleetCache) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	data, err := f.get(ctx)
+	if err != nil {
+		return
+	}
+	m.fleet.Reset()
+	for k, n := range hostsByRevision(data) {
+		m.fleet.Set(float64(n), k[0], k[1])
+	}
+}
+
+// apiFleet is /api/fleet: every host of each env (or of ?env=NAME), with
+// the fleet-wide pause, rollback, halts and migrations, read from etcd at
+// most every 10 s.
+func apiFleet(ctx context.Context, cfg *Config, f *fleetCache) (any, error) {
+	names, err := apiEnvs(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	data, err := f.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []fleetEnvJSON
+	for _, e := range data {
+		if slices.Contains(names, e.Env) {
+			out = append(out, e)
+		}
+	}
+	return map[string]any{"envs": out}, nil
 }
 
 func (m *agentMetrics) jobFinished(env string, r jobs.Run, _ envs.JobSpec) {
@@ -164,7 +204,7 @@ func (e meteredImages) EnsureImage(ctx context.Context, ref string) (bool, error
 
 // startAPI serves the local API until ctx ends. A listen failure is logged
 // and the agent goes on without it: deploys matter more than metrics.
-func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsource.Source, m *agentMetrics, rs []*envRuntime, trigger func(), log hclog.Logger) {
+func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsource.Source, m *agentMetrics, rs []*envRuntime, fc *fleet.Client, trigger func(), log hclog.Logger) {
 	if cfg.API.Listen == "off" {
 		return
 	}
@@ -174,6 +214,10 @@ func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsour
 		return
 	}
 	registerRuntimeMetrics(m.reg, src)
+	var fcache *fleetCache
+	if fc != nil {
+		fcache = &fleetCache{c: fc, names: cfg.EnvNames()}
+	}
 	s := &api.Server{
 		Status:  func(ctx context.Context) (any, error) { return apiStatus(ctx, cfg, eng, rs) },
 		History: func(ctx context.Context) (any, error) { return apiHistory(ctx, cfg) },
@@ -182,9 +226,15 @@ func startAPI(ctx context.Context, cfg *Config, eng *engine.Engine, src *gitsour
 		BeforeScrape: func() {
 			m.fetches.Reset()
 			m.fetches.Add(float64(src.Fetches()))
+			if fcache != nil {
+				m.fleetHosts(fcache)
+			}
 		},
 		Trigger: trigger,
 		Log:     log.Named("api"),
+	}
+	if fcache != nil {
+		s.Fleet = func(ctx context.Context) (any, error) { return apiFleet(ctx, cfg, fcache) }
 	}
 	if f := cfg.API.WebhookSecretFile; f != "" {
 		s.WebhookSecret = api.SecretFile(f)

@@ -13,9 +13,11 @@ import (
 
 // runRollback asks the agent to go back to a revision this host ran
 // successfully (default: the one before the live one) and hold there.
-func runRollback(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("rollback", "[--config FILE] [--env ENV] [REV]", stderr)
+func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("rollback", "[--config FILE] [--env ENV] [--fleet [--reason TEXT]] [REV]", stderr)
 	only := fs.String("env", "", "the environment (needed when the agent runs several)")
+	all := fs.Bool("fleet", false, "roll every host of the env's fleet back (through the waves), and halt the branch head fleet-wide")
+	reason := fs.String("reason", "", "why (with --fleet; shown in berth fleet status)")
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
@@ -62,6 +64,9 @@ func runRollback(_ context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return exitFailure
 	}
+	if *all {
+		return rollbackFleet(ctx, cfg, env, target, *reason, stdout, stderr)
+	}
 	return submit(cfg, env, reconcile.Request{Action: "rollback", Commit: target}, stdout, stderr,
 		fmt.Sprintf("rollback to %.12s requested; held there until %s", target, holdEnd(cfg)))
 }
@@ -71,29 +76,6 @@ func holdEnd(cfg *Config) string {
 		return "berth resume"
 	}
 	return "a new commit or berth resume"
-}
-
-func runRetry(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	return simpleRequest("retry", "retry of the failed revision requested", args, stdout, stderr)
-}
-
-func runResume(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	return simpleRequest("resume", "resume requested: the agent follows the branch again", args, stdout, stderr)
-}
-
-func simpleRequest(action, done string, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet(action, "[--config FILE] [--env ENV]", stderr)
-	only := fs.String("env", "", "the environment (needed when the agent runs several)")
-	cfg, code, ok := withConfig(fs, args, stderr)
-	if !ok {
-		return code
-	}
-	env, err := oneEnv(cfg, *only)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth %s: %v\n", action, err)
-		return exitUsage
-	}
-	return submit(cfg, env, reconcile.Request{Action: action}, stdout, stderr, done)
 }
 
 // submit leaves the request for env's agent and signals it to check now.

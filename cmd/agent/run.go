@@ -82,10 +82,24 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	go func() { defer close(notifierDone); notifier.Run(nctx) }()
 	defer func() { stopNotifier(); <-notifierDone }() // deliver what is queued
 
+	fc, err := newFleet(cfg, log)
+	if err != nil {
+		log.Error("fleet", "error", err)
+		return exitConfig
+	}
+	if fc != nil {
+		defer fc.Close()
+		fctx, stopFleet := context.WithCancel(ctx)
+		fleetDone := make(chan struct{})
+		go func() { defer close(fleetDone); fc.Run(fctx) }()
+		defer func() { stopFleet(); <-fleetDone }()
+		log.Info("fleet: coordinating through etcd", "host", fc.Host(), "endpoints", strings.Join(cfg.Fleet.Etcd.Endpoints, ","), "prefix", cfg.Fleet.Prefix)
+	}
+
 	shared := &reconcile.Shared{Source: meteredSource{source{src}, m}, Pruner: eng}
 	h := &host{shared: shared, clock: gitsource.NewPoller(cfg.Repo.PollInterval.Duration)}
 	wd := newWatchdog(stallTimeout(cfg), log)
-	deps := hostDeps{cfg: cfg, eng: eng, secrets: sec, shared: shared, metrics: m, notifier: notifier, wd: wd, log: log,
+	deps := hostDeps{cfg: cfg, eng: eng, secrets: sec, shared: shared, metrics: m, notifier: notifier, wd: wd, fleet: fc, log: log,
 		status: func() { sdNotify("STATUS=" + statusLine(cfg, h.envs)) }}
 	for _, name := range cfg.EnvNames() {
 		e := newEnvRuntime(deps, name)
@@ -155,7 +169,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, e := range h.envs {
 		e.sched.TakeRequests()
 	}
-	startAPI(ctx, cfg, eng, src, m, h.envs, h.trigger, log)
+	if fc != nil {
+		watchFleetControl(ctx, fc, h.envs, h.trigger)
+	}
+	startAPI(ctx, cfg, eng, src, m, h.envs, fc, h.trigger, log)
 	go wd.run(ctx, watchdogInterval(), sdNotify)
 	sdNotify("READY=1\nSTATUS=" + statusLine(cfg, h.envs))
 	// Each pass reports itself (OnPass: journal, metrics, notification,

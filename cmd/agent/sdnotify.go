@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/reconcile"
 )
 
 // sdNotify sends a systemd notification (READY=1, STATUS=…, STOPPING=1,
@@ -97,6 +99,9 @@ func (w *watchdog) healthy() (bool, string) {
 	defer w.mu.Unlock()
 	for _, env := range slices.Sorted(maps.Keys(w.passes)) {
 		b := w.passes[env]
+		if b.phase == reconcile.PhaseFleet {
+			continue // waiting for its turn in a fleet's rollout (canaries, pause, slots) is not wedged
+		}
 		if idle := w.now().Sub(b.at); idle > w.stall {
 			why := fmt.Sprintf("no progress for %s in phase %s", idle.Round(time.Second), b.phase)
 			if len(w.passes) > 1 || env != "" {

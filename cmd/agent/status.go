@@ -23,6 +23,10 @@ type statusJSON struct {
 	Env    string                   `json:"env"`
 	Live   *reconcile.RevisionState `json:"live,omitempty"`
 	Failed *reconcile.RevisionState `json:"failed,omitempty"`
+	// Paused is this host's `berth pause`: who, when, why.
+	Paused *reconcile.Pause `json:"paused,omitempty"`
+	// FleetHeld is the head the fleet halted, as this host last saw it.
+	FleetHeld *reconcile.FleetHeld `json:"fleet_held,omitempty"`
 	// LastPass is the newest journal record: how the latest pass (or run
 	// of passes ending alike) ended. LastDeploy is the newest that
 	// deployed or failed something.
@@ -128,7 +132,7 @@ func statusData(ctx context.Context, cfg *Config, env string, eng *engine.Engine
 	if err != nil {
 		return nil, err
 	}
-	out := &statusJSON{Env: env, Live: st.Live, Failed: st.Failed, Containers: []engine.Managed{}}
+	out := &statusJSON{Env: env, Live: st.Live, Failed: st.Failed, Paused: st.Pause, FleetHeld: st.FleetHeld, Containers: []engine.Managed{}}
 	recs, err := cfg.journalOf(env).List()
 	if err != nil {
 		return nil, err
@@ -182,6 +186,9 @@ type passJSON struct {
 	Commit  string    `json:"commit,omitempty"`
 	Phase   string    `json:"phase"`
 	Started time.Time `json:"started"`
+	// Waiting names the coordinated step the pass waits for (a fleet's:
+	// its turn, the canaries, a migration on another host, etcd).
+	Waiting string `json:"waiting,omitempty"`
 }
 
 type lastJSON struct {
@@ -204,7 +211,10 @@ func (l *liveStatus) progress(p reconcile.Progress) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	was := l.a.Pass
-	l.a.Pass = &passJSON{Commit: p.Commit, Phase: p.Phase, Started: p.Started}
+	l.a.Pass = &passJSON{Commit: p.Commit, Phase: p.Phase, Started: p.Started, Waiting: p.Waiting}
+	if was != nil && was.Waiting != p.Waiting {
+		return true
+	}
 	return slices.Contains(deployPhases, p.Phase) && (was == nil || was.Phase != p.Phase)
 }
 
@@ -258,6 +268,9 @@ func (l *liveStatus) line(cfg *Config, env string) string {
 	if p := a.Pass; p != nil && slices.Contains(deployPhases, p.Phase) {
 		s += fmt.Sprintf("; deploying %.12s: %s", p.Commit, p.Phase)
 	}
+	if p := a.Pass; p != nil && p.Waiting != "" {
+		s += fmt.Sprintf("; %.12s %s", p.Commit, p.Waiting)
+	}
 	switch last := a.Last; {
 	case last == nil:
 		if a.Pass == nil {
@@ -267,10 +280,15 @@ func (l *liveStatus) line(cfg *Config, env string) string {
 		s += fmt.Sprintf("; outage since %s (%d passes), retrying: %s", last.Since.Format(time.RFC3339), last.Passes, oneLine(last.Reason))
 	case last.Result == reconcile.ResultFailed:
 		s += fmt.Sprintf("; %.12s failed (verdict): %s", last.Commit, oneLine(last.Reason))
+	case last.Result == reconcile.ResultHeld:
+		s += fmt.Sprintf("; %.12s held: %s", last.Commit, oneLine(last.Reason))
 	default:
 		if err == nil && st.Failed != nil {
 			s += fmt.Sprintf("; %.12s failed", st.Failed.Commit)
 		}
+	}
+	if err == nil && st.Pause != nil {
+		s += fmt.Sprintf("; paused by %s since %s", st.Pause.By, st.Pause.At.Format(time.RFC3339))
 	}
 	return s
 }
@@ -323,11 +341,20 @@ func printStatus(w io.Writer, s statusJSON) {
 	if s.Failed != nil {
 		fmt.Fprintf(w, "failed  %.12s  %s: %s\n", s.Failed.Commit, s.Failed.At.Format(time.RFC3339), s.Failed.Reason)
 	}
+	if p := s.Paused; p != nil {
+		fmt.Fprintf(w, "paused  by %s since %s%s: the branch is not followed (berth resume)\n", p.By, p.At.Format(time.RFC3339), reasonSuffix(p.Reason))
+	}
+	if h := s.FleetHeld; h != nil {
+		fmt.Fprintf(w, "held    %.12s halted fleet-wide: %s\n", h.Commit, h.Reason)
+	}
 	if d := s.LastDeploy; d != nil {
 		fmt.Fprintf(w, "last deploy %s: %s (%.12s %s)\n", d.ID, d.Result, d.Commit, d.Subject)
 	}
 	if p := s.LastPass; p != nil && p.Result == reconcile.ResultOutage {
 		fmt.Fprintf(w, "outage  %d passes since %s, retrying by itself: %s\n", p.Count(), p.Finished.Format(time.RFC3339), p.Reason)
+	}
+	if a := s.Agent; a != nil && a.Pass != nil && a.Pass.Waiting != "" {
+		fmt.Fprintf(w, "waiting %.12s: %s\n", a.Pass.Commit, a.Pass.Waiting)
 	}
 	if s.Docker != "" {
 		fmt.Fprintf(w, "docker  %s\n", s.Docker)
@@ -388,6 +415,13 @@ func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	tw.Flush()
 	return exitOK
+}
+
+func reasonSuffix(r string) string {
+	if r == "" {
+		return ""
+	}
+	return " (" + r + ")"
 }
 
 func dash(s string) string {
