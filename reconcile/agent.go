@@ -275,7 +275,11 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 		p.written = true
 		return nil
 	}
-	stage := func() string { return p.stage } // read only: pulls call it in parallel
+	stage := func() string { // pulls and creates call it in parallel
+		p.stageMu.Lock()
+		defer p.stageMu.Unlock()
+		return p.stage
+	}
 	d.Progress = func() {
 		if a.OnProgress != nil {
 			a.OnProgress(Progress{Commit: p.target, Phase: stage(), Started: p.started})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +21,9 @@ type pass struct {
 	started time.Time
 	stage   string // the step being taken: list, fetch, load, plan, prepare, …
 	stageAt time.Time
+	// stageMu guards stage's writes against the deploy's progress
+	// reports, which read it from the goroutines that pull and create.
+	stageMu sync.Mutex
 	// steps time the pass's own steps (list, fetch, load, plan) and its
 	// journal writes before the deploy's phases.
 	steps   []Phase
@@ -51,7 +55,9 @@ var passSteps = []string{"list", "fetch", "load", "plan"}
 func (a *Agent) progress(p *pass, phase string) {
 	now := time.Now()
 	p.endStep(now)
+	p.stageMu.Lock()
 	p.stage, p.stageAt = phase, now
+	p.stageMu.Unlock()
 	a.markAttempt(p, phase) // before a step that could take the agent down
 	if a.OnProgress != nil {
 		a.OnProgress(Progress{Commit: p.target, Phase: phase, Started: p.started})
