@@ -59,6 +59,23 @@ type FleetHeld struct {
 	At     time.Time `json:"at"`
 }
 
+// FleetTurn is a deploy's turn in a fleet's rollout, in its journal
+// record: when the pass asked, when it was let in (a canary, a slot, a
+// joining host told to deploy the fleet's good revision), and when it
+// gave its slot back. Admitted to Released is the time the host counted
+// against max_parallel.
+type FleetTurn struct {
+	Asked    time.Time `json:"asked"`
+	Admitted time.Time `json:"admitted,omitzero"`
+	Released time.Time `json:"released,omitzero"`
+	Slot     int       `json:"slot"`
+	Canary   bool      `json:"canary,omitempty"`
+	Joining  bool      `json:"joining,omitempty"`
+	// Outcome is what the fleet was told: succeeded, failed (the revision
+	// halts fleet-wide) or abandoned (an outage: tried again later).
+	Outcome string `json:"outcome,omitempty"`
+}
+
 // waitingForEtcd marks an etcd outage as what holds the head back.
 func waitingForEtcd(err error) error {
 	if err == nil || !failure.IsOutage(err) {
@@ -133,6 +150,7 @@ func (a *Agent) admit(ctx context.Context, p *pass) error {
 	a.progress(p, PhaseFleet)
 	req := fleet.RolloutRequest{Revision: p.target, Policy: policyOf(p.env.Rollout), Live: p.live,
 		Waiting: func(s string) { a.waiting(p, s) }}
+	asked := time.Now().UTC()
 	adm, err := a.Fleet.Admit(ctx, a.Env, req)
 	var halted *fleet.HaltedError
 	if errors.As(err, &halted) {
@@ -147,6 +165,7 @@ func (a *Agent) admit(ctx context.Context, p *pass) error {
 		return waitingForEtcd(fmt.Errorf("fleet: %w", err))
 	}
 	p.adm = adm
+	p.turn = &FleetTurn{Asked: asked, Admitted: time.Now().UTC(), Slot: adm.Slot, Canary: adm.Canary, Joining: adm.Joining}
 	if adm.Revision == p.target {
 		return nil
 	}
@@ -179,6 +198,9 @@ func (a *Agent) finishAdmission(ctx context.Context, p *pass, err error, class f
 	o, reason := admissionOutcome(ctx, err, class)
 	if ferr := adm.Finish(context.WithoutCancel(ctx), o, reason); ferr != nil {
 		a.logger().Warn("fleet: the deploy's result was not recorded", "commit", short(adm.Revision), "error", ferr)
+	}
+	if p.turn != nil {
+		p.turn.Released, p.turn.Outcome = time.Now().UTC(), [...]string{"succeeded", "failed", "abandoned"}[o]
 	}
 }
 

@@ -110,6 +110,13 @@ func TestFleet_EachNewRevisionIsAdmittedWithItsPolicyAndTheLiveRevision(t *testi
 	if !slices.Contains(waits, "queued for a deploy slot") || waits[len(waits)-1] != "" {
 		t.Fatalf("waits told to OnProgress: %q", waits)
 	}
+	recs, err := a.Journal.List()
+	if err != nil || len(recs) == 0 || recs[0].Commit != "c2" {
+		t.Fatalf("journal %+v, %v", recs, err)
+	}
+	if tr := recs[0].Fleet; tr == nil || tr.Admitted.IsZero() || tr.Released.Before(tr.Admitted) || tr.Asked.After(tr.Admitted) || tr.Outcome != "succeeded" {
+		t.Fatalf("the deploy's fleet turn in its record: %+v", tr)
+	}
 }
 
 func TestFleet_AHaltedRevisionIsHeldNotFailedUntilRetry(t *testing.T) {

@@ -86,6 +86,8 @@ type Record struct {
 	// WatchUntil is when the watch of the deploy's switched servers ends
 	// (x-berth.watch), once the deploy reached it.
 	WatchUntil time.Time `json:"watch_until,omitzero"`
+	// Fleet is the deploy's turn in a fleet's rollout (fleet.go).
+	Fleet *FleetTurn `json:"fleet,omitempty"`
 }
 
 // Count is how many passes the record stands for.

@@ -44,6 +44,7 @@ type pass struct {
 	// A fleet's (fleet.go): the admission to deploy, the revision halted
 	// fleet-wide, a fleet-wide rollback in force.
 	adm           *fleet.Admission
+	turn          *FleetTurn
 	held          bool
 	fleetRollback bool
 }
@@ -150,6 +151,7 @@ func (a *Agent) finish(ctx context.Context, p *pass, err error, panicked any) (r
 	}
 	ret = err
 	a.finishAdmission(ctx, p, err, class)
+	rec.Fleet = p.turn
 	st := p.st
 	switch {
 	case err == nil && p.target == "":
