@@ -61,6 +61,7 @@ func TestDeb_BuildsInstallsAndRemoves(t *testing.T) {
 		"/var/lib/berth":                        0o700 | os.ModeDir,
 		"/usr/share/doc/berth/configuration.md": 0o644,
 		"/usr/share/doc/berth/security.md":      0o644,
+		"/usr/share/doc/berth/fleet.md":         0o644,
 	} {
 		fi, err := os.Stat(path)
 		if err != nil {
