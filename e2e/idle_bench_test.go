@@ -16,13 +16,24 @@ import (
 // 60 s — for 30 s, so the CPU figure is an upper bound for the default.
 //
 //	go test -run '^$' -bench IdleDaemon -benchtime 1x ./e2e
-func BenchmarkIdleDaemon(b *testing.B) {
+func BenchmarkIdleDaemon(b *testing.B) { benchIdle(b, false) }
+
+// BenchmarkIdleDaemonFleet is the same with a fleet: block (one etcd
+// member): the agent also keeps an etcd session, its host record and a
+// watch of the fleet's controls.
+func BenchmarkIdleDaemonFleet(b *testing.B) { benchIdle(b, true) }
+
+func benchIdle(b *testing.B, withFleet bool) {
 	w := newWorld(b)
 	img := testenv.PushApp(b, w.reg, testenv.ImageSpec{Version: "v1"})
 	w.d.CleanupImage(img.Ref())
 	w.commit("v1", img, "serve")
 	cfg, _ := os.ReadFile(w.config)
-	os.WriteFile(w.config, []byte(strings.Replace(string(cfg), "poll_interval: 1s", "poll_interval: 5s", 1)), 0o600)
+	text := strings.Replace(string(cfg), "poll_interval: 1s", "poll_interval: 5s", 1)
+	if withFleet {
+		text += "fleet:\n  etcd: {endpoints: [" + testenv.StartEtcd(b).ClientURL + "]}\n  host: idle-1\n"
+	}
+	os.WriteFile(w.config, []byte(text), 0o600)
 	for b.Loop() {
 		d := w.start()
 		d.waitFor(b, `"@message":"deployed"`)

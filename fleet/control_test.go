@@ -69,6 +69,23 @@ func TestControl_PauseResumeRetry_SeenAtOnceByWatchers(t *testing.T) {
 	if ms, _ := as[0].Migrations(ctx, "prod"); len(ms) != 0 {
 		t.Fatalf("migrations = %v", ms)
 	}
+
+	// Rollback --fleet: the head is halted, every host sees the target;
+	// resume ends the rollback (the halt stays until a retry).
+	if err := as[0].Rollback(ctx, "prod", RollbackInfo{Commit: "c1", Head: "c3", By: "ada@ops-1", Reason: "bad c3"}); err != nil {
+		t.Fatal(err)
+	}
+	c = next("rollback", func(c Control) bool { return c.Rollback != nil })
+	if r := c.Rollback; r.Commit != "c1" || r.Head != "c3" || r.By != "ada@ops-1" || r.At.IsZero() {
+		t.Fatalf("rollback = %+v", r)
+	}
+	if hs, _ := as[0].Halts(ctx, "prod"); len(hs) != 1 || hs[0].Revision != "c3" {
+		t.Fatalf("halts after rollback = %+v", hs)
+	}
+	if err := as[0].Resume(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	next("resume ends the rollback", func(c Control) bool { return c.Rollback == nil })
 }
 
 // A watch resumed after etcd compacted its revision fails with

@@ -62,8 +62,9 @@ type FleetHeld struct {
 // FleetTurn is a deploy's turn in a fleet's rollout, in its journal
 // record: when the pass asked, when it was let in (a canary, a slot, a
 // joining host told to deploy the fleet's good revision), and when it
-// gave its slot back. Admitted to Released is the time the host counted
-// against max_parallel.
+// gave its slot back (stamped just after taking the slot and just before
+// giving it back). Admitted to Released lies inside the time the host
+// counted against max_parallel.
 type FleetTurn struct {
 	Asked    time.Time `json:"asked"`
 	Admitted time.Time `json:"admitted,omitzero"`
@@ -196,11 +197,13 @@ func (a *Agent) finishAdmission(ctx context.Context, p *pass, err error, class f
 	adm := p.adm
 	p.adm = nil
 	o, reason := admissionOutcome(ctx, err, class)
+	if p.turn != nil {
+		// Stamped before the slot is given back: admitted to released
+		// lies inside the time the slot was held.
+		p.turn.Released, p.turn.Outcome = time.Now().UTC(), [...]string{"succeeded", "failed", "abandoned"}[o]
+	}
 	if ferr := adm.Finish(context.WithoutCancel(ctx), o, reason); ferr != nil {
 		a.logger().Warn("fleet: the deploy's result was not recorded", "commit", short(adm.Revision), "error", ferr)
-	}
-	if p.turn != nil {
-		p.turn.Released, p.turn.Outcome = time.Now().UTC(), [...]string{"succeeded", "failed", "abandoned"}[o]
 	}
 }
 
