@@ -15,6 +15,7 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/fleet"
+	"berth.dev/berth/fleet/fleetjobs"
 	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/jobs"
 	"berth.dev/berth/reconcile"
@@ -34,12 +35,12 @@ func newFleet(cfg *Config, log hclog.Logger) (*fleet.Client, error) {
 	return fleet.New(*cfg.Fleet, fleet.Options{Log: log})
 }
 
-// withFleetJobs is where the fleet client reaches env's job scheduler
-// (jobs once per fleet: run_on, the shared run history). It is called
-// only when a fleet is configured; the jobs adapter sets its fleet
-// options here.
-func withFleetJobs(s *jobs.Scheduler, c *fleet.Client, env string) {
-	_, _, _ = s, c, env // jobs once per fleet: the scheduler's Fleet option goes here
+// withFleetJobs is where the fleet client reaches env's job scheduler:
+// run_on: one jobs once per fleet per scheduled time, through the
+// fleetjobs adapter (jobs.Fleet). It is called only when a fleet is
+// configured.
+func withFleetJobs(s *jobs.Scheduler, c *fleet.Client) {
+	s.Fleet = fleetjobs.Adapter{C: c}
 }
 
 // wireFleet makes env's agent coordinate through the fleet: its pass
@@ -58,7 +59,7 @@ func wireFleet(r *envRuntime, d hostDeps, name string) {
 		onPass(p)
 		r.pub.passEnded(p)
 	}
-	withFleetJobs(r.sched, d.fleet, name)
+	withFleetJobs(r.sched, d.fleet)
 	r.pub.publish()
 }
 
