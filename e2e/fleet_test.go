@@ -115,14 +115,13 @@ fleet:
 
 // fleetRev is one revision of the env.
 type fleetRev struct {
-	img      testenv.AppImage
-	webMode  string // serve or unhealthy
-	marker   string // APP_MARKER of web: a config change without a new image
-	migrate  string // the migration's command tag: a new one is a new migration
-	sleep    string // how long the migration runs
-	idem     bool
-	rollout  string
-	webExtra string
+	img     testenv.AppImage
+	webMode string // serve or unhealthy
+	marker  string // APP_MARKER of web: a config change without a new image
+	migrate string // the migration's command tag: a new one is a new migration
+	sleep   string // how long the migration runs
+	idem    bool
+	rollout string
 }
 
 func (w *fleetWorld) commit(msg string, r fleetRev) string {
