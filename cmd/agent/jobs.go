@@ -174,11 +174,12 @@ func jobsData(cfg *Config, names []string) ([]jobRow, error) {
 }
 
 func jobsHistory(args []string, stdout, stderr io.Writer) int {
-	var asJSON *bool
+	var asJSON, local *bool
 	var n *int
-	cfg, pos, only, code, ok := jobArgs("history", "NAME [--config FILE] [--env ENV] [--json] [-n N]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
+	cfg, pos, only, code, ok := jobArgs("history", "NAME [--config FILE] [--env ENV] [--json] [-n N] [--local]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
 		asJSON = fs.Bool("json", false, "print JSON")
 		n = fs.Int("n", 20, "how many runs, newest first")
+		local = fs.Bool("local", false, "with a fleet: this host's own runs (with their run ids and triggers) instead of the fleet's")
 	})
 	if !ok {
 		return code
@@ -187,6 +188,14 @@ func jobsHistory(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "berth jobs history: %v\n", err)
 		return exitUsage
+	}
+	if cfg.Fleet != nil && !*local {
+		// The fleet's runs, each naming its host: the same on every host.
+		runs, err := fleetJobHistory(cfg, env, pos[0], *n)
+		if err == nil {
+			return printFleetJobHistory(stdout, runs, *asJSON)
+		}
+		fmt.Fprintf(stderr, "berth jobs history: the fleet's history is unreadable (%v); this host's own runs follow\n", err)
 	}
 	runs, err := jobStore(cfg, env).Runs(pos[0])
 	if err != nil {

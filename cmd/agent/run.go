@@ -101,10 +101,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	wd := newWatchdog(stallTimeout(cfg), log)
 	deps := hostDeps{cfg: cfg, eng: eng, secrets: sec, shared: shared, metrics: m, notifier: notifier, wd: wd, fleet: fc, log: log,
 		status: func() { sdNotify("STATUS=" + statusLine(cfg, h.envs)) }}
+	phased := fc != nil // see h.clock.Phase below
 	for _, name := range cfg.EnvNames() {
 		e := newEnvRuntime(deps, name)
 		h.envs = append(h.envs, e)
 		interrupted, err := e.agent.Journal.Recover()
+		if st, serr := reconcile.LoadState(e.dir); err != nil || len(interrupted) > 0 || serr != nil || st.Live == nil {
+			phased = false
+		}
 		if err != nil {
 			// Not fatal: a full or read-only state dir is an outage the
 			// passes report; the records stay "running" until a start can
@@ -119,6 +123,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		} else {
 			shared.Keep(name, commits, images)
 		}
+	}
+	if phased {
+		// A fleet restarted at once (an upgrade, a replaced autoscaling
+		// group) must not poll the Git server in lockstep: a host already
+		// serving a live revision in every env, with no deploy to finish,
+		// polls first at a random point of its first interval (a webhook
+		// still polls at once). docs/fleet.md, "Polling the config repo".
+		h.clock.Phase = cfg.Repo.PollInterval.Duration
 	}
 	log.Info("berth started", "version", version, "repo", src.URL(), "branch", cfg.Repo.Branch, "state_dir", cfg.StateDir, "envs", strings.Join(cfg.EnvNames(), ","))
 	if *once {

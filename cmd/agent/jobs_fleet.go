@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"berth.dev/berth/fleet/fleetjobs"
+	"berth.dev/berth/jobs"
+)
+
+// fleetJobHistory is the fleet's records of env's job, newest first (at
+// most n): what `berth jobs history` shows with a fleet, the same on every
+// host.
+func fleetJobHistory(cfg *Config, env, job string, n int) ([]jobs.FleetRun, error) {
+	c, err := cliFleet(cfg, "jobs history")
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetCLITimeout)
+	defer cancel()
+	return fleetjobs.Adapter{C: c}.History(ctx, env, job, n)
+}
+
+// printFleetJobHistory prints the fleet's records, each naming its host.
+func printFleetJobHistory(w io.Writer, runs []jobs.FleetRun, asJSON bool) int {
+	if asJSON {
+		if runs == nil {
+			runs = []jobs.FleetRun{}
+		}
+		return writeJSON(w, runs)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCHEDULED\tHOST\tSTATUS\tEXIT\tSTARTED\tDURATION\tTOKEN\tRUN\tREASON")
+	for _, r := range runs {
+		exit, dur, run := "-", "-", r.RunID
+		if r.Status == string(jobs.StatusSucceeded) || r.Status == string(jobs.StatusFailed) {
+			exit = fmt.Sprint(r.ExitCode)
+		}
+		if !r.Started.IsZero() && !r.Ended.IsZero() {
+			dur = r.Ended.Sub(r.Started).Round(time.Millisecond).String()
+		}
+		if run == "" {
+			run = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", stamp(r.Scheduled), r.Host, r.Status, exit, stamp(r.Started), dur, r.Token, run, r.Reason)
+	}
+	tw.Flush()
+	return exitOK
+}
