@@ -43,6 +43,8 @@ func benchIdle(b *testing.B, withFleet bool) {
 		cpu := float64(cpuTicks(b, pid)-cpu0) / 100 // USER_HZ
 		b.ReportMetric(100*cpu/time.Since(wall0).Seconds(), "cpu-%")
 		b.ReportMetric(float64(rssKiB(b, pid))/1024, "rss-MiB")
+		b.ReportMetric(float64(statusKiB(b, pid, "RssAnon:"))/1024, "anon-MiB")
+		b.ReportMetric(float64(statusKiB(b, pid, "RssFile:"))/1024, "file-MiB")
 		d.kill()
 	}
 }
@@ -59,13 +61,16 @@ func cpuTicks(b *testing.B, pid int) int64 {
 	return u + k
 }
 
-func rssKiB(b *testing.B, pid int) int64 {
+func rssKiB(b *testing.B, pid int) int64 { return statusKiB(b, pid, "VmRSS:") }
+
+// statusKiB is a kB field of /proc/PID/status (VmRSS:, RssAnon:, …).
+func statusKiB(b *testing.B, pid int, field string) int64 {
 	s, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, line := range strings.Split(string(s), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field) {
 			n, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
 			return n
 		}
