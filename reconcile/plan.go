@@ -187,6 +187,13 @@ func why(cur *engine.Managed, s envs.Service, hash string) string {
 	if cur.Image != s.Config.Image {
 		return fmt.Sprintf("image digest changed %s→%s", shortDigest(cur.Image), shortDigest(s.Config.Image))
 	}
+	if len(s.Berth.Secrets)+len(s.Berth.SecretFiles) > 0 {
+		// The hash mixes in unsalted digests of the secret values: even a
+		// prefix of it, in records that reach the API, notifications and
+		// the fleet, would let whoever reads the repository confirm a
+		// guess of a weak secret offline.
+		return "config or secrets changed"
+	}
 	return fmt.Sprintf("config changed (hash %s→%s)", shortHash(cur.ConfigHash), shortHash(hash))
 }
 
