@@ -53,6 +53,8 @@ type hostDeps struct {
 	log   hclog.Logger
 	// status is called whenever an env's STATUS= part changes.
 	status func()
+	// pages is told of each env's passes (pages.go).
+	pages *startupPages
 }
 
 // newEnvRuntime wires one env: the place where per-env hooks go (a
@@ -103,6 +105,7 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 		},
 		OnPass: func(p reconcile.Pass) {
 			d.wd.passEnded(name)
+			d.pages.passEnded(name)
 			m.passEnded(name, p)
 			if p.Notify {
 				d.notifier.Send(passEvent(name, p))

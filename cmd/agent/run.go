@@ -102,7 +102,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	h := &host{shared: shared, clock: gitsource.NewPoller(cfg.Repo.PollInterval.Duration)}
 	wd := newWatchdog(stallTimeout(cfg), log)
 	deps := hostDeps{cfg: cfg, eng: eng, secrets: sec, shared: shared, metrics: m, notifier: notifier, wd: wd, fleet: fc, log: log,
-		status: func() { sdNotify("STATUS=" + statusLine(cfg, h.envs)) }}
+		status: func() { sdNotify("STATUS=" + statusLine(cfg, h.envs)) }, pages: newStartupPages(cfg.EnvNames())}
 	phased := fc != nil // see h.clock.Phase below
 	for _, name := range cfg.EnvNames() {
 		e := newEnvRuntime(deps, name)
