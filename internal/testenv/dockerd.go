@@ -127,37 +127,28 @@ func StartPrivateDocker(t testing.TB, o PrivateDockerOptions) *PrivateDocker {
 	return p
 }
 
-// reservePools keeps the private engine's networks off the subnets the
-// shared engine takes. Each engine hands out Docker's default pools
-// (172.17–31.0.0/16, then 192.168.N.0/20) from the lowest free one by its
-// own count, and checks no host route: the private engine's first network
-// got 172.17.0.0/16, the shared engine's docker0, and the host's route to
-// the shared engine's containers then led to the private bridge (a
-// published port answered EOF). Address pools would avoid it but delete
-// docker0 (above). So the private engine holds every default pool but the
-// last four /20s — the ones the shared engine reaches last — in networks
-// whose bridges get no address (inhibit_ipv4), hence no route.
+// reservePools keeps the private engine's networks off 172.17.0.0/16, the
+// subnet the shared engine's docker0 has (Docker's default bridge keeps
+// the subnet it stored, even when another bridge has that route by then).
+// An engine checks the host's routes before it gives a network a subnet,
+// so the private engine skips what the shared one's bridges route — but
+// not docker0's subnet while docker0 is missing (a shared engine not
+// started yet): a private network took 172.17.0.0/16 then, outlived a
+// killed test, and the route to the shared engine's containers led to it
+// (a published port answered EOF). The reservation is a network whose
+// bridge gets no address (inhibit_ipv4), hence no route.
 func (p *PrivateDocker) reservePools() error {
-	var pools []string
-	for n := 17; n <= 31; n++ {
-		pools = append(pools, fmt.Sprintf("172.%d.0.0/16", n))
-	}
-	for n := 0; n < 192; n += 16 {
-		pools = append(pools, fmt.Sprintf("192.168.%d.0/20", n))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for i, pool := range pools {
-		_, err := p.Client.NetworkCreate(ctx, fmt.Sprintf("reserved-%d", i), network.CreateOptions{
-			Driver:   "bridge",
-			Internal: true,
-			IPAM:     &network.IPAM{Config: []network.IPAMConfig{{Subnet: pool}}},
-			Options:  map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"},
-			Labels:   map[string]string{"berth.test.reserved": "true"},
-		})
-		if err != nil {
-			return fmt.Errorf("reserve the default pool %s in the private engine: %w", pool, err)
-		}
+	_, err := p.Client.NetworkCreate(ctx, "reserved-docker0", network.CreateOptions{
+		Driver:   "bridge",
+		Internal: true,
+		IPAM:     &network.IPAM{Config: []network.IPAMConfig{{Subnet: "172.17.0.0/16"}}},
+		Options:  map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"},
+		Labels:   map[string]string{"berth.test.reserved": "true"},
+	})
+	if err != nil {
+		return fmt.Errorf("reserve docker0's subnet in the private engine: %w", err)
 	}
 	return nil
 }
