@@ -176,7 +176,11 @@ x-berth:
 				}
 			}
 			if outage == nil || deployed == nil || outage.Class != "outage" || !slices.Contains([]string{"", c}, outage.Commit) {
-				t.Fatalf("journal after the outage:\n%s", w.journalText(t))
+				ids := make([]string, len(recs))
+				for i, r := range recs {
+					ids[i] = r.ID + " " + r.Commit + " " + r.Result + "/" + r.Class
+				}
+				t.Fatalf("journal after the outage (looking for outage %s and a success of %.12s; outage found %v, deployed found %v):\n%s\nrecords: %q", out.ID, c, outage != nil, deployed != nil, w.journalText(t), ids)
 			}
 			// The pass that deployed started within one backoff period of
 			// the service's return (and of the last failed pass).
