@@ -516,7 +516,9 @@ func TestScheduler_RecoverKeepsARunItCannotKillAndSaysSo(t *testing.T) {
 	h := newHarness(t, t0)
 	h.s.Update(testEnv(envs.JobSpec{Name: "long", Schedule: "@daily"}), "rev1")
 	h.s.RunNow("long", "")
-	h.settled(t, "long", 1, func([]Run) bool { return h.eng.running() == 1 })
+	// Its record names the container (saved once the container started):
+	// that save must not land after the Recover below.
+	h.settled(t, "long", 1, func(rs []Run) bool { return h.eng.running() == 1 && rs[0].Container != "" })
 
 	h.eng.mu.Lock()
 	h.eng.killErr = failure.AsOutage(errors.New("kill container c1: engine unreachable"))
