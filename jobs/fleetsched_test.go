@@ -22,6 +22,8 @@ type fakeFleet struct {
 	tok    int64
 	recs   map[string]*FleetRun // job/T → record
 	claims int
+	// refused counts claims asked while down.
+	refused int
 }
 
 type fakeHost struct {
@@ -36,6 +38,7 @@ func (h fakeHost) Claim(_ context.Context, env, job string, t time.Time, p Fleet
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
+		f.refused++
 		return nil, failure.AsOutage(fmt.Errorf("etcd: connection refused"))
 	}
 	if f.recs == nil {
@@ -190,7 +193,18 @@ func TestFleetScheduler_EtcdDown_TimeSkippedWaitingForEtcdThenRunsAgain(t *testi
 	h := fleetHarnesses(t, f, 1, t0)[0]
 	h.s.Update(testEnv(envs.JobSpec{Name: "tick", Schedule: "@every 10s", StartingDeadline: 2 * time.Second}), "rev1")
 	h.at(t0.Add(10 * time.Second))
-	time.Sleep(50 * time.Millisecond) // the first claim fails; the loop waits
+	// The first claim fails; the time waits for etcd until its deadline.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		f.mu.Lock()
+		n := f.refused
+		f.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no claim asked while etcd is down")
+		}
+	}
 	h.clk.set(t0.Add(13 * time.Second))
 	rs := h.settled(t, "tick", 1, allDone)
 	if rs[0].Status != StatusSkipped || !strings.Contains(rs[0].Reason, "waiting for etcd") || h.eng.running() != 0 {
