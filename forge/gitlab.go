@@ -1,0 +1,124 @@
+package forge
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// gitlab speaks GitLab's REST API v4 (docs.gitlab.com/api): commit
+// statuses, merge requests and their notes, and the commits API.
+type gitlab struct{}
+
+func (gitlab) headers(h http.Header, token string) {
+	h.Set("PRIVATE-TOKEN", token)
+	h.Set("Accept", "application/json")
+}
+
+// GitLab's states are pending, running, success, failed, canceled and
+// skipped: a deploy under way is running; a held commit failed; a
+// superseded one skipped.
+func (gitlab) state(s State) string {
+	switch s {
+	case Pending:
+		return "running"
+	case Failure, Error:
+		return "failed"
+	case Superseded:
+		return "skipped"
+	}
+	return string(s)
+}
+
+func projectPath(repo string) string { return "/projects/" + url.PathEscape(repo) }
+
+func (g gitlab) setStatus(ctx context.Context, c *Client, sha string, s Status) error {
+	in := map[string]string{"state": g.state(s.State), "name": s.Context, "description": s.Description}
+	if s.TargetURL != "" {
+		in["target_url"] = s.TargetURL
+	}
+	err := c.do(ctx, call{method: http.MethodPost, path: projectPath(c.cfg.Repo) + "/statuses/" + sha, in: in})
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest && strings.Contains(ae.Message, "Cannot transition status") {
+		// GitLab refuses running → running (and the like): the status
+		// already says so. Its description stays the first one.
+		return nil
+	}
+	return err
+}
+
+type gitlabMR struct {
+	IID          int    `json:"iid"`
+	WebURL       string `json:"web_url"`
+	Title        string `json:"title"`
+	Description  string `json:"description"`
+	SourceBranch string `json:"source_branch"`
+	TargetBranch string `json:"target_branch"`
+}
+
+func (m gitlabMR) pr() *PR {
+	return &PR{Number: m.IID, URL: m.WebURL, Head: m.SourceBranch, Base: m.TargetBranch, Title: m.Title, Body: m.Description}
+}
+
+func (gitlab) findPR(ctx context.Context, c *Client, head, base string) (*PR, error) {
+	var out []gitlabMR
+	q := url.Values{"state": {"opened"}, "source_branch": {head}, "target_branch": {base}}
+	if err := c.do(ctx, call{method: http.MethodGet, path: projectPath(c.cfg.Repo) + "/merge_requests", query: q, out: &out}); err != nil {
+		return nil, err
+	}
+	for _, m := range out {
+		if m.SourceBranch == head && m.TargetBranch == base {
+			return m.pr(), nil
+		}
+	}
+	return nil, nil
+}
+
+func (gitlab) openPR(ctx context.Context, c *Client, p NewPR) (*PR, error) {
+	var out gitlabMR
+	in := map[string]any{"source_branch": p.Head, "target_branch": p.Base, "title": p.Title, "description": p.Body, "remove_source_branch": true}
+	if err := c.do(ctx, call{method: http.MethodPost, path: projectPath(c.cfg.Repo) + "/merge_requests", in: in, out: &out}); err != nil {
+		return nil, err
+	}
+	return out.pr(), nil
+}
+
+func (gitlab) editPR(ctx context.Context, c *Client, n int, title, body string, close bool) error {
+	in := map[string]string{"title": title, "description": body}
+	if close {
+		in = map[string]string{"state_event": "close"}
+	}
+	return c.do(ctx, call{method: http.MethodPut, path: projectPath(c.cfg.Repo) + "/merge_requests/" + strconv.Itoa(n), in: in})
+}
+
+func (gitlab) comment(ctx context.Context, c *Client, n int, body string) error {
+	return c.do(ctx, call{method: http.MethodPost, path: projectPath(c.cfg.Repo) + "/merge_requests/" + strconv.Itoa(n) + "/notes", in: map[string]string{"body": body}})
+}
+
+// commit is one request: the commits API with start_sha and force, which
+// makes the branch point at a new commit on the base, whatever it held.
+func (gitlab) commit(ctx context.Context, c *Client, cm Commit) (string, error) {
+	var actions []map[string]any
+	for _, f := range cm.Files {
+		a := map[string]any{"action": "update", "file_path": f.Path, "execute_filemode": f.Executable}
+		if utf8.Valid(f.New) {
+			a["content"] = string(f.New)
+		} else {
+			a["content"], a["encoding"] = base64.StdEncoding.EncodeToString(f.New), "base64"
+		}
+		actions = append(actions, a)
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	in := map[string]any{"branch": cm.Branch, "start_sha": cm.BaseSHA, "force": true, "commit_message": cm.Message, "actions": actions}
+	if err := c.do(ctx, call{method: http.MethodPost, path: projectPath(c.cfg.Repo) + "/repository/commits", in: in, out: &out}); err != nil {
+		return "", err
+	}
+	return out.ID, nil
+}
