@@ -104,7 +104,7 @@ func (r *Runner) Run(ctx context.Context, jobs []Job) ([]Record, error) {
 				}
 				continue
 			}
-			key := ledgerKey(j.Service)
+			key := LedgerKey(j.Service)
 			if role == envs.RoleMigrate && slices.Contains(done, key) {
 				recs = append(recs, Record{Service: j.Service.Name, Skipped: "succeeded before for this image and command"})
 				continue
@@ -138,9 +138,9 @@ func (r *Runner) Run(ctx context.Context, jobs []Job) ([]Record, error) {
 	return recs, nil
 }
 
-// ledgerKey identifies a migration: service, image (with digest) and
+// LedgerKey identifies a migration: service, image (with digest) and
 // command.
-func ledgerKey(s envs.Service) string {
+func LedgerKey(s envs.Service) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", s.Name, s.Config.Image, strings.Join(s.Config.Entrypoint, "\x01"), strings.Join(s.Config.Command, "\x01"))
 	return hex.EncodeToString(h.Sum(nil))

@@ -28,7 +28,7 @@ func commands() []command {
 	return []command{
 		{name: "run", usage: "[--config FILE] [--once]", summary: "run the agent daemon: poll the config repo and reconcile this host", run: runRun},
 		{name: "validate", usage: "[--env ENV] [--format json] [DIR]", summary: "validate environments of a config repo checkout", run: runValidate},
-		{name: "plan", usage: "[--config FILE]", summary: "show what a deploy of the current head would change, changing nothing", run: runPlan},
+		{name: "plan", usage: "[--config FILE] | --repo DIR --from REF [--to REF] [--format text|markdown|json]", summary: "show what a deploy of the head (or, with --repo, a change between two revisions) would change, changing nothing", run: runPlan},
 		{name: "status", usage: "[--config FILE] [--json]", summary: "show the live revision and each managed container", run: runStatus},
 		{name: "history", usage: "[--config FILE] [--json] [-n N]", summary: "list past deploys with their result and reason", run: runHistory},
 		{name: "rollback", usage: "[--config FILE] [--fleet] [REV]", summary: "deploy a previous good revision and hold auto-deploy (--fleet: on every host)", run: runRollback},

@@ -15,6 +15,9 @@ import (
 // plans with the agent's own code (reconcile.Deployer.Plan), secret digests
 // included. Vault is asked only for services that have secrets.
 func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if wantsPreview(args) {
+		return runPlanPreview(ctx, args, stdout, stderr)
+	}
 	fs := newFlagSet("plan", "[--config FILE] [--env ENV]", stderr)
 	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
 	cfg, code, ok := withConfig(fs, args, stderr)

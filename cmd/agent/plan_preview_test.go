@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPlanPreview_ExitCodesForCI(t *testing.T) {
+	t.Setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	dir := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=a", "-c", "user.email=a@example.org"}, args...)...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	write := func(content string) {
+		os.MkdirAll(filepath.Join(dir, "envs", "prod"), 0o755)
+		os.WriteFile(filepath.Join(dir, "envs", "prod", "compose.yaml"), []byte(content), 0o644)
+		git("add", "-A")
+		git("commit", "-qm", "change")
+	}
+	git("init", "-q", "-b", "main")
+	write("services:\n  app:\n    image: r.example.org/a@sha256:" + strings.Repeat("a", 64) + "\n    x-berth: {role: worker}\n")
+	write("services:\n  app:\n    image: r.example.org/a@sha256:" + strings.Repeat("b", 64) + "\n    x-berth: {role: worker}\n")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"plan", "--repo", dir, "--from", "HEAD~1", "--format", "markdown"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "**replace** `app`") {
+		t.Errorf("markdown:\n%s", out.String())
+	}
+	write("services:\n  app:\n    image: r.example.org/a@sha256:" + strings.Repeat("b", 64) + "\n    privileged: true\n    x-berth: {role: worker}\n")
+	out.Reset()
+	if code := run(context.Background(), []string{"plan", "--repo", dir, "--from", "HEAD~1"}, &out, &errb); code != exitFailure || !strings.Contains(out.String(), "refused") {
+		t.Errorf("a policy verdict: exit %d\n%s", code, out.String())
+	}
+	for _, args := range [][]string{
+		{"plan", "--repo", dir},
+		{"plan", "--repo", dir, "--from", "HEAD~1", "--format", "yaml"},
+		{"plan", "--repo", dir, "--from", "HEAD~1", "extra"},
+	} {
+		errb.Reset()
+		if code := run(context.Background(), args, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "berth plan: ") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errb.String())
+		}
+	}
+}
