@@ -202,8 +202,8 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 	t.Run("invalid config is refused", func(t *testing.T) {
 		bad := w.repo.CommitFiles(t, "tag instead of digest", map[string]string{"envs/" + w.env + "/compose.override.yaml": "services:\n  web: {image: 'r/app:latest'}\n"})
 		code, out := w.once()
-		if code != 0 {
-			t.Fatalf("exit %d\n%s", code, out)
+		if code != 1 { // a verdict (docs/operations.md, exit codes)
+			t.Fatalf("exit %d, want 1\n%s", code, out)
 		}
 		failed, _ := w.stateFile()["failed"].(map[string]any)
 		if failed["commit"] != bad || !strings.Contains(fmt.Sprint(failed["reason"]), "compose.override.yaml:web:image: image \"r/app:latest\" is not pinned by digest") {
@@ -217,8 +217,8 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 	t.Run("never-healthy server is rolled back and not retried", func(t *testing.T) {
 		bad := w.commit("v3 never healthy", v2, "unhealthy")
 		code, out := w.once()
-		if code != 0 {
-			t.Fatalf("exit %d\n%s", code, out)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1 (a verdict)\n%s", code, out)
 		}
 		failed, _ := w.stateFile()["failed"].(map[string]any)
 		if failed["commit"] != bad || !strings.Contains(fmt.Sprint(failed["reason"]), "servers: service web: container") {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"berth.dev/berth/secretinit"
 )
 
 // Exit codes, documented in docs/operations.md.
@@ -14,6 +16,7 @@ const (
 	exitFailure = 1 // the command ran and failed (or found problems)
 	exitUsage   = 2 // bad command line
 	exitConfig  = 3 // the agent configuration is invalid
+	exitOutage  = 4 // berth run --once: a dependency did not answer; try again later
 )
 
 // command is one berth subcommand.
@@ -60,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	case "secret-init": // inside containers, not for operators: see secretinit.go
-		return secretInit(args[1:], os.Stdin, stderr)
+		return secretinit.Run(args[1:], os.Stdin, stderr)
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {

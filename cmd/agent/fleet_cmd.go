@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"os/user"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -13,8 +14,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"berth.dev/berth/agentconfig"
+	"berth.dev/berth/daemon"
 	"berth.dev/berth/fleet"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/status"
 )
 
 // fleetCLITimeout bounds a CLI command's work against etcd.
@@ -22,7 +26,7 @@ const fleetCLITimeout = 30 * time.Second
 
 // cliFleet is the fleet client of a CLI command, or an error saying the
 // agent config has no fleet block.
-func cliFleet(cfg *Config, cmd string) (*fleet.Client, error) {
+func cliFleet(cfg *agentconfig.Config, cmd string) (*fleet.Client, error) {
 	if cfg.Fleet == nil {
 		return nil, fmt.Errorf("berth %s --fleet: the agent config has no fleet: block (docs/fleet.md)", cmd)
 	}
@@ -106,7 +110,7 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // fleetOp runs one fleet-wide change with a bounded wait for etcd.
-func fleetOp(ctx context.Context, cfg *Config, cmd string, stdout, stderr io.Writer, op func(context.Context, *fleet.Client) (string, error)) int {
+func fleetOp(ctx context.Context, cfg *agentconfig.Config, cmd string, stdout, stderr io.Writer, op func(context.Context, *fleet.Client) (string, error)) int {
 	c, err := cliFleet(cfg, cmd)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -117,7 +121,7 @@ func fleetOp(ctx context.Context, cfg *Config, cmd string, stdout, stderr io.Wri
 	defer cancel()
 	done, err := op(ctx, c)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth %s --fleet: %v\n", cmd, waitingForEtcdErr(err))
+		fmt.Fprintf(stderr, "berth %s --fleet: %v\n", cmd, status.EtcdErr(err))
 		return exitFailure
 	}
 	fmt.Fprintln(stdout, done)
@@ -127,14 +131,14 @@ func fleetOp(ctx context.Context, cfg *Config, cmd string, stdout, stderr io.Wri
 // rollbackFleet is `berth rollback --fleet`: the branch head is halted
 // fleet-wide, and every host deploys target through the waves until a
 // new commit or berth resume --fleet.
-func rollbackFleet(ctx context.Context, cfg *Config, env, target string, reason string, stdout, stderr io.Writer) int {
+func rollbackFleet(ctx context.Context, cfg *agentconfig.Config, env, target string, reason string, stdout, stderr io.Writer) int {
 	dir, err := os.MkdirTemp("", "berth-rollback-")
 	if err != nil {
 		fmt.Fprintf(stderr, "berth rollback --fleet: %v\n", err)
 		return exitFailure
 	}
 	defer os.RemoveAll(dir)
-	src, err := newSource(cfg, dir, hclog.NewNullLogger())
+	src, err := daemon.NewSource(cfg, dir, hclog.NewNullLogger())
 	if err != nil {
 		fmt.Fprintf(stderr, "berth rollback --fleet: %v\n", err)
 		return exitConfig
@@ -178,7 +182,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "berth fleet status: --format %q: table or json\n", *format)
 		return exitUsage
 	}
-	names, err := selectEnvs(cfg, *only)
+	names, err := status.SelectEnvs(cfg, *only)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth fleet status: %v\n", err)
 		return exitUsage
@@ -191,14 +195,14 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, fleetCLITimeout)
 	defer cancel()
-	data, err := fleetData(ctx, c, names)
+	data, err := status.Fleet(ctx, c, names)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth fleet status: %v\n", err)
 		return exitFailure
 	}
 	if *format == "json" {
 		if data == nil {
-			data = []fleetEnvJSON{}
+			data = []status.FleetEnv{}
 		}
 		return writeJSON(stdout, map[string]any{"envs": data})
 	}
@@ -211,7 +215,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-func printFleet(w io.Writer, e fleetEnvJSON) {
+func printFleet(w io.Writer, e status.FleetEnv) {
 	fmt.Fprintf(w, "env %s: %d hosts\n", e.Env, len(e.Hosts))
 	if p := e.Paused; p != nil {
 		fmt.Fprintf(w, "paused fleet-wide by %s since %s%s\n", p.By, p.At.Format(time.RFC3339), reasonSuffix(p.Reason))
@@ -254,7 +258,7 @@ func printFleet(w io.Writer, e fleetEnvJSON) {
 		if r := h.Result; r != nil {
 			result = r.Class
 			if r.Reason != "" {
-				result += ": " + oneLine(r.Reason)
+				result += ": " + status.OneLine(r.Reason)
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, state, live, author, subject, deploy, result,
@@ -272,4 +276,22 @@ func healthLine(h map[string]string) string {
 		parts = append(parts, s+"="+h[s])
 	}
 	return strings.Join(parts, ",")
+}
+
+// operator names who runs a CLI command: the sudo user or the user, at
+// this host.
+func operator() string {
+	name := os.Getenv("SUDO_USER")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+	}
+	if name == "" {
+		name = "unknown"
+	}
+	if h, err := os.Hostname(); err == nil {
+		name += "@" + h
+	}
+	return name
 }

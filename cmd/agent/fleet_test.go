@@ -12,6 +12,7 @@ import (
 
 	"berth.dev/berth/fleet"
 	"berth.dev/berth/internal/testenv"
+	"berth.dev/berth/status"
 )
 
 func TestPause_WithoutAFleetLeavesARequestForTheAgent(t *testing.T) {
@@ -60,7 +61,7 @@ func TestFleetCommands_AgainstEtcd(t *testing.T) {
 		c.Publish("prod", fleet.HostState{Live: &fleet.Commit{Revision: "0123456789abcdef", Author: "Ada Lovelace", Subject: "raise the pool size"}, Version: "test"})
 	}
 	var data struct {
-		Envs []fleetEnvJSON `json:"envs"`
+		Envs []status.FleetEnv `json:"envs"`
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -6,30 +6,28 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/jobs"
+	"berth.dev/berth/statedir"
+	"berth.dev/berth/status"
 )
 
 // berth jobs list|history|logs|run: read from the state dir, like status;
 // `run` asks the running agent (the one process that starts containers).
 
-func jobStore(cfg *Config, env string) *jobs.Store {
-	return &jobs.Store{Dir: filepath.Join(cfg.envDir(env), "jobs")}
-}
-
 // jobEnv is the env a job command acts on: --env, else the one env whose
 // live revision has the job.
-func jobEnv(cfg *Config, only, job string) (string, error) {
+func jobEnv(cfg *agentconfig.Config, only, job string) (string, error) {
 	if only != "" || len(cfg.EnvNames()) == 1 {
 		return oneEnv(cfg, only)
 	}
 	var has []string
 	for _, env := range cfg.EnvNames() {
-		l, err := jobStore(cfg, env).Listing()
+		l, err := cfg.JobStore(env).Listing()
 		if err != nil {
 			continue
 		}
@@ -83,7 +81,7 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // jobArgs parses a jobs subcommand's flags and wants between min and max
 // positional arguments. env is --env as given.
-func jobArgs(name, usage string, args []string, min, max int, stderr io.Writer, extra func(fs *flag.FlagSet)) (cfg *Config, pos []string, env string, code int, ok bool) {
+func jobArgs(name, usage string, args []string, min, max int, stderr io.Writer, extra func(fs *flag.FlagSet)) (cfg *agentconfig.Config, pos []string, env string, code int, ok bool) {
 	fs := newFlagSet("jobs "+name, usage, stderr)
 	if extra != nil {
 		extra(fs)
@@ -100,24 +98,18 @@ func jobArgs(name, usage string, args []string, min, max int, stderr io.Writer, 
 	return cfg, fs.Args(), *only, exitOK, true
 }
 
-type jobRow struct {
-	Env string `json:"env"`
-	jobs.Entry
-	Last *jobs.Run `json:"last,omitempty"`
-}
-
 func jobsList(args []string, stdout, stderr io.Writer) int {
 	var asJSON *bool
 	cfg, _, only, code, ok := jobArgs("list", "[--config FILE] [--env ENV] [--json]", args, 0, 0, stderr, func(fs *flag.FlagSet) { asJSON = fs.Bool("json", false, "print JSON") })
 	if !ok {
 		return code
 	}
-	names, err := selectEnvs(cfg, only)
+	names, err := status.SelectEnvs(cfg, only)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth jobs list: %v\n", err)
 		return exitUsage
 	}
-	rows, err := jobsData(cfg, names)
+	rows, err := status.Jobs(cfg, names)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth jobs list: %v\n", err)
 		return exitFailure
@@ -152,27 +144,6 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// jobsData is what `berth jobs list --json` and /api/jobs show: the jobs
-// of the envs named, each row naming its env.
-func jobsData(cfg *Config, names []string) ([]jobRow, error) {
-	rows := []jobRow{}
-	for _, env := range names {
-		st := jobStore(cfg, env)
-		l, err := st.Listing()
-		if err != nil {
-			return nil, fmt.Errorf("env %s: %w", env, err)
-		}
-		for _, e := range l.Jobs {
-			row := jobRow{Env: env, Entry: e}
-			if runs, err := st.Runs(e.Name); err == nil && len(runs) > 0 {
-				row.Last = &runs[0]
-			}
-			rows = append(rows, row)
-		}
-	}
-	return rows, nil
-}
-
 func jobsHistory(args []string, stdout, stderr io.Writer) int {
 	var asJSON, local *bool
 	var n *int
@@ -197,7 +168,7 @@ func jobsHistory(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "berth jobs history: the fleet's history is unreadable (%v); this host's own runs follow\n", err)
 	}
-	runs, err := jobStore(cfg, env).Runs(pos[0])
+	runs, err := cfg.JobStore(env).Runs(pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "berth jobs history: %v\n", err)
 		return exitFailure
@@ -237,7 +208,7 @@ func jobsLogs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth jobs logs: %v\n", err)
 		return exitUsage
 	}
-	st := jobStore(cfg, env)
+	st := cfg.JobStore(env)
 	job, id := pos[0], ""
 	if len(pos) == 2 {
 		id = pos[1]
@@ -295,7 +266,7 @@ func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)
 		return exitUsage
 	}
-	st := jobStore(cfg, env)
+	st := cfg.JobStore(env)
 	l, err := st.Listing()
 	if err != nil {
 		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)
@@ -316,7 +287,7 @@ func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)
 		return exitFailure
 	}
-	if !signalAgent(cfg.StateDir) {
+	if !statedir.Signal(cfg.StateDir) {
 		fmt.Fprintf(stderr, "berth jobs run: the agent is not running on %s; it runs %s when it starts\n", cfg.StateDir, job)
 		return exitFailure
 	}

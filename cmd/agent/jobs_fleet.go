@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/fleet/fleetjobs"
 	"berth.dev/berth/jobs"
 )
@@ -14,7 +15,7 @@ import (
 // fleetJobHistory is the fleet's records of env's job, newest first (at
 // most n): what `berth jobs history` shows with a fleet, the same on every
 // host.
-func fleetJobHistory(cfg *Config, env, job string, n int) ([]jobs.FleetRun, error) {
+func fleetJobHistory(cfg *agentconfig.Config, env, job string, n int) ([]jobs.FleetRun, error) {
 	c, err := cliFleet(cfg, "jobs history")
 	if err != nil {
 		return nil, err

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -77,4 +79,23 @@ func TestHelp_EveryCommandAndSubcommand(t *testing.T) {
 	if code := run(context.Background(), []string{"help", "jobs"}, &stdout, &stdout); code != exitOK || !strings.Contains(stdout.String(), "usage: berth jobs") {
 		t.Fatalf("berth help jobs: exit %d\n%s", code, stdout.String())
 	}
+}
+
+func TestRun_CheckConfigExitCodes(t *testing.T) {
+	good := writeConfig(t, "env: prod\nrepo: {url: https://git.example.org/c.git}\n")
+	bad := writeConfig(t, "env: prod\nrepo: {url: x, nope: 1}\n")
+	var out, errOut strings.Builder
+	if code := run(t.Context(), []string{"run", "--check-config", "--config", good}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), good+": ok") {
+		t.Fatalf("good config: exit %d, %q %q", code, out.String(), errOut.String())
+	}
+	errOut.Reset()
+	if code := run(t.Context(), []string{"run", "--check-config", "--config", bad}, &out, &errOut); code != exitConfig || !strings.Contains(errOut.String(), "berth run: ") {
+		t.Fatalf("bad config: exit %d, %q", code, errOut.String())
+	}
+}
+
+func writeConfig(t *testing.T, s string) string {
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(p, []byte(s), 0o600)
+	return p
 }

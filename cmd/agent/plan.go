@@ -6,8 +6,11 @@ import (
 	"io"
 	"os"
 
+	"berth.dev/berth/daemon"
 	"berth.dev/berth/engine"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/status"
+	"github.com/hashicorp/go-hclog"
 )
 
 // runPlan prints what a deploy of the current head would do, changing
@@ -28,17 +31,17 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth plan: %v\n", err)
 		return code
 	}
-	names, err := selectEnvs(cfg, *only)
+	names, err := status.SelectEnvs(cfg, *only)
 	if err != nil {
 		return fail(exitUsage, err)
 	}
-	log := newLogger(stderr, "warn")
+	log := newLogger(stderr, hclog.Warn)
 	scratch, err := os.MkdirTemp("", "berth-plan-")
 	if err != nil {
 		return fail(exitFailure, err)
 	}
 	defer os.RemoveAll(scratch)
-	src, err := newSource(cfg, scratch, log)
+	src, err := daemon.NewSource(cfg, scratch, log)
 	if err != nil {
 		return fail(exitConfig, err)
 	}
@@ -46,16 +49,16 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitFailure, err)
 	}
-	rev, err := source{src}.Fetch(ctx, head, "")
+	rev, err := daemon.Source{Source: src}.Fetch(ctx, head, "")
 	if err != nil {
 		return fail(exitFailure, err)
 	}
-	dc, err := newDocker(cfg)
+	dc, err := daemon.NewDocker(cfg)
 	if err != nil {
 		return fail(exitFailure, err)
 	}
 	defer dc.Close()
-	sec, _, err := newSecrets(cfg, log) // contacts nothing until a service resolves its secrets
+	sec, _, err := daemon.NewSecrets(cfg, log) // contacts nothing until a service resolves its secrets
 	if err != nil {
 		return fail(exitConfig, err)
 	}
@@ -64,11 +67,11 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
-		env, err := loader(cfg, name, eng)(ctx, rev)
+		env, err := daemon.Loader(cfg, name, eng)(ctx, rev)
 		if err != nil {
 			return fail(exitFailure, fmt.Errorf("env %s: %w", name, err))
 		}
-		d := newDeployer(cfg, name, eng, sec, log)
+		d := daemon.NewDeployer(cfg, name, eng, sec, log)
 		res, err := d.Plan(ctx, reconcile.Input{Env: env, Revision: head})
 		if err != nil {
 			return fail(exitFailure, fmt.Errorf("env %s: %w", name, err))
@@ -80,7 +83,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !res.Changed {
 			fmt.Fprintln(stdout, "no change")
 		}
-		if st, err := reconcile.LoadState(cfg.envDir(name)); err == nil {
+		if st, err := reconcile.LoadState(cfg.EnvDir(name)); err == nil {
 			switch {
 			case st.Hold != nil:
 				fmt.Fprintf(stdout, "note: the agent holds %.12s (berth rollback) until %s\n", st.Hold.Commit, holdEnd(cfg))

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/statedir"
 )
 
 // runRollback asks the agent to go back to a revision this host ran
@@ -31,12 +33,12 @@ func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
 		return exitUsage
 	}
-	st, err := reconcile.LoadState(cfg.envDir(env))
+	st, err := reconcile.LoadState(cfg.EnvDir(env))
 	if err != nil {
 		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
 		return exitFailure
 	}
-	recs, err := cfg.journalOf(env).List()
+	recs, err := cfg.Journal(env).List()
 	if err != nil {
 		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
 		return exitFailure
@@ -71,7 +73,7 @@ func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Sprintf("rollback to %.12s requested; held there until %s", target, holdEnd(cfg)))
 }
 
-func holdEnd(cfg *Config) string {
+func holdEnd(cfg *agentconfig.Config) string {
 	if cfg.RollbackHold == "resume" {
 		return "berth resume"
 	}
@@ -79,9 +81,9 @@ func holdEnd(cfg *Config) string {
 }
 
 // submit leaves the request for env's agent and signals it to check now.
-func submit(cfg *Config, env string, r reconcile.Request, stdout, stderr io.Writer, done string) int {
+func submit(cfg *agentconfig.Config, env string, r reconcile.Request, stdout, stderr io.Writer, done string) int {
 	r.At = time.Now().UTC()
-	dir := cfg.envDir(env)
+	dir := cfg.EnvDir(env)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		fmt.Fprintf(stderr, "berth %s: %v\n", r.Action, err)
 		return exitFailure
@@ -90,7 +92,7 @@ func submit(cfg *Config, env string, r reconcile.Request, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "berth %s: %v\n", r.Action, err)
 		return exitFailure
 	}
-	if signalAgent(cfg.StateDir) {
+	if statedir.Signal(cfg.StateDir) {
 		fmt.Fprintf(stdout, "%s; the agent is applying it now\n", done)
 	} else {
 		fmt.Fprintf(stdout, "%s; the agent is not running: it applies it when it starts\n", done)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/reconcile"
 )
 
@@ -43,11 +44,11 @@ func TestHistory_RepoStringsAreEscaped(t *testing.T) {
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	state := filepath.Join(dir, "state")
 	os.WriteFile(cfgPath, []byte("env: prod\nstate_dir: "+state+"\nrepo: {url: 'https://git.example/config.git'}\ndocker: {host: 'unix:///nonexistent.sock'}\n"), 0o600)
-	cfg, err := LoadConfig(cfgPath)
+	cfg, err := agentconfig.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := cfg.journalOf("prod")
+	j := cfg.Journal("prod")
 	now := time.Now().UTC()
 	rec := &reconcile.Record{ID: "20260101T000000.000000Z-aaaaaa", Env: "prod", Commit: strings.Repeat("a", 40), Started: now, Finished: now, LastPass: now,
 		Result: reconcile.ResultFailed, Author: "Eve \x1b]0;owned\x07<e@x>", Subject: "fix \x1b[2J\x1b[H all is well", Reason: "invalid config:\n\x1b[31mred"}

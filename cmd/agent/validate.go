@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
-	"go.yaml.in/yaml/v4"
-
+	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/envs"
 )
 
@@ -57,12 +53,12 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 // withConfig adds --config to fs, parses args and loads the agent config.
 // When ok is false the command stops with code (help, bad flags, bad
 // config); fs's own flags must be defined before the call.
-func withConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *Config, code int, ok bool) {
-	path := fs.String("config", DefaultConfigPath, "agent config file")
+func withConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *agentconfig.Config, code int, ok bool) {
+	path := fs.String("config", agentconfig.DefaultPath, "agent config file")
 	if code, ok := parseFlags(fs, args); !ok {
 		return nil, code, false
 	}
-	cfg, err := LoadConfig(*path)
+	cfg, err := agentconfig.Load(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
 		return nil, exitConfig, false
@@ -97,7 +93,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	opts := envs.Options{}
 	if *policyFile != "" {
 		var err error
-		if opts, err = readPolicy(*policyFile); err != nil {
+		if opts, err = agentconfig.ReadPolicy(*policyFile); err != nil {
 			fmt.Fprintf(stderr, "berth validate: %v\n", err)
 			return exitConfig
 		}
@@ -157,45 +153,6 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitFailure
 	}
 	return exitOK
-}
-
-// policyKeys is the part of an agent.yaml that decides what a revision
-// may ask for: the rest (repo, Vault address, state dir) is the host's.
-type policyKeys struct {
-	Policy yaml.Node `yaml:"policy"`
-	Vault  struct {
-		AllowedPaths []string `yaml:"allowed_paths"`
-	} `yaml:"vault"`
-	Nginx struct {
-		ConfDir string `yaml:"conf_dir"`
-	} `yaml:"nginx"`
-}
-
-// readPolicy reads the policy of an agent.yaml for berth validate: the
-// policy: block strictly (a typo must not loosen or tighten it silently),
-// and the policy-related keys of vault: and nginx:.
-func readPolicy(path string) (envs.Options, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return envs.Options{}, fmt.Errorf("read policy: %w", err)
-	}
-	var k policyKeys
-	if err := yaml.Unmarshal(b, &k); err != nil {
-		return envs.Options{}, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	opts := envs.Options{SecretPaths: k.Vault.AllowedPaths, LB: envs.LBOptions{ConfDir: k.Nginx.ConfDir}}
-	if k.Policy.Kind != 0 {
-		pb, err := yaml.Marshal(&k.Policy)
-		if err == nil {
-			dec := yaml.NewDecoder(bytes.NewReader(pb))
-			dec.KnownFields(true)
-			err = dec.Decode(&opts.Policy)
-		}
-		if err != nil {
-			return envs.Options{}, fmt.Errorf("%s: policy: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
-		}
-	}
-	return opts, nil
 }
 
 func plural(n int, noun string) string {

@@ -1,12 +1,11 @@
-package main
+package daemon
 
 import (
-	"context"
-	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 
+	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/fleet"
@@ -15,6 +14,7 @@ import (
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/notify"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/status"
 )
 
 // envRuntime is one environment the agent runs: its Agent (state,
@@ -25,14 +25,14 @@ import (
 // Docker engine and the notifier.
 type envRuntime struct {
 	name   string
-	dir    string // its state directory (statedir.go)
+	dir    string // its state directory (package statedir)
 	agent  *reconcile.Agent
 	poller *gitsource.Poller
 	// ready: no pass in flight and the last one did not fail (a failed
 	// one backs off on its own timer): the env takes the next tick.
 	ready atomic.Bool
 	sched *jobs.Scheduler
-	live  *liveStatus
+	live  *status.Live
 	// pub publishes this host's state of the env to the fleet (nil
 	// without a fleet).
 	pub *hostPublisher
@@ -41,7 +41,7 @@ type envRuntime struct {
 
 // hostDeps is what every env's runtime is built from.
 type hostDeps struct {
-	cfg      *Config
+	cfg      *agentconfig.Config
 	eng      *engine.Engine
 	secrets  reconcile.Secrets // nil without Vault
 	shared   *reconcile.Shared
@@ -55,6 +55,8 @@ type hostDeps struct {
 	status func()
 	// pages is told of each env's passes (pages.go).
 	pages *startupPages
+	// version is berth's, published to the fleet.
+	version string
 }
 
 // newEnvRuntime wires one env: the place where per-env hooks go (a
@@ -62,29 +64,29 @@ type hostDeps struct {
 func newEnvRuntime(d hostDeps, name string) *envRuntime {
 	cfg, m := d.cfg, d.metrics
 	log := d.log.With("env", name)
-	r := &envRuntime{name: name, dir: cfg.envDir(name), live: &liveStatus{}, log: log}
+	r := &envRuntime{name: name, dir: cfg.EnvDir(name), live: &status.Live{}, log: log}
 	var sec reconcile.Secrets
 	if d.secrets != nil {
 		sec = meteredSecrets{Secrets: d.secrets, m: m, env: name, qualify: len(cfg.EnvNames()) > 1}
 	}
-	deployer := newDeployer(cfg, name, d.eng, sec, log)
+	deployer := NewDeployer(cfg, name, d.eng, sec, log)
 	deployer.Images = meteredImages{d.eng, m, name}
 	if mr, ok := deployer.OneShots.(*migrate.Runner); ok && d.fleet != nil {
 		mr.Fleet, mr.Env = d.fleet, name // migrations once per fleet
 	}
-	r.sched = &jobs.Scheduler{Env: name, Store: jobStore(cfg, name), Engine: d.eng, Secrets: sec, Log: log.Named("jobs"),
+	r.sched = &jobs.Scheduler{Env: name, Store: cfg.JobStore(name), Engine: d.eng, Secrets: sec, Log: log.Named("jobs"),
 		OnFinish: func(run jobs.Run, spec envs.JobSpec) {
 			m.jobFinished(name, run, spec)
 			if d.notifier != nil {
 				jobEvent(d.notifier, name, run, spec)
 			}
 		}}
-	view := d.shared.View(name, loader(cfg, name, d.eng))
+	view := d.shared.View(name, Loader(cfg, name, d.eng))
 	r.agent = &reconcile.Agent{
 		Env:             name,
 		Pruner:          view.Pruner,
 		KeepRevisions:   cfg.Deploy.KeepRevisions,
-		Journal:         cfg.journalOf(name),
+		Journal:         cfg.Journal(name),
 		HoldUntilResume: cfg.RollbackHold == "resume",
 		Source:          view.Source,
 		Load:            view.Load,
@@ -99,7 +101,7 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 		},
 		OnProgress: func(p reconcile.Progress) {
 			d.wd.progress(name, p.Phase)
-			if r.live.progress(p) {
+			if r.live.Progress(p) {
 				d.status()
 			}
 		},
@@ -110,7 +112,7 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 			if p.Notify {
 				d.notifier.Send(passEvent(name, p))
 			}
-			if r.live.passEnded(p) {
+			if r.live.PassEnded(p) {
 				d.status()
 			}
 		},
@@ -124,61 +126,26 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 	return r
 }
 
-// host runs the envs: one listing of the branch head per poll for all of
-// them (the clock), then each env's pass in its own goroutine.
-type host struct {
-	envs   []*envRuntime
-	shared *reconcile.Shared
-	clock  *gitsource.Poller
-	urgent atomic.Bool
-}
-
-// trigger asks every env to check now (a webhook, an operator's request):
-// a backoff after a failure is cut short, as a single env's poller does.
-func (h *host) trigger() {
-	h.urgent.Store(true)
-	h.clock.Trigger()
-}
-
-// round is one poll: list the head once, then start every env's pass (an
-// env backing off after a failure goes on with its own backoff, unless
-// the round was triggered). When no env would take the tick (each is in
-// a pass or backing off), nothing is listed: each lists when its next
-// pass starts.
-func (h *host) round(ctx context.Context) error {
-	urgent := h.urgent.Swap(false)
-	var err error
-	for _, e := range h.envs {
-		if urgent || e.ready.Load() {
-			err = h.shared.Poll(ctx)
-			break
-		}
+// recover marks the deploys a killed agent left as interrupted and tells
+// shared what the env keeps. It says whether the env is settled: a live
+// revision and no deploy to finish.
+func (r *envRuntime) recover(shared *reconcile.Shared) (settled bool) {
+	interrupted, err := r.agent.Journal.Recover()
+	st, serr := reconcile.LoadState(r.dir)
+	settled = err == nil && len(interrupted) == 0 && serr == nil && st.Live != nil
+	if err != nil {
+		// Not fatal: a full or read-only state dir is an outage the
+		// passes report; the records stay "running" until a start can
+		// mark them.
+		r.log.Error("journal: interrupted deploys not marked", "error", err)
 	}
-	for _, e := range h.envs {
-		if urgent {
-			e.poller.Trigger()
-		} else {
-			e.poller.Tick()
-		}
+	for _, rec := range interrupted {
+		r.log.Warn("deploy was interrupted; converging from the containers", "deploy_id", rec.ID, "commit", rec.Commit, "phase", rec.Phase)
 	}
-	return err
-}
-
-// run polls until ctx ends and waits for the passes in flight.
-func (h *host) run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, e := range h.envs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.poller.Run(ctx, func(ctx context.Context) error {
-				e.ready.Store(false)
-				err := e.agent.Check(ctx)
-				e.ready.Store(err == nil)
-				return err
-			})
-		}()
+	if commits, images, err := r.agent.Kept(); err != nil {
+		r.log.Warn("state: what this env keeps could not be read; the other envs' prunes may remove its older working copies", "error", err)
+	} else {
+		shared.Keep(r.name, commits, images)
 	}
-	h.clock.Run(ctx, h.round)
-	wg.Wait()
+	return settled
 }

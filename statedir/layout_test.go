@@ -1,4 +1,4 @@
-package main
+package statedir
 
 import (
 	"os"
@@ -18,7 +18,7 @@ import (
 // that env's directory.
 func TestStateDir_SingleEnvStateIsAdoptedBySeveralEnvs(t *testing.T) {
 	root := t.TempDir()
-	single := &Config{Env: "shop", StateDir: root}
+	single := &testConfig{Env: "shop", StateDir: root}
 	if got := single.envDir("shop"); got != root {
 		t.Fatalf("one env: state in %s, want the state dir itself", got)
 	}
@@ -32,7 +32,7 @@ func TestStateDir_SingleEnvStateIsAdoptedBySeveralEnvs(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "migrations.json"), []byte("{}"), 0o600)
 	os.MkdirAll(filepath.Join(root, "git"), 0o700)
 
-	several := &Config{Envs: []string{"blog", "shop"}, StateDir: root}
+	several := &testConfig{Envs: []string{"blog", "shop"}, StateDir: root}
 	// The CLI of the new config, before the agent restarted, reads shop's
 	// state where it is.
 	if got := several.envDir("shop"); got != root {
@@ -81,7 +81,7 @@ func TestStateDir_SingleEnvStateIsAdoptedBySeveralEnvs(t *testing.T) {
 // entry on both sides is never overwritten.
 func TestStateDir_InterruptedAdoptionFinishes(t *testing.T) {
 	root := t.TempDir()
-	several := &Config{Envs: []string{"shop", "blog"}, StateDir: root}
+	several := &testConfig{Envs: []string{"shop", "blog"}, StateDir: root}
 	now := time.Now().UTC()
 	j := &reconcile.Journal{Dir: filepath.Join(root, "deploys")}
 	j.Write(&reconcile.Record{ID: "20261128T080000.000000Z-aaaaaa", Env: "shop", Commit: "c1", Result: reconcile.ResultSucceeded, Started: now})
@@ -111,3 +111,23 @@ func TestStateDir_InterruptedAdoptionFinishes(t *testing.T) {
 		t.Fatal("the journal did not move")
 	}
 }
+
+// testConfig is the part of an agent config the layout reads.
+type testConfig struct {
+	Env      string
+	Envs     []string
+	StateDir string
+}
+
+func (c *testConfig) names() []string {
+	if c.Env != "" {
+		return []string{c.Env}
+	}
+	return c.Envs
+}
+
+func (c *testConfig) envDir(env string) string { return EnvDir(c.StateDir, c.names(), env) }
+
+func (c *testConfig) journalOf(env string) *reconcile.Journal { return Journal(c.envDir(env)) }
+
+func adoptLegacyState(c *testConfig, log hclog.Logger) error { return Adopt(c.StateDir, c.names(), log) }

@@ -1,16 +1,16 @@
-package main
+package daemon
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/docker/docker/client"
 	"github.com/hashicorp/go-hclog"
-	"github.com/mattn/go-isatty"
 
+	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
@@ -18,30 +18,14 @@ import (
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/secrets"
+	"berth.dev/berth/statedir"
 )
 
-// newLogger is the one root logger: JSON when stderr is not a terminal
-// (journald), human-readable otherwise.
-// What libraries log through logrus goes to it too (routeLogrus).
-func newLogger(w io.Writer, level string) hclog.Logger {
-	json := true
-	probe := w
-	if t, ok := w.(termSafe); ok {
-		probe = t.w
-	}
-	if f, ok := probe.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
-		json = false
-	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "berth", Output: w, JSONFormat: json, Level: hclog.LevelFromString(level)})
-	routeLogrus(log.Named("compose"))
-	return log
-}
-
-// source adapts gitsource to what reconcile needs. gitsource marks its
+// Source adapts gitsource to what reconcile needs. gitsource marks its
 // refusals (a rewrite, a bad signature) as verdicts itself.
-type source struct{ *gitsource.Source }
+type Source struct{ *gitsource.Source }
 
-func (s source) Fetch(ctx context.Context, commit, deployed string) (*reconcile.Revision, error) {
+func (s Source) Fetch(ctx context.Context, commit, deployed string) (*reconcile.Revision, error) {
 	rev, err := s.Source.Fetch(ctx, commit, deployed)
 	if err != nil {
 		return nil, err
@@ -49,7 +33,9 @@ func (s source) Fetch(ctx context.Context, commit, deployed string) (*reconcile.
 	return &reconcile.Revision{Commit: rev.Commit, Dir: rev.Dir, Author: rev.Author, Subject: rev.Subject, Signer: rev.Signer}, nil
 }
 
-func newSource(cfg *Config, dir string, log hclog.Logger) (*gitsource.Source, error) {
+// NewSource is the config repo of cfg, its object store and working
+// copies in dir.
+func NewSource(cfg *agentconfig.Config, dir string, log hclog.Logger) (*gitsource.Source, error) {
 	keys := ""
 	if cfg.Repo.TrustedKeysFile != "" {
 		b, err := os.ReadFile(cfg.Repo.TrustedKeysFile)
@@ -65,7 +51,7 @@ func newSource(cfg *Config, dir string, log hclog.Logger) (*gitsource.Source, er
 	}, log.Named("gitsource"))
 }
 
-func loadOptions(cfg *Config, env string) envs.Options {
+func loadOptions(cfg *agentconfig.Config, env string) envs.Options {
 	o := envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: cfg.Vault == nil,
 		LB: envs.LBOptions{ConfDir: cfg.Nginx.ConfDir, Owner: upstreamOwner(cfg.Nginx.ConfDir, env),
 			BackendOwner: func(backend string) string { return lb.HAProxyOwner(cfg.HAProxy.ServersDir, backend) }}}
@@ -106,11 +92,11 @@ func repoDir(checkout, sub string) (string, error) {
 	return filepath.Join(checkout, sub), nil
 }
 
-// newSecrets is the Vault resolver behind a cache that re-reads Vault every
+// NewSecrets is the Vault resolver behind a cache that re-reads Vault every
 // check_interval (never, with redeploy_on_change: false, except for a
 // dynamic secret whose lease runs out); nil without vault. renew keeps the
 // leases of dynamic secrets alive until its context ends.
-func newSecrets(cfg *Config, log hclog.Logger) (sec reconcile.Secrets, renew func(context.Context), err error) {
+func NewSecrets(cfg *agentconfig.Config, log hclog.Logger) (sec reconcile.Secrets, renew func(context.Context), err error) {
 	if cfg.Vault == nil {
 		return nil, func(context.Context) {}, nil
 	}
@@ -125,9 +111,9 @@ func newSecrets(cfg *Config, log hclog.Logger) (sec reconcile.Secrets, renew fun
 	return &secrets.Cached{Resolver: v, Interval: interval}, v.RenewLeases, nil
 }
 
-// loader loads environment env from a revision's working copy; its bind
+// Loader loads environment env from a revision's working copy; its bind
 // mounts are checked against the host's containers eng lists.
-func loader(cfg *Config, env string, eng *engine.Engine) func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
+func Loader(cfg *agentconfig.Config, env string, eng *engine.Engine) func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
 	return func(ctx context.Context, rev *reconcile.Revision) (*envs.Env, error) {
 		dir, err := repoDir(rev.Dir, cfg.Repo.Path)
 		if err != nil {
@@ -139,7 +125,13 @@ func loader(cfg *Config, env string, eng *engine.Engine) func(ctx context.Contex
 	}
 }
 
-func newDocker(cfg *Config) (*client.Client, error) {
+// MigrationGrace is what a migration or cli run that timed out (or is
+// interrupted) gets between its stop signal and SIGKILL, whatever its
+// stop_grace_period says.
+const MigrationGrace = 30 * time.Second
+
+// NewDocker is the Docker client of cfg.
+func NewDocker(cfg *agentconfig.Config) (*client.Client, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if cfg.Docker.Host != "" {
 		opts = append(opts, client.WithHost(cfg.Docker.Host))
@@ -151,13 +143,13 @@ func newDocker(cfg *Config) (*client.Client, error) {
 	return c, nil
 }
 
-// newDeployer is env's deployer: its migrations ledger is the env's own.
-func newDeployer(cfg *Config, env string, eng *engine.Engine, sec reconcile.Secrets, log hclog.Logger) *reconcile.Deployer {
+// NewDeployer is env's deployer: its migrations ledger is the env's own.
+func NewDeployer(cfg *agentconfig.Config, env string, eng *engine.Engine, sec reconcile.Secrets, log hclog.Logger) *reconcile.Deployer {
 	return &reconcile.Deployer{
 		Secrets: sec,
 		Images:  eng, Containers: eng, Observer: eng,
-		OneShots: &migrate.Runner{Engine: eng, Ledger: filepath.Join(cfg.envDir(env), "migrations.json"), Timeout: cfg.Deploy.MigrationTimeout.Duration,
-			Grace: migrationGrace, Log: log},
+		OneShots: &migrate.Runner{Engine: eng, Ledger: statedir.Migrations(cfg.EnvDir(env)), Timeout: cfg.Deploy.MigrationTimeout.Duration,
+			Grace: MigrationGrace, Log: log},
 		// Asked once per server and deploy, with env.LB the server's own.
 		Switcher:      func(env *envs.Env) reconcile.Switcher { return newSwitcher(cfg, env.Name, env.LB, log) },
 		Log:           log.Named("reconcile"),
@@ -168,7 +160,7 @@ func newDeployer(cfg *Config, env string, eng *engine.Engine, sec reconcile.Secr
 }
 
 // newSwitcher is the balancer of one server: by its x-berth.lb type.
-func newSwitcher(cfg *Config, env string, spec *envs.LBSpec, log hclog.Logger) reconcile.Switcher {
+func newSwitcher(cfg *agentconfig.Config, env string, spec *envs.LBSpec, log hclog.Logger) reconcile.Switcher {
 	if spec == nil {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"strings"
@@ -58,7 +58,7 @@ func TestPassEventAndMetrics_RenderTheOutcome(t *testing.T) {
 					t.Errorf("text %q lacks %q", e.Text, w)
 				}
 			}
-			m := newAgentMetrics()
+			m := newAgentMetrics("dev", "")
 			m.passEnded("prod", p)
 			if got := m.rollbacks.Value("prod"); got != tc.wantRollbacks {
 				t.Errorf("berth_rollbacks_total %v, want %v", got, tc.wantRollbacks)

@@ -1,4 +1,4 @@
-package main
+package statedir
 
 import (
 	"os"
@@ -36,7 +36,7 @@ func TestLockStateDir_PidAndOneAgentPerDir(t *testing.T) {
 	}
 	for name, dir := range dirs {
 		t.Run(name, func(t *testing.T) {
-			unlock, pidErr, err := lockStateDir(dir)
+			unlock, pidErr, err := Lock(dir)
 			if err != nil || pidErr != nil {
 				t.Fatalf("lock: %v, pid: %v", err, pidErr)
 			}
@@ -45,7 +45,7 @@ func TestLockStateDir_PidAndOneAgentPerDir(t *testing.T) {
 			if strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
 				t.Fatalf("lock file holds %q, want this pid", b)
 			}
-			if _, _, err := lockStateDir(dir); err == nil || !strings.Contains(err.Error(), "another berth agent is running") {
+			if _, _, err := Lock(dir); err == nil || !strings.Contains(err.Error(), "another berth agent is running") {
 				t.Fatalf("a second lock: %v", err)
 			}
 		})

@@ -1,4 +1,4 @@
-package main
+package secretinit
 
 import (
 	"encoding/json"
@@ -12,16 +12,16 @@ import (
 	"berth.dev/berth/envs"
 )
 
-// secretInit is berth's init inside a container with x-berth.secret_files
+// Run is berth's init inside a container with x-berth.secret_files
 // (engine mounts this binary at /.berth/init): it reads the files' values
 // from stdin — the agent writes them there when it starts the container and
 // then closes it — writes each to the tmpfs at /run/secrets (0400, owned by
 // the container's user), and execs the container's own command. Values
 // never touch a disk, on the host or in the image's layers.
-func secretInit(args []string, stdin io.Reader, stderr io.Writer) int {
+func Run(args []string, stdin io.Reader, stderr io.Writer) int {
 	if len(args) < 2 || args[0] != "--" {
 		fmt.Fprintln(stderr, "berth secret-init: usage: secret-init -- COMMAND [ARGS]")
-		return exitUsage
+		return 2
 	}
 	argv := args[1:]
 	b, err := io.ReadAll(io.LimitReader(stdin, 8<<20))

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/sirupsen/logrus"
 )
 
@@ -13,8 +14,8 @@ import (
 // the journal must stay one JSON object per line.
 func TestNewLogger_LogrusLinesBecomeJSON(t *testing.T) {
 	var b bytes.Buffer
-	newLogger(&b, "info")
-	t.Cleanup(func() { newLogger(&bytes.Buffer{}, "off") })
+	newLogger(&b, hclog.Info)
+	t.Cleanup(func() { newLogger(&bytes.Buffer{}, hclog.Off) })
 	logrus.WithField("file", "compose.yaml").Warn(`The "R" variable is not set. Defaulting to a blank string.`)
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	var rec map[string]any

@@ -1,11 +1,46 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"os"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
 	"github.com/sirupsen/logrus"
 )
+
+// newLogger is the one root logger: JSON when stderr is not a terminal
+// (journald), human-readable otherwise.
+// What libraries log through logrus goes to it too (routeLogrus).
+func newLogger(w io.Writer, level hclog.Level) hclog.Logger {
+	json := true
+	probe := w
+	if t, ok := w.(termSafe); ok {
+		probe = t.w
+	}
+	if f, ok := probe.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		json = false
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "berth", Output: w, JSONFormat: json, Level: level})
+	routeLogrus(log.Named("compose"))
+	return log
+}
+
+// logLevel is a --log-level flag: one of hclog's levels by name, never
+// silently another.
+type logLevel struct{ hclog.Level }
+
+func (l *logLevel) String() string { return l.Level.String() }
+
+func (l *logLevel) Set(s string) error {
+	v := hclog.LevelFromString(s)
+	if v == hclog.NoLevel || v == hclog.Off {
+		return fmt.Errorf("%q: trace, debug, info, warn or error", s)
+	}
+	l.Level = v
+	return nil
+}
 
 // routeLogrus sends what libraries log through logrus's standard logger
 // (compose-go's warnings: a variable not set, an obsolete version key) to

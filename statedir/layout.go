@@ -1,4 +1,4 @@
-package main
+package statedir
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"berth.dev/berth/jobs"
 	"berth.dev/berth/reconcile"
 )
 
@@ -26,7 +27,7 @@ import (
 // as berth did before it ran several: an upgrade finds the live revision
 // where it was, and a downgrade too. When envs: lists several, each has
 // its own directory, and the files of the single-env layout are moved
-// into the directory of the env they belong to (adoptLegacyState) when the
+// into the directory of the env they belong to (Adopt) when the
 // agent starts. A later single-env config for that env reads them from
 // there.
 
@@ -35,25 +36,36 @@ import (
 // move interrupted by a crash is finished by the next start.
 var envFiles = []string{"state.json", "request.json", "migrations.json", "jobs", "deploys"}
 
-// envDir is where env's state lives.
-func (c *Config) envDir(env string) string {
-	own := filepath.Join(c.StateDir, "envs", env)
+// EnvDir is where env's state lives, in the state dir root of an agent
+// that runs names.
+func EnvDir(root string, names []string, env string) string {
+	own := filepath.Join(root, "envs", env)
 	if _, err := os.Stat(own); err == nil {
 		return own
 	}
-	if len(c.EnvNames()) > 1 {
+	if len(names) > 1 {
 		// Before the agent adopted it (the config changed, the agent has
 		// not restarted yet), the CLI reads an env's state where it is.
-		if owner, _ := legacyOwner(c.StateDir); owner != env {
+		if owner, _ := legacyOwner(root); owner != env {
 			return own
 		}
 	}
-	return c.StateDir
+	return root
 }
 
-// journalOf is env's journal.
-func (c *Config) journalOf(env string) *reconcile.Journal {
-	return &reconcile.Journal{Dir: filepath.Join(c.envDir(env), "deploys")}
+// Journal is the journal in an env's directory.
+func Journal(envDir string) *reconcile.Journal {
+	return &reconcile.Journal{Dir: filepath.Join(envDir, "deploys")}
+}
+
+// Jobs is the job store in an env's directory.
+func Jobs(envDir string) *jobs.Store {
+	return &jobs.Store{Dir: filepath.Join(envDir, "jobs")}
+}
+
+// Migrations is the migrations ledger in an env's directory.
+func Migrations(envDir string) string {
+	return filepath.Join(envDir, "migrations.json")
 }
 
 // legacyOwner names the env whose single-env state is directly in dir:
@@ -72,24 +84,23 @@ func legacyOwner(dir string) (string, error) {
 	return "", nil
 }
 
-// adoptLegacyState moves the single-env files in STATE_DIR into the
+// Adopt moves the single-env files in STATE_DIR into the
 // directory of the env they belong to, when the agent runs several envs
 // and that env is one of them. Each entry moves with one rename, so a
 // crash leaves every file whole on one side; the next start moves the
 // rest. An entry present on both sides is left where it is (and logged):
 // berth never overwrites state.
-func adoptLegacyState(cfg *Config, log hclog.Logger) error {
-	names := cfg.EnvNames()
+func Adopt(root string, names []string, log hclog.Logger) error {
 	if len(names) < 2 {
 		return nil
 	}
-	owner, err := legacyOwner(cfg.StateDir)
+	owner, err := legacyOwner(root)
 	if err != nil {
 		return err
 	}
 	present := false
 	for _, f := range envFiles {
-		if _, err := os.Lstat(filepath.Join(cfg.StateDir, f)); err == nil {
+		if _, err := os.Lstat(filepath.Join(root, f)); err == nil {
 			present = true
 		}
 	}
@@ -97,19 +108,19 @@ func adoptLegacyState(cfg *Config, log hclog.Logger) error {
 		return nil
 	}
 	if owner == "" {
-		log.Warn("state of a single-env agent found in the state dir, but no journal record names its env: left where it is", "state_dir", cfg.StateDir)
+		log.Warn("state of a single-env agent found in the state dir, but no journal record names its env: left where it is", "state_dir", root)
 		return nil
 	}
 	if !slices.Contains(names, owner) {
-		log.Warn("state of a single-env agent found in the state dir for an env this agent does not run: left where it is", "state_dir", cfg.StateDir, "env", owner)
+		log.Warn("state of a single-env agent found in the state dir for an env this agent does not run: left where it is", "state_dir", root, "env", owner)
 		return nil
 	}
-	dst := filepath.Join(cfg.StateDir, "envs", owner)
+	dst := filepath.Join(root, "envs", owner)
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return err
 	}
 	for _, f := range envFiles {
-		from, to := filepath.Join(cfg.StateDir, f), filepath.Join(dst, f)
+		from, to := filepath.Join(root, f), filepath.Join(dst, f)
 		if _, err := os.Lstat(from); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -125,7 +136,7 @@ func adoptLegacyState(cfg *Config, log hclog.Logger) error {
 		d.Sync()
 		d.Close()
 	}
-	if d, err := os.Open(cfg.StateDir); err == nil {
+	if d, err := os.Open(root); err == nil {
 		d.Sync()
 		d.Close()
 	}

@@ -1,0 +1,187 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"berth.dev/berth/engine"
+	"berth.dev/berth/fleet"
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/status"
+)
+
+// hostPublisher composes what this host publishes about one env (its
+// live revision with author and subject, the deploy in flight and its
+// phase, what it waits for, the last result, held and failed marks, its
+// services' health, berth's version) from the agent's hooks, and hands
+// it to the fleet client, which writes it to etcd when it changed.
+type hostPublisher struct {
+	c   *fleet.Client
+	env string
+	dir string // the env's state directory
+	jr  *reconcile.Journal
+	eng *engine.Engine
+
+	mu      sync.Mutex
+	st      fleet.HostState
+	listing bool // a health listing is in flight
+}
+
+func newHostPublisher(c *fleet.Client, env, dir string, jr *reconcile.Journal, eng *engine.Engine, version string) *hostPublisher {
+	p := &hostPublisher{c: c, env: env, dir: dir, jr: jr, eng: eng}
+	p.st.Version = version
+	p.fromState()
+	return p
+}
+
+// fromState reads the marks state.json holds: live, failed, held, paused.
+func (p *hostPublisher) fromState() {
+	st, err := reconcile.LoadState(p.dir)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case st.Live == nil:
+		p.st.Live = nil
+	case p.st.Live == nil || p.st.Live.Revision != st.Live.Commit:
+		p.st.Live = &fleet.Commit{Revision: st.Live.Commit}
+		if rec := lastDeployOf(p.jr, st.Live.Commit); rec != nil {
+			p.st.Live.Author, p.st.Live.Subject = rec.Author, rec.Subject
+		}
+	}
+	p.st.Failed = ""
+	if st.Failed != nil {
+		p.st.Failed = st.Failed.Commit
+	}
+	p.st.Held = ""
+	switch {
+	case st.Hold != nil:
+		p.st.Held = fmt.Sprintf("rolled back to %.12s", st.Hold.Commit)
+	case st.FleetHeld != nil:
+		p.st.Held = fmt.Sprintf("%.12s halted fleet-wide: %s", st.FleetHeld.Commit, st.FleetHeld.Reason)
+	}
+	p.st.Paused = nil
+	if st.Pause != nil {
+		p.st.Paused = &fleet.PauseInfo{By: st.Pause.By, At: st.Pause.At, Reason: st.Pause.Reason}
+	}
+}
+
+// lastDeployOf is the journal's newest record of commit that names its
+// author (the live revision's deploy).
+func lastDeployOf(jr *reconcile.Journal, commit string) *reconcile.Record {
+	recs, err := jr.List()
+	if err != nil {
+		return nil
+	}
+	for i := range recs {
+		if recs[i].Commit == commit && (recs[i].Author != "" || recs[i].Subject != "") {
+			return &recs[i]
+		}
+	}
+	return nil
+}
+
+func (p *hostPublisher) publish() {
+	p.mu.Lock()
+	st := p.st
+	if st.Health != nil {
+		st.Health = maps.Clone(st.Health)
+	}
+	p.mu.Unlock()
+	p.c.Publish(p.env, st)
+}
+
+// progress notes the pass's step (a deploy phase, or what it waits for).
+func (p *hostPublisher) progress(pr reconcile.Progress) {
+	p.mu.Lock()
+	was := p.st.Deploy
+	switch {
+	case slices.Contains(status.DeployPhases, pr.Phase) || pr.Phase == reconcile.PhaseFleet:
+		p.st.Deploy = &fleet.Deploy{Revision: pr.Commit, Phase: pr.Phase, Started: pr.Started}
+	default:
+		p.st.Deploy = nil
+	}
+	changed := p.st.Waiting != pr.Waiting || (was == nil) != (p.st.Deploy == nil) ||
+		was != nil && (was.Phase != p.st.Deploy.Phase || was.Revision != p.st.Deploy.Revision)
+	p.st.Waiting = pr.Waiting
+	p.mu.Unlock()
+	if changed {
+		p.publish()
+	}
+}
+
+// passEnded notes how a pass ended, reads the marks it left in
+// state.json, and the services' health.
+func (p *hostPublisher) passEnded(ps reconcile.Pass) {
+	r := ps.Record
+	p.mu.Lock()
+	p.st.Deploy, p.st.Waiting = nil, ""
+	class := "ok"
+	switch r.Result {
+	case reconcile.ResultFailed:
+		class = "verdict"
+	case reconcile.ResultOutage:
+		class = "outage"
+	case reconcile.ResultHeld:
+		class = "held"
+	case reconcile.ResultInterrupted:
+		class = "interrupted"
+	}
+	if r.Result == reconcile.ResultOutage && strings.HasPrefix(r.Reason, "waiting for etcd") {
+		p.st.Waiting = "waiting for etcd"
+	}
+	at := r.Finished
+	if p.st.Result != nil && p.st.Result.Class == class && p.st.Result.Revision == r.Commit && p.st.Result.Reason == r.Reason {
+		at = p.st.Result.At // the same result again: no new write
+	}
+	p.st.Result = &fleet.Result{Revision: r.Commit, Class: class, Reason: status.OneLine(r.Reason), At: at}
+	list := !p.listing && p.eng != nil
+	p.listing = p.listing || list
+	p.mu.Unlock()
+	p.fromState()
+	p.mu.Lock()
+	if r.Author != "" && p.st.Live != nil && p.st.Live.Revision == r.Commit {
+		p.st.Live.Author, p.st.Live.Subject = r.Author, r.Subject
+	}
+	p.mu.Unlock()
+	p.publish()
+	if list {
+		go p.health()
+	}
+}
+
+// health lists the env's containers (bounded like berth status) and
+// publishes each service's health.
+func (p *hostPublisher) health() {
+	defer func() { p.mu.Lock(); p.listing = false; p.mu.Unlock() }()
+	ctx, cancel := context.WithTimeout(context.Background(), status.DockerTimeout)
+	defer cancel()
+	ms, err := p.eng.List(ctx, p.env)
+	if err != nil {
+		return
+	}
+	h := map[string]string{}
+	for _, m := range ms {
+		if m.OneOff {
+			continue
+		}
+		s := m.Health
+		if s == "" {
+			s = m.State
+		}
+		if old, ok := h[m.Service]; ok && old != s {
+			s = old + "," + s
+		}
+		h[m.Service] = s
+	}
+	p.mu.Lock()
+	p.st.Health = h
+	p.mu.Unlock()
+	p.publish()
+}
