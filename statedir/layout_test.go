@@ -130,4 +130,6 @@ func (c *testConfig) envDir(env string) string { return EnvDir(c.StateDir, c.nam
 
 func (c *testConfig) journalOf(env string) *reconcile.Journal { return Journal(c.envDir(env)) }
 
-func adoptLegacyState(c *testConfig, log hclog.Logger) error { return Adopt(c.StateDir, c.names(), log) }
+func adoptLegacyState(c *testConfig, log hclog.Logger) error {
+	return Adopt(c.StateDir, c.names(), log)
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/preview"
 )
 
@@ -62,7 +63,7 @@ func runPlanPreview(ctx context.Context, args []string, stdout, stderr io.Writer
 	o := preview.Options{Envs: only, Hosts: *hosts}
 	if *policyFile != "" {
 		var err error
-		if o.Load, err = readPolicy(*policyFile); err != nil {
+		if o.Load, err = agentconfig.ReadPolicy(*policyFile); err != nil {
 			fmt.Fprintf(stderr, "berth plan: %v\n", err)
 			return exitConfig
 		}
