@@ -30,6 +30,8 @@ type Managed struct {
 	State      string // created, running, exited, …
 	Health     string // healthy, starting, unhealthy; "" without a HEALTHCHECK
 	OneOff     bool
+	// Ports are its published ports, "127.0.0.1:32770->8080/tcp".
+	Ports []string `json:",omitempty"`
 }
 
 // List returns the containers of env, oldest slot first per service.
@@ -50,7 +52,7 @@ func (e *Engine) List(ctx context.Context, env string) ([]Managed, error) {
 		out = append(out, Managed{
 			ID: c.ID, Name: name, Service: c.Labels[LabelService], Role: c.Labels[LabelRole], Slot: slot,
 			Revision: c.Labels[LabelRevision], ConfigHash: c.Labels[LabelConfigHash], Image: c.Image, State: c.State,
-			Health: health(c.Status), OneOff: c.Labels[composeOneOff] == "True",
+			Health: health(c.Status), OneOff: c.Labels[composeOneOff] == "True", Ports: ports(c.Ports),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -60,6 +62,19 @@ func (e *Engine) List(ctx context.Context, env string) ([]Managed, error) {
 		return out[i].Slot < out[j].Slot
 	})
 	return out, nil
+}
+
+// ports formats a listing's published ports, sorted.
+func ports(ps []container.Port) []string {
+	var out []string
+	for _, p := range ps {
+		if p.PublicPort == 0 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s:%d->%d/%s", p.IP, p.PublicPort, p.PrivatePort, p.Type))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Stop stops a container with its own stop signal, killing it after grace

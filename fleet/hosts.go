@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -183,16 +184,21 @@ func (c *Client) List(ctx context.Context, env string) ([]HostStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	return mergeHosts(resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs, c.now()), nil
+}
+
+// mergeHosts joins the live host records with the last-seen ones: a host
+// without a live record is gone, shown as it was last seen (for a week).
+func mergeHosts(hostKVs, seenKVs []*mvccpb.KeyValue, now time.Time) []HostStatus {
 	byName := map[string]*HostStatus{}
-	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+	for _, kv := range hostKVs {
 		var st HostState
 		if json.Unmarshal(kv.Value, &st) != nil {
 			continue
 		}
 		byName[st.Host] = &HostStatus{HostState: st, Alive: true, LastSeen: st.Clock}
 	}
-	now := c.now()
-	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+	for _, kv := range seenKVs {
 		var sr seenRecord
 		if json.Unmarshal(kv.Value, &sr) != nil {
 			continue
@@ -216,7 +222,7 @@ func (c *Client) List(ctx context.Context, env string) ([]HostStatus, error) {
 		out = append(out, *h)
 	}
 	slices.SortFunc(out, func(a, b HostStatus) int { return strings.Compare(a.Host, b.Host) })
-	return out, nil
+	return out
 }
 
 // Forget removes a gone host's last-seen record (a host retired for good).

@@ -271,13 +271,18 @@ func (c *Client) JobRuns(ctx context.Context, env, job string, limit int) ([]Job
 			continue
 		}
 		r.Token = kv.CreateRevision
-		if r.Status == JobRunning && !active[strings.TrimPrefix(string(kv.Key), k.jobRuns(job))] {
-			r.Status = JobLost
-			r.Reason = "its runner's lease expired before it reported a result (the host died, or was paused or cut off)"
-		}
+		showLost(&r, active[strings.TrimPrefix(string(kv.Key), k.jobRuns(job))])
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// showLost shows a running record whose runner's lease is gone as lost.
+func showLost(r *JobRecord, active bool) {
+	if r.Status == JobRunning && !active {
+		r.Status = JobLost
+		r.Reason = "its runner's lease expired before it reported a result (the host died, or was paused or cut off)"
+	}
 }
 
 // JobActive reports whether some host is running the job now (its
