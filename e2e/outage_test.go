@@ -83,7 +83,7 @@ func backoff(n int) time.Duration {
 // pass), never marks the commit failed, keeps the live revision serving,
 // and deploys the head by itself within one backoff period of the
 // service's return: no `berth retry`.
-func TestE2E_OutagesAreWaitedOutAndTheHeadDeploysByItself(t *testing.T) {
+func TestE2E_GitRegistryAndVaultOutagesAreWaitedOut(t *testing.T) {
 	w := newWorld(t)
 	v := testenv.StartVault(t)
 	root := v.RootClient(t)

@@ -30,6 +30,9 @@ type embedded struct {
 
 func startEmbedded(t testing.TB) *embedded {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("embedded etcd: -short starts no real service")
+	}
 	cfg := embed.NewConfig()
 	cfg.Name = "fleet-test"
 	cfg.Dir = t.TempDir()

@@ -77,7 +77,12 @@ func readPid(t *testing.T, file string) int {
 func TestNginx_FileWrittenButNotLoadedIsReloadedOnce(t *testing.T) {
 	a, b := testenv.HTTPBackend(t, "a"), testenv.HTTPBackend(t, "b")
 	n, sw := startNginx(t, a)
-	time.Sleep(100 * time.Millisecond) // nginx's workers start before the write, as on a host
+	// nginx's workers started before the write, as on a host: the write
+	// must be newer than every worker, by more than /proc's precision.
+	master := readPid(t, sw.PidFile)
+	for len(current(master)) == 0 || currentSince(master, time.Now()) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := atomicfile.WriteFile(sw.File, sw.render([]string{b}), 0o644); err != nil {
 		t.Fatal(err)
 	}

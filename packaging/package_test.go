@@ -34,6 +34,9 @@ func run(t *testing.T, dir, name string, args ...string) string {
 }
 
 func TestDeb_BuildsInstallsAndRemoves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: building and installing the .deb takes minutes")
+	}
 	_, dpkgErr := exec.LookPath("dpkg")
 	need(t, os.Geteuid() == 0 && dpkgErr == nil, "installing the .deb needs root and dpkg")
 	if out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", "berth").Output(); err == nil && strings.Contains(string(out), "installed") {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"berth.dev/berth/envs"
@@ -109,23 +110,27 @@ func TestShared_OneListingPerPollAndEnvsDeployIndependently(t *testing.T) {
 // Passes that ask while a listing is in flight share it; its error is
 // every env's.
 func TestShared_ConcurrentListingsCoalesce(t *testing.T) {
-	src := &countingSource{fakeSource: fakeSource{listErr: errors.New("git unreachable")}, release: make(chan struct{})}
-	shared := &Shared{Source: src}
-	views := []View{shared.View("a", nil), shared.View("b", nil), shared.View("c", nil)}
-	errs := make(chan error, len(views))
-	for _, v := range views {
-		go func() { _, err := v.Source.Head(t.Context()); errs <- err }()
-	}
-	time.Sleep(50 * time.Millisecond)
-	close(src.release)
-	for range views {
-		if err := <-errs; err == nil || err.Error() != "git unreachable" {
-			t.Fatalf("err %v", err)
+	synctest.Test(t, func(t *testing.T) {
+		src := &countingSource{fakeSource: fakeSource{listErr: errors.New("git unreachable")}, release: make(chan struct{})}
+		shared := &Shared{Source: src}
+		views := []View{shared.View("a", nil), shared.View("b", nil), shared.View("c", nil)}
+		errs := make(chan error, len(views))
+		for _, v := range views {
+			go func() { _, err := v.Source.Head(t.Context()); errs <- err }()
 		}
-	}
-	if n := src.lists.Load(); n != 1 {
-		t.Fatalf("%d listings for three concurrent passes, want 1", n)
-	}
+		// Every pass is blocked: one in the listing, the others waiting
+		// for it.
+		synctest.Wait()
+		close(src.release)
+		for range views {
+			if err := <-errs; err == nil || err.Error() != "git unreachable" {
+				t.Fatalf("err %v", err)
+			}
+		}
+		if n := src.lists.Load(); n != 1 {
+			t.Fatalf("%d listings for three concurrent passes, want 1", n)
+		}
+	})
 }
 
 // An env's prune keeps what the other envs keep and are deploying: their

@@ -117,3 +117,73 @@ setup_registry_testapp_docker() {
 		export BERTH_OWN_DOCKER=1
 	fi
 }
+
+# Services built from the Go module proxy in the background (Vault, Gitea,
+# the cosign and sops CLIs …). A cold machine spends most of its first test
+# run building them, so they build one after another in one background queue
+# while the tests that need none of them run; the tests that do need one
+# carry its name in their own (TestVault_…, TestE2E_…Gitea…) and, on a cold
+# run, scripts/test runs them last, once the queue is done.
+#
+# bg_build NAME OUT CMD... queues CMD, which must write the binary to
+# "$OUT.tmp" (CMD sees it as $BG_OUT), unless OUT exists already. It exports
+# BERTH_<NAME>_BIN=OUT and, when queued, BERTH_<NAME>_BUILD_STATUS, a file
+# that will hold "ok" or why the build failed: internal/testenv's WaitBuilt
+# reads both. bg_build_start RUN starts the queue (logs in RUN); BG_QUEUED
+# lists the names queued, bg_build_pid the queue's process group.
+BG_QUEUED=()
+BG_CMDS=()
+bg_build() {
+	local name=$1 out=$2 var
+	shift 2
+	var=$(printf '%s' "$name" | tr '[:lower:]-' '[:upper:]_')
+	export "BERTH_${var}_BIN=$out"
+	[ -x "$out" ] && return 0
+	BG_QUEUED+=("$name")
+	BG_CMDS+=("$(printf '%q ' "$name" "$out" "$@")")
+}
+
+bg_build_start() {
+	local run=$1 name var
+	bg_build_pid=""
+	[ ${#BG_QUEUED[@]} -eq 0 ] && return 0
+	for name in "${BG_QUEUED[@]}"; do
+		var=$(printf '%s' "$name" | tr '[:lower:]-' '[:upper:]_')
+		export "BERTH_${var}_BUILD_STATUS=$run/$name-build.status"
+	done
+	log "building in the background, one after another: ${BG_QUEUED[*]} (tests needing them run last)"
+	printf '%s\n' "${BG_CMDS[@]}" >"$run/bg-queue"
+	setsid bash -c '
+		run=$1
+		while read -r line; do
+			eval "set -- $line"
+			name=$1 out=$2; shift 2
+			status="$run/$name-build.status"
+			start=$(date +%s)
+			echo "$(date +%T) $name: building" >>"$run/bg-progress"
+			if BG_OUT="$out" "$@" >"$run/$name-build.log" 2>&1 && [ -x "$out.tmp" ] && mv "$out.tmp" "$out"; then
+				echo ok >"$status"
+				echo "$(date +%T) $name: built in $(( $(date +%s) - start )) s" >>"$run/bg-progress"
+			else
+				{ echo "building $name failed:"; tail -n 20 "$run/$name-build.log"; } >"$status"
+				echo "$(date +%T) $name: FAILED after $(( $(date +%s) - start )) s" >>"$run/bg-progress"
+			fi
+		done <"$run/bg-queue"' _ "$run" &
+	bg_build_pid=$!
+}
+
+# bg_build_wait waits for the background queue, printing its progress.
+bg_build_wait() {
+	local run=$1 shown=0 n
+	[ -n "${bg_build_pid:-}" ] || return 0
+	while kill -0 "$bg_build_pid" 2>/dev/null; do
+		n=$(wc -l <"$run/bg-progress" 2>/dev/null || echo 0)
+		if [ "$n" -gt "$shown" ]; then
+			sed -n "$((shown + 1)),${n}p" "$run/bg-progress" | while read -r l; do log "background build: $l"; done
+			shown=$n
+		fi
+		sleep 5
+	done
+	sed -n "$((shown + 1)),\$p" "$run/bg-progress" 2>/dev/null | while read -r l; do log "background build: $l"; done
+	bg_build_pid=""
+}

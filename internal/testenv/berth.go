@@ -20,6 +20,7 @@ var (
 // files, which may be FROM scratch.
 func BerthBinary(t testing.TB) string {
 	t.Helper()
+	shortSkip(t, "BerthBinary")
 	berthOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "berth-bin-")
 		if err != nil {

@@ -36,6 +36,7 @@ type DockerEnv struct {
 // ends.
 func Docker(t testing.TB) *DockerEnv {
 	t.Helper()
+	shortSkip(t, "Docker")
 	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		unavailable(t, "docker", err)

@@ -70,6 +70,7 @@ type PrivateDockerOptions struct {
 // stopped, leftover mounts unmounted and its directory removed.
 func StartPrivateDocker(t testing.TB, o PrivateDockerOptions) *PrivateDocker {
 	t.Helper()
+	shortSkip(t, "StartPrivateDocker")
 	if os.Geteuid() != 0 {
 		unavailable(t, "private dockerd", errors.New("starting a Docker engine needs root"))
 	}

@@ -86,6 +86,7 @@ func StartEtcd(t testing.TB) *Etcd {
 // cluster has a leader.
 func StartEtcdCluster(t testing.TB, n int, opts ...EtcdOption) *EtcdCluster {
 	t.Helper()
+	shortSkip(t, "StartEtcdCluster")
 	bin, err := etcdBinary()
 	if err != nil {
 		unavailable(t, "etcd", err)

@@ -117,11 +117,14 @@ func buildApp(t testing.TB, spec ImageSpec) (v1.Image, error) {
 		},
 	}
 	if !spec.NoHealthcheck {
-		// Exec form: a scratch image has no shell for CMD-SHELL.
+		// Exec form: a scratch image has no shell for CMD-SHELL. A check
+		// answers in milliseconds, but on a busy machine dockerd's exec of
+		// it can take seconds: the timeout is the test's setup, not what
+		// a test checks, so it is generous.
 		cfg.Config.Healthcheck = &v1.HealthConfig{
 			Test:     []string{"CMD", "/app", "health"},
 			Interval: time.Second,
-			Timeout:  2 * time.Second,
+			Timeout:  15 * time.Second,
 			Retries:  3,
 		}
 	}

@@ -30,6 +30,7 @@ type Nginx struct {
 // config into ConfD, then call Start.
 func NewNginx(t testing.TB) *Nginx {
 	t.Helper()
+	shortSkip(t, "NewNginx")
 	if _, err := exec.LookPath("nginx"); err != nil {
 		unavailable(t, "nginx", err)
 	}

@@ -78,6 +78,7 @@ func (r *Registry) ResetRequests() {
 // BERTH_REGISTRY_BIN).
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
+	shortSkip(t, "StartRegistry")
 	bin, err := builtBinary("BERTH_REGISTRY_BIN", "registry")
 	if err != nil {
 		unavailable(t, "registry", err)

@@ -38,6 +38,15 @@ func unavailable(t testing.TB, service string, err error) {
 	t.Skip(msg)
 }
 
+// shortSkip skips t under -short: `go test -short ./...` is the quick loop
+// of unit tests and starts no real service, whatever BERTH_INTEGRATION says.
+func shortSkip(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("testenv: %s: -short starts no real service", what)
+	}
+}
+
 // CacheDir is where scripts/test keeps built service binaries between runs:
 // $BERTH_CACHE_DIR, else $XDG_CACHE_HOME/berth, else ~/.cache/berth.
 func CacheDir() string {
@@ -52,25 +61,6 @@ func CacheDir() string {
 		return filepath.Join(os.TempDir(), "berth-cache")
 	}
 	return filepath.Join(home, ".cache", "berth")
-}
-
-// builtBinary finds a built helper binary: the environment variable env when set,
-// else name-STAMP in CacheDir, where STAMP is the hash of the wrapper
-// module's go.mod and go.sum (internal/testenv/<name>bin), as scripts/lib.sh
-// module_stamp computes it.
-func builtBinary(env, name string) (string, error) {
-	p := os.Getenv(env)
-	if p == "" {
-		stamp, err := moduleStamp(name + "bin")
-		if err != nil {
-			return "", err
-		}
-		p = filepath.Join(CacheDir(), name+"-"+stamp)
-	}
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%s not built (%s; scripts/test builds it): %w", name, env, err)
-	}
-	return p, nil
 }
 
 // moduleStamp hashes go.mod and go.sum of a wrapper module beside this file.

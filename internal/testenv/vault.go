@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,19 +37,11 @@ func (v *Vault) RootClient(t testing.TB) *vault.Client {
 
 // StartVault starts a dev-mode Vault server for the test, its log in the
 // test log. The binary is built by scripts/test from
-// internal/testenv/vaultbin (BERTH_VAULT_BIN, else CacheDir/vault). On a
-// cold machine that build takes many minutes and runs in the background
-// while other tests run: when BERTH_VAULT_BUILD_STATUS names a file that
-// does not exist yet, StartVault waits for the build to write it.
+// internal/testenv/vaultbin (see WaitBuilt: on a cold machine it builds in
+// the background, and the test's name must say "Vault").
 func StartVault(t testing.TB) *Vault {
 	t.Helper()
-	if err := waitVaultBuild(t); err != nil {
-		unavailable(t, "vault", err)
-	}
-	bin, err := builtBinary("BERTH_VAULT_BIN", "vault")
-	if err != nil {
-		unavailable(t, "vault", err)
-	}
+	bin := WaitBuilt(t, "vault")
 	token := "root-" + randomID()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -75,38 +66,4 @@ func StartVault(t testing.TB) *Vault {
 	}
 	unavailable(t, "vault", lastErr)
 	return nil
-}
-
-// waitVaultBuild waits, within the test's deadline, for a background Vault
-// build announced through BERTH_VAULT_BUILD_STATUS to finish. The file holds
-// "ok" or the reason the build failed.
-func waitVaultBuild(t testing.TB) error {
-	status := os.Getenv("BERTH_VAULT_BUILD_STATUS")
-	if status == "" {
-		return nil
-	}
-	deadline := time.Now().Add(45 * time.Minute)
-	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if td, ok := d.Deadline(); ok {
-			deadline = td.Add(-30 * time.Second)
-		}
-	}
-	logged := false
-	for {
-		b, err := os.ReadFile(status)
-		if err == nil {
-			if s := strings.TrimSpace(string(b)); s != "ok" {
-				return fmt.Errorf("vault build failed: %s", s)
-			}
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("vault build still running at the test deadline (%s)", status)
-		}
-		if !logged {
-			t.Logf("testenv: waiting for the background vault build (%s)", status)
-			logged = true
-		}
-		time.Sleep(2 * time.Second)
-	}
 }
