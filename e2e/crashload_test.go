@@ -2,17 +2,8 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
-	"os/exec"
-	"regexp"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,16 +25,10 @@ import (
 //     connection the server closed before answering);
 //   - never more than one nginx reload per cutover, crashes included.
 func TestE2E_CutoversUnderLoadSurviveRandomKills(t *testing.T) {
-	if _, err := exec.LookPath("wrk"); err != nil {
-		if testenv.Integration() {
-			t.Fatal("wrk not installed (scripts/test installs it)")
-		}
-		t.Skip("wrk not installed (apt-get install wrk)")
-	}
+	t.Parallel()
 	const (
 		cutovers   = 8
 		kills      = 6
-		wrkConns   = 8
 		goClients  = 4
 		killWithin = 7 * time.Second // a cutover takes ~5–12 s here
 	)
@@ -100,15 +85,8 @@ x-berth:
 
 	// The load, from before the first cutover to after the last.
 	url := w.nginx.URL() + "/"
-	wrk := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(wrkConns), "-d600s", "--timeout", "10s", url)
-	var wrkOut strings.Builder
-	wrk.Stdout, wrk.Stderr = &wrkOut, &wrkOut
-	if err := wrk.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wrk.Process.Kill() })
-	g := startGoLoad(url, goClients)
-	time.Sleep(time.Second)
+	wrk, g := testenv.StartWrk(t, url), testenv.StartLoad(t, url, goClients)
+	g.Flowing(t, 100)
 	reloads := w.nginx.Reloads(t)
 
 	killed := 0
@@ -127,112 +105,25 @@ x-berth:
 		converged(c, img, 2*time.Minute)
 		t.Logf("cutover %d to %s converged after %s", i, c[:12], time.Since(start).Round(time.Millisecond))
 	}
-	time.Sleep(time.Second)
+	g.Flowing(t, 100)
 	reloads = w.nginx.Reloads(t) - reloads
-	gs := g.finish()
-	wrk.Process.Signal(syscall.SIGINT)
-	wrk.Wait()
+	gs := g.Stop()
+	ws := wrk.Stop(t)
 	d.kill()
-	ws := parseWrk(t, wrkOut.String())
 	t.Logf("%d cutovers, %d with the agent killed, %d nginx reloads", cutovers, killed, reloads)
-	t.Logf("wrk: %d requests, %d non-2xx, socket errors: connect %d, read %d, write %d, timeout %d",
-		ws.requests, ws.status, ws.connect, ws.read, ws.write, ws.timeout)
-	t.Logf("Go client: %d requests, %d errors, %d non-2xx", gs.sent, gs.errors, gs.status)
+	t.Logf("wrk: %s", ws)
+	t.Logf("Go client: %s", gs)
 
 	if reloads > cutovers {
 		t.Errorf("%d nginx reloads for %d cutovers: more than one per switch", reloads, cutovers)
 	}
-	if ws.requests == 0 || ws.status != 0 || ws.connect != 0 || ws.write != 0 || ws.timeout != 0 {
-		t.Errorf("wrk saw errors beyond what a reload costs:\n%s", wrkOut.String())
+	if ws.Requests == 0 || ws.Non2xx != 0 || ws.Connect != 0 || ws.Write != 0 || ws.Timeout != 0 {
+		t.Errorf("wrk saw errors beyond what a reload costs:\n%s", wrk.Output())
 	}
-	if bound := wrkConns * reloads; ws.read > bound {
-		t.Errorf("wrk: %d read errors, more than %d connections × %d reloads", ws.read, wrkConns, reloads)
+	if bound := int64(testenv.WrkConns * reloads); ws.Read > bound {
+		t.Errorf("wrk: %d read errors, more than %d connections × %d reloads", ws.Read, testenv.WrkConns, reloads)
 	}
-	if gs.sent == 0 || gs.errors != 0 || gs.status != 0 {
-		t.Errorf("Go client: %d errors and %d non-2xx answers in %d requests (%v)", gs.errors, gs.status, gs.sent, gs.firstErr)
+	if gs.Sent == 0 || gs.Failed != 0 {
+		t.Errorf("Go client: %s", gs)
 	}
-}
-
-// goLoad sends GETs with one keep-alive http.Client from several
-// goroutines and counts transport errors and non-2xx answers.
-type goLoad struct {
-	sent, errors, status atomic.Int64
-	firstErr             atomic.Value
-	stop                 chan struct{}
-	wg                   sync.WaitGroup
-}
-
-type goStats struct {
-	sent, errors, status int64
-	firstErr             any
-}
-
-func startGoLoad(url string, workers int) *goLoad {
-	l := &goLoad{stop: make(chan struct{})}
-	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 10 * time.Second}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				l.sent.Add(1)
-				resp, err := c.Get(url)
-				if err != nil {
-					l.errors.Add(1)
-					l.firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode/100 != 2 {
-					l.status.Add(1)
-					l.firstErr.CompareAndSwap(nil, resp.Status)
-				}
-			}
-		}()
-	}
-	return l
-}
-
-func (l *goLoad) finish() goStats {
-	close(l.stop)
-	l.wg.Wait()
-	return goStats{sent: l.sent.Load(), errors: l.errors.Load(), status: l.status.Load(), firstErr: l.firstErr.Load()}
-}
-
-type wrkStats struct {
-	requests, status, connect, read, write, timeout int
-}
-
-var (
-	wrkRequests = regexp.MustCompile(`(\d+) requests in`)
-	wrkSocket   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
-	wrkStatus   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
-)
-
-// parseWrk reads wrk's summary; the error lines appear only when there
-// were errors.
-func parseWrk(t *testing.T, out string) wrkStats {
-	t.Helper()
-	var s wrkStats
-	m := wrkRequests.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no summary in wrk's output:\n%s", out)
-	}
-	s.requests, _ = strconv.Atoi(m[1])
-	if m := wrkSocket.FindStringSubmatch(out); m != nil {
-		s.connect, _ = strconv.Atoi(m[1])
-		s.read, _ = strconv.Atoi(m[2])
-		s.write, _ = strconv.Atoi(m[3])
-		s.timeout, _ = strconv.Atoi(m[4])
-	}
-	if m := wrkStatus.FindStringSubmatch(out); m != nil {
-		s.status, _ = strconv.Atoi(m[1])
-	}
-	return s
 }

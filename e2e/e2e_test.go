@@ -73,7 +73,7 @@ repo:
   url: %s
   poll_interval: 1s
   auth: {username: berth, token_file: %s}
-deploy: {health_timeout: 8s, settle: 1s}
+deploy: {health_timeout: 30s, settle: 1s}
 policy: {min_job_interval: 1s}
 api: {listen: "unix:%s", webhook_secret_file: %s}
 nginx:
@@ -171,6 +171,7 @@ func (w *world) stateFile() map[string]any {
 }
 
 func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})
@@ -312,6 +313,7 @@ func (d *daemon) kill() {
 }
 
 func TestE2E_KilledAtEachPhaseConverges(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	imgs := map[string]testenv.AppImage{}
 	for _, v := range []string{"v1", "v2", "v3", "v4", "v5", "v6"} {
@@ -353,6 +355,7 @@ func TestE2E_KilledAtEachPhaseConverges(t *testing.T) {
 }
 
 func TestE2E_SIGTERMDuringACutoverRollsBackAndExits(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})
@@ -389,6 +392,7 @@ func TestE2E_SIGTERMDuringACutoverRollsBackAndExits(t *testing.T) {
 }
 
 func TestE2E_PlanSelfHealAndOneAgentPerStateDir(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	w.d.CleanupImage(v1.Ref())

@@ -31,6 +31,7 @@ const hostMarker = "HOST-FILE-CONTENT-5d1c9e"
 // previous revision still serving; nothing outside berth's state dir and
 // the LB directory changes, and no host file's content shows anywhere.
 func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	w.d.CleanupImage(v1.Ref())
@@ -377,6 +378,7 @@ func (w *world) containerIDs() []string {
 // one after records a verdict on it instead of dying on it again (systemd
 // gives up after a few quick restarts); the live revision keeps serving.
 func TestE2E_HostileRevisionTheAgentDiesOnIsRefused(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})

@@ -56,6 +56,7 @@ func (w *world) eventually(what string, ok func() bool) {
 }
 
 func TestE2E_JobsFollowTheLiveRevisionAndSurviveAKill(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.d.CleanupLabel(t, engine.LabelJobEnv, w.env)
 	img := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "jobs"})

@@ -23,6 +23,7 @@ import (
 // and as files on a tmpfs (x-berth.secret_files), a new version redeploys,
 // and no value appears in anything berth wrote or printed.
 func TestE2E_SecretsFromVaultReachTheContainerAndNeverLeak(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	v := testenv.StartVault(t)
 	root := v.RootClient(t)

@@ -131,8 +131,7 @@ x-berth:
 	w.waitLive(b, first, 2*time.Minute)
 	w.waitAPI(b)
 
-	load := startLoad(w.nginx.URL(), 4)
-	defer load.stop()
+	load := testenv.StartLoad(b, w.nginx.URL()+"/", 4, testenv.LoadOptions{Every: 5 * time.Millisecond})
 
 	restarts := map[int]syscall.Signal{n / 10: syscall.SIGTERM, 2 * n / 10: syscall.SIGKILL, 3 * n / 10: syscall.SIGTERM}
 	// The baseline: after the restarts, and once the journal reached its
@@ -157,7 +156,8 @@ x-berth:
 			samples = append(samples, w.soakSample(b, a, i))
 		}
 		if i%25 == 0 {
-			ok, bad := load.counts()
+			ls := load.Stats()
+			ok, bad := ls.Sent-ls.Failed, ls.Failed
 			fmt.Printf("soak: %d/%d deploys in %s, load %d ok / %d failed, last deploy %s\n", i, n, time.Since(started).Round(time.Second), ok, bad, deployTimes[len(deployTimes)-1].Round(time.Millisecond))
 		}
 	}
@@ -169,8 +169,8 @@ x-berth:
 	idleLines := float64(a.lines.Load()-lines0) * float64(time.Hour) / float64(idle)
 	runs := w.jobRunCount(b)
 
-	load.stop()
-	ok, bad := load.counts()
+	ls := load.Stop()
+	ok, bad := ls.Sent-ls.Failed, ls.Failed
 	base, end := samples[0], samples[len(samples)-1]
 	var report strings.Builder
 	fmt.Fprintf(&report, "soak: %d deploys in %s (p50 %s, p95 %s per deploy), %d agent restarts, %d job runs kept of the last\n",
@@ -206,7 +206,7 @@ x-berth:
 		}
 	}
 	if bad > 0 {
-		failures = append(failures, fmt.Sprintf("%d requests through nginx failed or answered non-2xx: %s", bad, load.firstError()))
+		failures = append(failures, fmt.Sprintf("%d requests through nginx failed or answered non-2xx: %s", bad, ls.Samples))
 	}
 	if idleLines > 2*float64(time.Hour/(3*time.Second))+120 {
 		failures = append(failures, fmt.Sprintf("%.0f log lines per idle hour (cap: 2 per job run + 120)", idleLines))
@@ -413,66 +413,3 @@ func human(v float64, unit string) string {
 	}
 	return fmt.Sprintf("%.0f B", v)
 }
-
-// soakLoad is constant keep-alive load: clients each with one connection,
-// a request every 5 ms, counting answers that are not 2xx (and errors).
-type soakLoad struct {
-	ok, bad atomic.Int64
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	first   string
-	once    sync.Once
-}
-
-func startLoad(url string, clients int) *soakLoad {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &soakLoad{cancel: cancel}
-	for range clients {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, "GET", url+"/", nil)
-				resp, err := c.Do(req)
-				switch {
-				case ctx.Err() != nil:
-				case err != nil:
-					l.fail(err.Error())
-				case resp.StatusCode/100 != 2:
-					l.fail(resp.Status)
-				default:
-					l.ok.Add(1)
-				}
-				if resp != nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	return l
-}
-
-func (l *soakLoad) fail(what string) {
-	l.bad.Add(1)
-	l.mu.Lock()
-	if l.first == "" {
-		l.first = time.Now().Format(time.TimeOnly) + " " + what
-	}
-	l.mu.Unlock()
-}
-
-func (l *soakLoad) firstError() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.first
-}
-
-func (l *soakLoad) stop() {
-	l.once.Do(func() { l.cancel(); l.wg.Wait() })
-}
-
-func (l *soakLoad) counts() (ok, bad int64) { return l.ok.Load(), l.bad.Load() }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"berth.dev/berth/internal/testenv"
 )
 
 // switchTimes collects, per switch, the wall time of Switch and of its
@@ -104,16 +106,16 @@ func BenchmarkHAProxy_SwitchUnderLoad(b *testing.B) {
 
 func benchGoLoad(b *testing.B, section string) {
 	benchSwitches(b, section, time.Second, func(url string, _ time.Duration) func() {
-		l := startLoad(b, url, 16)
+		l := testenv.StartLoad(b, url, 16)
 		start := time.Now()
 		return func() {
-			l.finish()
-			b.ReportMetric(float64(l.sent.Load()), "requests")
-			b.ReportMetric(float64(l.sent.Load())/time.Since(start).Seconds(), "req/s")
-			b.ReportMetric(float64(l.failed.Load()), "failed")
-			b.ReportMetric(float64(l.connErrs.Load()), "conn-errors")
-			if l.failed.Load() != 0 {
-				b.Errorf("load: %s", l)
+			ls := l.Stop()
+			b.ReportMetric(float64(ls.Sent), "requests")
+			b.ReportMetric(float64(ls.Sent)/time.Since(start).Seconds(), "req/s")
+			b.ReportMetric(float64(ls.Failed), "failed")
+			b.ReportMetric(float64(ls.ConnErrs), "conn-errors")
+			if ls.Failed != 0 {
+				b.Errorf("load: %s", ls)
 			}
 		}
 	})

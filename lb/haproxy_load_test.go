@@ -1,14 +1,12 @@
 package lb
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,84 +65,6 @@ func newAppServer(t testing.TB, name string, delay time.Duration) *appServer {
 	t.Cleanup(a.srv.Close)
 	a.addr = strings.TrimPrefix(a.srv.URL, "http://")
 	return a
-}
-
-// load sends requests through url from several goroutines over keep-alive
-// connections until stopped, counting every failure: transport errors
-// (refused, reset, EOF, timeout) and answers other than 200.
-type load struct {
-	sent, failed, connErrs, badStatus atomic.Int64
-	mu                                sync.Mutex
-	samples                           []string
-	stop                              chan struct{}
-	wg                                sync.WaitGroup
-}
-
-func startLoad(t testing.TB, url string, workers int) *load {
-	t.Helper()
-	l := &load{stop: make(chan struct{})}
-	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				l.sent.Add(1)
-				resp, err := client.Get(url)
-				if err != nil {
-					l.failed.Add(1)
-					l.connErrs.Add(1)
-					l.sample(err.Error())
-					continue
-				}
-				_, err = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch {
-				case err != nil:
-					l.failed.Add(1)
-					l.connErrs.Add(1)
-					l.sample("body: " + err.Error())
-				case resp.StatusCode != 200:
-					l.failed.Add(1)
-					l.badStatus.Add(1)
-					l.sample(resp.Status)
-				}
-			}
-		}()
-	}
-	t.Cleanup(l.finish)
-	return l
-}
-
-func (l *load) sample(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.samples) < 5 {
-		l.samples = append(l.samples, s)
-	}
-}
-
-// finish stops the load and waits for the requests in flight.
-func (l *load) finish() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
-func (l *load) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return fmt.Sprintf("%d requests, %d failed (%d connection errors, %d non-200) %v",
-		l.sent.Load(), l.failed.Load(), l.connErrs.Load(), l.badStatus.Load(), l.samples)
 }
 
 // waitFor polls cond until it holds or timeout passes.

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"berth.dev/berth/internal/testenv"
 )
 
 // SwitchStandby leaves the old servers drained and in maintenance; a
@@ -19,7 +21,7 @@ func TestHAProxy_StandbyOldServersComeBackAtOnce(t *testing.T) {
 	if err := sw.Switch(t.Context(), old); err != nil {
 		t.Fatal(err)
 	}
-	l := startLoad(t, hp.URL()+"/", 8)
+	l := testenv.StartLoad(t, hp.URL()+"/", 8)
 	waitFor(t, 5*time.Second, "load reaching a", func() bool { return a1.served.Load() > 50 })
 	if err := sw.SwitchStandby(t.Context(), []string{b.addr}); err != nil {
 		t.Fatal(err)
@@ -58,9 +60,9 @@ func TestHAProxy_StandbyOldServersComeBackAtOnce(t *testing.T) {
 	if got := berthServers(t, hp); len(got) != 1 || !strings.Contains(got[0], b.addr) {
 		t.Fatalf("after Retire: %v, want only b", got)
 	}
-	l.finish()
-	if l.failed.Load() != 0 {
-		t.Fatalf("load: %s", l)
+	ls := l.Stop()
+	if ls.Failed != 0 {
+		t.Fatalf("load: %s", ls)
 	}
-	t.Logf("load: %s", l)
+	t.Logf("load: %s", ls)
 }

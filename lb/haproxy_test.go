@@ -141,7 +141,7 @@ func TestHAProxy_NoFailedRequestsAcrossSwitchesUnderLoad(t *testing.T) {
 	if err := sw.Switch(t.Context(), addrs(cur)); err != nil {
 		t.Fatal(err)
 	}
-	l := startLoad(t, hp.URL()+"/", 8)
+	l := testenv.StartLoad(t, hp.URL()+"/", 8)
 	waitFor(t, 5*time.Second, "load reaching v0", func() bool { return cur[0].served.Load() > 100 })
 	type retired struct {
 		app    *appServer
@@ -180,16 +180,16 @@ func TestHAProxy_NoFailedRequestsAcrossSwitchesUnderLoad(t *testing.T) {
 			i, len(next), took.Round(time.Millisecond), openAtReturn, closedAfter.Round(time.Millisecond))
 		cur = next
 	}
-	l.finish()
+	ls := l.Stop()
 	for _, r := range old {
 		if n := r.app.served.Load(); n != r.served {
 			t.Errorf("retired server %s served %d more requests after Switch returned", r.app.name, n-r.served)
 		}
 	}
-	if l.failed.Load() != 0 || l.sent.Load() == 0 {
-		t.Fatalf("load across 6 switches: %s", l)
+	if ls.Failed != 0 || ls.Sent == 0 {
+		t.Fatalf("load across 6 switches: %s", ls)
 	}
-	t.Logf("load across 6 switches: %s", l)
+	t.Logf("load across 6 switches: %s", ls)
 }
 
 func TestHAProxy_DrainWaitsForTheLastRequestOfTheOldServer(t *testing.T) {
@@ -331,7 +331,7 @@ func TestHAProxy_FailedSwitchPutsTheOldServersBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(hp.SectionFile())
-	l := startLoad(t, hp.URL()+"/", 4)
+	l := testenv.StartLoad(t, hp.URL()+"/", 4)
 	// Nothing listens on dead's port: HAProxy's checks never see it UP.
 	dead := newAppServer(t, "dead", 0)
 	dead.srv.Close()
@@ -339,9 +339,9 @@ func TestHAProxy_FailedSwitchPutsTheOldServersBack(t *testing.T) {
 	if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "not UP") {
 		t.Fatalf("switch to a server that never passes HAProxy's checks: %v (class %v), want a verdict", err, failure.Of(err))
 	}
-	l.finish()
-	if l.failed.Load() != 0 {
-		t.Fatalf("load during the failed switch: %s", l)
+	ls := l.Stop()
+	if ls.Failed != 0 {
+		t.Fatalf("load during the failed switch: %s", ls)
 	}
 	after, _ := os.ReadFile(hp.SectionFile())
 	if !bytes.Equal(before, after) {
@@ -543,15 +543,15 @@ func TestHAProxy_BackendWithoutChecks(t *testing.T) {
 	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
 		t.Fatal(err)
 	}
-	l := startLoad(t, hp.URL()+"/", 4)
+	l := testenv.StartLoad(t, hp.URL()+"/", 4)
 	for _, s := range []*appServer{b, a} {
 		if err := sw.Switch(t.Context(), []string{s.addr}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l.finish()
-	if l.failed.Load() != 0 {
-		t.Fatalf("load: %s", l)
+	ls := l.Stop()
+	if ls.Failed != 0 {
+		t.Fatalf("load: %s", ls)
 	}
 	servesOnly(t, hp.URL(), "a")
 }

@@ -223,7 +223,7 @@ func benchBerthCutover(b *testing.B, lbType string) {
 		b.Fatal(err)
 	}
 	var sent, failed, connErrs int64
-	var ws wrkStats
+	var ws testenv.WrkStats
 	var cutover, healthyToRetired, healthyToStop, own time.Duration
 	phases := map[string]time.Duration{}
 	i := 0
@@ -234,7 +234,7 @@ func benchBerthCutover(b *testing.B, lbType string) {
 		lbMu.Lock()
 		lbSpans = nil
 		lbMu.Unlock()
-		l, wl := startLoad(url, 8), startWrk(b, url)
+		l, wl := testenv.StartLoad(b, url, 8), testenv.StartWrk(b, url)
 		time.Sleep(time.Second)
 		start := time.Now()
 		res, err := d.Deploy(b.Context(), Input{Env: e, Revision: fmt.Sprintf("r%d", i)})
@@ -254,10 +254,11 @@ func benchBerthCutover(b *testing.B, lbType string) {
 		b.Logf("cutover %d: %s, phases %v, web healthy → old web out of the balancer (its stop begins) %s → removed %s", i, took.Round(time.Millisecond), res.Phases,
 			tr.stopped["web"].Sub(tr.healthy["web"]).Round(time.Millisecond), tr.retired["web"].Sub(tr.healthy["web"]).Round(time.Millisecond))
 		time.Sleep(time.Second)
-		s, f := l.finish()
-		sent, failed, connErrs = sent+s, failed+f, connErrs+l.transport.Load()
-		w := wl.finish(b)
-		ws = ws.add(w)
+		ls := l.Stop()
+		s, f := ls.Sent, ls.Failed
+		sent, failed, connErrs = sent+s, failed+f, connErrs+ls.ConnErrs
+		w := wl.Stop(b)
+		ws = ws.Add(w)
 		b.Logf("cutover %d: Go clients %d requests, %d failed; wrk %+v", i, s, f, w)
 	}
 	report(b, sent, failed, cutover)
@@ -302,21 +303,21 @@ func benchComposeCutover(b *testing.B) {
 	h.nginx.Reload(b)
 	waitServing(b, h.nginx.URL()+"/")
 	var sent, failed, connErrs int64
-	var ws wrkStats
+	var ws testenv.WrkStats
 	var cutover time.Duration
 	i := 0
 	for b.Loop() {
 		i++
-		l, wl := startLoad(h.nginx.URL()+"/", 8), startWrk(b, h.nginx.URL()+"/")
+		l, wl := testenv.StartLoad(b, h.nginx.URL()+"/", 8), testenv.StartWrk(b, h.nginx.URL()+"/")
 		time.Sleep(time.Second)
 		start := time.Now()
 		up(imgs[i%2])
 		cutover += time.Since(start)
 		waitServing(b, h.nginx.URL()+"/")
 		time.Sleep(time.Second)
-		s, f := l.finish()
-		sent, failed, connErrs = sent+s, failed+f, connErrs+l.transport.Load()
-		ws = ws.add(wl.finish(b))
+		ls := l.Stop()
+		sent, failed, connErrs = sent+ls.Sent, failed+ls.Failed, connErrs+ls.ConnErrs
+		ws = ws.Add(wl.Stop(b))
 	}
 	report(b, sent, failed, cutover)
 	reportWrk(b, ws)

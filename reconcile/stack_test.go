@@ -197,18 +197,18 @@ func TestStack_TwoServersReplicasAndAWorkerCutOverUnderLoad(t *testing.T) {
 			}
 			s.serves(lbType, "v1")
 
-			loads := []*load{startLoad(s.urls[lbType+"/web"], 4), startLoad(s.urls[lbType+"/api"], 4)}
-			time.Sleep(time.Second)
+			loads := []*testenv.Load{testenv.StartLoad(t, s.urls[lbType+"/web"], 4), testenv.StartLoad(t, s.urls[lbType+"/api"], 4)}
+			flowing(t, loads)
 			res, err := s.deployStack(stackRev{image: v2, lb: lbType}, "r2")
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(time.Second)
+			flowing(t, loads)
 			for i, l := range loads {
-				if sent, failed := l.finish(); failed != 0 || sent == 0 {
-					t.Fatalf("load %d: %d of %d requests failed across the cutover", i, failed, sent)
+				if ls := l.Stop(); ls.Failed != 0 || ls.Sent == 0 {
+					t.Fatalf("load %d across the cutover: %s", i, ls)
 				} else {
-					t.Logf("load %d: %d requests, 0 failed; phases %v", i, sent, res.Phases)
+					t.Logf("load %d: %d requests, 0 failed; phases %v", i, ls.Sent, res.Phases)
 				}
 			}
 			s.serves(lbType, "v2")
@@ -243,16 +243,16 @@ func TestStack_TwoServersReplicasAndAWorkerCutOverUnderLoad(t *testing.T) {
 			loaded := []string{"api"}
 			loads = loads[:0]
 			for _, svc := range loaded {
-				loads = append(loads, startLoad(s.urls[lbType+"/"+svc], 4))
+				loads = append(loads, testenv.StartLoad(t, s.urls[lbType+"/"+svc], 4))
 			}
-			time.Sleep(time.Second)
+			flowing(t, loads)
 			res, err = s.deployStack(stackRev{image: v3, lb: lbType, env: map[string]string{"web": "APP_FAIL_AFTER: 1ms"}}, "r3")
-			time.Sleep(time.Second)
+			flowing(t, loads)
 			for i, l := range loads {
-				if sent, failed := l.finish(); failed != 0 || sent == 0 {
-					t.Errorf("%s under load: %d of %d requests failed across the switch and its rollback", loaded[i], failed, sent)
+				if ls := l.Stop(); ls.Failed != 0 || ls.Sent == 0 {
+					t.Errorf("%s under load across the switch and its rollback: %s", loaded[i], ls)
 				} else {
-					t.Logf("%s under load: %d requests, 0 failed across the switch and its rollback", loaded[i], sent)
+					t.Logf("%s under load: %d requests, 0 failed across the switch and its rollback", loaded[i], ls.Sent)
 				}
 			}
 			if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "service web") {
@@ -296,15 +296,15 @@ func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 			}
 			s.serves(lbType, "v2")
 
-			loads := []*load{startLoad(s.urls[lbType+"/web"], 4), startLoad(s.urls[lbType+"/api"], 4)}
-			time.Sleep(time.Second)
+			loads := []*testenv.Load{testenv.StartLoad(t, s.urls[lbType+"/web"], 4), testenv.StartLoad(t, s.urls[lbType+"/api"], 4)}
+			flowing(t, loads)
 			start := time.Now()
 			res, err = s.deployStack(stackRev{image: v3, lb: lbType, watch: "40s", env: map[string]string{"web": "APP_UNHEALTHY_AFTER: 10s"}}, "r3")
 			took := time.Since(start)
-			time.Sleep(time.Second)
+			flowing(t, loads)
 			for i, l := range loads {
-				if sent, failed := l.finish(); failed != 0 || sent == 0 {
-					t.Errorf("load %d: %d of %d requests failed", i, failed, sent)
+				if ls := l.Stop(); ls.Failed != 0 || ls.Sent == 0 {
+					t.Errorf("load %d: %s", i, ls)
 				}
 			}
 			if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "turned unhealthy") || !strings.Contains(err.Error(), "within its watch of 40s") {
@@ -341,11 +341,12 @@ func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
 	if _, err := s.deployStack(stackRev{image: v1, lb: "haproxy"}, "r1"); err != nil {
 		t.Fatal(err)
 	}
-	l := startLoad(s.urls["haproxy/web"], 4)
-	time.Sleep(time.Second)
+	l := testenv.StartLoad(t, s.urls["haproxy/web"], 4)
+	l.Flowing(t, 100)
 	res, err := s.deployStack(stackRev{image: v2, lb: "haproxy", watch: "40s", env: map[string]string{"web": "APP_FAIL_AFTER: 12s"}}, "r2")
-	time.Sleep(time.Second)
-	sent, failed := l.finish()
+	l.Flowing(t, 100)
+	ls := l.Stop()
+	sent, failed := ls.Sent, ls.Failed
 	if err == nil || !failure.IsVerdict(err) || !strings.Contains(err.Error(), "the new servers failed") {
 		t.Fatalf("a release failing answers within its watch: %v (class %v)", err, failure.Of(err))
 	}
@@ -353,5 +354,14 @@ func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
 	s.serves("haproxy", "v1")
 	if got := s.running(); !slices.Equal(got, wantRunning("r1")) {
 		t.Fatalf("after the watch failed: running %v", got)
+	}
+}
+
+// flowing waits until each load has had requests answered through its
+// balancer (before a cutover, and again after it).
+func flowing(t *testing.T, loads []*testenv.Load) {
+	t.Helper()
+	for _, l := range loads {
+		l.Flowing(t, 100)
 	}
 }
