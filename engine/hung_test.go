@@ -18,18 +18,21 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	pd := testenv.StartPrivateDocker(t, testenv.PrivateDockerOptions{})
 	reg := testenv.StartRegistry(t)
 	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "hung"})
+	// The setup runs with the default deadlines (a busy machine makes
+	// dockerd slow); the short ones are what this test checks.
+	setup := New(pd.Client, nil)
 	e := New(pd.Client, nil)
 	e.Timeouts = Timeouts{Call: 2 * time.Second, Remove: 3 * time.Second, StopMargin: 2 * time.Second, Pull: time.Minute}
 	e.PullStall = 3 * time.Second
 	ctx := t.Context()
-	if _, err := e.EnsureImage(ctx, img.Ref()); err != nil {
+	if _, err := setup.EnsureImage(ctx, img.Ref()); err != nil {
 		t.Fatal(err)
 	}
 	d := &testenv.DockerEnv{Client: pd.Client, RunID: "hung"}
 	env, pl := deployable(t, d, img, "")
 	pl.PublishLoopback = false
-	id := launch(t, e, env, pl)
-	if err := e.WaitHealthy(ctx, id, 10*time.Second, 0); err != nil {
+	id := launch(t, setup, env, pl)
+	if err := setup.WaitHealthy(ctx, id, 2*time.Minute, 0); err != nil {
 		t.Fatal(err)
 	}
 	request := func(slot int) *Request {
@@ -49,7 +52,7 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 			pd.Resume()
 		}
 	}()
-	grace := time.Second
+	grace, slack := time.Second, 5*time.Second
 	call, remove, stop := e.Timeouts.Call, e.Timeouts.Remove, grace+e.Timeouts.StopMargin
 	calls := []struct {
 		name     string
@@ -95,8 +98,9 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	}
 	wg.Wait()
 	for i, c := range calls {
-		// A second of slack over the deadline for a loaded machine.
-		if !failure.IsOutage(errs[i]) || took[i] > c.deadline+time.Second {
+		// Slack over the deadline for a loaded machine: what is checked is
+		// that each call ends by its deadline rather than hanging.
+		if !failure.IsOutage(errs[i]) || took[i] > c.deadline+slack {
 			t.Errorf("%s against a hung dockerd: after %s (deadline %s): %v (%s)", c.name, took[i].Round(time.Millisecond), c.deadline, errs[i], failure.Of(errs[i]))
 		} else {
 			t.Logf("%s: outage after %s (deadline %s)", c.name, took[i].Round(time.Millisecond), c.deadline)
@@ -122,7 +126,7 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	pd.Pause()
 	resumed = false
 	start := time.Now()
-	if err := <-waiting; !failure.IsOutage(err) || time.Since(start) > livenessEvery+call+time.Second {
+	if err := <-waiting; !failure.IsOutage(err) || time.Since(start) > livenessEvery+call+slack {
 		t.Errorf("a waiting one-shot against a hung dockerd: after %s: %v (%s)", time.Since(start).Round(time.Millisecond), err, failure.Of(err))
 	}
 
