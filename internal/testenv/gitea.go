@@ -1,0 +1,295 @@
+package testenv
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// GiteaVersion is the Gitea release the tests run: built from the Go
+// module proxy (internal/testenv/giteabin/build.sh), as Vault is.
+const GiteaVersion = "v1.27.3"
+
+// Gitea is a real Gitea server (SQLite, no SSH, no mail) on a loopback
+// port, with an admin user: the forge of the forge tests (commit statuses,
+// pull requests, webhooks), run as an operator would.
+type Gitea struct {
+	URL      string // "http://127.0.0.1:PORT"
+	User     string // the admin user
+	Password string
+	// Token is the admin's token with every scope.
+	Token string
+}
+
+// StartGitea starts Gitea for the test, its log in the test log, and
+// stops it when the test ends. The binary is BERTH_GITEA_BIN, else
+// CacheDir/gitea-<version>; its templates and locales are read from the
+// source it was built from (BERTH_GITEA_SRC, else
+// CacheDir/gitea-src-<version>). On a cold machine the build runs in the
+// background (~11 CPU-minutes): when BERTH_GITEA_BUILD_STATUS names a file
+// that does not exist yet, StartGitea waits for the build to write it.
+func StartGitea(t testing.TB) *Gitea {
+	t.Helper()
+	if err := waitBuildStatus(t, "gitea", os.Getenv("BERTH_GITEA_BUILD_STATUS")); err != nil {
+		unavailable(t, "gitea", err)
+	}
+	bin := envOr("BERTH_GITEA_BIN", filepath.Join(CacheDir(), "gitea-"+GiteaVersion))
+	src := envOr("BERTH_GITEA_SRC", filepath.Join(CacheDir(), "gitea-src-"+GiteaVersion))
+	for _, p := range []string{bin, filepath.Join(src, "templates")} {
+		if _, err := os.Stat(p); err != nil {
+			unavailable(t, "gitea", fmt.Errorf("not built (internal/testenv/giteabin/build.sh): %w", err))
+		}
+	}
+	dir := t.TempDir()
+	port := FreePort(t)
+	g := &Gitea{URL: fmt.Sprintf("http://127.0.0.1:%d", port), User: "berth", Password: "pw-" + randomID()}
+	ini := filepath.Join(dir, "app.ini")
+	if err := os.WriteFile(ini, []byte(giteaINI(dir, src, port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "GITEA_WORK_DIR=" + dir, "GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT=true"}
+	cli := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, append([]string{"--config", ini}, args...)...)
+		cmd.Env, cmd.Dir = env, dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("gitea %s: %w: %s", args[0], err, bytes.TrimSpace(out))
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	// The database and the admin before the server starts: no race with it.
+	if _, err := cli("migrate"); err != nil {
+		unavailable(t, "gitea", err)
+	}
+	if _, err := cli("admin", "user", "create", "--admin", "--username", g.User, "--password", g.Password,
+		"--email", "berth@example.org", "--must-change-password=false"); err != nil {
+		unavailable(t, "gitea", err)
+	}
+	cmd := exec.Command(bin, "web", "--config", ini)
+	cmd.Env, cmd.Dir = env, dir
+	p, err := startProcess(t, "gitea", cmd)
+	if err != nil {
+		unavailable(t, "gitea", err)
+	}
+	t.Cleanup(p.stop)
+	if err := p.waitHTTP(g.URL+"/api/v1/version", 2*time.Minute); err != nil {
+		unavailable(t, "gitea", err)
+	}
+	g.Token = g.NewToken(t, "all", "all")
+	return g
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func giteaINI(dir, src string, port int) string {
+	runUser := "root"
+	if u, err := user.Current(); err == nil {
+		runUser = u.Username
+	}
+	return fmt.Sprintf(`APP_NAME = berth test
+RUN_MODE = prod
+RUN_USER = %[4]s
+WORK_PATH = %[1]s
+I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true
+
+[server]
+PROTOCOL = http
+HTTP_ADDR = 127.0.0.1
+HTTP_PORT = %[3]d
+ROOT_URL = http://127.0.0.1:%[3]d/
+DISABLE_SSH = true
+OFFLINE_MODE = true
+LFS_START_SERVER = false
+STATIC_ROOT_PATH = %[2]s
+APP_DATA_PATH = %[1]s/data
+
+[database]
+DB_TYPE = sqlite3
+PATH = %[1]s/gitea.db
+
+[repository]
+ROOT = %[1]s/repos
+DEFAULT_BRANCH = main
+
+[security]
+INSTALL_LOCK = true
+
+[service]
+DISABLE_REGISTRATION = true
+
+[session]
+PROVIDER = memory
+
+[cache]
+ADAPTER = memory
+
+[mailer]
+ENABLED = false
+
+[actions]
+ENABLED = false
+
+[cron]
+ENABLED = false
+
+[webhook]
+ALLOWED_HOST_LIST = loopback
+DELIVER_TIMEOUT = 5
+
+[log]
+MODE = console
+LEVEL = warn
+ROOT_PATH = %[1]s/log
+`, dir, src, port, runUser)
+}
+
+// NewToken makes a token of the admin with the given scopes
+// ("write:repository", "write:issue", or "all").
+func (g *Gitea) NewToken(t testing.TB, name string, scopes ...string) string {
+	t.Helper()
+	var out struct {
+		SHA1 string `json:"sha1"`
+	}
+	in := map[string]any{"name": name + "-" + randomID(), "scopes": scopes}
+	if code := g.call(t, http.MethodPost, "/users/"+g.User+"/tokens", "", in, &out); code != http.StatusCreated || out.SHA1 == "" {
+		t.Fatalf("testenv: gitea token: status %d", code)
+	}
+	return out.SHA1
+}
+
+// API calls Gitea's API (below /api/v1) as the admin, and decodes the
+// answer into out when it is not nil. It returns the status code.
+func (g *Gitea) API(t testing.TB, method, path string, in, out any) int {
+	t.Helper()
+	return g.call(t, method, path, g.Token, in, out)
+}
+
+func (g *Gitea) call(t testing.TB, method, path, token string, in, out any) int {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, g.URL+"/api/v1"+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "token "+token)
+	} else {
+		req.SetBasicAuth(g.User, g.Password)
+	}
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		t.Fatalf("testenv: gitea %s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("testenv: gitea %s %s: %v: %s", method, path, err, b)
+		}
+	}
+	if resp.StatusCode >= 300 {
+		t.Logf("testenv: gitea %s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return resp.StatusCode
+}
+
+// GiteaRepo is a repository of the admin on a Gitea.
+type GiteaRepo struct {
+	g    *Gitea
+	Name string // "berth/NAME"
+}
+
+// CreateRepo creates a public repository with an initial commit on main.
+func (g *Gitea) CreateRepo(t testing.TB, name string) *GiteaRepo {
+	t.Helper()
+	in := map[string]any{"name": name, "auto_init": true, "default_branch": "main", "readme": "Default"}
+	if code := g.API(t, http.MethodPost, "/user/repos", in, nil); code != http.StatusCreated {
+		t.Fatalf("testenv: gitea create repo %s: status %d", name, code)
+	}
+	return &GiteaRepo{g: g, Name: g.User + "/" + name}
+}
+
+// CloneURL is the repository's anonymous HTTP clone URL.
+func (r *GiteaRepo) CloneURL() string { return r.g.URL + "/" + r.Name + ".git" }
+
+// CommitFiles writes files (whole content; "" deletes one) in one commit
+// on branch through the files API and returns the commit id.
+func (r *GiteaRepo) CommitFiles(t testing.TB, branch, msg string, files map[string]string) string {
+	t.Helper()
+	var ops []map[string]string
+	for p, c := range files {
+		op := map[string]string{"operation": "upload", "path": p, "content": base64.StdEncoding.EncodeToString([]byte(c))}
+		if c == "" {
+			var cur struct {
+				SHA string `json:"sha"`
+			}
+			r.g.API(t, http.MethodGet, "/repos/"+r.Name+"/contents/"+p+"?ref="+branch, nil, &cur)
+			op = map[string]string{"operation": "delete", "path": p, "sha": cur.SHA}
+		}
+		ops = append(ops, op)
+	}
+	var out struct {
+		Commit struct {
+			SHA string `json:"sha"`
+		} `json:"commit"`
+	}
+	in := map[string]any{"branch": branch, "message": msg, "files": ops}
+	if code := r.g.API(t, http.MethodPost, "/repos/"+r.Name+"/contents", in, &out); code != http.StatusCreated || out.Commit.SHA == "" {
+		t.Fatalf("testenv: gitea commit to %s: status %d", r.Name, code)
+	}
+	return out.Commit.SHA
+}
+
+// waitBuildStatus waits, within the test's deadline, for a background
+// build announced through a status file (scripts/test) to finish: the file
+// holds "ok" or the reason the build failed. No file named: nothing to
+// wait for.
+func waitBuildStatus(t testing.TB, name, status string) error {
+	if status == "" {
+		return nil
+	}
+	deadline := time.Now().Add(45 * time.Minute)
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if td, ok := d.Deadline(); ok {
+			deadline = td.Add(-30 * time.Second)
+		}
+	}
+	logged := false
+	for {
+		b, err := os.ReadFile(status)
+		if err == nil {
+			if s := strings.TrimSpace(string(b)); s != "ok" {
+				return fmt.Errorf("%s build failed: %s", name, s)
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s build still running at the test deadline (%s)", name, status)
+		}
+		if !logged {
+			t.Logf("testenv: waiting for the background %s build (%s)", name, status)
+			logged = true
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
