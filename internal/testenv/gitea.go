@@ -128,6 +128,7 @@ DEFAULT_BRANCH = main
 
 [security]
 INSTALL_LOCK = true
+ALLOWED_HOST_LIST = loopback
 
 [service]
 DISABLE_REGISTRATION = true
@@ -148,7 +149,6 @@ ENABLED = false
 ENABLED = false
 
 [webhook]
-ALLOWED_HOST_LIST = loopback
 DELIVER_TIMEOUT = 5
 
 [log]
