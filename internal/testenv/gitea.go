@@ -16,10 +16,6 @@ import (
 	"time"
 )
 
-// GiteaVersion is the Gitea release the tests run: built from the Go
-// module proxy (internal/testenv/giteabin/build.sh), as Vault is.
-const GiteaVersion = "v1.27.3"
-
 // Gitea is a real Gitea server (SQLite, no SSH, no mail) on a loopback
 // port, with an admin user: the forge of the forge tests (commit statuses,
 // pull requests, webhooks), run as an operator would.
@@ -32,23 +28,17 @@ type Gitea struct {
 }
 
 // StartGitea starts Gitea for the test, its log in the test log, and
-// stops it when the test ends. The binary is BERTH_GITEA_BIN, else
-// CacheDir/gitea-<version>; its templates and locales are read from the
-// source it was built from (BERTH_GITEA_SRC, else
-// CacheDir/gitea-src-<version>). On a cold machine the build runs in the
-// background (~11 CPU-minutes): when BERTH_GITEA_BUILD_STATUS names a file
-// that does not exist yet, StartGitea waits for the build to write it.
+// stops it when the test ends. The binary is built by scripts/test from the
+// module proxy (internal/testenv/giteabin/build.sh: the version is pinned
+// in its go.mod), in the background on a cold machine: StartGitea waits
+// for it (WaitBuilt), so the test's name must say "gitea". Its templates
+// and locales are read from the source it was built from (BIN-src).
 func StartGitea(t testing.TB) *Gitea {
 	t.Helper()
-	if err := waitBuildStatus(t, "gitea", os.Getenv("BERTH_GITEA_BUILD_STATUS")); err != nil {
-		unavailable(t, "gitea", err)
-	}
-	bin := envOr("BERTH_GITEA_BIN", filepath.Join(CacheDir(), "gitea-"+GiteaVersion))
-	src := envOr("BERTH_GITEA_SRC", filepath.Join(CacheDir(), "gitea-src-"+GiteaVersion))
-	for _, p := range []string{bin, filepath.Join(src, "templates")} {
-		if _, err := os.Stat(p); err != nil {
-			unavailable(t, "gitea", fmt.Errorf("not built (internal/testenv/giteabin/build.sh): %w", err))
-		}
+	bin := WaitBuilt(t, "gitea")
+	src := bin + "-src"
+	if _, err := os.Stat(filepath.Join(src, "templates")); err != nil {
+		unavailable(t, "gitea", fmt.Errorf("its source is missing (internal/testenv/giteabin/build.sh): %w", err))
 	}
 	dir := t.TempDir()
 	port := FreePort(t)
@@ -87,13 +77,6 @@ func StartGitea(t testing.TB) *Gitea {
 	}
 	g.Token = g.NewToken(t, "all", "all")
 	return g
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 func giteaINI(dir, src string, port int) string {
@@ -258,38 +241,4 @@ func (r *GiteaRepo) CommitFiles(t testing.TB, branch, msg string, files map[stri
 		t.Fatalf("testenv: gitea commit to %s: status %d", r.Name, code)
 	}
 	return out.Commit.SHA
-}
-
-// waitBuildStatus waits, within the test's deadline, for a background
-// build announced through a status file (scripts/test) to finish: the file
-// holds "ok" or the reason the build failed. No file named: nothing to
-// wait for.
-func waitBuildStatus(t testing.TB, name, status string) error {
-	if status == "" {
-		return nil
-	}
-	deadline := time.Now().Add(45 * time.Minute)
-	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if td, ok := d.Deadline(); ok {
-			deadline = td.Add(-30 * time.Second)
-		}
-	}
-	logged := false
-	for {
-		b, err := os.ReadFile(status)
-		if err == nil {
-			if s := strings.TrimSpace(string(b)); s != "ok" {
-				return fmt.Errorf("%s build failed: %s", name, s)
-			}
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s build still running at the test deadline (%s)", name, status)
-		}
-		if !logged {
-			t.Logf("testenv: waiting for the background %s build (%s)", name, status)
-			logged = true
-		}
-		time.Sleep(2 * time.Second)
-	}
 }

@@ -1,26 +1,24 @@
 #!/usr/bin/env bash
-# internal/testenv/giteabin/build.sh CACHE_DIR — builds the Gitea server the
-# forge tests run (internal/testenv/gitea.go) into CACHE_DIR/gitea-VERSION,
-# its source (templates, locales: STATIC_ROOT_PATH) into
-# CACHE_DIR/gitea-src-VERSION. Gitea's go.mod has replace lines, so
-# `go install` refuses it: download the module, copy it out of the
-# read-only module cache and build inside it. ~11 CPU-minutes, 159 MB.
+# internal/testenv/giteabin/build.sh — builds the Gitea server the forge
+# tests run into "$BG_OUT.tmp" (scripts/lib.sh bg_build moves it to
+# $BG_OUT), and its source next to it as "$BG_OUT-src" (templates and
+# locales: Gitea's STATIC_ROOT_PATH; testenv.StartGitea reads it there).
+# Gitea's go.mod has replace lines, so `go install` refuses it: download the
+# module, copy it out of the read-only module cache and build inside it.
+# ~11 CPU-minutes, a 159 MB binary. The version is go.mod's comment line.
 set -euo pipefail
-cache=${1:?cache dir}
-v=v1.27.3 # keep in step with testenv.GiteaVersion
-bin=$cache/gitea-$v
-src=$cache/gitea-src-$v
-[ -x "$bin" ] && [ -d "$src/templates" ] && exit 0
-mkdir -p "$cache"
+out=${BG_OUT:?BG_OUT: the binary to build}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+v=$(sed -n 's|^// gitea: code.gitea.io/gitea \(v[0-9.]*\)$|\1|p' "$here/go.mod")
+[ -n "$v" ] || { echo "no gitea version in $here/go.mod" >&2; exit 1; }
 dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "code.gitea.io/gitea@$v" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [ -n "$dir" ] || { echo "go mod download printed no Dir" >&2; exit 1; }
-tmp=$(mktemp -d "$cache/gitea-src-$v.XXXXXX")
+tmp=$(mktemp -d "$out-src.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cp -r "$dir/." "$tmp/"
 chmod -R u+w "$tmp"
 (cd "$tmp" && go build -trimpath -ldflags "-s -w -X main.Version=${v#v}" -o gitea .)
-mv "$tmp/gitea" "$bin.tmp"
-rm -rf "$src"
-mv "$tmp" "$src"
+mv "$tmp/gitea" "$out.tmp"
+rm -rf "$out-src"
+mv "$tmp" "$out-src"
 trap - EXIT
-mv "$bin.tmp" "$bin"

@@ -1,0 +1,162 @@
+package forge
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"berth.dev/berth/internal/testenv"
+)
+
+// giteaClient is a client of repo on g with a token of the given scopes.
+func giteaClient(t *testing.T, g *testenv.Gitea, repo *testenv.GiteaRepo, scopes ...string) *Client {
+	t.Helper()
+	tf := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tf, []byte(g.NewToken(t, "berth", scopes...)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{RepoURL: repo.CloneURL(), Type: Gitea, TokenFile: tf}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type giteaStatus struct {
+	Status      string `json:"status"`
+	Context     string `json:"context"`
+	Description string `json:"description"`
+	TargetURL   string `json:"target_url"`
+}
+
+// TestGitea_StatusesPullRequestsAndLeastScopes runs the client against a
+// real Gitea with the least-scoped tokens docs/operations.md names, and
+// reads back through Gitea's API what berth did.
+func TestGitea_StatusesPullRequestsAndLeastScopes(t *testing.T) {
+	g := testenv.StartGitea(t)
+	repo := g.CreateRepo(t, "config")
+	base := repo.CommitFiles(t, "main", "prod 1.0", map[string]string{
+		"envs/prod/.env":    "DIGEST=sha256:aaaa\n",
+		"envs/staging/.env": "DIGEST=sha256:bbbb\n",
+	})
+	ctx := context.Background()
+
+	// The status token: write:repository only.
+	st := giteaClient(t, g, repo, "write:repository")
+	if st.Repo() != "berth/config" || st.Kind() != Gitea {
+		t.Fatalf("resolved %s %s", st.Kind(), st.Repo())
+	}
+	hostile := "rolled back on web-1:\x1b[2J web unhealthy\nsee https://u:secret@ci.example.org/"
+	if err := st.SetStatus(ctx, base, Status{State: Failure, Context: "berth/prod", Description: hostile, TargetURL: "http://127.0.0.1:9/status"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetStatus(ctx, base, Status{State: Superseded, Context: "berth/staging", Description: "not deployed: superseded"}); err != nil {
+		t.Fatal(err)
+	}
+	var statuses []giteaStatus
+	g.API(t, http.MethodGet, "/repos/"+repo.Name+"/commits/"+base+"/statuses", nil, &statuses)
+	got := map[string]giteaStatus{}
+	for _, s := range statuses {
+		got[s.Context] = s
+	}
+	if s := got["berth/prod"]; s.Status != "failure" || s.Description != "rolled back on web-1: [2J web unhealthy see https://ci.example.org/" || s.TargetURL != "http://127.0.0.1:9/status" {
+		t.Errorf("berth/prod = %+v", s)
+	}
+	if s := got["berth/staging"]; s.Status != "warning" {
+		t.Errorf("berth/staging = %+v", s)
+	}
+	var combined struct {
+		State string `json:"state"`
+	}
+	g.API(t, http.MethodGet, "/repos/"+repo.Name+"/commits/"+base+"/status", nil, &combined)
+	if combined.State != "failure" {
+		t.Errorf("combined state %q", combined.State)
+	}
+
+	// The promotion token: write:repository and write:issue (comments).
+	pr := giteaClient(t, g, repo, "write:repository", "write:issue")
+	head := PromoteBranch("staging", "prod")
+	files := []FileChange{{Path: "envs/prod/.env", Old: []byte("DIGEST=sha256:aaaa\n"), New: []byte("DIGEST=sha256:bbbb\n")}}
+	if _, err := pr.CommitFiles(ctx, Commit{Branch: head, BaseBranch: "main", BaseSHA: base, Message: "promote staging to prod", Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	opened, err := pr.OpenPR(ctx, NewPR{Head: head, Base: "main", Title: "Promote staging to prod", Body: "<!-- berth-plan -->\nplan one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A newer revision: the branch is rewritten, the same PR updated.
+	files[0].New = []byte("DIGEST=sha256:cccc\n")
+	if _, err := pr.CommitFiles(ctx, Commit{Branch: head, BaseBranch: "main", BaseSHA: base, Message: "promote staging to prod", Files: files}); err != nil {
+		t.Fatalf("a second promotion onto the same branch: %v", err)
+	}
+	found, err := pr.FindPR(ctx, head, "main")
+	if err != nil || found == nil || found.Number != opened.Number {
+		t.Fatalf("find: %+v %v", found, err)
+	}
+	if err := pr.UpdatePR(ctx, found.Number, "Promote staging to prod", "plan two"); err != nil {
+		t.Fatal(err)
+	}
+	var content struct {
+		Content string `json:"content"`
+	}
+	g.API(t, http.MethodGet, "/repos/"+repo.Name+"/contents/envs/prod/.env?ref="+head, nil, &content)
+	if b, _ := base64.StdEncoding.DecodeString(content.Content); string(b) != "DIGEST=sha256:cccc\n" {
+		t.Errorf("the branch holds %q", b)
+	}
+	// The status token may not comment: least scope holds.
+	if err := st.Comment(ctx, found.Number, "hello"); !Refused(err) {
+		t.Errorf("a comment with write:repository only: want a refusal, got %v", err)
+	}
+	if err := pr.ClosePR(ctx, found.Number, "staging rolled back: closing"); err != nil {
+		t.Fatal(err)
+	}
+	var after struct {
+		State  string `json:"state"`
+		Body   string `json:"body"`
+		Merged bool   `json:"merged"`
+	}
+	g.API(t, http.MethodGet, fmt.Sprintf("/repos/%s/pulls/%d", repo.Name, found.Number), nil, &after)
+	if after.State != "closed" || after.Merged || after.Body != "plan two" {
+		t.Errorf("pull request after close: %+v", after)
+	}
+	var comments []struct {
+		Body string `json:"body"`
+	}
+	g.API(t, http.MethodGet, fmt.Sprintf("/repos/%s/issues/%d/comments", repo.Name, found.Number), nil, &comments)
+	if len(comments) != 1 || comments[0].Body != "staging rolled back: closing" {
+		t.Errorf("comments %+v", comments)
+	}
+	if found, _ := pr.FindPR(ctx, head, "main"); found != nil {
+		t.Errorf("a closed PR is not found as open: %+v", found)
+	}
+
+	// The reporter through the real forge: deploy end → status visible.
+	rep := NewReporter(st, ReporterOptions{})
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go rep.Run(rctx)
+	next := repo.CommitFiles(t, "main", "prod 1.1", map[string]string{"envs/prod/.env": "DIGEST=sha256:dddd\n"})
+	start := time.Now()
+	rep.Update("prod", next, Success, "live on web-1")
+	for {
+		var ss []giteaStatus
+		g.API(t, http.MethodGet, "/repos/"+repo.Name+"/commits/"+next+"/statuses", nil, &ss)
+		if len(ss) == 1 && ss[0].Status == "success" {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("status not visible after a minute: %+v", ss)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("deploy end → status visible on Gitea: %s", time.Since(start).Round(time.Millisecond))
+	if !strings.HasPrefix(st.cfg.APIURL, "http://127.0.0.1:") {
+		t.Errorf("api url %s", st.cfg.APIURL)
+	}
+}
