@@ -55,7 +55,7 @@ func FuzzXBerth(f *testing.F) {
 		}
 		report := func(field, msg, hint string) {}
 		parseServiceSpec(v, report)
-		parseTopSpec(v, report)
+		parseTopSpec(v, "fuzz", report)
 	})
 }
 

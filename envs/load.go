@@ -207,8 +207,8 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 
 	env := &Env{Name: name, Project: project, File: files.main, root: co.dir}
 	report := func(field, msg, hint string) { c.top(field, msg, hint) }
-	top := parseTopSpec(project.Extensions[extKey], report)
-	env.RequireDigests, env.LB, env.Watch, env.Jobs, env.Rollout = top.requireDigests, top.lb, top.watch, top.jobs, top.rollout
+	top := parseTopSpec(project.Extensions[extKey], name, report)
+	env.RequireDigests, env.LB, env.Watch, env.Jobs, env.Rollout, env.Promote = top.requireDigests, top.lb, top.watch, top.jobs, top.rollout, top.promote
 	for _, sname := range slices.Sorted(maps.Keys(project.Services)) {
 		cfg := project.Services[sname]
 		sreport := func(field, msg, hint string) { c.service(sname, field, msg, hint) }

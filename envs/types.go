@@ -35,6 +35,9 @@ type Env struct {
 	// Rollout is x-berth.rollout (nil: none): how a fleet rolls a new
 	// revision out (rollout.go).
 	Rollout *Rollout
+	// Promote is x-berth.promote (nil: none): the env to propose this
+	// env's digests to once it has been healthy a while (promotespec.go).
+	Promote *PromoteSpec
 	// Services are ordered by deploy phase (migrate, cli, worker, server),
 	// then by name.
 	Services []Service

@@ -223,7 +223,7 @@ func ParseSecretRef(s string) (SecretRef, error) {
 	return ref, nil
 }
 
-var topKeys = []string{"require_digests", "lb", "watch", "jobs", "rollout"}
+var topKeys = []string{"require_digests", "lb", "watch", "jobs", "rollout", "promote"}
 
 // topSpec is the decoded top-level x-berth block.
 type topSpec struct {
@@ -232,6 +232,7 @@ type topSpec struct {
 	watch          time.Duration
 	jobs           map[string]JobSpec
 	rollout        *Rollout
+	promote        *PromoteSpec
 }
 
 // maxWatch bounds x-berth.watch: the old servers run beside the new ones
@@ -247,7 +248,7 @@ func asWatch(v any, field string, report func(field, msg, hint string)) time.Dur
 	return d
 }
 
-func parseTopSpec(v any, report func(field, msg, hint string)) topSpec {
+func parseTopSpec(v any, name string, report func(field, msg, hint string)) topSpec {
 	spec := topSpec{requireDigests: true}
 	m, ok := asMap(v, extKey, report)
 	if !ok {
@@ -265,6 +266,9 @@ func parseTopSpec(v any, report func(field, msg, hint string)) topSpec {
 	}
 	if r, ok := m["rollout"]; ok {
 		spec.rollout = parseRollout(r, report)
+	}
+	if p, ok := m["promote"]; ok {
+		spec.promote = parsePromote(p, name, report)
 	}
 	if jm, ok := asMap(m["jobs"], extKey+".jobs", report); ok {
 		spec.jobs = map[string]JobSpec{}

@@ -47,20 +47,26 @@ func Compute(ctx context.Context, repoDir, from, to string, o Options) (*Report,
 	if err != nil {
 		return nil, fmt.Errorf("plan: --to: %w", err)
 	}
-	r := &Report{
-		From: Commit{Ref: from, ID: fromRev.Commit, Subject: fromRev.Subject},
-		To:   Commit{Ref: to, ID: toRev.Commit, Subject: toRev.Subject},
-	}
-	fromNames, _ := envs.List(fromRev.Dir) // no envs/ at --from: every env is new
-	toNames, err := envs.List(toRev.Dir)
+	return CompareDirs(ctx, fromRev.Dir, toRev.Dir,
+		Commit{Ref: from, ID: fromRev.Commit, Subject: fromRev.Subject},
+		Commit{Ref: to, ID: toRev.Commit, Subject: toRev.Subject}, o)
+}
+
+// CompareDirs plans the change between two checkouts already on disk
+// (a working copy, and a copy of it with a promotion's changes), which
+// the caller names with from and to.
+func CompareDirs(ctx context.Context, fromDir, toDir string, from, to Commit, o Options) (*Report, error) {
+	r := &Report{From: from, To: to}
+	fromNames, _ := envs.List(fromDir) // no envs/ at --from: every env is new
+	toNames, err := envs.List(toDir)
 	if err != nil && len(fromNames) == 0 {
-		return nil, fmt.Errorf("plan: no environments under envs/ at %s or %s", from, to)
+		return nil, fmt.Errorf("plan: no environments under envs/ at %s or %s", from.Ref, to.Ref)
 	}
 	names := slices.Sorted(maps.Keys(setOf(append(fromNames, toNames...))))
 	if len(o.Envs) > 0 {
 		for _, e := range o.Envs {
 			if !slices.Contains(names, e) {
-				return nil, fmt.Errorf("plan: no environment %q at %s or %s", e, from, to)
+				return nil, fmt.Errorf("plan: no environment %q at %s or %s", e, from.Ref, to.Ref)
 			}
 		}
 		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(o.Envs, n) })
@@ -69,7 +75,7 @@ func Compute(ctx context.Context, repoDir, from, to string, o Options) (*Report,
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e := planEnv(ctx, fromRev.Dir, toRev.Dir, name, slices.Contains(fromNames, name), slices.Contains(toNames, name), o)
+		e := planEnv(ctx, fromDir, toDir, name, slices.Contains(fromNames, name), slices.Contains(toNames, name), o)
 		if e.State == EnvUnchanged {
 			r.Unchanged = append(r.Unchanged, name)
 			continue
