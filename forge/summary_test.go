@@ -51,7 +51,9 @@ func TestSummarize_OneStatusPerEnv(t *testing.T) {
 		{name: "fleet: halted", ro: ro, hosts: []HostView{host("web-1", old, nil), host("web-2", old, nil)},
 			halts: []HaltView{{Revision: rev, Host: "web-1", Reason: "migration failed"}}, state: Error, desc: "held: halted fleet-wide after web-1: migration failed"},
 		{name: "fleet: a host waiting in an outage", hosts: []HostView{
-			host("web-1", rev, nil), host("web-2", old, func(h *HostView) { h.Result = &Outcome{Revision: rev, Class: "outage", Reason: "etcd unreachable", At: at} }),
+			host("web-1", rev, nil), host("web-2", old, func(h *HostView) {
+				h.Result = &Outcome{Revision: rev, Class: "outage", Reason: "etcd unreachable", At: at}
+			}),
 		}, state: Pending, desc: "live on 1/2 hosts; web-2 waiting: etcd unreachable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
