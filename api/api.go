@@ -1,7 +1,8 @@
 // Package api is the agent's local HTTP API, on a loopback address or a
 // unix socket: health, the status/history/jobs JSON the CLI prints,
 // Prometheus metrics, Go's profiles under /debug/pprof/, and the Git
-// webhook that triggers a poll.
+// webhook that triggers a poll; every other GET goes to the status page
+// (package ui) when one is set.
 package api
 
 import (
@@ -47,7 +48,12 @@ type Server struct {
 	WebhookSecret func() ([]byte, error)
 	// Trigger asks for a check now; it must not block (bursts collapse).
 	Trigger func()
-	Log     hclog.Logger
+	// Page, when set, serves every GET the API's own paths do not: the
+	// status page (package ui). PageStop is called when the server shuts
+	// down (it ends the page's live-update streams).
+	Page     http.Handler
+	PageStop func()
+	Log      hclog.Logger
 
 	hooks *metrics.Family
 }
@@ -87,6 +93,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	if s.Page != nil {
+		mux.Handle("GET /", s.Page)
+	}
 	return mux
 }
 
@@ -279,6 +288,9 @@ func CheckLoopback(addr string) error {
 // Serve serves on l until ctx ends.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	if s.PageStop != nil {
+		srv.RegisterOnShutdown(s.PageStop)
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -72,6 +72,8 @@ func startAPI(ctx context.Context, cfg *agentconfig.Config, eng *engine.Engine, 
 	if f := cfg.API.WebhookSecretFile; f != "" {
 		s.WebhookSecret = api.SecretFile(f)
 	}
+	page := newStatusPage(cfg, eng, rs, fc, log)
+	s.Page, s.PageStop = page, page.Stop
 	log.Info("local API listening", "listen", l.Addr().String(), "webhook", s.WebhookSecret != nil)
 	go func() {
 		if err := s.Serve(ctx, l); err != nil {

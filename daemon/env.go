@@ -15,6 +15,7 @@ import (
 	"berth.dev/berth/notify"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/status"
+	"berth.dev/berth/ui"
 )
 
 // envRuntime is one environment the agent runs: its Agent (state,
@@ -36,7 +37,9 @@ type envRuntime struct {
 	// pub publishes this host's state of the env to the fleet (nil
 	// without a fleet).
 	pub *hostPublisher
-	log hclog.Logger
+	// services are the live revision's, for the status page.
+	services atomic.Pointer[[]ui.ServiceSpec]
+	log      hclog.Logger
 }
 
 // hostDeps is what every env's runtime is built from.
@@ -95,6 +98,7 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 		Log:             log.Named("agent"),
 		OnLive: func(env *envs.Env, commit string) {
 			m.liveRevision(name, commit)
+			r.liveServices(env)
 			if err := r.sched.Update(env, commit); err != nil {
 				log.Warn("jobs", "error", err)
 			}

@@ -207,7 +207,9 @@ func rolloutTimeline(o *fleet.Overview, now time.Time) timeline {
 		row.Title = fmt.Sprintf("%s %s: %d of %d hosts done, %d failed, in %s", row.Label, row.Result, len(r.Done), len(r.Known), failed, row.Duration)
 		rows = append(rows, row)
 	}
-	return layoutTimeline(rows)
+	t := layoutTimeline(rows)
+	t.Caption = "Each bar is one revision's rollout: the canaries, then the other hosts in waves, on one scale"
+	return t
 }
 
 func later(a, b time.Time) time.Time {

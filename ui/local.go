@@ -39,7 +39,8 @@ type LocalEnv struct {
 
 // AgentView is the running agent's view of one env.
 type AgentView struct {
-	// Pass is the pass in flight (nil: none).
+	// Pass is the deploy in flight, or a pass waiting for the fleet (nil:
+	// none; a quiet poll is not shown).
 	Pass *Pass
 	// Services are the live revision's services (nil: not loaded yet).
 	Services []ServiceSpec

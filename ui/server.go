@@ -23,13 +23,23 @@ type Server struct {
 
 	once    sync.Once
 	pages   *pageSet
+	muxOnce sync.Once
+	mux     *http.ServeMux
 	journal journalCache
 	live    liveHub
 }
 
 // Handler routes the page's views. Mount it at "/" (the API's own paths
 // are more specific and win).
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return s }
+
+// ServeHTTP serves a view; the routes are made on the first request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.muxOnce.Do(func() { s.mux = s.routes() })
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	if s.Local != nil {
 		mux.HandleFunc("GET /{$}", s.serveHost)

@@ -22,11 +22,13 @@ const (
 )
 
 type timeline struct {
-	Width  float64
-	Height float64
-	Scale  string // the duration the whole width stands for
-	Ticks  []tick
-	Rows   []timelineRow
+	// Caption says what a bar is.
+	Caption string
+	Width   float64
+	Height  float64
+	Scale   string // the duration the whole width stands for
+	Ticks   []tick
+	Rows    []timelineRow
 }
 
 type tick struct {
@@ -76,7 +78,8 @@ func layoutTimeline(rows []timelineRow) timeline {
 	for _, r := range rows {
 		longest = max(longest, rowTotal(r))
 	}
-	t := timeline{Width: barWidth, Height: barHeight, Rows: rows}
+	t := timeline{Width: barWidth, Height: barHeight, Rows: rows,
+		Caption: "Each bar is one deploy, split into its steps and phases on one scale"}
 	if longest <= 0 {
 		longest = time.Second
 	}
