@@ -139,7 +139,7 @@ func verifyPromotion(ctx context.Context, dir, to string, changes []FileChange, 
 		return nil, err
 	}
 	defer os.RemoveAll(scratch)
-	if err := copyTree(scratch, dir); err != nil {
+	if err := CopyCheckout(scratch, dir); err != nil {
 		return nil, fmt.Errorf("promote: copy checkout: %w", err)
 	}
 	for _, c := range changes {
@@ -206,9 +206,10 @@ func (p *Promotion) Diff() string {
 	return b.String()
 }
 
-// copyTree copies the checkout at src into dst, symlinks as symlinks, and
-// leaves out .git.
-func copyTree(dst, src string) error {
+// CopyCheckout copies the checkout at src into dst, symlinks as symlinks,
+// and leaves out .git: a scratch copy to apply a promotion's changes to
+// (verifyPromotion here, the promotion PR's plan in package promotion).
+func CopyCheckout(dst, src string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

@@ -79,6 +79,10 @@ func (r *Report) Markdown(w io.Writer) error {
 // maxSpan bounds one code span (a hostile string must not fill the comment).
 const maxSpan = 500
 
+// Code shows s literally in Markdown (code): for other Markdown berth
+// posts on a forge (promotion PRs and their comments).
+func Code(s string) string { return code(s) }
+
 // code shows s literally in Markdown: one line, cut, inside a backtick
 // fence longer than any run of backticks in s (CommonMark code spans),
 // padded with a space when s starts or ends with a backtick. (No tables
