@@ -43,6 +43,10 @@ type Config struct {
 	// that run them, through etcd (docs/fleet.md). Without it the host
 	// acts alone and no etcd client is made.
 	Fleet *fleet.Config `yaml:"fleet"`
+	// Forge, when set, puts each env's deploy result on the commit, as a
+	// status of the config repository's forge, and lets envs open
+	// promotion PRs (docs/forge.md).
+	Forge *ForgeConfig `yaml:"forge"`
 }
 
 // DockerConfig is the engine berth drives.

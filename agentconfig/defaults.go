@@ -64,6 +64,9 @@ func (c *Config) complete() {
 	if c.Fleet != nil {
 		*c.Fleet = c.Fleet.Defaults()
 	}
+	if c.Forge != nil && c.Forge.Context == "" {
+		c.Forge.Context = "berth/{env}"
+	}
 }
 
 // StallAfter is how long a pass may show no progress before the agent

@@ -106,11 +106,18 @@ func (d *Daemon) start(ctx context.Context) (_ *running, err error) {
 		r.background(ctx, r.fc.Run)
 		log.Info("fleet: coordinating through etcd", "host", r.fc.Host(), "endpoints", strings.Join(cfg.Fleet.Etcd.Endpoints, ","), "prefix", cfg.Fleet.Prefix)
 	}
+	fs, err := newForge(cfg, r.src, r.fc, d.Version, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: forge: %w", ErrConfig, err)
+	}
+	if fs != nil {
+		r.background(ctx, func(ctx context.Context) { fs.run(ctx, cfg.EnvNames()) })
+	}
 	shared := &reconcile.Shared{Source: meteredSource{Source{r.src}, r.m}, Pruner: r.eng}
 	r.h = &host{shared: shared, clock: gitsource.NewPoller(cfg.Repo.PollInterval.Duration)}
 	r.wd = newWatchdog(cfg.StallAfter(), log)
 	deps := hostDeps{cfg: cfg, eng: r.eng, secrets: sec, shared: shared, metrics: r.m, notifier: notifier, wd: r.wd, fleet: r.fc, log: log,
-		status: func() { sdNotify("STATUS=" + statusLine(cfg, r.h.envs)) }, pages: newStartupPages(cfg.EnvNames()), version: d.Version}
+		status: func() { sdNotify("STATUS=" + statusLine(cfg, r.h.envs)) }, pages: newStartupPages(cfg.EnvNames()), version: d.Version, forge: fs}
 	r.phased = r.fc != nil
 	for _, name := range cfg.EnvNames() {
 		e := newEnvRuntime(deps, name)

@@ -60,6 +60,8 @@ type hostDeps struct {
 	pages *startupPages
 	// version is berth's, published to the fleet.
 	version string
+	// forge reports statuses and promotes (nil without a forge block).
+	forge *forgeSide
 }
 
 // newEnvRuntime wires one env: the place where per-env hooks go (a
@@ -123,6 +125,9 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 	}
 	if d.fleet != nil {
 		wireFleet(r, d, name)
+	}
+	if d.forge != nil {
+		d.forge.wire(r)
 	}
 	r.poller = gitsource.NewPoller(cfg.Repo.PollInterval.Duration)
 	r.poller.OnDemand = true

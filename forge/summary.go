@@ -89,6 +89,9 @@ func Summarize(rev string, hosts []HostView, halts []HaltView, ro *RolloutView) 
 		}
 	}
 	for _, h := range alive {
+		if h.Live != rev && h.Result != nil && h.Result.Revision == rev && h.Result.Class == "held" {
+			return Error, strings.TrimSuffix("held on "+h.Host+": "+h.Result.Reason, ": ")
+		}
 		if h.Failed == rev || (h.Result != nil && h.Result.Revision == rev && h.Result.Class == "verdict") {
 			reason := ""
 			rolled := false

@@ -39,6 +39,9 @@ func TestSummarize_OneStatusPerEnv(t *testing.T) {
 		{name: "one host in an outage", hosts: []HostView{host("web-1", old, func(h *HostView) {
 			h.Result = &Outcome{Revision: rev, Class: "outage", Reason: "registry unreachable"}
 		})}, state: Pending, desc: "waiting on web-1: registry unreachable"},
+		{name: "one host held", hosts: []HostView{host("web-1", old, func(h *HostView) {
+			h.Result = &Outcome{Revision: rev, Class: "held", Reason: "revision halted fleet-wide"}
+		})}, state: Error, desc: "held on web-1: revision halted fleet-wide"},
 		{name: "fleet: canary deploying", ro: ro, hosts: []HostView{
 			host("web-1", old, func(h *HostView) { h.Deploying = rev }), host("web-2", old, nil), host("web-3", old, nil),
 		}, state: Pending, desc: "live on 0/3 hosts, wave 1 (canary)"},
