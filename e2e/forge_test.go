@@ -170,7 +170,23 @@ forge:
 	c2 := repo.CommitFiles(t, "main", "shop 1.1 `@admins` <b>", map[string]string{stagingFile: worker(imgs.V2, "serve", prod)})
 	start := time.Now()
 	waitStatus(c2, staging, "success")
-	t.Logf("push → deployed → status visible on Gitea: %s", time.Since(start).Round(time.Millisecond))
+	seen := time.Now()
+	t.Logf("push → deployed → status visible on Gitea: %s", seen.Sub(start).Round(time.Millisecond))
+	var hist []struct {
+		Env      string    `json:"env"`
+		Commit   string    `json:"commit"`
+		Result   string    `json:"result"`
+		Finished time.Time `json:"finished"`
+	}
+	out, err := exec.Command(bin, "history", "--config", cfg, "--json").Output()
+	if err != nil || json.Unmarshal(out, &hist) != nil {
+		t.Fatalf("berth history: %v\n%s", err, out)
+	}
+	for _, h := range hist {
+		if h.Env == staging && h.Commit == c2 && h.Result == "succeeded" {
+			t.Logf("deploy end → status visible on Gitea: %s (polled every 100 ms)", seen.Sub(h.Finished).Round(time.Millisecond))
+		}
+	}
 	waitStatus(c2, prod, "success") // prod's pass on c2 changed nothing
 	pr := waitPR("opened", func(p *giteaPR) bool { return p.State == "open" })
 	for _, want := range []string{"<!-- berth-promote " + staging + " " + c2 + " -->", "Merging this is the promotion", "**replace** `worker`", imgs.V2.Digest[:19]} {
