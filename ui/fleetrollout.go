@@ -151,11 +151,12 @@ func rolloutTimeline(o *fleet.Overview, now time.Time) timeline {
 			canary[c] = true
 		}
 		var canaryEnd, end time.Time
-		canariesDone, failed := 0, 0
+		canariesDone, failed, canaryFailed := 0, 0, false
 		for _, d := range r.Done {
 			if canary[d.Host] {
 				canariesDone++
 				canaryEnd = later(canaryEnd, d.At)
+				canaryFailed = canaryFailed || !d.OK
 			}
 			if !d.OK {
 				failed++
@@ -180,28 +181,32 @@ func rolloutTimeline(o *fleet.Overview, now time.Time) timeline {
 		if end.Before(r.Created) {
 			end = r.Created
 		}
-		if len(r.Canaries) > 0 && canariesDone == len(r.Canaries) && !canaryEnd.Before(r.Created) {
+		canaries := fmt.Sprintf("canaries %s", strings.Join(cleanAll(r.Canaries), ", "))
+		switch {
+		case canaryFailed:
+			// The canaries stopped it: the others never started.
+			row.Parts = append(row.Parts, part{Name: "canaries", Kind: "failed", Dur: canaryEnd.Sub(r.Created),
+				Title: fmt.Sprintf("%s failed after %s: %s", canaries, fmtDur(canaryEnd.Sub(r.Created)), row.Reason)})
+		case len(r.Canaries) > 0 && canariesDone == len(r.Canaries) && !canaryEnd.Before(r.Created):
 			row.Parts = append(row.Parts, part{Name: "canaries", Kind: "phase", Dur: canaryEnd.Sub(r.Created),
-				Title: fmt.Sprintf("canaries %s: %s", strings.Join(cleanAll(r.Canaries), ", "), fmtDur(canaryEnd.Sub(r.Created)))})
-			kind := "phase"
-			if !complete && !halted {
+				Title: fmt.Sprintf("%s: %s", canaries, fmtDur(canaryEnd.Sub(r.Created)))})
+			kind, title := "phase", fmt.Sprintf("the other hosts, max_parallel %d: %s", r.MaxParallel, fmtDur(end.Sub(canaryEnd)))
+			switch {
+			case halted:
+				kind, title = "failed", title+": halted: "+row.Reason
+			case !complete:
 				kind = "progress"
 			}
-			row.Parts = append(row.Parts, part{Name: "waves", Kind: kind, Alt: true, Dur: end.Sub(canaryEnd),
-				Title: fmt.Sprintf("the other hosts, max_parallel %d: %s", r.MaxParallel, fmtDur(end.Sub(canaryEnd)))})
-		} else {
-			kind := "progress"
-			if complete {
+			row.Parts = append(row.Parts, part{Name: "waves", Kind: kind, Alt: true, Dur: end.Sub(canaryEnd), Title: title})
+		default:
+			kind, title := "progress", "rollout "+fmtDur(end.Sub(r.Created))
+			switch {
+			case halted:
+				kind, title = "failed", title+": halted: "+row.Reason
+			case complete:
 				kind = "phase"
 			}
-			if halted {
-				kind = "failed"
-			}
-			row.Parts = append(row.Parts, part{Name: "rollout", Kind: kind, Dur: end.Sub(r.Created), Title: "rollout " + fmtDur(end.Sub(r.Created))})
-		}
-		if halted && len(row.Parts) > 0 {
-			last := &row.Parts[len(row.Parts)-1]
-			last.Kind, last.Title = "failed", last.Title+": halted: "+row.Reason
+			row.Parts = append(row.Parts, part{Name: "rollout", Kind: kind, Dur: end.Sub(r.Created), Title: title})
 		}
 		row.Duration = fmtDur(end.Sub(r.Created))
 		row.Title = fmt.Sprintf("%s %s: %d of %d hosts done, %d failed, in %s", row.Label, row.Result, len(r.Done), len(r.Known), failed, row.Duration)

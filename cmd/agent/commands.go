@@ -39,6 +39,7 @@ func commands() []command {
 		{name: "pause", usage: "[--config FILE] [--fleet] [--reason TEXT]", summary: "stop following the branch, keeping the live revision and self-heal", run: runPause},
 		{name: "resume", usage: "[--config FILE] [--fleet]", summary: "follow the branch again after a pause or a rollback", run: runResume},
 		{name: "fleet", usage: "status [--format json]", summary: "show every host of the env's fleet: revision, author, deploy, health", run: runFleet},
+		{name: "ui", usage: "[--config FILE] [--listen ADDR] [--tls-cert FILE --tls-key FILE] [--basic-auth-file FILE] [--insecure-listen]", summary: "serve the fleet's read-only status page, read from etcd", run: runUI},
 		{name: "jobs", usage: "list|history NAME|logs NAME [RUN]|run NAME", summary: "inspect and run scheduled jobs", run: runJobs},
 		{name: "promote", usage: "--from ENV --to ENV [--dry-run] [DIR]", summary: "copy image digests from one environment to another", run: runPromote},
 		{name: "version", summary: "print version, commit and Go version", run: runVersion},

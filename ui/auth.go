@@ -1,0 +1,154 @@
+package ui
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// basicAuth guards `berth ui` with HTTP basic authentication against a
+// file of "user:bcrypt-hash" lines (what `htpasswd -nbB user password`
+// prints; '#' starts a comment). The file is read again when it changes,
+// so rotating a password needs no restart. A password that matched is
+// remembered (as a digest, for verifiedFor) so that a page's live
+// updates do not pay bcrypt each time.
+type basicAuth struct {
+	path string
+	log  hclog.Logger
+
+	mu      sync.Mutex
+	mod     time.Time
+	size    int64
+	users   map[string][]byte // user → bcrypt hash
+	ok      map[[32]byte]time.Time
+	lastErr string
+}
+
+const (
+	verifiedFor   = 10 * time.Minute
+	maxVerified   = 1000
+	maxAuthFile   = 1 << 20
+	authRealmHead = `Basic realm="berth", charset="UTF-8"`
+)
+
+func newBasicAuth(path string, log hclog.Logger) (*basicAuth, error) {
+	a := &basicAuth{path: path, log: log}
+	if err := a.reload(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// reload reads the file when it changed since the last read.
+func (a *basicAuth) reload() error {
+	fi, err := os.Stat(a.path)
+	if err != nil {
+		return fmt.Errorf("basic auth file: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.users != nil && fi.ModTime().Equal(a.mod) && fi.Size() == a.size {
+		return nil
+	}
+	if fi.Size() > maxAuthFile {
+		return fmt.Errorf("basic auth file %s: larger than %d bytes", a.path, maxAuthFile)
+	}
+	b, err := os.ReadFile(a.path)
+	if err != nil {
+		return fmt.Errorf("basic auth file: %w", err)
+	}
+	users := map[string][]byte{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		if !ok || user == "" {
+			return fmt.Errorf("basic auth file %s:%d: want user:bcrypt-hash", a.path, n)
+		}
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return fmt.Errorf("basic auth file %s:%d: user %s: not a bcrypt hash (htpasswd -nbB user password makes one)", a.path, n, user)
+		}
+		users[user] = []byte(hash)
+	}
+	if len(users) == 0 {
+		return fmt.Errorf("basic auth file %s: no user", a.path)
+	}
+	a.users, a.mod, a.size = users, fi.ModTime(), fi.Size()
+	a.ok = map[[32]byte]time.Time{} // a changed file forgets every login
+	return nil
+}
+
+// check says whether the request carries a user and password of the file.
+func (a *basicAuth) check(r *http.Request) bool {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return false
+	}
+	if err := a.reload(); err != nil {
+		// The last good file stays in force: a half-written one locks
+		// nobody out.
+		a.mu.Lock()
+		if err.Error() != a.lastErr {
+			a.lastErr = err.Error()
+			a.log.Warn("basic auth file unreadable: the last good one stays in force", "error", err)
+		}
+		a.mu.Unlock()
+	}
+	key := sha256.Sum256([]byte(user + "\x00" + pass))
+	now := time.Now()
+	a.mu.Lock()
+	hash, known := a.users[user]
+	if at, seen := a.ok[key]; seen && known && now.Sub(at) < verifiedFor {
+		a.mu.Unlock()
+		return true
+	}
+	a.mu.Unlock()
+	if !known {
+		// As slow as a known user's check: the answer's time does not
+		// tell which users exist.
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass))
+		return false
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
+		return false
+	}
+	a.mu.Lock()
+	if len(a.ok) >= maxVerified {
+		a.ok = map[[32]byte]time.Time{}
+	}
+	a.ok[key] = now
+	a.mu.Unlock()
+	return true
+}
+
+// dummyHash is a bcrypt hash of nothing anyone types, at the default
+// cost, made once.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("berth: no such user"), bcrypt.DefaultCost)
+	return h
+})
+
+// wrap answers 401 unless the request is authenticated.
+func (a *basicAuth) wrap(next http.Handler, csp string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.check(r) {
+			secure(w.Header(), csp)
+			w.Header().Set("WWW-Authenticate", authRealmHead)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
