@@ -47,6 +47,9 @@ func StartGitea(t testing.TB) *Gitea {
 	if err := os.WriteFile(ini, []byte(giteaINI(dir, src, port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A clean environment: Gitea runs `git config --global` in its HOME,
+	// and the tests' GIT_CONFIG_GLOBAL=/dev/null would make git replace
+	// /dev/null with a regular file.
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "GITEA_WORK_DIR=" + dir, "GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT=true"}
 	cli := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, append([]string{"--config", ini}, args...)...)
