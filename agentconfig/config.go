@@ -47,6 +47,10 @@ type Config struct {
 	// status of the config repository's forge, and lets envs open
 	// promotion PRs (docs/forge.md).
 	Forge *ForgeConfig `yaml:"forge"`
+	// Images says which images need a signature before they are pulled.
+	Images ImagesConfig `yaml:"images"`
+	// SOPS, when set, decrypts SOPS-encrypted values of the repository.
+	SOPS *SOPSConfig `yaml:"sops"`
 }
 
 // DockerConfig is the engine berth drives.

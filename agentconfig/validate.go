@@ -22,7 +22,7 @@ func (c *Config) Validate() error {
 	for _, check := range []func(*problems){
 		c.checkEnvs, c.checkRepo, c.checkStateDir, c.checkVault, c.checkRollback,
 		c.checkDeploy, c.checkAPI, c.checkNotify, c.checkNginx, c.checkHAProxy,
-		c.checkPolicy, c.checkFleet, c.checkForge,
+		c.checkPolicy, c.checkFleet, c.checkForge, c.checkSupply,
 	} {
 		check(&ps)
 	}

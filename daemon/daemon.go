@@ -92,6 +92,10 @@ func (d *Daemon) start(ctx context.Context) (_ *running, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: vault: %w", ErrConfig, err)
 	}
+	ver, err := NewVerifier(cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: images.verify: %w", ErrConfig, err)
+	}
 	r.m = newAgentMetrics(d.Version, d.Commit)
 	r.background(ctx, renewLeases)
 	notifier := newNotifier(cfg, log)
@@ -116,7 +120,7 @@ func (d *Daemon) start(ctx context.Context) (_ *running, err error) {
 	shared := &reconcile.Shared{Source: meteredSource{Source{r.src}, r.m}, Pruner: r.eng}
 	r.h = &host{shared: shared, clock: gitsource.NewPoller(cfg.Repo.PollInterval.Duration)}
 	r.wd = newWatchdog(cfg.StallAfter(), log)
-	deps := hostDeps{cfg: cfg, eng: r.eng, secrets: sec, shared: shared, metrics: r.m, notifier: notifier, wd: r.wd, fleet: r.fc, log: log,
+	deps := hostDeps{cfg: cfg, eng: r.eng, secrets: sec, signatures: ver, shared: shared, metrics: r.m, notifier: notifier, wd: r.wd, fleet: r.fc, log: log,
 		status: func() { sdNotify("STATUS=" + statusLine(cfg, r.h.envs)) }, pages: newStartupPages(cfg.EnvNames()), version: d.Version, forge: fs}
 	r.phased = r.fc != nil
 	for _, name := range cfg.EnvNames() {

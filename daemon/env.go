@@ -10,6 +10,7 @@ import (
 	"berth.dev/berth/envs"
 	"berth.dev/berth/fleet"
 	"berth.dev/berth/gitsource"
+	"berth.dev/berth/imagesig"
 	"berth.dev/berth/jobs"
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/notify"
@@ -44,13 +45,15 @@ type envRuntime struct {
 
 // hostDeps is what every env's runtime is built from.
 type hostDeps struct {
-	cfg      *agentconfig.Config
-	eng      *engine.Engine
-	secrets  reconcile.Secrets // nil without Vault
-	shared   *reconcile.Shared
-	metrics  *agentMetrics
-	notifier *notify.Notifier
-	wd       *watchdog
+	cfg     *agentconfig.Config
+	eng     *engine.Engine
+	secrets reconcile.Secrets // nil without Vault
+	// signatures checks images before they are pulled or run.
+	signatures *imagesig.Verifier
+	shared     *reconcile.Shared
+	metrics    *agentMetrics
+	notifier   *notify.Notifier
+	wd         *watchdog
 	// fleet is the agent's fleet client, nil without a fleet block.
 	fleet *fleet.Client
 	log   hclog.Logger
@@ -76,10 +79,11 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 	}
 	deployer := NewDeployer(cfg, name, d.eng, sec, log)
 	deployer.Images = meteredImages{d.eng, m, name}
+	deployer.Signatures = d.signatures
 	if mr, ok := deployer.OneShots.(*migrate.Runner); ok && d.fleet != nil {
 		mr.Fleet, mr.Env = d.fleet, name // migrations once per fleet
 	}
-	r.sched = &jobs.Scheduler{Env: name, Store: cfg.JobStore(name), Engine: d.eng, Secrets: sec, Log: log.Named("jobs"),
+	r.sched = &jobs.Scheduler{Env: name, Store: cfg.JobStore(name), Engine: d.eng, Secrets: sec, Signatures: d.signatures, Log: log.Named("jobs"),
 		OnFinish: func(run jobs.Run, spec envs.JobSpec) {
 			m.jobFinished(name, run, spec)
 			if d.notifier != nil {

@@ -14,6 +14,7 @@ import (
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/gitsource"
+	"berth.dev/berth/imagesig"
 	"berth.dev/berth/lb"
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/reconcile"
@@ -109,6 +110,22 @@ func NewSecrets(cfg *agentconfig.Config, log hclog.Logger) (sec reconcile.Secret
 		interval = -1
 	}
 	return &secrets.Cached{Resolver: v, Interval: interval}, v.RenewLeases, nil
+}
+
+// NewVerifier checks images against the host's images.verify and each
+// environment's own rules, remembering verified digests in the state dir.
+// It is made whether or not the host has rules: a repository may require
+// signatures of its own.
+func NewVerifier(cfg *agentconfig.Config, log hclog.Logger) (*imagesig.Verifier, error) {
+	pol, err := cfg.ImagePolicy()
+	if err != nil {
+		return nil, err
+	}
+	cache, err := imagesig.OpenCache(filepath.Join(cfg.StateDir, imagesig.CacheFile))
+	if err != nil {
+		return nil, err
+	}
+	return &imagesig.Verifier{Host: pol, Cache: cache, Log: log.Named("imagesig")}, nil
 }
 
 // Loader loads environment env from a revision's working copy; its bind

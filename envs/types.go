@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"berth.dev/berth/imagesig"
 )
 
 // Role is the part a service plays in a deploy (DESIGN.md §4).
@@ -38,6 +40,10 @@ type Env struct {
 	// Promote is x-berth.promote (nil: none): the env to propose this
 	// env's digests to once it has been healthy a while (promotespec.go).
 	Promote *PromoteSpec
+	// Images is the top-level x-berth.images.verify: signatures this
+	// environment requires beyond the host's (nil: none). It can only add
+	// to the agent config's images.verify.
+	Images *imagesig.Policy
 	// Services are ordered by deploy phase (migrate, cli, worker, server),
 	// then by name.
 	Services []Service

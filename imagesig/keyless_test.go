@@ -17,6 +17,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 
 	"berth.dev/berth/internal/failure"
+	"berth.dev/berth/internal/testenv"
 )
 
 // keylessBundle signs d the keyless way with a virtual Sigstore (a
@@ -31,7 +32,7 @@ func keylessBundle(t *testing.T, d name.Digest, identity, issuer string, rekor b
 	if err != nil {
 		t.Fatal(err)
 	}
-	ent, err := vs.Attest(identity, issuer, statement(d))
+	ent, err := vs.Attest(identity, issuer, testenv.CosignStatement(d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func keylessBundle(t *testing.T, d name.Digest, identity, issuer string, rekor b
 		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
 			Payload: body, PayloadType: env.PayloadType, Signatures: []*protodsse.Signature{{Sig: sig}}}},
 	}
-	pushBundle(t, d, pb)
+	testenv.PushBundle(t, d, pb)
 	logs := map[string]*root.TransparencyLog(nil)
 	if rekor {
 		logs = vs.RekorLogs()
@@ -95,7 +96,7 @@ func TestVerify_KeylessBundleOffline(t *testing.T) {
 	logged := pushImage(t, reg.host, "acme/logged")
 	withRekor := keylessBundle(t, logged, subject, issuer, true)
 	keyed := pushImage(t, reg.host, "acme/keyed")
-	signTag(t, newKey(t), keyed, keyed)
+	testenv.NewCosignKey(t).SignTag(t, keyed, keyed)
 	for _, tc := range []struct {
 		name  string
 		img   name.Digest

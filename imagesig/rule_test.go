@@ -1,6 +1,7 @@
 package imagesig
 
 import (
+	"berth.dev/berth/internal/testenv"
 	"io/fs"
 	"os"
 	"strings"
@@ -8,17 +9,17 @@ import (
 )
 
 func TestCompile_ReportsEveryProblemWithItsField(t *testing.T) {
-	k := newKey(t)
+	k := testenv.NewCosignKey(t)
 	missing := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
 	_, err := Compile([]Rule{
-		{Key: k.pubFile},
-		{Prefix: "ghcr.io/acme", Key: k.pubFile, Mode: "audit"},
+		{Key: k.PubFile},
+		{Prefix: "ghcr.io/acme", Key: k.PubFile, Mode: "audit"},
 		{Prefix: "ghcr.io/acme"},
-		{Prefix: "ghcr.io/acme", Key: k.pubFile, Keyless: &Keyless{}},
+		{Prefix: "ghcr.io/acme", Key: k.PubFile, Keyless: &Keyless{}},
 		{Prefix: "ghcr.io/acme", Keyless: &Keyless{Subject: "(", TrustedRoot: "/x"}},
 		{Prefix: "ghcr.io/acme", Keyless: &Keyless{Issuer: "https://i", Subject: "(", TrustedRoot: "/x"}},
 	}, "images.verify", func(p string) ([]byte, error) {
-		if p == k.pubFile {
+		if p == k.PubFile {
 			return os.ReadFile(p)
 		}
 		return missing(p)
@@ -46,7 +47,7 @@ func TestCompile_ReportsEveryProblemWithItsField(t *testing.T) {
 }
 
 func TestRule_MatchesWholeComponents(t *testing.T) {
-	k := newKey(t)
+	k := testenv.NewCosignKey(t)
 	for _, tc := range []struct {
 		prefix string
 		match  []string
@@ -62,7 +63,7 @@ func TestRule_MatchesWholeComponents(t *testing.T) {
 		{"docker.io/library/nginx", []string{"nginx"}, []string{"nginx-extra"}},
 		{"127.0.0.1:5000", []string{"127.0.0.1:5000/a"}, []string{"127.0.0.1:50000/a"}},
 	} {
-		p, err := Compile([]Rule{{Prefix: tc.prefix, Key: k.pubFile}}, "images.verify", os.ReadFile)
+		p, err := Compile([]Rule{{Prefix: tc.prefix, Key: k.PubFile}}, "images.verify", os.ReadFile)
 		if err != nil {
 			t.Fatal(err)
 		}

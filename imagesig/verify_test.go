@@ -97,11 +97,11 @@ func newVerifier(t *testing.T, rules []Rule, cache string) (*Verifier, *logBuffe
 
 func TestVerify_TagSchemeRegistryAndTheCache(t *testing.T) {
 	reg := tagRegistry(t)
-	k := newKey(t)
+	k := testenv.NewCosignKey(t)
 	img := pushImage(t, reg.host, "shop/web")
-	signTag(t, k, img, img)
+	k.SignTag(t, img, img)
 	cache := filepath.Join(t.TempDir(), CacheFile)
-	v, _ := newVerifier(t, []Rule{{Prefix: reg.host + "/shop", Key: k.pubFile}}, cache)
+	v, _ := newVerifier(t, []Rule{{Prefix: reg.host + "/shop", Key: k.PubFile}}, cache)
 	reg.reset()
 	if err := v.Check(context.Background(), img.String(), nil); err != nil {
 		t.Fatalf("signed image refused: %v", err)
@@ -112,7 +112,7 @@ func TestVerify_TagSchemeRegistryAndTheCache(t *testing.T) {
 	}
 	// Verified: no registry request again, also for an agent that restarts.
 	reg.reset()
-	v2, _ := newVerifier(t, []Rule{{Prefix: reg.host + "/shop", Key: k.pubFile}}, cache)
+	v2, _ := newVerifier(t, []Rule{{Prefix: reg.host + "/shop", Key: k.PubFile}}, cache)
 	for _, v := range []*Verifier{v, v2} {
 		if err := v.Check(context.Background(), img.String(), nil); err != nil {
 			t.Fatal(err)
@@ -122,8 +122,8 @@ func TestVerify_TagSchemeRegistryAndTheCache(t *testing.T) {
 		t.Errorf("a verified digest made %d registry requests: %v", n, reg.requests())
 	}
 	// Another signer (the rule's key changed): looked up again.
-	k2 := newKey(t)
-	v3, _ := newVerifier(t, []Rule{{Prefix: reg.host + "/shop", Key: k2.pubFile}}, cache)
+	k2 := testenv.NewCosignKey(t)
+	v3, _ := newVerifier(t, []Rule{{Prefix: reg.host + "/shop", Key: k2.PubFile}}, cache)
 	if err := v3.Check(context.Background(), img.String(), nil); !failure.IsVerdict(err) {
 		t.Errorf("the cache vouched for another key: %v", err)
 	}
@@ -131,7 +131,7 @@ func TestVerify_TagSchemeRegistryAndTheCache(t *testing.T) {
 
 func TestVerify_ReferrersOnlyRegistry(t *testing.T) {
 	reg := referrersRegistry(t)
-	k := newKey(t)
+	k := testenv.NewCosignKey(t)
 	kp, err := sign.NewEphemeralKeypair(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -145,11 +145,11 @@ func TestVerify_ReferrersOnlyRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	simple := pushImage(t, reg.host, "app/simple")
-	signReferrer(t, k, simple)
+	k.SignReferrer(t, simple)
 	bundled := pushImage(t, reg.host, "app/bundled")
-	signBundle(t, kp, bundled)
+	testenv.SignBundle(t, kp, bundled)
 	v, _ := newVerifier(t, []Rule{
-		{Prefix: reg.host + "/app/simple", Key: k.pubFile},
+		{Prefix: reg.host + "/app/simple", Key: k.PubFile},
 		{Prefix: reg.host + "/app/bundled", Key: bundleKey},
 	}, "")
 	for _, img := range []name.Digest{simple, bundled} {
@@ -172,15 +172,15 @@ func TestVerify_Refusals(t *testing.T) {
 			if regName == "tags" {
 				reg = tagRegistry(t)
 			}
-			good, wrong := newKey(t), newKey(t)
+			good, wrong := testenv.NewCosignKey(t), testenv.NewCosignKey(t)
 			unsigned := pushImage(t, reg.host, "unsigned")
 			byWrongKey := pushImage(t, reg.host, "wrongkey")
-			signTag(t, wrong, byWrongKey, byWrongKey)
+			wrong.SignTag(t, byWrongKey, byWrongKey)
 			other := pushImage(t, reg.host, "other")
-			signTag(t, good, other, other)
+			good.SignTag(t, other, other)
 			// A valid signature of another image, placed under this one's tag.
 			borrowed := pushImage(t, reg.host, "other")
-			signTag(t, good, borrowed, other)
+			good.SignTag(t, borrowed, other)
 			for _, tc := range []struct {
 				name string
 				img  name.Digest
@@ -191,12 +191,12 @@ func TestVerify_Refusals(t *testing.T) {
 				{"signature of another digest", borrowed, "a signature for another image (" + other.DigestStr() + ")"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
-					v, _ := newVerifier(t, []Rule{{Prefix: "*", Key: good.pubFile}}, "")
+					v, _ := newVerifier(t, []Rule{{Prefix: "*", Key: good.PubFile}}, "")
 					err := v.Check(context.Background(), tc.img.String(), nil)
 					if !failure.IsVerdict(err) {
 						t.Fatalf("want a verdict, got %v", err)
 					}
-					for _, want := range []string{tc.img.String(), "images.verify[0]", good.pubFile, tc.why} {
+					for _, want := range []string{tc.img.String(), "images.verify[0]", good.PubFile, tc.why} {
 						if !strings.Contains(err.Error(), want) {
 							t.Errorf("verdict %q does not say %q", err, want)
 						}
@@ -209,9 +209,9 @@ func TestVerify_Refusals(t *testing.T) {
 
 func TestVerify_WarnModePullsAndWarnsOnce(t *testing.T) {
 	reg := referrersRegistry(t)
-	k := newKey(t)
+	k := testenv.NewCosignKey(t)
 	img := pushImage(t, reg.host, "unsigned")
-	v, logs := newVerifier(t, []Rule{{Prefix: reg.host, Key: k.pubFile, Mode: Warn}}, "")
+	v, logs := newVerifier(t, []Rule{{Prefix: reg.host, Key: k.PubFile, Mode: Warn}}, "")
 	for range 2 {
 		reg.reset()
 		if err := v.Check(context.Background(), img.String(), nil); err != nil {
@@ -228,11 +228,11 @@ func TestVerify_WarnModePullsAndWarnsOnce(t *testing.T) {
 
 func TestVerify_EnvRulesOnlyAdd(t *testing.T) {
 	reg := referrersRegistry(t)
-	hostKey, repoKey := newKey(t), newKey(t)
+	hostKey, repoKey := testenv.NewCosignKey(t), testenv.NewCosignKey(t)
 	img := pushImage(t, reg.host, "web")
-	signTag(t, hostKey, img, img)
-	v, _ := newVerifier(t, []Rule{{Prefix: reg.host, Key: hostKey.pubFile}}, "")
-	env, err := Compile([]Rule{{Prefix: reg.host + "/web", Key: repoKey.pubFile}}, "x-berth.images.verify", os.ReadFile)
+	hostKey.SignTag(t, img, img)
+	v, _ := newVerifier(t, []Rule{{Prefix: reg.host, Key: hostKey.PubFile}}, "")
+	env, err := Compile([]Rule{{Prefix: reg.host + "/web", Key: repoKey.PubFile}}, "x-berth.images.verify", os.ReadFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestVerify_EnvRulesOnlyAdd(t *testing.T) {
 		t.Fatalf("the environment's own rule was not enforced: %v", err)
 	}
 	// Signed by both: accepted.
-	signReferrer(t, repoKey, img)
+	repoKey.SignReferrer(t, img)
 	if err := v.Check(context.Background(), img.String(), env); err != nil {
 		t.Fatal(err)
 	}
@@ -249,9 +249,9 @@ func TestVerify_EnvRulesOnlyAdd(t *testing.T) {
 
 func TestVerify_UnmatchedAndUnpinned(t *testing.T) {
 	reg := referrersRegistry(t)
-	k := newKey(t)
+	k := testenv.NewCosignKey(t)
 	img := pushImage(t, reg.host, "free/app")
-	v, _ := newVerifier(t, []Rule{{Prefix: reg.host + "/signed", Key: k.pubFile}}, "")
+	v, _ := newVerifier(t, []Rule{{Prefix: reg.host + "/signed", Key: k.PubFile}}, "")
 	reg.reset()
 	if err := v.Check(context.Background(), img.String(), nil); err != nil {
 		t.Fatal(err)
@@ -271,12 +271,12 @@ func TestVerify_UnmatchedAndUnpinned(t *testing.T) {
 
 func TestVerify_RegistryDownIsAnOutage(t *testing.T) {
 	reg := referrersRegistry(t)
-	k := newKey(t)
+	k := testenv.NewCosignKey(t)
 	img := pushImage(t, reg.host, "app")
 	srv := httptest.NewServer(http.NotFoundHandler())
 	down := strings.TrimPrefix(srv.URL, "http://")
 	srv.Close()
-	v, _ := newVerifier(t, []Rule{{Prefix: "*", Key: k.pubFile}}, "")
+	v, _ := newVerifier(t, []Rule{{Prefix: "*", Key: k.PubFile}}, "")
 	err := v.Check(context.Background(), down+"/app@"+img.DigestStr(), nil)
 	if !failure.IsOutage(err) {
 		t.Fatalf("want an outage, got %v", err)

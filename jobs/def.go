@@ -14,6 +14,7 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/imagesig"
 )
 
 // Engine is what runs need of the Docker engine (*engine.Engine): a run
@@ -35,6 +36,12 @@ type Secrets interface {
 	Resolve(ctx context.Context, service string, refs map[string]envs.SecretRef) (env []string, digest string, err error)
 }
 
+// Signatures checks an image's signature (*imagesig.Verifier); env holds
+// the environment's own rules.
+type Signatures interface {
+	Check(ctx context.Context, ref string, env *imagesig.Policy) error
+}
+
 // Causes a run is cut short for.
 var (
 	errReplaced = errors.New("replaced by a newer run (concurrency: replace)")
@@ -48,7 +55,8 @@ type Def struct {
 	Revision string
 	Schedule *Schedule
 	project  *types.Project
-	service  *envs.Service // nil for a job with its own image
+	service  *envs.Service    // nil for a job with its own image
+	images   *imagesig.Policy // the environment's own signature rules
 }
 
 // Image is the image a run uses.
@@ -73,7 +81,7 @@ func Defs(env *envs.Env, revision string) ([]*Def, error) {
 			errs = append(errs, fmt.Errorf("job %s: %w", name, err))
 			continue
 		}
-		d := &Def{Spec: spec, Revision: revision, Schedule: sched, project: env.Project}
+		d := &Def{Spec: spec, Revision: revision, Schedule: sched, project: env.Project, images: env.Images}
 		if spec.Service != "" {
 			if d.service = env.Service(spec.Service); d.service == nil {
 				errs = append(errs, fmt.Errorf("job %s: no service %q", name, spec.Service))

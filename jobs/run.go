@@ -25,6 +25,12 @@ func (s *Scheduler) execute(ctx context.Context, a *active) {
 		r.DurationMS = r.Finished.Sub(r.Started).Milliseconds()
 	}()
 	fail := func(err error) { r.Status, r.Reason, r.Class = StatusFailed, err.Error(), classOf(err) }
+	if s.Signatures != nil {
+		if err := s.Signatures.Check(ctx, d.Image(), d.images); err != nil {
+			fail(fmt.Errorf("image %s: %w", d.Image(), err))
+			return
+		}
+	}
 	if _, err := s.Engine.EnsureImage(ctx, d.Image()); err != nil {
 		fail(fmt.Errorf("image %s: %w", d.Image(), err))
 		return

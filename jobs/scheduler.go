@@ -22,7 +22,10 @@ type Scheduler struct {
 	Store   *Store
 	Engine  Engine
 	Secrets Secrets // nil: a job whose service has secrets fails
-	Log     hclog.Logger
+	// Signatures, when set, checks a run's image before it is pulled or
+	// run (a digest verified once is not looked up again).
+	Signatures Signatures
+	Log        hclog.Logger
 	// MaxOutput is the tail of stdout and of stderr kept per run
 	// (default 1 MiB each).
 	MaxOutput int

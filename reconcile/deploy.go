@@ -21,6 +21,8 @@ type Deployer struct {
 	Containers Containers
 	Observer   Observer
 	OneShots   OneShots
+	// Signatures, when set, checks each image before prepare pulls it.
+	Signatures Signatures
 	// Secrets resolves x-berth.secrets; nil when no Vault is configured
 	// (envs validation then refuses services that declare secrets).
 	Secrets Secrets

@@ -8,6 +8,7 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/imagesig"
 	"berth.dev/berth/lb"
 	"berth.dev/berth/migrate"
 )
@@ -28,6 +29,14 @@ import (
 type Images interface {
 	EnsureImage(ctx context.Context, ref string) (pulled bool, err error)
 	EnsureProject(ctx context.Context, p *types.Project) error
+}
+
+// Signatures checks an image's signature before it is pulled or run
+// (*imagesig.Verifier, docs/security.md): a verdict when a rule refuses
+// it, an outage when the registry does not answer. env holds the
+// environment's own rules, which only add to the host's (nil: none).
+type Signatures interface {
+	Check(ctx context.Context, ref string, env *imagesig.Policy) error
 }
 
 // Containers changes containers.

@@ -120,6 +120,12 @@ func (p *deploy) prepare(ctx context.Context) error {
 			defer func() { <-sem }()
 			_, err := func() (pulled bool, err error) {
 				defer recoverTo(&err, p.log, "prepare")
+				if p.Signatures != nil {
+					// Signed by whom the host requires, before a byte of it is pulled.
+					if err := p.Signatures.Check(ctx, img, p.in.Env.Images); err != nil {
+						return false, err
+					}
+				}
 				return p.Images.EnsureImage(ctx, img)
 			}()
 			if err != nil {
