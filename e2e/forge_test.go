@@ -37,8 +37,9 @@ type giteaPR struct {
 // push webhook from Gitea triggers the poll (the poll interval is an
 // hour), each env's deploy result lands on the commit as a status, a
 // staging env healthy for x-berth.promote.after opens a promotion PR with
-// the plan (a newer healthy revision updates it), and a rollback on
-// staging closes it with the reason. berth never merges it.
+// the plan (a newer healthy revision updates it), a rollback on staging
+// closes it with the reason (berth never merges it), and a forge that
+// hangs delays no deploy: the status follows once it answers again.
 func TestE2E_GiteaStatusesPromotionPRAndPushWebhook(t *testing.T) {
 	g := testenv.StartGitea(t)
 	bin := testenv.BerthBinary(t)
@@ -63,6 +64,9 @@ func TestE2E_GiteaStatusesPromotionPRAndPushWebhook(t *testing.T) {
 	promoteTok := write("promote-token", g.NewToken(t, "promote", "write:repository", "write:issue")+"\n")
 	hook := write("hook", "hook-secret-forge\n")
 	apiPort := testenv.FreePort(t)
+	// The forge API through a gate, to take it away; Git and the
+	// webhook go straight to Gitea.
+	gate := testenv.NewGate(t, strings.TrimPrefix(g.URL, "http://"))
 	cfg := write("agent.yaml", fmt.Sprintf(`envs: [%s, %s]
 state_dir: %s
 repo: {url: %s, poll_interval: 1h}
@@ -70,9 +74,11 @@ deploy: {health_timeout: 30s, settle: 1s}
 api: {listen: "127.0.0.1:%d", webhook_secret_file: %s}
 forge:
   type: gitea
+  api_url: http://%s/api/v1
+  repo: %s
   token_file: %s
   promote: {token_file: %s}
-`, staging, prod, filepath.Join(dir, "state"), repo.CloneURL(), apiPort, hook, statusTok, promoteTok))
+`, staging, prod, filepath.Join(dir, "state"), repo.CloneURL(), apiPort, hook, gate.Addr, repo.Name, statusTok, promoteTok))
 
 	worker := func(img testenv.AppImage, mode, promote string) string {
 		s := fmt.Sprintf("services:\n  worker:\n    image: %s\n    environment: {APP_PORT: \"9000\", APP_MODE: %s}\n    x-berth: {role: worker}\n", img.Ref(), mode)
@@ -172,20 +178,8 @@ forge:
 	waitStatus(c2, staging, "success")
 	seen := time.Now()
 	t.Logf("push → deployed → status visible on Gitea: %s", seen.Sub(start).Round(time.Millisecond))
-	var hist []struct {
-		Env      string    `json:"env"`
-		Commit   string    `json:"commit"`
-		Result   string    `json:"result"`
-		Finished time.Time `json:"finished"`
-	}
-	out, err := exec.Command(bin, "history", "--config", cfg, "--json").Output()
-	if err != nil || json.Unmarshal(out, &hist) != nil {
-		t.Fatalf("berth history: %v\n%s", err, out)
-	}
-	for _, h := range hist {
-		if h.Env == staging && h.Commit == c2 && h.Result == "succeeded" {
-			t.Logf("deploy end → status visible on Gitea: %s (polled every 100 ms)", seen.Sub(h.Finished).Round(time.Millisecond))
-		}
+	if end := deployed(t, bin, cfg, staging, c2); !end.IsZero() {
+		t.Logf("deploy end → status visible on Gitea: %s (polled every 100 ms)", seen.Sub(end).Round(time.Millisecond))
 	}
 	waitStatus(c2, prod, "success") // prod's pass on c2 changed nothing
 	pr := waitPR("opened", func(p *giteaPR) bool { return p.State == "open" })
@@ -220,7 +214,40 @@ forge:
 	if len(comments) != 1 || !strings.Contains(comments[0].Body, "did not take `"+c4[:12]+"`") {
 		t.Errorf("close comment: %+v", comments)
 	}
-	var statuses []json.RawMessage
-	g.API(t, http.MethodGet, "/repos/"+repo.Name+"/commits/"+c4+"/statuses", nil, &statuses)
-	t.Logf("statuses on the rolled-back commit: %d", len(statuses))
+
+	// 5. The forge hangs (a black hole): the next release deploys as
+	// fast as ever, and its status is posted once the forge is back.
+	gate.Hang(t)
+	c5 := repo.CommitFiles(t, "main", "shop 1.2.1", map[string]string{stagingFile: worker(imgs.V1, "serve", prod)})
+	deadline := time.Now().Add(2 * time.Minute)
+	for deployed(t, bin, cfg, staging, c5).IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("a deploy waited for the hung forge")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	gate.Up(t)
+	waitStatus(c5, staging, "success")
+}
+
+// deployed is when env's deploy of commit went live (zero: not yet), from
+// berth history.
+func deployed(t *testing.T, bin, cfg, env, commit string) time.Time {
+	t.Helper()
+	var hist []struct {
+		Env      string    `json:"env"`
+		Commit   string    `json:"commit"`
+		Result   string    `json:"result"`
+		Finished time.Time `json:"finished"`
+	}
+	out, err := exec.Command(bin, "history", "--config", cfg, "--json").Output()
+	if err != nil || json.Unmarshal(out, &hist) != nil {
+		t.Fatalf("berth history: %v\n%s", err, out)
+	}
+	for _, h := range hist {
+		if h.Env == env && h.Commit == commit && h.Result == "succeeded" {
+			return h.Finished
+		}
+	}
+	return time.Time{}
 }
