@@ -5,10 +5,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"berth.dev/berth/internal/testenv"
 )
 
 func TestExport_WritesARevisionsTreeAndReadsTheRepositoryOnly(t *testing.T) {
-	t.Setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+	t.Setenv("GIT_CONFIG_GLOBAL", testenv.NoGitConfig)
 	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
 	dir := t.TempDir()
 	git := func(args ...string) {

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"berth.dev/berth/internal/testenv"
 )
 
 // repo is a Git repository in a temp dir, written with the git CLI as a
@@ -21,7 +23,7 @@ type repo struct {
 
 func newRepo(t *testing.T) *repo {
 	t.Helper()
-	t.Setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+	t.Setenv("GIT_CONFIG_GLOBAL", testenv.NoGitConfig)
 	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
 	r := &repo{t: t, dir: t.TempDir()}
 	r.git("init", "-q", "-b", "main")

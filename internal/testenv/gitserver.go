@@ -73,11 +73,18 @@ func WithBasicAuth(user, pass string) GitServerOption {
 	return func(g *GitServer) { g.user, g.pass = user, pass }
 }
 
+// NoGitConfig is the global git config every git command of the tests
+// reads: a file in a directory that does not exist. git reads it as empty,
+// and a `git config --global` write fails instead of replacing it (with
+// GIT_CONFIG_GLOBAL=/dev/null git writes through a lock file and a rename,
+// which replaces the host's /dev/null with a regular file).
+const NoGitConfig = "/nonexistent/berth-test/gitconfig"
+
 // GitEnv is the environment every git command in tests runs with: no user
 // or system config can change what the test sees.
 func GitEnv() []string {
 	return append(os.Environ(),
-		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_GLOBAL="+NoGitConfig,
 		"GIT_CONFIG_NOSYSTEM=1",
 		"GIT_AUTHOR_NAME=berth test", "GIT_AUTHOR_EMAIL=test@berth.invalid",
 		"GIT_COMMITTER_NAME=berth test", "GIT_COMMITTER_EMAIL=test@berth.invalid",
@@ -110,7 +117,7 @@ func StartGitServer(t testing.TB, opts ...GitServerOption) *GitServer {
 		Env: []string{
 			"GIT_PROJECT_ROOT=" + g.Root,
 			"GIT_HTTP_EXPORT_ALL=1",
-			"GIT_CONFIG_GLOBAL=/dev/null",
+			"GIT_CONFIG_GLOBAL=" + NoGitConfig,
 			"GIT_CONFIG_NOSYSTEM=1",
 		},
 	}
