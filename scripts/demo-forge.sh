@@ -55,8 +55,7 @@ MODE = file
 ROOT_PATH = $dir/log
 EOF
 	# A clean environment: Gitea runs `git config --global` in its HOME,
-	# and an inherited GIT_CONFIG_GLOBAL (the tests set /dev/null) would
-	# make git replace that file.
+	# and an inherited GIT_CONFIG_GLOBAL would make git write there.
 	local g=(env -i PATH="$PATH" HOME="$dir" GITEA_WORK_DIR="$dir" GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT=true "$bin" --config "$ini")
 	"${g[@]}" migrate >/dev/null 2>&1
 	"${g[@]}" admin user create --admin --username berth --password "demo-$RANDOM$RANDOM" --email berth@example.org --must-change-password=false >/dev/null 2>&1

@@ -48,8 +48,7 @@ func StartGitea(t testing.TB) *Gitea {
 		t.Fatal(err)
 	}
 	// A clean environment: Gitea runs `git config --global` in its HOME,
-	// and the tests' GIT_CONFIG_GLOBAL=/dev/null would make git replace
-	// /dev/null with a regular file.
+	// which must not follow the tests' GIT_CONFIG_GLOBAL (NoGitConfig).
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "GITEA_WORK_DIR=" + dir, "GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT=true"}
 	cli := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, append([]string{"--config", ini}, args...)...)
