@@ -2,7 +2,6 @@ package gitsource
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -10,23 +9,10 @@ import (
 )
 
 func TestExport_WritesARevisionsTreeAndReadsTheRepositoryOnly(t *testing.T) {
-	t.Setenv("GIT_CONFIG_GLOBAL", testenv.NoGitConfig)
-	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
-	dir := t.TempDir()
-	git := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-c", "user.name=a", "-c", "user.email=a@example.org"}, args...)...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	git("init", "-q", "-b", "main")
-	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("one"), 0o644)
-	git("add", "-A")
-	git("commit", "-qm", "first\n\nbody")
-	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("two"), 0o644)
-	git("commit", "-qam", "second")
+	repo := testenv.NewLocalRepo(t)
+	dir := repo.Dir
+	repo.Commit(t, "first\n\nbody", map[string]string{"a.txt": "one"})
+	repo.Commit(t, "second", map[string]string{"a.txt": "two"})
 
 	dst := filepath.Join(t.TempDir(), "tree")
 	rev, err := Export(dir, "HEAD~1", dst)

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,51 +11,15 @@ import (
 	"berth.dev/berth/internal/testenv"
 )
 
-// repo is a Git repository in a temp dir, written with the git CLI as a
-// developer's checkout would be.
+// repo is a developer's checkout of the config repo.
 type repo struct {
-	t   *testing.T
-	dir string
+	t *testing.T
+	*testenv.LocalRepo
 }
 
-func newRepo(t *testing.T) *repo {
-	t.Helper()
-	t.Setenv("GIT_CONFIG_GLOBAL", testenv.NoGitConfig)
-	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
-	r := &repo{t: t, dir: t.TempDir()}
-	r.git("init", "-q", "-b", "main")
-	return r
-}
+func newRepo(t *testing.T) *repo { return &repo{t, testenv.NewLocalRepo(t)} }
 
-func (r *repo) git(args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "user.name=dev", "-c", "user.email=dev@example.org", "-c", "commit.gpgsign=false"}, args...)...)
-	cmd.Dir = r.dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files (content "" removes one) and commits them.
-func (r *repo) commit(msg string, files map[string]string) string {
-	r.t.Helper()
-	for p, c := range files {
-		full := filepath.Join(r.dir, p)
-		if c == "" {
-			os.Remove(full)
-			continue
-		}
-		os.MkdirAll(filepath.Dir(full), 0o755)
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	r.git("add", "-A")
-	r.git("commit", "-q", "--allow-empty", "-m", msg)
-	return r.git("rev-parse", "HEAD")
-}
+func (r *repo) commit(msg string, files map[string]string) string { return r.Commit(r.t, msg, files) }
 
 const (
 	digestA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -111,7 +72,7 @@ func baseRepo(t *testing.T) (*repo, string) {
 
 func compute(t *testing.T, r *repo, from, to string, o Options) *Report {
 	t.Helper()
-	rep, err := Compute(context.Background(), r.dir, from, to, o)
+	rep, err := Compute(context.Background(), r.Dir, from, to, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,10 +181,10 @@ func TestCompute_PolicyVerdictFailsAndNewEnvCreates(t *testing.T) {
 	if n := byEnv["new"]; n.State != EnvAdded || len(n.Services) != 1 || n.Services[0].Action != "create" {
 		t.Errorf("new: %+v", n)
 	}
-	if _, err := Compute(context.Background(), r.dir, base, head, Options{Envs: []string{"nope"}}); err == nil {
+	if _, err := Compute(context.Background(), r.Dir, base, head, Options{Envs: []string{"nope"}}); err == nil {
 		t.Error("an unknown --env must be refused")
 	}
-	if _, err := Compute(context.Background(), r.dir, base, "--upload-pack=evil", Options{}); err == nil {
+	if _, err := Compute(context.Background(), r.Dir, base, "--upload-pack=evil", Options{}); err == nil {
 		t.Error("a ref that looks like an option must be refused")
 	}
 }

@@ -6,7 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode"
+
+	"berth.dev/berth/forge"
 )
 
 // JSON writes the report as indented JSON.
@@ -119,20 +120,6 @@ func short(id string) string {
 }
 
 // flat makes a string from the repository one line: line breaks and other
-// control and format characters become spaces, runs of them one.
-func flat(s string) string {
-	var b strings.Builder
-	space := false
-	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
-			space = b.Len() > 0
-			continue
-		}
-		if space {
-			b.WriteByte(' ')
-			space = false
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// control and format characters become spaces, credentials in URLs go
+// (forge.OneLine, uncut).
+func flat(s string) string { return forge.OneLine(s, 0) }

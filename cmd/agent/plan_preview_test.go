@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,24 +10,9 @@ import (
 )
 
 func TestPlanPreview_ExitCodesForCI(t *testing.T) {
-	t.Setenv("GIT_CONFIG_GLOBAL", testenv.NoGitConfig)
-	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
-	dir := t.TempDir()
-	git := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-c", "user.name=a", "-c", "user.email=a@example.org"}, args...)...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	write := func(content string) {
-		os.MkdirAll(filepath.Join(dir, "envs", "prod"), 0o755)
-		os.WriteFile(filepath.Join(dir, "envs", "prod", "compose.yaml"), []byte(content), 0o644)
-		git("add", "-A")
-		git("commit", "-qm", "change")
-	}
-	git("init", "-q", "-b", "main")
+	repo := testenv.NewLocalRepo(t)
+	dir := repo.Dir
+	write := func(content string) { repo.Commit(t, "change", map[string]string{"envs/prod/compose.yaml": content}) }
 	write("services:\n  app:\n    image: r.example.org/a@sha256:" + strings.Repeat("a", 64) + "\n    x-berth: {role: worker}\n")
 	write("services:\n  app:\n    image: r.example.org/a@sha256:" + strings.Repeat("b", 64) + "\n    x-berth: {role: worker}\n")
 	var out, errb bytes.Buffer
