@@ -26,6 +26,9 @@ type Daemon struct {
 	// Version and Commit are berth's own, for berth_build_info and the
 	// fleet's host records.
 	Version, Commit string
+	// Observers follow every env's passes beside the daemon's own (a
+	// forge reporter, a status page): see Observer.
+	Observers []Observer
 }
 
 // ErrConfig marks a start that failed on the agent config (a setting
@@ -121,7 +124,7 @@ func (d *Daemon) start(ctx context.Context) (_ *running, err error) {
 	r.h = &host{shared: shared, clock: gitsource.NewPoller(cfg.Repo.PollInterval.Duration)}
 	r.wd = newWatchdog(cfg.StallAfter(), log)
 	deps := hostDeps{cfg: cfg, eng: r.eng, secrets: sec, signatures: ver, shared: shared, metrics: r.m, notifier: notifier, wd: r.wd, fleet: r.fc, log: log,
-		status: func() { sdNotify("STATUS=" + statusLine(cfg, r.h.envs)) }, pages: newStartupPages(cfg.EnvNames()), version: d.Version, forge: fs}
+		status: func() { sdNotify("STATUS=" + statusLine(cfg, r.h.envs)) }, pages: newStartupPages(cfg.EnvNames()), version: d.Version, forge: fs, observers: d.Observers}
 	r.phased = r.fc != nil
 	for _, name := range cfg.EnvNames() {
 		e := newEnvRuntime(deps, name)

@@ -65,6 +65,8 @@ type hostDeps struct {
 	version string
 	// forge reports statuses and promotes (nil without a forge block).
 	forge *forgeSide
+	// observers are Daemon.Observers.
+	observers []Observer
 }
 
 // newEnvRuntime wires one env: the place where per-env hooks go (a
@@ -109,30 +111,18 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 				log.Warn("jobs", "error", err)
 			}
 		},
-		OnProgress: func(p reconcile.Progress) {
-			d.wd.progress(name, p.Phase)
-			if r.live.Progress(p) {
-				d.status()
-			}
-		},
-		OnPass: func(p reconcile.Pass) {
-			d.wd.passEnded(name)
-			d.pages.passEnded(name)
-			m.passEnded(name, p)
-			if p.Notify {
-				d.notifier.Send(passEvent(name, p))
-			}
-			if r.live.PassEnded(p) {
-				d.status()
-			}
-		},
 	}
+	obs := observers{d.wd, liveView{r.live, d.status}, passOnly(m.passEnded), notifications{d.notifier}, passOnly(d.pages.passEnded)}
 	if d.fleet != nil {
-		wireFleet(r, d, name)
+		obs = append(obs, wireFleet(r, d, name))
 	}
 	if d.forge != nil {
-		d.forge.wire(r)
+		if o := d.forge.wire(r); o != nil {
+			obs = append(obs, o)
+		}
 	}
+	obs = append(obs, d.observers...)
+	r.agent.OnProgress, r.agent.OnPass = obs.progress(name), obs.passEnded(name)
 	r.poller = gitsource.NewPoller(cfg.Repo.PollInterval.Duration)
 	r.poller.OnDemand = true
 	r.ready.Store(true)

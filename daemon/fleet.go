@@ -9,7 +9,6 @@ import (
 	"berth.dev/berth/fleet"
 	"berth.dev/berth/fleet/fleetjobs"
 	"berth.dev/berth/jobs"
-	"berth.dev/berth/reconcile"
 )
 
 // The fleet (docs/fleet.md): with a `fleet:` block, each env's agent
@@ -35,23 +34,15 @@ func withFleetJobs(s *jobs.Scheduler, c *fleet.Client) {
 }
 
 // wireFleet makes env's agent coordinate through the fleet: its pass
-// asks the fleet before deploying (reconcile.Fleet), its progress and
-// results are published as this host's state, and its job scheduler gets
-// the fleet (withFleetJobs).
-func wireFleet(r *envRuntime, d hostDeps, name string) {
+// asks the fleet before deploying (reconcile.Fleet), its job scheduler
+// gets the fleet (withFleetJobs), and it returns the observer that
+// publishes the env's progress and results as this host's state.
+func wireFleet(r *envRuntime, d hostDeps, name string) Observer {
 	r.agent.Fleet = d.fleet
 	r.pub = newHostPublisher(d.fleet, name, r.dir, d.cfg.Journal(name), d.eng, d.version)
-	onProgress, onPass := r.agent.OnProgress, r.agent.OnPass
-	r.agent.OnProgress = func(p reconcile.Progress) {
-		onProgress(p)
-		r.pub.progress(p)
-	}
-	r.agent.OnPass = func(p reconcile.Pass) {
-		onPass(p)
-		r.pub.passEnded(p)
-	}
 	withFleetJobs(r.sched, d.fleet)
 	r.pub.publish()
+	return r.pub
 }
 
 // watchFleetControl triggers a check of every env at once when its

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"os"
-	"slices"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -101,8 +100,8 @@ func (f *forgeSide) report(env, rev string, st forge.State, description string) 
 
 // wire hooks one env's agent: its live revision's x-berth.promote for the
 // promoter, and, without a fleet, its own passes for the reporter.
-func (f *forgeSide) wire(r *envRuntime) {
-	onLive, onProgress, onPass := r.agent.OnLive, r.agent.OnProgress, r.agent.OnPass
+func (f *forgeSide) wire(r *envRuntime) Observer {
+	onLive := r.agent.OnLive
 	if p := f.promoters[r.name]; p != nil {
 		r.agent.OnLive = func(env *envs.Env, commit string) {
 			onLive(env, commit)
@@ -110,17 +109,9 @@ func (f *forgeSide) wire(r *envRuntime) {
 		}
 	}
 	if f.fc != nil {
-		return // the reporter role reads every host from etcd
+		return nil // the reporter role reads every host from etcd
 	}
-	self := &selfView{f: f, env: r.name, view: forge.HostView{Host: f.host, Alive: true}}
-	r.agent.OnProgress = func(p reconcile.Progress) {
-		onProgress(p)
-		self.progress(p)
-	}
-	r.agent.OnPass = func(p reconcile.Pass) {
-		onPass(p)
-		self.passEnded(p)
-	}
+	return &selfView{f: f, env: r.name, view: forge.HostView{Host: f.host, Alive: true}}
 }
 
 // selfView is this host, the env's only one, as the reporter reads it.
@@ -131,21 +122,24 @@ type selfView struct {
 	view forge.HostView
 }
 
-func (s *selfView) progress(p reconcile.Progress) {
-	if p.Commit == "" || !(slices.Contains(status.DeployPhases, p.Phase) || p.Phase == reconcile.PhaseFleet) {
+// Progress is an Observer's: a deploy's phase, or the fleet's wait.
+func (s *selfView) Progress(_ string, p reconcile.Progress) {
+	if p.Commit == "" || !(p.Phase.Deploys() || p.Phase == reconcile.PhaseFleet) {
 		return
 	}
 	s.mu.Lock()
-	s.view.Deploying, s.view.Phase, s.view.Started, s.view.Waiting = p.Commit, p.Phase, p.Started, p.Waiting
+	s.view.Deploying, s.view.Phase, s.view.Started, s.view.Waiting = p.Commit, string(p.Phase), p.Started, string(p.Waiting)
 	v := s.view
 	s.mu.Unlock()
 	s.f.summarize(s.env, p.Commit, []forge.HostView{v}, nil, nil)
 }
 
-func (s *selfView) passEnded(ps reconcile.Pass) {
+// PassEnded is an Observer's: how the pass ended, in the words the fleet
+// publishes (reconcile.Result.Label).
+func (s *selfView) PassEnded(_ string, ps reconcile.Pass) {
 	r := ps.Record
-	class := passClass(ps.Result)
-	if r.Commit == "" || class == "" {
+	class := ps.Result.Label()
+	if r.Commit == "" || ps.Result == reconcile.ResultInterrupted {
 		return // no head listed, or the agent stopping
 	}
 	s.mu.Lock()
@@ -158,22 +152,6 @@ func (s *selfView) passEnded(ps reconcile.Pass) {
 	v := s.view
 	s.mu.Unlock()
 	s.f.summarize(s.env, r.Commit, []forge.HostView{v}, nil, nil)
-}
-
-// passClass names a pass's result as the fleet publishes it ("" for an
-// interrupted pass: nothing to say).
-func passClass(result string) string {
-	switch result {
-	case reconcile.ResultFailed:
-		return "verdict"
-	case reconcile.ResultOutage:
-		return "outage"
-	case reconcile.ResultHeld:
-		return "held"
-	case reconcile.ResultInterrupted:
-		return ""
-	}
-	return "ok"
 }
 
 func (f *forgeSide) summarize(env, rev string, hosts []forge.HostView, halts []forge.HaltView, ro *forge.RolloutView) {

@@ -35,7 +35,7 @@ func newAgentMetrics(version, commit string) *agentMetrics {
 		gitErrors:    r.Counter("berth_git_errors_total", "Config repo errors, by operation.", "op"),
 		pullErrors:   r.Counter("berth_image_pull_errors_total", "Image pulls that failed (registry unreachable, auth, missing digest), by env.", "env"),
 		secretErrors: r.Counter("berth_secret_resolution_errors_total", "Secret resolutions from Vault that failed, by env and service.", "env", "service"),
-		checks:       r.Counter("berth_checks_total", "Passes (checks of the config repo and the host), by env and how they ended: ok, verdict, outage, interrupted.", "env", "result"),
+		checks:       r.Counter("berth_checks_total", "Passes (checks of the config repo and the host), by env and how they ended: ok, verdict, outage, held, interrupted.", "env", "result"),
 		deploys:      r.Counter("berth_deploys_total", "Deploys that changed something, by env and result.", "env", "result"),
 		rollbacks:    r.Counter("berth_rollbacks_total", "Deploys that undid something they had changed, by env.", "env"),
 		phases:       r.Summary("berth_deploy_phase_seconds", "Time spent in each deploy phase, by env.", "env", "phase"),
@@ -53,32 +53,18 @@ func newAgentMetrics(version, commit string) *agentMetrics {
 // it ended, and for a deploy that changed something its result, whether it
 // rolled anything back, and its phase durations.
 func (m *agentMetrics) passEnded(env string, p reconcile.Pass) {
-	m.checks.Inc(env, checkResult(p))
+	m.checks.Inc(env, p.Result.Label())
 	if !p.New || !p.Record.Changed {
 		return // a pass counted into the previous record changed nothing
 	}
 	rec := p.Record
-	m.deploys.Inc(env, rec.Result)
+	m.deploys.Inc(env, string(rec.Result))
 	if len(rec.Undone) > 0 {
 		m.rollbacks.Inc(env)
 	}
 	for _, p := range rec.Phases {
-		m.phases.Observe(p.Duration.Seconds(), env, p.Name)
+		m.phases.Observe(p.Duration.Seconds(), env, string(p.Name))
 	}
-}
-
-// checkResult is the berth_checks_total label of a pass: ok, verdict,
-// outage or interrupted.
-func checkResult(p reconcile.Pass) string {
-	switch p.Result {
-	case reconcile.ResultSucceeded, reconcile.ResultUnchanged:
-		return "ok"
-	case reconcile.ResultFailed:
-		return "verdict"
-	case reconcile.ResultOutage:
-		return "outage"
-	}
-	return "interrupted"
 }
 
 func (m *agentMetrics) liveRevision(env, commit string) {

@@ -41,14 +41,14 @@ func newNotifier(cfg *agentconfig.Config, log hclog.Logger) *notify.Notifier {
 // are: a deploy that changed something, a verdict, an outage that lasted).
 func passEvent(env string, p reconcile.Pass) notify.Event {
 	rec := p.Record
-	e := notify.Event{Env: env, Commit: rec.Commit, Subject: rec.Subject, DeployID: rec.ID, Status: rec.Result, Reason: rec.Reason, Key: "deploy:" + rec.Commit}
+	e := notify.Event{Env: env, Commit: rec.Commit, Subject: rec.Subject, DeployID: rec.ID, Status: string(rec.Result), Reason: rec.Reason, Key: "deploy:" + rec.Commit}
 	what := fmt.Sprintf("%.12s %q", rec.Commit, rec.Subject)
 	switch {
 	case rec.Result == reconcile.ResultSucceeded:
 		e.Event = notify.DeploySucceeded
 		e.Text = fmt.Sprintf("berth %s: deployed %s", env, what)
 	case rec.Result == reconcile.ResultOutage:
-		e.Event, e.Key = notify.DeployOutage, "outage:"+rec.Commit+":"+rec.Phase
+		e.Event, e.Key = notify.DeployOutage, "outage:"+rec.Commit+":"+string(rec.Phase)
 		if rec.Commit == "" {
 			what = "the branch head"
 		}
@@ -71,12 +71,12 @@ func passEvent(env string, p reconcile.Pass) notify.Event {
 	return e
 }
 
-// kept names the one-shots a rollback does not undo.
+// kept names the one-shots a rollback does not undo: those that ran.
 func kept(rec reconcile.Record) string {
 	var runs []string
-	for _, d := range rec.Done {
-		if strings.HasPrefix(d, "run ") {
-			runs = append(runs, d)
+	for _, r := range rec.OneShots {
+		if r.Skipped == "" {
+			runs = append(runs, fmt.Sprintf("run %s (exit %d)", r.Service, r.ExitCode))
 		}
 	}
 	if len(runs) == 0 {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"berth.dev/berth/internal/failure"
+	"berth.dev/berth/migrate"
 	"berth.dev/berth/notify"
 	"berth.dev/berth/reconcile"
 )
@@ -35,7 +36,7 @@ func TestPassEventAndMetrics_RenderTheOutcome(t *testing.T) {
 			wantEvent: notify.DeployFailed, wantText: []string{"failed in cli after changes that are not undone (run migrate (exit 0), run smoke (exit 1))"}, wantCheck: "verdict"},
 		{name: "rolled back", class: failure.Verdict,
 			rec: reconcile.Record{Result: reconcile.ResultFailed, Class: "verdict", Phase: "servers", Changed: true, Reason: "servers: never healthy",
-				Done: []string{"run migrate (exit 0)", "create prod-web-2"}, Undone: []string{"remove prod-web-2"}},
+				Done: []string{"run migrate (exit 0)", "create prod-web-2"}, Undone: []string{"remove prod-web-2"}, OneShots: []migrate.Record{{Service: "migrate"}}},
 			wantEvent: notify.DeployRolledBack, wantText: []string{"rolled back (undone: remove prod-web-2; not undone: run migrate (exit 0))"}, wantRollbacks: 1, wantCheck: "verdict"},
 		{name: "outage", class: failure.Outage,
 			rec:       reconcile.Record{Result: reconcile.ResultOutage, Class: "outage", Phase: "prepare", Passes: 3, Live: "fedcba9876543210", Reason: "prepare: connection refused"},

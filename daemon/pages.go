@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"berth.dev/berth/reconcile"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +36,7 @@ func newStartupPages(envs []string) *startupPages {
 }
 
 // passEnded counts env's first pass; the last one releases the pages.
-func (p *startupPages) passEnded(env string) {
+func (p *startupPages) passEnded(env string, _ reconcile.Pass) {
 	if p == nil {
 		return
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
-	"strings"
 	"sync"
 
 	"berth.dev/berth/engine"
@@ -64,7 +62,7 @@ func (p *hostPublisher) fromState() {
 	case st.Hold != nil:
 		p.st.Held = fmt.Sprintf("rolled back to %.12s", st.Hold.Commit)
 	case st.FleetHeld != nil:
-		p.st.Held = fmt.Sprintf("%.12s halted fleet-wide: %s", st.FleetHeld.Commit, st.FleetHeld.Reason)
+		p.st.Held = fmt.Sprintf("%.12s halted fleet-wide: %s", st.FleetHeld.Commit, status.OneLine(st.FleetHeld.Reason))
 	}
 	p.st.Paused = nil
 	if st.Pause != nil {
@@ -97,50 +95,37 @@ func (p *hostPublisher) publish() {
 	p.c.Publish(p.env, st)
 }
 
-// progress notes the pass's step (a deploy phase, or what it waits for).
-func (p *hostPublisher) progress(pr reconcile.Progress) {
+// Progress notes the pass's step (a deploy phase, or what it waits for).
+func (p *hostPublisher) Progress(_ string, pr reconcile.Progress) {
 	p.mu.Lock()
 	was := p.st.Deploy
 	switch {
-	case slices.Contains(status.DeployPhases, pr.Phase) || pr.Phase == reconcile.PhaseFleet:
-		p.st.Deploy = &fleet.Deploy{Revision: pr.Commit, Phase: pr.Phase, Started: pr.Started}
+	case pr.Phase.Deploys() || pr.Phase == reconcile.PhaseFleet:
+		p.st.Deploy = &fleet.Deploy{Revision: pr.Commit, Phase: string(pr.Phase), Started: pr.Started}
 	default:
 		p.st.Deploy = nil
 	}
-	changed := p.st.Waiting != pr.Waiting || (was == nil) != (p.st.Deploy == nil) ||
+	changed := p.st.Waiting != string(pr.Waiting) || (was == nil) != (p.st.Deploy == nil) ||
 		was != nil && (was.Phase != p.st.Deploy.Phase || was.Revision != p.st.Deploy.Revision)
-	p.st.Waiting = pr.Waiting
+	p.st.Waiting = string(pr.Waiting)
 	p.mu.Unlock()
 	if changed {
 		p.publish()
 	}
 }
 
-// passEnded notes how a pass ended, reads the marks it left in
-// state.json, and the services' health.
-func (p *hostPublisher) passEnded(ps reconcile.Pass) {
+// PassEnded notes how a pass ended (and what it still waits on), reads
+// the marks it left in state.json, and the services' health.
+func (p *hostPublisher) PassEnded(_ string, ps reconcile.Pass) {
 	r := ps.Record
 	p.mu.Lock()
-	p.st.Deploy, p.st.Waiting = nil, ""
-	class := "ok"
-	switch r.Result {
-	case reconcile.ResultFailed:
-		class = "verdict"
-	case reconcile.ResultOutage:
-		class = "outage"
-	case reconcile.ResultHeld:
-		class = "held"
-	case reconcile.ResultInterrupted:
-		class = "interrupted"
-	}
-	if r.Result == reconcile.ResultOutage && strings.HasPrefix(r.Reason, "waiting for etcd") {
-		p.st.Waiting = "waiting for etcd"
-	}
+	p.st.Deploy, p.st.Waiting = nil, string(ps.Waiting)
+	class, reason := ps.Result.Label(), status.OneLine(r.Reason)
 	at := r.Finished
-	if p.st.Result != nil && p.st.Result.Class == class && p.st.Result.Revision == r.Commit && p.st.Result.Reason == r.Reason {
+	if p.st.Result != nil && p.st.Result.Class == class && p.st.Result.Revision == r.Commit && p.st.Result.Reason == reason {
 		at = p.st.Result.At // the same result again: no new write
 	}
-	p.st.Result = &fleet.Result{Revision: r.Commit, Class: class, Reason: status.OneLine(r.Reason), At: at}
+	p.st.Result = &fleet.Result{Revision: r.Commit, Class: class, Reason: reason, At: at}
 	list := !p.listing && p.eng != nil
 	p.listing = p.listing || list
 	p.mu.Unlock()

@@ -68,7 +68,7 @@ type watchdog struct {
 
 // beat is one env's pass in flight.
 type beat struct {
-	phase string
+	phase reconcile.Phase
 	at    time.Time
 }
 
@@ -76,15 +76,15 @@ func newWatchdog(stall time.Duration, log hclog.Logger) *watchdog {
 	return &watchdog{stall: stall, now: time.Now, log: log, passes: map[string]*beat{}}
 }
 
-// progress notes env's pass starting or entering a step.
-func (w *watchdog) progress(env, phase string) {
+// Progress notes env's pass starting or entering a step.
+func (w *watchdog) Progress(env string, p reconcile.Progress) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.passes[env], w.wedged = &beat{phase, w.now()}, false
+	w.passes[env], w.wedged = &beat{p.Phase, w.now()}, false
 }
 
-// passEnded notes env's pass ending.
-func (w *watchdog) passEnded(env string) {
+// PassEnded notes env's pass ending.
+func (w *watchdog) PassEnded(env string, _ reconcile.Pass) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.passes, env)

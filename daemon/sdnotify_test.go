@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"berth.dev/berth/reconcile"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -37,7 +38,7 @@ func TestWatchdog_PingsOnlyWhileTheLoopMakesProgress(t *testing.T) {
 			t.Fatalf("%d pings in an idle hour, want one per 30 s", n)
 		}
 		for range 4 { // a pass entering a step every 8 minutes: progress
-			w.progress("prod", "servers")
+			w.Progress("prod", reconcile.Progress{Phase: "servers"})
 			time.Sleep(8 * time.Minute)
 		}
 		before := pings()
@@ -46,7 +47,7 @@ func TestWatchdog_PingsOnlyWhileTheLoopMakesProgress(t *testing.T) {
 		if pings() == before {
 			t.Fatal("a pass making progress stopped the pings")
 		}
-		w.progress("prod", "cli") // then it hangs in cli
+		w.Progress("prod", reconcile.Progress{Phase: "cli"}) // then it hangs in cli
 		time.Sleep(11 * time.Minute)
 		synctest.Wait()
 		wedged := pings()
@@ -61,7 +62,7 @@ func TestWatchdog_PingsOnlyWhileTheLoopMakesProgress(t *testing.T) {
 		if len(statuses) != 1 || !strings.Contains(statuses[0], "STATUS=wedged: env prod: no progress for") || !strings.Contains(statuses[0], "in phase cli") {
 			t.Fatalf("status messages %q, want one saying the pass is wedged in cli", statuses)
 		}
-		w.passEnded("prod") // it came back after all
+		w.PassEnded("prod", reconcile.Pass{}) // it came back after all
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		if pings() == wedged {
@@ -75,17 +76,17 @@ func TestWatchdog_PingsOnlyWhileTheLoopMakesProgress(t *testing.T) {
 func TestWatchdog_OneWedgedEnvAmongSeveral(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWatchdog(10*time.Minute, hclog.NewNullLogger())
-		w.progress("shop", "cli")
+		w.Progress("shop", reconcile.Progress{Phase: "cli"})
 		for range 12 {
-			w.progress("blog", "servers")
-			w.passEnded("blog")
+			w.Progress("blog", reconcile.Progress{Phase: "servers"})
+			w.PassEnded("blog", reconcile.Pass{})
 			time.Sleep(time.Minute)
 		}
 		ok, why := w.healthy()
 		if ok || !strings.Contains(why, "env shop: no progress for 12m0s in phase cli") {
 			t.Fatalf("healthy %v (%s), want shop wedged", ok, why)
 		}
-		w.passEnded("shop")
+		w.PassEnded("shop", reconcile.Pass{})
 		if ok, _ := w.healthy(); !ok {
 			t.Fatal("still wedged after shop's pass ended")
 		}

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"os"
-	"slices"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -11,7 +10,6 @@ import (
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
 	"berth.dev/berth/fleet"
-	"berth.dev/berth/status"
 	"berth.dev/berth/ui"
 )
 
@@ -46,8 +44,8 @@ func (r *envRuntime) pageView() ui.AgentView {
 	var v ui.AgentView
 	// A deploy in flight, or a pass waiting for the fleet; not the list
 	// and fetch of every quiet poll (as STATUS= shows it).
-	if a := r.live.Snapshot(); a != nil && a.Pass != nil && (a.Pass.Waiting != "" || slices.Contains(status.DeployPhases, a.Pass.Phase)) {
-		v.Pass = &ui.Pass{Commit: a.Pass.Commit, Phase: a.Pass.Phase, Started: a.Pass.Started, Waiting: a.Pass.Waiting}
+	if a := r.live.Snapshot(); a != nil && a.Pass != nil && (a.Pass.Waiting != "" || a.Pass.Phase.Deploys()) {
+		v.Pass = &ui.Pass{Commit: a.Pass.Commit, Phase: string(a.Pass.Phase), Started: a.Pass.Started, Waiting: string(a.Pass.Waiting)}
 	}
 	if sp := r.services.Load(); sp != nil {
 		v.Services = *sp

@@ -228,9 +228,12 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 		if w.serving() != "version=v2" {
 			t.Fatalf("serving %q", w.serving())
 		}
-		_, out = w.once()
+		code, out = w.once()
 		if strings.Contains(out, "container started") {
 			t.Fatalf("the failed revision was retried:\n%s", out)
+		}
+		if code != 1 { // the head is still refused: not live
+			t.Fatalf("a pass that keeps v2 while the head is refused: exit %d, want 1\n%s", code, out)
 		}
 		var history []struct{ Commit, Result, Reason string }
 		w.cli(&history, "history")

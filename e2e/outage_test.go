@@ -54,7 +54,7 @@ func (w *world) journalText(t testing.TB) string {
 
 // waitOutage waits until the newest record is an outage of at least n
 // passes in phase, and returns it.
-func (w *world) waitOutage(t testing.TB, phase string, n int) reconcile.Record {
+func (w *world) waitOutage(t testing.TB, phase reconcile.Phase, n int) reconcile.Record {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -138,7 +138,7 @@ x-berth:
 	steps := []struct {
 		name    string
 		gate    *testenv.Gate
-		phase   string // where the pass stops while it is down
+		phase   reconcile.Phase // where the pass stops while it is down
 		version string
 		secret  string
 	}{
@@ -179,7 +179,7 @@ x-berth:
 			if outage == nil || deployed == nil || outage.Class != "outage" || !slices.Contains([]string{"", c}, outage.Commit) {
 				ids := make([]string, len(recs))
 				for i, r := range recs {
-					ids[i] = r.ID + " " + r.Commit + " " + r.Result + "/" + r.Class
+					ids[i] = r.ID + " " + r.Commit + " " + string(r.Result) + "/" + r.Class
 				}
 				t.Fatalf("journal after the outage (looking for outage %s and a success of %.12s; outage found %v, deployed found %v):\n%s\nrecords: %q", out.ID, c, outage != nil, deployed != nil, w.journalText(t), ids)
 			}

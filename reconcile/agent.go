@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/envs"
-	"berth.dev/berth/internal/failure"
 )
 
 // Revision is a fetched commit of the config repo.
@@ -84,42 +83,11 @@ type Agent struct {
 	died        *attempt
 }
 
-// Pass is how one pass ended, for metrics, notifications and status.
-type Pass struct {
-	// Result is how this pass ended (a Result* constant); Record.Result
-	// is how the run of passes it was counted into began.
-	Result string
-	// Record is the journal record the pass wrote or was counted into
-	// (Record.Passes then counts the run of passes that ended the same
-	// way).
-	Record Record
-	// New: the pass started a record of its own (its outcome differs from
-	// the pass before, or it changed the host).
-	New bool
-	// Notify: worth telling people (a deploy that changed something, a
-	// verdict, an outage that lasted NotifyOutageAfter passes). At most
-	// one notification per pass.
-	Notify bool
-	// Class ended the pass (Unclassed when it did not fail).
-	Class failure.Class
-	Err   error
-}
-
-// Progress is a pass starting or entering a step.
-type Progress struct {
-	Commit  string    // the revision being deployed ("" before the head is known)
-	Phase   string    // list, fetch, load, fleet, plan, prepare, cli, workers, servers, retire
-	Started time.Time // when the pass started
-	// Waiting names the coordinated step a fleet's pass waits for (its
-	// turn, the canaries, etcd); "" when it stopped waiting.
-	Waiting string
-}
-
 // LoadLive hands the live revision's environment to OnLive, from its local
 // working copy (no network: jobs keep running while Git is unreachable). A
 // panic while loading it is an error, never a crash at startup.
 func (a *Agent) LoadLive(ctx context.Context) (err error) {
-	defer recoverTo(&err, a.logger(), "load")
+	defer recoverTo(&err, a.logger(), PhaseLoad)
 	st, err := LoadState(a.StateDir)
 	if err != nil || st.Live == nil || a.OnLive == nil {
 		return err
@@ -158,11 +126,12 @@ func (a *Agent) Check(ctx context.Context) (err error) {
 	if err := a.leftByTheDead(p); err != nil {
 		return err
 	}
-	a.progress(p, "list")
+	a.progress(p, PhaseList)
 	head, err := a.Source.Head(ctx)
 	if err != nil {
 		return asOutage(err)
 	}
+	p.head = head
 	if err := a.apply(p, head); err != nil {
 		return asOutage(err)
 	}
@@ -187,13 +156,13 @@ func (a *Agent) Check(ctx context.Context) (err error) {
 	if target == "" {
 		return nil
 	}
-	a.progress(p, "fetch")
+	a.progress(p, PhaseFetch)
 	rev, err := a.Source.Fetch(ctx, target, since)
 	if err != nil {
 		return asOutage(err) // gitsource marks a rewrite or a bad signature a verdict
 	}
 	p.rev = rev
-	a.progress(p, "load")
+	a.progress(p, PhaseLoad)
 	env, err := a.Load(ctx, rev)
 	if err != nil {
 		var ps envs.Problems
@@ -252,12 +221,12 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 	d := *a.Deployer
 	d.Log = a.logger().With("deploy_id", p.id)
 	rec := p.newRecord(a)
-	d.BeforePhase = func(phase string, res *Result) error {
+	d.BeforePhase = func(phase Phase, res *Report) error {
 		a.progress(p, phase)
 		// Nothing changes in prepare (pulls): a pass that ends there, an
 		// outage say, is counted like any other rather than journaled
 		// before it starts.
-		if a.Journal == nil || phase == "prepare" {
+		if a.Journal == nil || phase == PhasePrepare {
 			return nil
 		}
 		if rec.Actions == nil {
@@ -275,7 +244,7 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 		p.written = true
 		return nil
 	}
-	stage := func() string { // pulls and creates call it in parallel
+	stage := func() Phase { // pulls and creates call it in parallel
 		p.stageMu.Lock()
 		defer p.stageMu.Unlock()
 		return p.stage
@@ -285,7 +254,7 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 			a.OnProgress(Progress{Commit: p.target, Phase: stage(), Started: p.started})
 		}
 	}
-	a.progress(p, "plan")
+	a.progress(p, PhasePlan)
 	res, err := d.Deploy(ctx, Input{Env: env, Revision: rev.Commit, Live: p.live})
 	p.res = res
 	return err

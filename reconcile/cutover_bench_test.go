@@ -247,7 +247,7 @@ func benchBerthCutover(b *testing.B, lbType string) {
 		own += took - tr.covered(lbSpans)
 		lbMu.Unlock()
 		for _, p := range res.Phases {
-			phases[p.Name] += p.Duration
+			phases[string(p.Name)] += p.Duration
 		}
 		healthyToRetired += tr.retired["web"].Sub(tr.healthy["web"])
 		healthyToStop += tr.stopped["web"].Sub(tr.healthy["web"])

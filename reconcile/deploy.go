@@ -40,7 +40,7 @@ type Deployer struct {
 	Pulls int
 	// BeforePhase, when set, is called before each phase is taken (the
 	// journal writes its record there); an error stops the deploy.
-	BeforePhase func(phase string, res *Result) error
+	BeforePhase func(phase Phase, res *Report) error
 	// Progress, when set, is called whenever the deploy moves within a
 	// phase (an image pulled, a container changed, a one-shot ended): the
 	// watchdog tells a long phase from a wedged one by it. It must not
@@ -64,17 +64,11 @@ type Input struct {
 	Live string
 }
 
-// Phase is one timed step of a deploy.
-type Phase struct {
-	Name     string        `json:"name"`
-	Duration time.Duration `json:"duration"`
-}
-
-// Result says what a deploy did, always, however it ended.
-type Result struct {
+// Report says what a deploy did, always, however it ended.
+type Report struct {
 	Actions  []Action
 	OneShots []migrate.Record
-	Phases   []Phase
+	Phases   []Timing
 	// Changed: the plan had something to do.
 	Changed bool
 	// Done is what the deploy changed on the host, in order ("start
@@ -84,7 +78,7 @@ type Result struct {
 	Undone []string
 	// Phase is the phase the deploy ended in when it failed ("plan" for
 	// the container listing, "prepare" for secrets and pulls).
-	Phase string
+	Phase Phase
 	// Class is what ended a failed deploy (Unclassed when it succeeded).
 	Class failure.Class
 	// WatchUntil is when the watch of the switched servers ends (zero
@@ -97,7 +91,7 @@ type deploy struct {
 	*Deployer
 	in     Input
 	log    hclog.Logger // scoped with the phase being taken
-	res    *Result
+	res    *Report
 	undo   []undoStep
 	remove []engine.Managed // retired at the end, on success
 	mu     sync.Mutex       // guards in's maps, res.Done and undo in parallel steps
@@ -125,7 +119,7 @@ type undoStep struct {
 // was undone and which class of failure ended it (the error carries the
 // same mark). A panic inside a phase is recovered, rolled back and
 // returned as a verdict.
-func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
+func (d *Deployer) Deploy(ctx context.Context, in Input) (*Report, error) {
 	p, actual, err := d.plan(ctx, in)
 	if err != nil {
 		return p.fail(err)
@@ -147,16 +141,16 @@ func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
 		}
 	}
 	steps := []struct {
-		name string
+		name Phase
 		run  func(context.Context) error
 		skip func() bool
 	}{
-		{"prepare", p.prepare, nil},
-		{"cli", p.cli, nil},
-		{"workers", p.workers, nil},
-		{"servers", p.servers, nil},
-		{"watch", p.watch, p.nothingToWatch},
-		{"retire", p.retire, nil},
+		{PhasePrepare, p.prepare, nil},
+		{PhaseCLI, p.cli, nil},
+		{PhaseWorkers, p.workers, nil},
+		{PhaseServers, p.servers, nil},
+		{PhaseWatch, p.watch, p.nothingToWatch},
+		{PhaseRetire, p.retire, nil},
 	}
 	for _, st := range steps {
 		if st.skip != nil && st.skip() {
@@ -171,7 +165,7 @@ func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
 		}
 		start := time.Now()
 		err := p.step(ctx, st.name, st.run)
-		p.res.Phases = append(p.res.Phases, Phase{Name: st.name, Duration: time.Since(start)})
+		p.res.Phases = append(p.res.Phases, Timing{Name: st.name, Duration: time.Since(start)})
 		if err != nil {
 			p.rollback()
 			return p.fail(fmt.Errorf("%s: %w", st.name, err))
@@ -184,7 +178,7 @@ func (d *Deployer) Deploy(ctx context.Context, in Input) (*Result, error) {
 // Plan resolves the revision's secrets (their digests are part of the
 // config hashes) and compares it with the containers on the host, changing
 // nothing: what `berth plan` prints is what a deploy would do.
-func (d *Deployer) Plan(ctx context.Context, in Input) (*Result, error) {
+func (d *Deployer) Plan(ctx context.Context, in Input) (*Report, error) {
 	p, _, err := d.plan(ctx, in)
 	if err != nil {
 		return p.fail(err)
@@ -203,13 +197,13 @@ func (d *Deployer) plan(ctx context.Context, in Input) (p *deploy, actual []engi
 		}
 	}
 	in.Hashes = hashes
-	p = &deploy{Deployer: d, in: in, res: &Result{}, ahead: map[string]chan aheadSet{}, switchers: map[string]Switcher{}}
+	p = &deploy{Deployer: d, in: in, res: &Report{}, ahead: map[string]chan aheadSet{}, switchers: map[string]Switcher{}}
 	p.log = d.logger().With("env", in.Env.Name, "commit", short(in.Revision), "phase", "prepare")
-	p.res.Phase = "prepare" // secrets are prepared before the plan
+	p.res.Phase = PhasePrepare // secrets are prepared before the plan
 	if err := p.step(ctx, "prepare", p.resolveSecrets); err != nil {
 		return p, nil, fmt.Errorf("prepare: %w", err)
 	}
-	p.res.Phase, p.log = "plan", d.logger().With("env", in.Env.Name, "commit", short(in.Revision), "phase", "plan")
+	p.res.Phase, p.log = PhasePlan, d.logger().With("env", in.Env.Name, "commit", short(in.Revision), "phase", "plan")
 	actual, err = d.Observer.List(ctx, in.Env.Name)
 	if err != nil {
 		return p, nil, asOutage(fmt.Errorf("plan: %w", err))
@@ -221,13 +215,13 @@ func (d *Deployer) plan(ctx context.Context, in Input) (p *deploy, actual []engi
 
 // step runs one phase, turning a panic in it into a verdict (the stack goes
 // to the log, never into the error).
-func (p *deploy) step(ctx context.Context, name string, run func(context.Context) error) (err error) {
+func (p *deploy) step(ctx context.Context, name Phase, run func(context.Context) error) (err error) {
 	defer recoverTo(&err, p.log, name)
 	return run(ctx)
 }
 
 // fail ends the deploy with err, classed.
-func (p *deploy) fail(err error) (*Result, error) {
+func (p *deploy) fail(err error) (*Report, error) {
 	err = asOutage(err) // anything still unmarked is not certain enough for a verdict
 	p.res.Class = failure.Of(err)
 	return p.res, err

@@ -102,7 +102,7 @@ x-berth:
 	return env
 }
 
-func (h *host) deploy(r rev, revision string) (*Result, error) {
+func (h *host) deploy(r rev, revision string) (*Report, error) {
 	h.t.Helper()
 	return h.deployer.Deploy(h.t.Context(), Input{Env: h.env(r), Revision: revision})
 }

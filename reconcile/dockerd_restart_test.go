@@ -67,8 +67,8 @@ func TestDeploy_DockerdRestartedMidDeployConverges(t *testing.T) {
 					// the deploy's own calls.
 					restarted := make(chan struct{})
 					fired := false
-					h.deployer.BeforePhase = func(p string, _ *Result) error {
-						if p == phase {
+					h.deployer.BeforePhase = func(p Phase, _ *Report) error {
+						if string(p) == phase {
 							fired = true
 							go func() {
 								defer close(restarted)
@@ -101,7 +101,7 @@ func TestDeploy_DockerdRestartedMidDeployConverges(t *testing.T) {
 							t.Fatalf("not converged 2 min after the restart (%d passes): %v", passes, err)
 						}
 						time.Sleep(time.Second)
-						var res *Result
+						var res *Report
 						res, err = h.deploy(rev{image: v2}, to)
 						passes++
 						if err == nil && !res.Changed {

@@ -32,15 +32,6 @@ type Fleet interface {
 	Control(ctx context.Context, env string) (fleet.Control, error)
 }
 
-// ResultHeld: the fleet halted the revision (it failed on another host,
-// or an operator halted it): this host keeps its live revision, and it is
-// not this host's failure. A new commit or `berth retry` ends it.
-const ResultHeld = "held"
-
-// PhaseFleet is the step of a pass that waits for the fleet (its turn in
-// the rollout); the watchdog does not count a long wait there as wedged.
-const PhaseFleet = "fleet"
-
 // Pause is `berth pause` on this host: the agent stops following the
 // branch and keeps its live revision (and self-heals it) until `berth
 // resume`.
@@ -82,7 +73,7 @@ func waitingForEtcd(err error) error {
 	if err == nil || !failure.IsOutage(err) {
 		return err
 	}
-	return fmt.Errorf("waiting for etcd: %w", err)
+	return fmt.Errorf("%s: %w", WaitEtcd, err)
 }
 
 // gate decides, before anything is fetched, whether the pass follows the
@@ -107,7 +98,7 @@ func (a *Agent) gate(ctx context.Context, p *pass, head, target string) (string,
 			// (self-heal included) while etcd is away.
 			return target, false, nil
 		}
-		a.waiting(p, "waiting for etcd")
+		a.waiting(p, WaitEtcd)
 		return "", false, waitingForEtcd(fmt.Errorf("read the fleet's control: %w", err))
 	}
 	if ctl.Retry != st.FleetRetry {
@@ -150,18 +141,20 @@ func (a *Agent) admit(ctx context.Context, p *pass) error {
 	}
 	a.progress(p, PhaseFleet)
 	req := fleet.RolloutRequest{Revision: p.target, Policy: policyOf(p.env.Rollout), Live: p.live,
-		Waiting: func(s string) { a.waiting(p, s) }}
+		Waiting: func(s string) { a.waiting(p, Wait(s)) }}
 	asked := time.Now().UTC()
 	adm, err := a.Fleet.Admit(ctx, a.Env, req)
 	var halted *fleet.HaltedError
 	if errors.As(err, &halted) {
-		p.st.FleetHeld = &FleetHeld{Commit: p.target, Reason: halted.Error(), At: time.Now().UTC()}
+		// The halt's own reason and host: the held line says "halted
+		// fleet-wide" itself.
+		p.st.FleetHeld = &FleetHeld{Commit: p.target, Reason: fmt.Sprintf("%s (on %s)", halted.Halt.Reason, halted.Halt.Host), At: time.Now().UTC()}
 		p.dirty, p.held = true, true
 		return failure.AsVerdict(halted)
 	}
 	if err != nil {
 		if failure.IsOutage(err) {
-			a.waiting(p, "waiting for etcd")
+			a.waiting(p, WaitEtcd)
 		}
 		return waitingForEtcd(fmt.Errorf("fleet: %w", err))
 	}
@@ -219,8 +212,10 @@ func admissionOutcome(ctx context.Context, err error, class failure.Class) (flee
 	return fleet.Abandoned, err.Error()
 }
 
-// waiting tells OnProgress what the pass waits for ("" when it stops).
-func (a *Agent) waiting(p *pass, what string) {
+// waiting notes what the pass waits for ("" when it stops) and tells
+// OnProgress.
+func (a *Agent) waiting(p *pass, what Wait) {
+	p.waiting = what
 	if a.OnProgress != nil {
 		a.OnProgress(Progress{Commit: p.target, Phase: p.stage, Started: p.started, Waiting: what})
 	}

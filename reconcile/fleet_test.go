@@ -83,7 +83,7 @@ func TestFleet_EachNewRevisionIsAdmittedWithItsPolicyAndTheLiveRevision(t *testi
 	var waits []string
 	a.OnProgress = func(p Progress) {
 		if p.Phase == PhaseFleet {
-			waits = append(waits, p.Waiting)
+			waits = append(waits, string(p.Waiting))
 		}
 	}
 	ctx := t.Context()
@@ -132,7 +132,7 @@ func TestFleet_AHaltedRevisionIsHeldNotFailedUntilRetry(t *testing.T) {
 		t.Fatalf("a held revision is recorded, not returned: %v", err)
 	}
 	st, _ := LoadState(a.StateDir)
-	if st.Failed != nil || st.FleetHeld == nil || st.FleetHeld.Commit != "c2" || !strings.Contains(st.FleetHeld.Reason, "halted fleet-wide") {
+	if st.Failed != nil || st.FleetHeld == nil || st.FleetHeld.Commit != "c2" || st.FleetHeld.Reason != "servers: never healthy (on web-1)" {
 		t.Fatalf("state: failed %+v held %+v", st.Failed, st.FleetHeld)
 	}
 	recs, _ := a.Journal.List()

@@ -15,26 +15,6 @@ import (
 	"berth.dev/berth/migrate"
 )
 
-// Results of a pass, in its journal record.
-const (
-	ResultRunning = "running" // a deploy in flight (or an agent killed in it)
-	// ResultSucceeded: the pass made its revision live (a deploy that
-	// changed containers, or a commit that changed nothing on this host),
-	// or restored the live revision's containers.
-	ResultSucceeded = "succeeded"
-	// ResultUnchanged: the live revision was checked and nothing needed
-	// doing. Passes like it are counted into one record.
-	ResultUnchanged = "unchanged"
-	// ResultFailed: a verdict on the revision (refused, invalid, or
-	// deployed and rolled back); not retried until a new commit or
-	// `berth retry`.
-	ResultFailed = "failed"
-	// ResultOutage: something the revision needs was unreachable; the
-	// host kept what it ran and the agent retries with backoff.
-	ResultOutage      = "outage"
-	ResultInterrupted = "interrupted" // the agent stopped mid-pass
-)
-
 // RecordFormat is the journal record format this berth writes. Records
 // without a format field are format 0 (berth before failure classes): they
 // read as they are, with no class, passes or live commit.
@@ -59,10 +39,10 @@ type Record struct {
 	Signer   string    `json:"signer,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitzero"`
-	Result   string    `json:"result"`
+	Result   Result    `json:"result"`
 	// Class is what ended a failed or outage pass: verdict or outage.
 	Class  string `json:"class,omitempty"`
-	Phase  string `json:"phase,omitempty"` // the phase being (or last) taken
+	Phase  Phase  `json:"phase,omitempty"` // the phase being (or last) taken
 	Reason string `json:"reason,omitempty"`
 	// Live is the live commit once the pass ended.
 	Live    string   `json:"live,omitempty"`
@@ -73,11 +53,11 @@ type Record struct {
 	Done   []string `json:"done,omitempty"`
 	Undone []string `json:"undone,omitempty"`
 	Images []string `json:"images,omitempty"` // every image the revision uses
-	Phases []Phase  `json:"phases,omitempty"`
+	Phases []Timing `json:"phases,omitempty"`
 	// Steps time the pass's own work outside the deploy's phases: list,
 	// fetch, load, plan (secrets and the container listing included), and
 	// the journal writes before each phase.
-	Steps    []Phase          `json:"steps,omitempty"`
+	Steps    []Timing         `json:"steps,omitempty"`
 	OneShots []migrate.Record `json:"one_shots,omitempty"`
 	// Passes is how many passes ended this way (0 or 1: this one only);
 	// LastPass is when the latest of them ended.
@@ -182,7 +162,7 @@ func (j *Journal) Recover() ([]Record, error) {
 			continue
 		}
 		r.Result, r.Finished = ResultInterrupted, time.Now().UTC()
-		r.Reason = "the agent stopped during phase " + r.Phase
+		r.Reason = "the agent stopped during phase " + string(r.Phase)
 		if err := j.Write(&r); err != nil {
 			return out, err
 		}

@@ -64,7 +64,7 @@ func TestAgent_EveryPassLeavesOneRecordOneReportAtMostOneNotification(t *testing
 		name       string
 		setup      func()
 		ctx        func() (context.Context, context.CancelFunc)
-		wantResult string
+		wantResult Result
 		wantClass  failure.Class
 		wantErr    bool // returned to the poller
 		wantNew    bool

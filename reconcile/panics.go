@@ -12,7 +12,7 @@ import (
 // recoverTo turns a panic of the calling function into a verdict in *errp,
 // with the stack in the log only (DESIGN.md §7: one bad revision must never
 // stop the daemon). Use as `defer recoverTo(&err, log, "servers")`.
-func recoverTo(errp *error, log hclog.Logger, where string) {
+func recoverTo(errp *error, log hclog.Logger, where Phase) {
 	r := recover()
 	if r == nil {
 		return
@@ -26,7 +26,7 @@ func recoverTo(errp *error, log hclog.Logger, where string) {
 
 // safely runs f, turning its panic into a verdict: for the goroutines a
 // phase starts, whose panics the phase's own recover cannot see.
-func safely(log hclog.Logger, where string, f func() error) (err error) {
+func safely(log hclog.Logger, where Phase, f func() error) (err error) {
 	defer recoverTo(&err, log, where)
 	return f()
 }

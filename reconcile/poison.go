@@ -33,14 +33,14 @@ const (
 // many agents in a row died on it before.
 type attempt struct {
 	Commit string    `json:"commit"`
-	Stage  string    `json:"stage"`
+	Stage  Phase     `json:"stage"`
 	Deaths int       `json:"deaths,omitempty"`
 	At     time.Time `json:"at"`
 }
 
 // markAttempt writes the mark before a step of the pass on p.target. A
 // mark that cannot be written is logged: it is a safeguard, not a step.
-func (a *Agent) markAttempt(p *pass, stage string) {
+func (a *Agent) markAttempt(p *pass, stage Phase) {
 	if a.StateDir == "" || p.target == "" {
 		return
 	}

@@ -88,9 +88,9 @@ func (p *deploy) createAhead(ctx context.Context, actions []Action, publish bool
 		go func() {
 			defer p.aheadWG.Done()
 			var set *newSet
-			where := "workers" // the phase the containers are for
+			where := PhaseWorkers // the phase the containers are for
 			if publish {
-				where = "servers"
+				where = PhaseServers
 			}
 			err := safely(log, where, func() (err error) {
 				set, err = p.create(ctx, a, publish)

@@ -125,7 +125,7 @@ services:
 	return env
 }
 
-func (s *stackHost) deployStack(r stackRev, revision string) (*Result, error) {
+func (s *stackHost) deployStack(r stackRev, revision string) (*Report, error) {
 	s.t.Helper()
 	return s.deployer.Deploy(s.t.Context(), Input{Env: s.stackEnv(r), Revision: revision})
 }
@@ -291,7 +291,7 @@ func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 				t.Fatal(err) // a first deploy has nothing to switch back to: not watched
 			}
 			res, err := s.deployStack(stackRev{image: v2, lb: lbType, watch: "3s"}, "r2")
-			if err != nil || !slices.ContainsFunc(res.Phases, func(p Phase) bool { return p.Name == "watch" && p.Duration >= 2*time.Second }) || res.WatchUntil.IsZero() {
+			if err != nil || !slices.ContainsFunc(res.Phases, func(p Timing) bool { return p.Name == "watch" && p.Duration >= 2*time.Second }) || res.WatchUntil.IsZero() {
 				t.Fatalf("a release that stays healthy through its watch: %v, phases %v", err, res.Phases)
 			}
 			s.serves(lbType, "v2")

@@ -202,7 +202,7 @@ func TestAgent_FullOrReadOnlyStateDirIsAnOutageAndRecovers(t *testing.T) {
 		var c4 []string
 		for _, r := range recs {
 			if r.Commit == "c4" {
-				c4 = append(c4, r.Result)
+				c4 = append(c4, string(r.Result))
 			}
 		}
 		// The outage record, kept in memory while the disk was full,

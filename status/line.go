@@ -2,7 +2,6 @@ package status
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +24,7 @@ func Line(cfg *agentconfig.Config, env string, l *Live) string {
 	default:
 		s += "no live revision yet"
 	}
-	if p := a.Pass; p != nil && slices.Contains(DeployPhases, p.Phase) {
+	if p := a.Pass; p != nil && p.Phase.Deploys() {
 		s += fmt.Sprintf("; deploying %.12s: %s", p.Commit, p.Phase)
 	}
 	if p := a.Pass; p != nil && p.Waiting != "" {

@@ -1,7 +1,6 @@
 package status
 
 import (
-	"slices"
 	"sync"
 	"time"
 
@@ -27,29 +26,25 @@ type Agent struct {
 
 // Pass is the pass in flight.
 type Pass struct {
-	Commit  string    `json:"commit,omitempty"`
-	Phase   string    `json:"phase"`
-	Started time.Time `json:"started"`
+	Commit  string          `json:"commit,omitempty"`
+	Phase   reconcile.Phase `json:"phase"`
+	Started time.Time       `json:"started"`
 	// Waiting names the coordinated step the pass waits for (a fleet's:
 	// its turn, the canaries, a migration on another host, etcd).
-	Waiting string `json:"waiting,omitempty"`
+	Waiting reconcile.Wait `json:"waiting,omitempty"`
 }
 
 // Last is how the latest pass ended.
 type Last struct {
-	Result string    `json:"result"`
-	Class  string    `json:"class,omitempty"`
-	Commit string    `json:"commit,omitempty"`
-	Phase  string    `json:"phase,omitempty"`
-	Reason string    `json:"reason,omitempty"`
-	Passes int       `json:"passes"` // passes in a row that ended this way
-	Since  time.Time `json:"since"`  // when the first of them ended
-	Live   string    `json:"live,omitempty"`
+	Result reconcile.Result `json:"result"`
+	Class  string           `json:"class,omitempty"`
+	Commit string           `json:"commit,omitempty"`
+	Phase  reconcile.Phase  `json:"phase,omitempty"`
+	Reason string           `json:"reason,omitempty"`
+	Passes int              `json:"passes"` // passes in a row that ended this way
+	Since  time.Time        `json:"since"`  // when the first of them ended
+	Live   string           `json:"live,omitempty"`
 }
-
-// DeployPhases are the steps of a deploy that changes the host: STATUS=
-// shows them, not the list/fetch/plan of every idle poll.
-var DeployPhases = []string{"prepare", "cli", "workers", "servers", "watch", "retire"}
 
 // Progress notes a pass entering a step and says whether STATUS= changes.
 func (l *Live) Progress(p reconcile.Progress) bool {
@@ -60,7 +55,7 @@ func (l *Live) Progress(p reconcile.Progress) bool {
 	if was != nil && was.Waiting != p.Waiting {
 		return true
 	}
-	return slices.Contains(DeployPhases, p.Phase) && (was == nil || was.Phase != p.Phase)
+	return p.Phase.Deploys() && (was == nil || was.Phase != p.Phase)
 }
 
 // PassEnded notes how a pass ended and says whether STATUS= changes.
@@ -75,7 +70,7 @@ func (l *Live) PassEnded(p reconcile.Pass) bool {
 		since = was.Since
 	}
 	l.a.Last = &Last{Result: r.Result, Class: r.Class, Commit: r.Commit, Phase: r.Phase, Reason: r.Reason, Passes: r.Count(), Since: since, Live: r.Live}
-	deployed := wasPass != nil && slices.Contains(DeployPhases, wasPass.Phase)
+	deployed := wasPass != nil && wasPass.Phase.Deploys()
 	return was == nil || deployed || was.Result != r.Result || was.Live != r.Live || was.Reason != r.Reason
 }
 

@@ -18,7 +18,7 @@ const (
 // UTF-8 are written as \uXXXX or \xXX (as the CLI writes them on a
 // terminal), and s is cut at maxText bytes. html/template escapes the
 // rest (<, >, &, quotes) when the page is written.
-func clean(s string) string { return escape(s, false, maxText) }
+func clean[S ~string](s S) string { return escape(string(s), false, maxText) }
 
 // cleanBlock is clean for text shown as a block (a run's output): newlines
 // and tabs stay; the tail of at most max bytes is kept.

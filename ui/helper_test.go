@@ -92,8 +92,8 @@ var t0 = time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 func deployRecord(id, commit, subject string, at time.Time) reconcile.Record {
 	return reconcile.Record{ID: id, Env: "prod", Commit: commit, Author: "Ada <ada@example.org>", Subject: subject,
 		Started: at, Finished: at.Add(9 * time.Second), Result: reconcile.ResultSucceeded, Changed: true, Live: commit,
-		Steps:  []reconcile.Phase{{Name: "list", Duration: 20 * time.Millisecond}, {Name: "fetch", Duration: 300 * time.Millisecond}, {Name: "load", Duration: 100 * time.Millisecond}, {Name: "plan", Duration: 80 * time.Millisecond}},
-		Phases: []reconcile.Phase{{Name: "prepare", Duration: time.Second}, {Name: "cli", Duration: 2 * time.Second}, {Name: "workers", Duration: 2 * time.Second}, {Name: "servers", Duration: 3 * time.Second}, {Name: "retire", Duration: 400 * time.Millisecond}},
+		Steps:  []reconcile.Timing{{Name: "list", Duration: 20 * time.Millisecond}, {Name: "fetch", Duration: 300 * time.Millisecond}, {Name: "load", Duration: 100 * time.Millisecond}, {Name: "plan", Duration: 80 * time.Millisecond}},
+		Phases: []reconcile.Timing{{Name: "prepare", Duration: time.Second}, {Name: "cli", Duration: 2 * time.Second}, {Name: "workers", Duration: 2 * time.Second}, {Name: "servers", Duration: 3 * time.Second}, {Name: "retire", Duration: 400 * time.Millisecond}},
 		Done:   []string{"run migrate", "start worker-2", "start web-2", "switch web to 127.0.0.1:32770"},
 	}
 }

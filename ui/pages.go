@@ -19,8 +19,8 @@ const historyPerPage = 50
 // maxQuery bounds the history's text filter.
 const maxQuery = 200
 
-var historyResults = []string{reconcile.ResultSucceeded, reconcile.ResultFailed, reconcile.ResultOutage,
-	reconcile.ResultRunning, reconcile.ResultInterrupted, reconcile.ResultHeld, reconcile.ResultUnchanged}
+var historyResults = []string{string(reconcile.ResultSucceeded), string(reconcile.ResultFailed), string(reconcile.ResultOutage),
+	string(reconcile.ResultRunning), string(reconcile.ResultInterrupted), string(reconcile.ResultHeld), string(reconcile.ResultUnchanged)}
 
 // historyPage filters env's records by result and text and returns one
 // page of them.
@@ -47,7 +47,7 @@ func (s *Server) historyPage(e *LocalEnv, q url.Values, now time.Time) (historyV
 	}
 	var match []*reconcile.Record
 	for _, r := range recs {
-		if v.Result != "" && r.Result != v.Result {
+		if v.Result != "" && string(r.Result) != v.Result {
 			continue
 		}
 		if needle != "" && !matches(r, needle) {
@@ -85,7 +85,7 @@ func (s *Server) historyPage(e *LocalEnv, q url.Values, now time.Time) (historyV
 // matches says whether a record's commit, subject, author, reason, phase
 // or id contains needle (lower case).
 func matches(r *reconcile.Record, needle string) bool {
-	for _, f := range []string{r.Commit, r.Subject, r.Author, r.Reason, r.Phase, r.ID} {
+	for _, f := range []string{r.Commit, r.Subject, r.Author, r.Reason, string(r.Phase), r.ID} {
 		if strings.Contains(strings.ToLower(f), needle) {
 			return true
 		}

@@ -12,7 +12,7 @@ import (
 // page.
 
 // resultClass is the CSS class (and colour) of a pass's result.
-func resultClass(result string) string {
+func resultClass(result reconcile.Result) string {
 	switch result {
 	case reconcile.ResultSucceeded, reconcile.ResultUnchanged:
 		return "ok"

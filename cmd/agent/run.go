@@ -56,14 +56,15 @@ func startFailed(d *daemon.Daemon, err error) int {
 }
 
 // onceExit is the exit code of `berth run --once`: a verdict on any env
-// outranks an outage, which outranks success (docs/operations.md).
+// (this pass's, or an earlier one that holds the head back) outranks an
+// outage, which outranks success (docs/operations.md).
 func onceExit(passes []reconcile.Pass) int {
 	code := exitOK
 	for _, p := range passes {
-		switch p.Result {
-		case reconcile.ResultFailed, reconcile.ResultHeld:
+		switch {
+		case p.Result == reconcile.ResultFailed, p.Result == reconcile.ResultHeld, p.HeadRefused:
 			return exitFailure
-		case reconcile.ResultOutage, reconcile.ResultInterrupted:
+		case p.Result == reconcile.ResultOutage, p.Result == reconcile.ResultInterrupted:
 			code = exitOutage
 		}
 	}
