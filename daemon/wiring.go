@@ -53,7 +53,7 @@ func NewSource(cfg *agentconfig.Config, dir string, log hclog.Logger) (*gitsourc
 }
 
 func loadOptions(cfg *agentconfig.Config, env string) envs.Options {
-	o := envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: cfg.Vault == nil,
+	o := envs.Options{Project: cfg.Project, Profiles: cfg.Profiles, Policy: cfg.Policy, NoSecretsBackend: cfg.Vault == nil, NoSOPSKey: cfg.SOPS == nil,
 		LB: envs.LBOptions{ConfDir: cfg.Nginx.ConfDir, Owner: upstreamOwner(cfg.Nginx.ConfDir, env),
 			BackendOwner: func(backend string) string { return lb.HAProxyOwner(cfg.HAProxy.ServersDir, backend) }}}
 	o.LB.File = func(path string) (envs.LBFile, error) {
@@ -97,19 +97,38 @@ func repoDir(checkout, sub string) (string, error) {
 // check_interval (never, with redeploy_on_change: false, except for a
 // dynamic secret whose lease runs out); nil without vault. renew keeps the
 // leases of dynamic secrets alive until its context ends.
+//
+// With sops.age_key_file, sops: references go to the SOPS resolver
+// instead, whose digests are salted with the host's salt in the state dir.
 func NewSecrets(cfg *agentconfig.Config, log hclog.Logger) (sec reconcile.Secrets, renew func(context.Context), err error) {
-	if cfg.Vault == nil {
-		return nil, func(context.Context) {}, nil
+	var vault secrets.Resolver
+	renew = func(context.Context) {}
+	if cfg.Vault != nil {
+		v, err := secrets.New(cfg.Vault.Config, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		interval := cfg.Vault.CheckInterval.Duration
+		if r := cfg.Vault.RedeployOnChange; r != nil && !*r {
+			interval = -1
+		}
+		vault, renew = &secrets.Cached{Resolver: v, Interval: interval}, v.RenewLeases
 	}
-	v, err := secrets.New(cfg.Vault.Config, log)
+	if cfg.SOPS == nil {
+		if vault == nil {
+			return nil, renew, nil
+		}
+		return vault, renew, nil
+	}
+	ids, err := cfg.AgeIdentities()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("sops: %w", err)
 	}
-	interval := cfg.Vault.CheckInterval.Duration
-	if r := cfg.Vault.RedeployOnChange; r != nil && !*r {
-		interval = -1
+	salt, err := secrets.SaltFile(filepath.Join(cfg.StateDir, "secret-salt"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("sops: %w", err)
 	}
-	return &secrets.Cached{Resolver: v, Interval: interval}, v.RenewLeases, nil
+	return secrets.Mux{Vault: vault, SOPS: &secrets.SOPS{Identities: ids, Salt: salt}}, renew, nil
 }
 
 // NewVerifier checks images against the host's images.verify and each

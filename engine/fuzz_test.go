@@ -118,7 +118,7 @@ func checkRequest(t *testing.T, repo string, req *Request) {
 
 func isManagedLabel(k string) bool {
 	switch k {
-	case LabelEnv, LabelService, LabelRole, LabelSlot, LabelConfigHash, LabelRevision, LabelJobEnv, LabelJob, LabelRun:
+	case LabelEnv, LabelService, LabelRole, LabelSlot, LabelConfigHash, LabelSpecHash, LabelRevision, LabelJobEnv, LabelJob, LabelRun:
 		return true
 	}
 	return false

@@ -12,8 +12,13 @@ const (
 	LabelService    = "berth.service"
 	LabelRevision   = "berth.revision"
 	LabelConfigHash = "berth.config-hash"
-	LabelRole       = "berth.role"
-	LabelSlot       = "berth.slot"
+	// LabelSpecHash is the service's hash without its secrets' digests:
+	// beside the config hash it tells a plan whether the config or only a
+	// secret changed (docs/security.md: the config hash itself is never
+	// shown for a service with secrets).
+	LabelSpecHash = "berth.spec-hash"
+	LabelRole     = "berth.role"
+	LabelSlot     = "berth.slot"
 
 	// Compose's own labels, so that `docker compose -p PROJECT ps/logs`
 	// and tooling built on them see berth's containers.
@@ -38,7 +43,7 @@ func managedLabels(p Placement, service, role string) map[string]string {
 	if p.OneOff {
 		oneOff = "True"
 	}
-	return map[string]string{
+	labels := map[string]string{
 		LabelEnv:          p.Env,
 		LabelService:      service,
 		LabelRevision:     p.Revision,
@@ -51,4 +56,8 @@ func managedLabels(p Placement, service, role string) map[string]string {
 		composeOneOff:     oneOff,
 		composeConfigHash: p.ConfigHash,
 	}
+	if p.SpecHash != "" {
+		labels[LabelSpecHash] = p.SpecHash
+	}
+	return labels
 }

@@ -28,6 +28,7 @@ type Placement struct {
 	Env        string
 	Revision   string // commit the container was created from
 	ConfigHash string // the service's hash, secret digests mixed in
+	SpecHash   string // the service's hash alone (LabelSpecHash)
 	Slot       int
 	OneOff     bool // a migrate/cli run
 	// SecretEnv holds resolved secrets as NAME=value. Values go to Docker

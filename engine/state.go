@@ -26,6 +26,7 @@ type Managed struct {
 	Slot       int
 	Revision   string
 	ConfigHash string
+	SpecHash   string // "" for containers made before berth set it
 	Image      string // as created, "repo@sha256:…"
 	State      string // created, running, exited, …
 	Health     string // healthy, starting, unhealthy; "" without a HEALTHCHECK
@@ -51,7 +52,7 @@ func (e *Engine) List(ctx context.Context, env string) ([]Managed, error) {
 		}
 		out = append(out, Managed{
 			ID: c.ID, Name: name, Service: c.Labels[LabelService], Role: c.Labels[LabelRole], Slot: slot,
-			Revision: c.Labels[LabelRevision], ConfigHash: c.Labels[LabelConfigHash], Image: c.Image, State: c.State,
+			Revision: c.Labels[LabelRevision], ConfigHash: c.Labels[LabelConfigHash], SpecHash: c.Labels[LabelSpecHash], Image: c.Image, State: c.State,
 			Health: health(c.Status), OneOff: c.Labels[composeOneOff] == "True", Ports: ports(c.Ports),
 		})
 	}

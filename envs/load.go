@@ -19,6 +19,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/sopsfile"
 )
 
 // Options controls how an environment is loaded.
@@ -36,6 +38,10 @@ type Options struct {
 	// agent has no Vault configured to resolve them. berth validate, which
 	// runs without an agent config, leaves it false.
 	NoSecretsBackend bool
+	// NoSOPSKey makes services with sops: secrets a problem: the host has
+	// no age key to open them (berth validate in a repository's CI leaves
+	// it off: the files' structure is checked without the key).
+	NoSOPSKey bool
 	// SecretPaths lists the Vault path prefixes secret references may
 	// name (agent config vault.allowed_paths); empty: any path outside the
 	// ones that are always refused (see CheckSecretPath).
@@ -152,11 +158,18 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 	details := types.ConfigDetails{WorkingDir: envDir, Environment: types.Mapping{}}
 	contained := true
 	dotenvPath := filepath.Join(envDir, ".env")
+	var sealed map[string]bool // keys a SOPS-encrypted .env holds encrypted
+	var sealedFile *sopsfile.File
 	if co.exists(dotenvPath) {
 		b, err := co.readFile(dotenvPath)
 		if err != nil {
 			c.add(co.rel(dotenvPath), "", "", err.Error(), "")
 			contained = false
+		} else if sopsfile.IsEncrypted(b) {
+			if sealedFile, details.Environment, sealed, err = sealedDotEnv(b); err != nil {
+				c.add(co.rel(dotenvPath), "", "", "a SOPS-encrypted .env: "+err.Error(), "")
+				contained = false
+			}
 		} else if vars, err := dotenv.UnmarshalBytesWithLookup(b, nil); err != nil {
 			c.add(co.rel(dotenvPath), "", "", err.Error(), "")
 			contained = false
@@ -179,6 +192,7 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 	}
 
 	ports := &portGuard{}
+	interpolatedSealed := map[string]bool{}
 	project, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
 		o.SetProjectName(opts.Project, true)
 		o.Profiles = opts.Profiles
@@ -186,6 +200,9 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 		// env_file and label_file are read below, through the checkout.
 		o.SkipResolveEnvironment = true
 		o.SkipResolveLabels = true
+		if len(sealed) > 0 {
+			o.Interpolate.LookupValue = guardSealed(o.Interpolate.LookupValue, sealed, func(k string) { interpolatedSealed[k] = true })
+		}
 		o.Interpolate = guardPorts(o.Interpolate, ports)
 	})
 	if err != nil && ctx.Err() != nil {
@@ -206,6 +223,9 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 	resolveEnvFiles(c, co, project)
 
 	env := &Env{Name: name, Project: project, File: files.main, root: co.dir}
+	if sealedFile != nil {
+		env.Sealed = map[string]*sopsfile.File{co.rel(dotenvPath): sealedFile}
+	}
 	report := func(field, msg, hint string) { c.top(field, msg, hint) }
 	top := parseTopSpec(project.Extensions[extKey], name, report)
 	env.RequireDigests, env.LB, env.Watch, env.Jobs, env.Rollout, env.Promote = top.requireDigests, top.lb, top.watch, top.jobs, top.rollout, top.promote
@@ -216,6 +236,11 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 		env.Services = append(env.Services, Service{Name: sname, Config: cfg, Berth: spec})
 	}
 	slices.SortStableFunc(env.Services, func(a, b Service) int { return roleOrder(a.Berth.Role) - roleOrder(b.Berth.Role) })
+	attachSealed(c, co, envDir, env)
+	for _, k := range slices.Sorted(maps.Keys(interpolatedSealed)) {
+		c.add(co.rel(dotenvPath), "", "", fmt.Sprintf("${%s} names a value this .env holds encrypted: it is never interpolated", k),
+			fmt.Sprintf(`give it to a service as a secret, x-berth.secrets: {%s: "sops:.env#%s"}`, k, k))
+	}
 	verr := validate(ctx, c, env, opts)
 	if err := ctx.Err(); err != nil {
 		// Cancelled (the agent is stopping): not a verdict on anything.

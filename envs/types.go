@@ -6,6 +6,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"berth.dev/berth/imagesig"
+	"berth.dev/berth/sopsfile"
 )
 
 // Role is the part a service plays in a deploy (DESIGN.md §4).
@@ -44,6 +45,10 @@ type Env struct {
 	// environment requires beyond the host's (nil: none). It can only add
 	// to the agent config's images.verify.
 	Images *imagesig.Policy
+	// Sealed are the environment's SOPS-encrypted files (its .env, the
+	// files sops: references name), by path in the checkout, their values
+	// still encrypted.
+	Sealed map[string]*sopsfile.File
 	// Services are ordered by deploy phase (migrate, cli, worker, server),
 	// then by name.
 	Services []Service
@@ -114,6 +119,9 @@ type SecretRef struct {
 	Path    string
 	Field   string
 	Version int // 0: latest
+	// Sealed is the file a sops: reference names (SOPSPrefix), parsed,
+	// its values still encrypted; nil for a Vault reference.
+	Sealed *sopsfile.File
 }
 
 func (r SecretRef) String() string {

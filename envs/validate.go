@@ -160,11 +160,17 @@ func validateService(c *collector, env *Env, s *Service, opts Options, mounts *m
 			bad(extKey+".port", "only servers are put behind the load balancer", "set x-berth.role: server")
 		}
 	}
-	if len(s.Berth.Secrets) > 0 && opts.NoSecretsBackend {
-		bad(extKey+".secrets", "declares secrets but the agent has no Vault configured", "configure vault: in /etc/berth/agent.yaml")
-	}
-	if len(s.Berth.SecretFiles) > 0 && opts.NoSecretsBackend {
-		bad(extKey+".secret_files", "declares secret files but the agent has no Vault configured", "configure vault: in /etc/berth/agent.yaml")
+	for _, kind := range []struct {
+		refs        map[string]SecretRef
+		field, what string
+	}{{s.Berth.Secrets, ".secrets", "secrets"}, {s.Berth.SecretFiles, ".secret_files", "secret files"}} {
+		vault, sops := countRefs(kind.refs)
+		if vault > 0 && opts.NoSecretsBackend {
+			bad(extKey+kind.field, "declares "+kind.what+" but the agent has no Vault configured", "configure vault: in /etc/berth/agent.yaml")
+		}
+		if sops > 0 && opts.NoSOPSKey {
+			bad(extKey+kind.field, "declares SOPS-encrypted "+kind.what+" but the agent has no age key", "set sops.age_key_file in /etc/berth/agent.yaml")
+		}
 	}
 	if len(s.Berth.SecretFiles) > 0 {
 		for _, v := range cfg.Volumes {
@@ -179,11 +185,17 @@ func validateService(c *collector, env *Env, s *Service, opts Options, mounts *m
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.Berth.Secrets)) {
+		if _, sops := s.Berth.Secrets[name].SOPSFile(); sops {
+			continue
+		}
 		if err := CheckSecretPath(s.Berth.Secrets[name].Path, opts.SecretPaths); err != nil {
 			bad(extKey+".secrets."+name, err.Error(), secretPathHint(opts.SecretPaths))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.Berth.SecretFiles)) {
+		if _, sops := s.Berth.SecretFiles[name].SOPSFile(); sops {
+			continue
+		}
 		if err := CheckSecretPath(s.Berth.SecretFiles[name].Path, opts.SecretPaths); err != nil {
 			bad(extKey+".secret_files."+name, err.Error(), secretPathHint(opts.SecretPaths))
 		}

@@ -65,7 +65,7 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 		{
 			name:    "malformed secret reference",
 			compose: "services:\n  w:\n    image: " + img + "\n    x-berth: {secrets: {DB: kv/db}}\n",
-			want:    []string{f + `:w:x-berth.secrets.DB: secret reference "kv/db" has no #field (write "path#field" or "path#field@version", e.g. "kv/journal/db#password")`},
+			want:    []string{f + `:w:x-berth.secrets.DB: secret reference "kv/db" has no #field (write "path#field" or "path#field@version", e.g. "kv/journal/db#password", or "sops:FILE#KEY")`},
 		},
 		{
 			name:    "secrets without a Vault configured",

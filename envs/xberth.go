@@ -191,7 +191,7 @@ func secretRefs(m map[string]any, key string, nameRe *regexp.Regexp, what, hint 
 		}
 		ref, err := ParseSecretRef(s)
 		if err != nil {
-			report(field, err.Error(), `write "path#field" or "path#field@version", e.g. "kv/journal/db#password"`)
+			report(field, err.Error(), `write "path#field" or "path#field@version", e.g. "kv/journal/db#password", or "sops:FILE#KEY"`)
 			continue
 		}
 		out[name] = ref
@@ -199,8 +199,12 @@ func secretRefs(m map[string]any, key string, nameRe *regexp.Regexp, what, hint 
 	return out
 }
 
-// ParseSecretRef parses "path#field" or "path#field@version".
+// ParseSecretRef parses "path#field" or "path#field@version" (Vault), or
+// "sops:FILE#KEY".
 func ParseSecretRef(s string) (SecretRef, error) {
+	if strings.HasPrefix(s, SOPSPrefix) {
+		return parseSOPSRef(s)
+	}
 	path, rest, ok := strings.Cut(s, "#")
 	if !ok {
 		return SecretRef{}, fmt.Errorf("secret reference %q has no #field", s)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -231,5 +232,28 @@ func TestCode_FenceOutlastsBackticks(t *testing.T) {
 		if got := code(in); got != want {
 			t.Errorf("code(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A new value in a SOPS-encrypted file replaces the services using it,
+// the reason naming the secret, never a value (none is known here).
+func TestCompute_SOPSValueChangeSaysSecretChanged(t *testing.T) {
+	r, _ := baseRepo(t)
+	sealed := func(name string) string {
+		b, err := os.ReadFile("../sopsfile/testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	compose := strings.Replace(prodCompose, "secrets: {DB_PASSWORD: kv/shop/db#password}", `secrets: {DB_PASSWORD: "sops:secrets.env#DB_PASSWORD"}`, 1)
+	from := r.commit("sops", map[string]string{"envs/prod/compose.yaml": compose, "envs/prod/secrets.env": sealed("shop.env")})
+	to := r.commit("a new password", map[string]string{"envs/prod/secrets.env": sealed("partial.env")})
+	e := compute(t, r, from, to, Options{}).Envs[0]
+	if s := service(e, "worker"); s == nil || !slices.Equal(s.Reasons, []string{"secret DB_PASSWORD changed (its encrypted value in secrets.env)"}) {
+		t.Errorf("worker: %+v", s)
+	}
+	if s := service(e, "web"); s != nil {
+		t.Errorf("web uses no secret: %+v", s)
 	}
 }

@@ -1,6 +1,8 @@
 package preview
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -26,14 +28,14 @@ func planServices(r *EnvReport, from, to *envs.Env) {
 			for i := range max(s.Berth.Replicas, 1) {
 				actual = append(actual, engine.Managed{
 					ID: fmt.Sprintf("%s-%d", s.Name, i), Service: s.Name, Role: string(s.Berth.Role), Slot: i,
-					Revision: "from", ConfigHash: s.Hash, Image: s.Config.Image, State: "running", Health: "healthy",
+					Revision: "from", ConfigHash: sealedHash(s), Image: s.Config.Image, State: "running", Health: "healthy",
 				})
 			}
 		}
 	}
 	hashes := map[string]string{}
 	for _, s := range to.Services {
-		hashes[s.Name] = s.Hash
+		hashes[s.Name] = sealedHash(s)
 	}
 	for _, a := range reconcile.Plan(to, hashes, actual) {
 		var was *envs.Service
@@ -63,6 +65,27 @@ func planServices(r *EnvReport, from, to *envs.Env) {
 			}
 		}
 	}
+}
+
+// sealedHash is s's hash with the ciphertexts of its sops: secrets mixed
+// in: without the host's key a new encrypted value is what the plan can
+// see of a secret that changed (the host mixes in the values' digests).
+func sealedHash(s envs.Service) string {
+	h := sha256.New()
+	h.Write([]byte(s.Hash))
+	sealed := false
+	for _, refs := range []map[string]envs.SecretRef{s.Berth.Secrets, s.Berth.SecretFiles} {
+		for _, name := range slices.Sorted(maps.Keys(refs)) {
+			if c := refs[name].Ciphertext(); c != "" {
+				fmt.Fprintf(h, "\x00%s=%s", name, c)
+				sealed = true
+			}
+		}
+	}
+	if !sealed {
+		return s.Hash
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func oneShot(r envs.Role) bool { return r == envs.RoleMigrate || r == envs.RoleCLI }
@@ -178,8 +201,10 @@ func secretChanges(was, now *envs.Service) []string {
 				out = append(out, fmt.Sprintf("%s %s added (%s)", kind, k, rb))
 			case !inB:
 				out = append(out, fmt.Sprintf("%s %s removed", kind, k))
-			case ra != rb:
+			case ra.String() != rb.String():
 				out = append(out, fmt.Sprintf("%s reference %s: %s → %s", kind, k, ra, rb))
+			case ra.Ciphertext() != rb.Ciphertext():
+				out = append(out, fmt.Sprintf("%s %s changed (its encrypted value in %s)", kind, k, strings.TrimPrefix(rb.Path, envs.SOPSPrefix)))
 			}
 		}
 	}

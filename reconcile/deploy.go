@@ -252,7 +252,7 @@ func (p *deploy) request(a Action, slot int, oneOff, publish bool) (*engine.Requ
 	svc := p.in.Env.Service(a.Service)
 	return engine.CreateRequest(p.in.Env.Project, *svc, engine.Placement{
 		Project: p.in.Env.Project.Name, Env: p.in.Env.Name, Revision: p.in.Revision,
-		ConfigHash: p.in.Hashes[a.Service], Slot: slot, OneOff: oneOff,
+		ConfigHash: p.in.Hashes[a.Service], SpecHash: svc.Hash, Slot: slot, OneOff: oneOff,
 		SecretEnv: p.in.SecretEnv[a.Service], SecretFiles: p.in.SecretFiles[a.Service], PublishLoopback: publish,
 	})
 }

@@ -191,8 +191,14 @@ func why(cur *engine.Managed, s envs.Service, hash string) string {
 		// The hash mixes in unsalted digests of the secret values: even a
 		// prefix of it, in records that reach the API, notifications and
 		// the fleet, would let whoever reads the repository confirm a
-		// guess of a weak secret offline.
-		return "config or secrets changed"
+		// guess of a weak secret offline. The spec hash holds none.
+		switch {
+		case cur.SpecHash == "":
+			return "config or secrets changed"
+		case cur.SpecHash == s.Hash:
+			return "secrets changed"
+		}
+		return fmt.Sprintf("config changed (hash %s→%s)", shortHash(cur.SpecHash), shortHash(s.Hash))
 	}
 	return fmt.Sprintf("config changed (hash %s→%s)", shortHash(cur.ConfigHash), shortHash(hash))
 }

@@ -38,6 +38,12 @@ func (f *File) Keys() []Key {
 	return out
 }
 
+// Walk visits the values in file order, as written (an encrypted value
+// is its ciphertext), with whether each is encrypted.
+func (f *File) Walk(visit func(key, value string, encrypted bool)) {
+	f.walk(func(e entry, enc bool) { visit(e.key, e.value, enc) })
+}
+
 // Recipients are the age recipients the data key is encrypted to.
 func (f *File) Recipients() []string {
 	var out []string

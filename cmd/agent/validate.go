@@ -7,6 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 
 	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/envs"
@@ -73,6 +76,33 @@ type validateResult struct {
 	Jobs     int           `json:"jobs,omitempty"`
 	Problems envs.Problems `json:"problems,omitempty"`
 	Error    string        `json:"error,omitempty"`
+	// Sealed says what the env's SOPS-encrypted files hold, read without
+	// the host's key: which keys are encrypted, and for whom.
+	Sealed []sealedResult `json:"sealed,omitempty"`
+}
+
+type sealedResult struct {
+	File       string   `json:"file"`
+	Recipients []string `json:"recipients"`
+	Encrypted  []string `json:"encrypted"`
+	Plain      []string `json:"plain,omitempty"`
+}
+
+func sealedResults(e *envs.Env) []sealedResult {
+	var out []sealedResult
+	for _, path := range slices.Sorted(maps.Keys(e.Sealed)) {
+		f := e.Sealed[path]
+		r := sealedResult{File: path, Recipients: f.Recipients()}
+		for _, k := range f.Keys() {
+			if k.Encrypted {
+				r.Encrypted = append(r.Encrypted, k.Name)
+			} else {
+				r.Plain = append(r.Plain, k.Name)
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // runValidate checks environments of a config repo checkout: the same
@@ -126,7 +156,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		case err != nil:
 			r.Error = err.Error()
 		default:
-			r.OK, r.Services, r.Jobs = true, len(e.Services), len(e.Jobs)
+			r.OK, r.Services, r.Jobs, r.Sealed = true, len(e.Services), len(e.Jobs), sealedResults(e)
 		}
 		failed = failed || !r.OK
 		results = append(results, r)
@@ -140,6 +170,13 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			switch {
 			case r.OK:
 				fmt.Fprintf(stdout, "envs/%s: ok (%s, %s)\n", r.Env, plural(r.Services, "service"), plural(r.Jobs, "job"))
+				for _, f := range r.Sealed {
+					fmt.Fprintf(stdout, "  %s: SOPS, for %s; encrypted: %s", f.File, plural(len(f.Recipients), "age recipient"), strings.Join(f.Encrypted, ", "))
+					if len(f.Plain) > 0 {
+						fmt.Fprintf(stdout, "; in the clear: %s", strings.Join(f.Plain, ", "))
+					}
+					fmt.Fprintln(stdout)
+				}
 			case r.Error != "":
 				fmt.Fprintf(stdout, "envs/%s: %s\n", r.Env, r.Error)
 			default:
