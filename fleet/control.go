@@ -154,29 +154,12 @@ func (c *Client) Retry(ctx context.Context, env string, by PauseInfo) (int64, er
 // unreachable. A host uses it to react at once to a pause, a resume or a
 // retry instead of at its next poll.
 func (c *Client) WatchControl(ctx context.Context, env string) <-chan Control {
-	out := make(chan Control, 1)
-	go func() {
-		defer close(out)
-		k := c.keys(env)
-		backoff := time.Second
-		for ctx.Err() == nil {
-			resp, err := c.txn(ctx, "read fleet control", nil, controlOps(k))
-			if err != nil {
-				if !sleepOrKick(ctx, nil, backoff) {
-					return
-				}
-				backoff = min(2*backoff, 30*time.Second)
-				continue
-			}
-			backoff = time.Second
-			ctl := controlOf(resp)
-			select { // keep only the latest
-			case <-out:
-			default:
-			}
-			out <- ctl
-			_ = c.waitChange(ctx, nil, resp.Header.Revision, prefixOf(k.ctl()))
+	k := c.keys(env)
+	return watchLatest(ctx, c, func(ctx context.Context) (Control, int64, error) {
+		resp, err := c.txn(ctx, "read fleet control", nil, controlOps(k))
+		if err != nil {
+			return Control{}, 0, err
 		}
-	}()
-	return out
+		return controlOf(resp), resp.Header.Revision, nil
+	}, prefixOf(k.ctl()))
 }

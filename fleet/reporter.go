@@ -89,40 +89,21 @@ type FleetView struct {
 // costs O(N) reads, whatever the poll interval. It sends nothing while
 // etcd is unreachable.
 func (c *Client) WatchHosts(ctx context.Context, env string) <-chan FleetView {
-	out := make(chan FleetView, 1)
-	go func() {
-		defer close(out)
-		k := c.keys(env)
-		backoff := time.Second
-		for ctx.Err() == nil {
-			// The revision first: a change after it is watched for, one
-			// before it is in the reads that follow.
-			var rev int64
-			resp, err := c.get(ctx, k.hosts(), clientv3.WithPrefix(), clientv3.WithCountOnly())
-			var hosts []HostStatus
-			var halts []Halt
-			if err == nil {
-				rev = resp.Header.Revision
-				hosts, err = c.List(ctx, env)
-			}
-			if err == nil {
-				halts, err = c.Halts(ctx, env)
-			}
-			if err != nil {
-				if !sleepOrKick(ctx, nil, backoff) {
-					return
-				}
-				backoff = min(2*backoff, 30*time.Second)
-				continue
-			}
-			backoff = time.Second
-			select { // keep only the latest
-			case <-out:
-			default:
-			}
-			out <- FleetView{Hosts: hosts, Halts: halts}
-			_ = c.waitChange(ctx, nil, rev, prefixOf(k.hosts()), prefixOf(k.seens()), prefixOf(k.halts()))
+	k := c.keys(env)
+	return watchLatest(ctx, c, func(ctx context.Context) (FleetView, int64, error) {
+		// The revision first: a change after it is watched for, one
+		// before it is in the reads that follow.
+		resp, err := c.get(ctx, k.hosts(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return FleetView{}, 0, err
 		}
-	}()
-	return out
+		var v FleetView
+		if v.Hosts, err = c.List(ctx, env); err != nil {
+			return v, 0, err
+		}
+		if v.Halts, err = c.Halts(ctx, env); err != nil {
+			return v, 0, err
+		}
+		return v, resp.Header.Revision, nil
+	}, prefixOf(k.hosts()), prefixOf(k.seens()), prefixOf(k.halts()))
 }

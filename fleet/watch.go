@@ -79,3 +79,33 @@ func (c *Client) waitChange(ctx context.Context, sess *concurrency.Session, rev 
 		return ctx.Err()
 	}
 }
+
+// watchLatest sends what read returns now and after every change of specs
+// after the revision read returned, until ctx ends: only the latest value
+// waits for a slow receiver, and a read that fails (etcd unreachable) is
+// retried with backoff, sending nothing meanwhile.
+func watchLatest[T any](ctx context.Context, c *Client, read func(ctx context.Context) (T, int64, error), specs ...watchSpec) <-chan T {
+	out := make(chan T, 1)
+	go func() {
+		defer close(out)
+		backoff := time.Second
+		for ctx.Err() == nil {
+			v, rev, err := read(ctx)
+			if err != nil {
+				if !sleepOrKick(ctx, nil, backoff) {
+					return
+				}
+				backoff = min(2*backoff, 30*time.Second)
+				continue
+			}
+			backoff = time.Second
+			select { // keep only the latest
+			case <-out:
+			default:
+			}
+			out <- v
+			_ = c.waitChange(ctx, nil, rev, specs...)
+		}
+	}()
+	return out
+}
