@@ -114,8 +114,14 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	waiting := make(chan error, 1)
 	started := make(chan struct{})
 	oneShot := request(4)
+	// Its create and start run before the hang, on a machine that may be
+	// busy: an engine whose calls have room, checked against its own
+	// deadline below.
+	waiter := New(pd.Client, nil)
+	waiter.Timeouts = e.Timeouts
+	waiter.Timeouts.Call = 15 * time.Second
 	go func() {
-		_, err := e.RunOnce(ctx, oneShot, OneShot{Timeout: time.Minute, Started: func(string) { close(started) }})
+		_, err := waiter.RunOnce(ctx, oneShot, OneShot{Timeout: time.Minute, Started: func(string) { close(started) }})
 		waiting <- err
 	}()
 	select {
@@ -126,7 +132,7 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	pd.Pause()
 	resumed = false
 	start := time.Now()
-	if err := <-waiting; !failure.IsOutage(err) || time.Since(start) > livenessEvery+call+slack {
+	if err := <-waiting; !failure.IsOutage(err) || time.Since(start) > livenessEvery+waiter.Timeouts.Call+slack {
 		t.Errorf("a waiting one-shot against a hung dockerd: after %s: %v (%s)", time.Since(start).Round(time.Millisecond), err, failure.Of(err))
 	}
 
