@@ -22,8 +22,9 @@ func startUI(t *testing.T, bin, config string, args ...string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	go func() { cmd.Wait(); pw.Close() }()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); pw.Close(); close(exited) }() // the one Wait
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
 	listening := make(chan struct{})
 	var mu sync.Mutex
 	var early []string
