@@ -33,7 +33,7 @@ func newStatusPage(cfg *agentconfig.Config, eng *engine.Engine, rs []*envRuntime
 	}
 	s := &ui.Server{Local: local, Log: log.Named("ui")}
 	if fc != nil {
-		s.Fleet = &ui.Fleet{Reader: fc, Envs: cfg.EnvNames(), Only: true, Host: fc.Host()}
+		s.Fleet = &ui.Fleet{Reader: &fleet.Overviews{Client: fc}, Envs: cfg.EnvNames(), Only: true, Host: fc.Host()}
 	}
 	return s
 }

@@ -184,23 +184,23 @@ func (c *Client) List(ctx context.Context, env string) ([]HostStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	return mergeHosts(resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs, c.now()), nil
+	return mergeHosts(resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs, c.now(), nil), nil
 }
 
 // mergeHosts joins the live host records with the last-seen ones: a host
 // without a live record is gone, shown as it was last seen (for a week).
-func mergeHosts(hostKVs, seenKVs []*mvccpb.KeyValue, now time.Time) []HostStatus {
-	byName := map[string]*HostStatus{}
+func mergeHosts(hostKVs, seenKVs []*mvccpb.KeyValue, now time.Time, dc *decodeCache) []HostStatus {
+	byName := make(map[string]*HostStatus, len(hostKVs))
 	for _, kv := range hostKVs {
-		var st HostState
-		if json.Unmarshal(kv.Value, &st) != nil {
+		st, ok := decode[HostState](dc, kv)
+		if !ok {
 			continue
 		}
 		byName[st.Host] = &HostStatus{HostState: st, Alive: true, LastSeen: st.Clock}
 	}
 	for _, kv := range seenKVs {
-		var sr seenRecord
-		if json.Unmarshal(kv.Value, &sr) != nil {
+		sr, ok := decode[seenRecord](dc, kv)
+		if !ok {
 			continue
 		}
 		h := byName[sr.State.Host]

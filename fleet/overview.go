@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -72,7 +73,7 @@ type JobHistory struct {
 // Bounds of one overview read: the newest keys of the prefixes that
 // grow with time (rollout records, migrations), all of the others.
 const (
-	overviewRolloutKeys   = 8192
+	overviewRolloutKeys   = 4096
 	overviewMigrationKeys = 512
 	overviewRollouts      = 10
 	opsPerEnv             = 10
@@ -82,6 +83,64 @@ const (
 
 // Overview reads envs' fleets, in one transaction per dozen envs.
 func (c *Client) Overview(ctx context.Context, envs []string) ([]Overview, error) {
+	return c.overview(ctx, envs, nil)
+}
+
+// Overviews reads Overview again and again (a status page), decoding only
+// the values that changed since its previous read: most keys of a fleet
+// do not change from one page to the next, and decoding thousands of
+// JSON values is most of a read's cost. Safe for concurrent use.
+type Overviews struct {
+	*Client
+
+	mu    sync.Mutex
+	cache map[string]cachedValue
+}
+
+// Overview is Client.Overview, decoding only what changed.
+func (o *Overviews) Overview(ctx context.Context, envs []string) ([]Overview, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	dc := &decodeCache{prev: o.cache, next: make(map[string]cachedValue, len(o.cache))}
+	out, err := o.Client.overview(ctx, envs, dc)
+	if err == nil {
+		o.cache = dc.next // what the read no longer holds is forgotten
+	}
+	return out, err
+}
+
+// decodeCache holds the values of one read, by key and mod revision.
+type decodeCache struct{ prev, next map[string]cachedValue }
+
+type cachedValue struct {
+	mod int64
+	v   any
+}
+
+// decode unmarshals kv's JSON value into a T, or takes it from dc when
+// kv did not change since the previous read (dc nil: no cache). Values
+// from the cache are shared: callers must not change their maps and
+// slices.
+func decode[T any](dc *decodeCache, kv *mvccpb.KeyValue) (T, bool) {
+	if dc != nil {
+		if e, ok := dc.prev[string(kv.Key)]; ok && e.mod == kv.ModRevision {
+			if v, ok := e.v.(T); ok {
+				dc.next[string(kv.Key)] = e
+				return v, true
+			}
+		}
+	}
+	var t T
+	if json.Unmarshal(kv.Value, &t) != nil {
+		return t, false
+	}
+	if dc != nil {
+		dc.next[string(kv.Key)] = cachedValue{mod: kv.ModRevision, v: t}
+	}
+	return t, true
+}
+
+func (c *Client) overview(ctx context.Context, envs []string, dc *decodeCache) ([]Overview, error) {
 	out := make([]Overview, 0, len(envs))
 	per := maxTxnOps / opsPerEnv
 	for len(envs) > 0 {
@@ -100,20 +159,19 @@ func (c *Client) Overview(ctx context.Context, envs []string) ([]Overview, error
 			r := resp.Responses[i*opsPerEnv : (i+1)*opsPerEnv]
 			kvs := func(j int) []*mvccpb.KeyValue { return r[j].GetResponseRange().Kvs }
 			k := c.keys(env)
-			o := Overview{Env: env, Hosts: mergeHosts(kvs(0), kvs(1), now)}
+			o := Overview{Env: env, Hosts: mergeHosts(kvs(0), kvs(1), now, dc)}
 			o.Control = controlOfKVs(k, kvs(2))
 			for _, kv := range kvs(3) {
-				var h Halt
-				if json.Unmarshal(kv.Value, &h) == nil {
+				if h, ok := decode[Halt](dc, kv); ok {
 					o.Halts = append(o.Halts, h)
 				}
 			}
 			o.Good = decodeFirst[Good](kvs(4))
-			o.Rollouts = rolloutsOf(k, kvs(5))
+			o.Rollouts = rolloutsOf(k, kvs(5), dc)
 			o.Slots = slotsOf(k, kvs(6))
 			o.Queued = r[7].GetResponseRange().Count
-			o.Migrations = migrationsOf(kvs(8))
-			o.Jobs = jobsOf(k, kvs(9))
+			o.Migrations = migrationsOf(kvs(8), dc)
+			o.Jobs = jobsOf(k, kvs(9), dc)
 			out = append(out, o)
 		}
 	}
@@ -160,7 +218,7 @@ func controlOfKVs(k keys, kvs []*mvccpb.KeyValue) Control {
 // rolloutsOf groups the newest rollout keys by revision: the record, the
 // hosts' results, the canary gate. At most overviewRollouts revisions,
 // newest first.
-func rolloutsOf(k keys, kvs []*mvccpb.KeyValue) []RolloutState {
+func rolloutsOf(k keys, kvs []*mvccpb.KeyValue, dc *decodeCache) []RolloutState {
 	pfx := k.root + "/rollout/"
 	byRev := map[string]*RolloutState{}
 	var order []string
@@ -179,12 +237,12 @@ func rolloutsOf(k keys, kvs []*mvccpb.KeyValue) []RolloutState {
 		r := get(seg)
 		switch {
 		case tail == "":
-			if w, err := decodeWave(kv.Value, kv.CreateRevision, kv.ModRevision); err == nil {
-				r.Wave = *w
+			if w, ok := decode[Wave](dc, kv); ok {
+				w.seq, w.modRev = kv.CreateRevision, kv.ModRevision
+				r.Wave = w
 			}
 		case strings.HasPrefix(tail, "done/"):
-			var d doneRecord
-			if json.Unmarshal(kv.Value, &d) == nil {
+			if d, ok := decode[doneRecord](dc, kv); ok {
 				r.Done = append(r.Done, HostResult(d))
 			}
 		case tail == "pausing":
@@ -229,14 +287,13 @@ func slotsOf(k keys, kvs []*mvccpb.KeyValue) []SlotHolder {
 	return out
 }
 
-func migrationsOf(kvs []*mvccpb.KeyValue) []MigrationState {
+func migrationsOf(kvs []*mvccpb.KeyValue, dc *decodeCache) []MigrationState {
 	var out []MigrationState
 	for _, kv := range kvs {
 		if !strings.HasSuffix(string(kv.Key), "/state") {
 			continue
 		}
-		var st MigrationState
-		if json.Unmarshal(kv.Value, &st) == nil {
+		if st, ok := decode[MigrationState](dc, kv); ok {
 			out = append(out, st)
 		}
 	}
@@ -245,7 +302,7 @@ func migrationsOf(kvs []*mvccpb.KeyValue) []MigrationState {
 
 // jobsOf groups the job/ prefix by job: run records (a running one whose
 // runner's lease is gone shows as lost, as JobRuns has it), newest first.
-func jobsOf(k keys, kvs []*mvccpb.KeyValue) []JobHistory {
+func jobsOf(k keys, kvs []*mvccpb.KeyValue, dc *decodeCache) []JobHistory {
 	pfx := k.root + "/job/"
 	active := map[string]bool{}
 	for _, kv := range kvs {
@@ -262,8 +319,8 @@ func jobsOf(k keys, kvs []*mvccpb.KeyValue) []JobHistory {
 		if !ok {
 			continue
 		}
-		var r JobRecord
-		if json.Unmarshal(kv.Value, &r) != nil {
+		r, ok := decode[JobRecord](dc, kv)
+		if !ok {
 			continue
 		}
 		r.Token = kv.CreateRevision

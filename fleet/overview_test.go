@@ -89,4 +89,22 @@ func TestOverview_OneReadHasEverythingThePageShows(t *testing.T) {
 	if r2, _ := as[0].Revision(context.Background()); r2 <= r1 {
 		t.Errorf("the revision did not move with a write: %d then %d", r1, r2)
 	}
+	// Read again and again, decoding only what changed: the same
+	// overview, and a change shows.
+	cached := &Overviews{Client: as[0].Client}
+	for i := range 2 {
+		again, err := cached.Overview(ctx, []string{"prod", "stage"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := again[0]; a.Control.Pause != nil || len(a.Hosts) != 3 || len(a.Rollouts) != 1 || len(a.Jobs) != 1 || a.Rollouts[0].seq == 0 {
+			t.Errorf("read %d through the cache: pause %v, %d hosts, %d rollouts, %d jobs", i, a.Control.Pause, len(a.Hosts), len(a.Rollouts), len(a.Jobs))
+		}
+	}
+	if err := as[0].Pause(ctx, "prod", PauseInfo{By: "ops", Reason: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := cached.Overview(ctx, []string{"prod"}); err != nil || again[0].Control.Pause == nil || again[0].Control.Pause.Reason != "again" {
+		t.Errorf("a change through the cache: %v", err)
+	}
 }

@@ -50,7 +50,7 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	defer c.Close()
-	s := &ui.Server{Fleet: &ui.Fleet{Reader: c, Envs: only, Only: len(only) > 0}, Log: log.Named("ui")}
+	s := &ui.Server{Fleet: &ui.Fleet{Reader: &fleet.Overviews{Client: c}, Envs: only, Only: len(only) > 0}, Log: log.Named("ui")}
 	err = ui.ServeFleet(ctx, s, o, log, func(addr string) {
 		scheme := "http"
 		if o.TLSCert != "" {
