@@ -1,12 +1,9 @@
 package jobs
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -22,25 +19,21 @@ func (s *Store) Newest(job string, n int) ([]Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	var names []string
+	var ids []string
 	for _, e := range ents {
-		if name := e.Name(); strings.HasSuffix(name, ".json") && !strings.HasPrefix(name, ".") {
-			names = append(names, name)
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !strings.HasPrefix(id, ".") {
+			ids = append(ids, id)
 		}
 	}
-	slices.Sort(names)
-	slices.Reverse(names)
-	out := make([]Run, 0, min(n, len(names)))
-	for _, name := range names[:min(n, len(names))] {
-		b, err := os.ReadFile(filepath.Join(s.jobDir(job), name))
+	slices.Sort(ids)
+	slices.Reverse(ids)
+	out := make([]Run, 0, min(n, len(ids)))
+	for _, id := range ids[:min(n, len(ids))] {
+		r, err := s.Run(job, id)
 		if err != nil {
 			return nil, err
 		}
-		var r Run
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("job record %s/%s: %w", job, name, err)
-		}
-		out = append(out, r)
+		out = append(out, *r)
 	}
 	return out, nil
 }

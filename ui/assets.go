@@ -1,11 +1,11 @@
 package ui
 
 import (
+	template "berth.dev/berth/internal/htmltemplate"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"fmt"
-	"html/template"
 	"io"
 	"net/http"
 	"time"
@@ -13,7 +13,10 @@ import (
 
 // The templates, the stylesheet and the live-update script are embedded
 // and parsed on the first request (pageSet), never at start: an agent
-// nobody looks at keeps none of it in memory.
+// nobody looks at keeps none of it in memory. They are html/template's, as
+// internal/htmltemplate copies it: the stdlib's escaping, with no method
+// calls from templates, so the linker keeps removing unused methods from
+// the agent's binary (scripts/gen-htmltemplate says why).
 
 //go:embed templates
 var files embed.FS
@@ -51,8 +54,11 @@ func mustParse() *pageSet {
 		"css":   func() template.CSS { return template.CSS(css) },
 		"js":    func() template.JS { return template.JS(js) },
 		"stamp": stamp,
-		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"px":    func(f float64) string { return fmt.Sprintf("%.1f", f) },
+		// Templates call no methods (internal/htmltemplate): a time's
+		// zero is asked here.
+		"zero": func(t time.Time) bool { return t.IsZero() },
+		"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"px":   func(f float64) string { return fmt.Sprintf("%.1f", f) },
 	}
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/*.html"))
 	ps := &pageSet{byName: map[string]*template.Template{}}

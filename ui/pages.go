@@ -149,8 +149,14 @@ func (s *Server) jobPageOf(e *LocalEnv, job, run string) (*jobPage, error) {
 		if r, err := e.Jobs.Run(job, run); err == nil {
 			shown = r
 		}
-	case len(runs) > 0:
-		shown = &runs[0]
+	default:
+		// The newest run that made output, as berth jobs logs picks it.
+		for i := range runs {
+			if runs[i].Done() && runs[i].Status != jobs.StatusSkipped {
+				shown = &runs[i]
+				break
+			}
+		}
 	}
 	if shown != nil {
 		rv := localRun(e.Name, s.Local.Host, shown)
