@@ -1,7 +1,6 @@
 package ui
 
 import (
-	template "berth.dev/berth/internal/htmltemplate"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
@@ -9,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	template "berth.dev/berth/internal/htmltemplate"
 )
 
 // The templates, the stylesheet and the live-update script are embedded
