@@ -89,6 +89,35 @@ func TestE2E_SignedImagesOnly(t *testing.T) {
 			t.Errorf("a container of the refused revision: %s", c)
 		}
 	}
+
+	// The repository adds a rule of its own (its team's key, a file of the
+	// repository): v1, signed by the host's key only, is refused on its
+	// next start, and deploys once the team signed it too.
+	team := testenv.NewCosignKey(t)
+	pub, _ := os.ReadFile(team.PubFile)
+	compose := fmt.Sprintf(`services:
+  web:
+    image: %s
+    environment: {APP_MODE: serve, RESTARTED: "1"}
+    x-berth: {role: server, port: 8080}
+x-berth:
+  lb: {type: nginx, upstream: app, file: %s}
+  images:
+    verify: [{prefix: %s, key: keys/team.pub}]
+`, v1.Ref(), w.lbFile, w.reg.Host)
+	stricter := w.repo.CommitFiles(t, "the team's key too", map[string]string{"envs/" + w.env + "/compose.yaml": compose, "envs/" + w.env + "/keys/team.pub": string(pub)})
+	if code, out := w.once(); code != 1 {
+		t.Fatalf("v1 without the team's signature: exit %d, want 1\n%s", code, out)
+	}
+	w.cli(&history, "history")
+	if history[0].Commit != stricter || !strings.Contains(history[0].Reason, "x-berth.images.verify[0]") {
+		t.Fatalf("the repository's own rule: %+v", history[0])
+	}
+	team.SignTag(t, pinned(t, v1), pinned(t, v1))
+	w.repo.CommitFiles(t, "signed by the team", map[string]string{"envs/" + w.env + "/README": "signed\n"})
+	if code, out := w.once(); code != 0 {
+		t.Fatalf("v1 signed by both: exit %d\n%s", code, out)
+	}
 }
 
 // sopsEncrypt encrypts a dotenv file for recipient with the real sops CLI.

@@ -229,6 +229,7 @@ func loadEnv(ctx context.Context, dir, name string, opts Options) (*Env, error) 
 	report := func(field, msg, hint string) { c.top(field, msg, hint) }
 	top := parseTopSpec(project.Extensions[extKey], name, report)
 	env.RequireDigests, env.LB, env.Watch, env.Jobs, env.Rollout, env.Promote = top.requireDigests, top.lb, top.watch, top.jobs, top.rollout, top.promote
+	env.Images = compileImages(c, co, envDir, top.images)
 	for _, sname := range slices.Sorted(maps.Keys(project.Services)) {
 		cfg := project.Services[sname]
 		sreport := func(field, msg, hint string) { c.service(sname, field, msg, hint) }

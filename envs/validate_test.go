@@ -26,7 +26,7 @@ func TestValidate_EachRuleWithItsMessage(t *testing.T) {
 		{
 			name:    "unknown top-level x-berth key",
 			compose: "services:\n  w: {image: " + img + "}\nx-berth: {require_digest: false}\n",
-			want:    []string{f + `::x-berth.require_digest: unknown key "require_digest" (known keys: require_digests, lb, watch, jobs, rollout, promote)`},
+			want:    []string{f + `::x-berth.require_digest: unknown key "require_digest" (known keys: require_digests, lb, watch, jobs, rollout, promote, images)`},
 		},
 		{
 			name:    "tag without digest",

@@ -11,6 +11,8 @@ import (
 
 	"github.com/mattn/go-shellwords"
 	"github.com/robfig/cron/v3"
+
+	"berth.dev/berth/imagesig"
 )
 
 // extKey is the Compose extension field berth's settings live in, so that a
@@ -227,7 +229,7 @@ func ParseSecretRef(s string) (SecretRef, error) {
 	return ref, nil
 }
 
-var topKeys = []string{"require_digests", "lb", "watch", "jobs", "rollout", "promote"}
+var topKeys = []string{"require_digests", "lb", "watch", "jobs", "rollout", "promote", "images"}
 
 // topSpec is the decoded top-level x-berth block.
 type topSpec struct {
@@ -237,6 +239,7 @@ type topSpec struct {
 	jobs           map[string]JobSpec
 	rollout        *Rollout
 	promote        *PromoteSpec
+	images         []imagesig.Rule
 }
 
 // maxWatch bounds x-berth.watch: the old servers run beside the new ones
@@ -273,6 +276,9 @@ func parseTopSpec(v any, name string, report func(field, msg, hint string)) topS
 	}
 	if p, ok := m["promote"]; ok {
 		spec.promote = parsePromote(p, name, report)
+	}
+	if im, ok := m["images"]; ok {
+		spec.images = parseImages(im, report)
 	}
 	if jm, ok := asMap(m["jobs"], extKey+".jobs", report); ok {
 		spec.jobs = map[string]JobSpec{}

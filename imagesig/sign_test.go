@@ -11,7 +11,7 @@ import (
 
 // pushImage pushes a small random image to host/repo and returns its
 // pinned reference.
-func pushImage(t *testing.T, host, repo string) name.Digest {
+func pushImage(t testing.TB, host, repo string) name.Digest {
 	t.Helper()
 	img, err := random.Image(512, 1)
 	if err != nil {

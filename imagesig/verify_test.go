@@ -31,7 +31,7 @@ type testRegistry struct {
 
 // referrersRegistry is go-containerregistry's registry with the OCI 1.1
 // referrers API on.
-func referrersRegistry(t *testing.T) testRegistry {
+func referrersRegistry(t testing.TB) testRegistry {
 	t.Helper()
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true))
 	var mu sync.Mutex
@@ -57,7 +57,7 @@ func referrersRegistry(t *testing.T) testRegistry {
 // tagRegistry is the CNCF distribution registry, which has no referrers
 // API: signatures are found under tags (cosign's, or the referrers tag
 // schema).
-func tagRegistry(t *testing.T) testRegistry {
+func tagRegistry(t testing.TB) testRegistry {
 	t.Helper()
 	reg := testenv.StartRegistry(t)
 	return testRegistry{host: reg.Host, requests: reg.Requests, reset: reg.ResetRequests}
@@ -81,7 +81,7 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-func newVerifier(t *testing.T, rules []Rule, cache string) (*Verifier, *logBuffer) {
+func newVerifier(t testing.TB, rules []Rule, cache string) (*Verifier, *logBuffer) {
 	t.Helper()
 	p, err := Compile(rules, "images.verify", os.ReadFile)
 	if err != nil {
