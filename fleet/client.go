@@ -35,6 +35,10 @@ type Options struct {
 	// SeenInterval is how often the permanent last-seen record is
 	// rewritten (default 10 min).
 	SeenInterval time.Duration
+	// OnSession, if set, is called when a session starts (started) and
+	// when this client notices it ended (its Done fired): for metrics,
+	// and for the fault harness's ledger.
+	OnSession func(lease int64, started bool)
 }
 
 // Client is one agent's connection to the fleet: one etcd client, and one
@@ -199,6 +203,10 @@ func (c *Client) Session(ctx context.Context) (*concurrency.Session, error) {
 		c.log.Info("etcd session started", "lease", fmt.Sprintf("%x", s.Lease()))
 	}
 	c.sess = s
+	if hook := c.opts.OnSession; hook != nil {
+		hook(int64(s.Lease()), true)
+		go func() { <-s.Done(); hook(int64(s.Lease()), false) }()
+	}
 	close(c.sessGen)
 	c.sessGen = make(chan struct{})
 	c.kick()

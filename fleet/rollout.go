@@ -139,6 +139,12 @@ type Admission struct {
 	Canary   bool
 	// Slot is the deploy slot held, or -1.
 	Slot int
+	// At is the etcd revision of the read or transaction that let the
+	// host in (its slot's take, the view that showed its grant, the halt
+	// check): a halt created after it did not stop this deploy, one
+	// created at or before it did. The fault harness orders deploys
+	// against halts with it.
+	At int64
 
 	c        *Client
 	env      string
@@ -196,7 +202,7 @@ func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Ad
 		if joinGood {
 			c.log.Info("joining during a halt or mid-rollout: deploying the fleet's last good revision first",
 				"env", env, "head", short(req.Revision), "good", short(good.Revision))
-			return &Admission{Revision: good.Revision, Joining: true, Slot: -1, c: c, env: env}, nil
+			return &Admission{Revision: good.Revision, Joining: true, Slot: -1, At: resp.Header.Revision, c: c, env: env}, nil
 		}
 	}
 	if halt != nil {

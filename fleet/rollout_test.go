@@ -361,7 +361,7 @@ func TestSlots_HeadGrantsFreeSlotsBehindIt_AGranteeThatLeavesGivesItBack(t *test
 	if views[0].pred != "" || views[1].pred == "" || len(views[0].free) != 3 {
 		t.Fatalf("views: head %+v, second %+v", views[0], views[1])
 	}
-	kv, err := qs[0].take(ctx, views[0])
+	kv, _, err := qs[0].take(ctx, views[0])
 	if err != nil || kv == nil {
 		t.Fatalf("take: %v, %v", kv, err)
 	}

@@ -81,6 +81,7 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 		if h := decodeFirst[Halt](resp.Kvs); h != nil {
 			return failure.AsVerdict(&HaltedError{Halt: *h})
 		}
+		a.At = resp.Header.Revision
 		return nil
 	}
 	v, err := q.enter(ctx)
@@ -99,6 +100,7 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 		case v.granted != nil:
 			taken = true
 			a.setSlot(q, v.granted)
+			a.At = v.rev
 			return nil
 		case !v.queued:
 			return failure.AsOutage(ErrSessionLost)
@@ -111,13 +113,14 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 			wait(fmt.Sprintf("waiting for a deploy slot (%d in use, max_parallel %d)", v.busy, q.n))
 			wake = []watchSpec{prefixOf(k.slots()), keyOf(q.haltKey)}
 		default:
-			kv, err := q.take(ctx, v)
+			kv, at, err := q.take(ctx, v)
 			if err != nil {
 				return err
 			}
 			if kv != nil {
 				taken = true
 				a.setSlot(q, kv)
+				a.At = at
 				return nil
 			}
 		}
@@ -244,15 +247,15 @@ type grantee struct {
 }
 
 // take takes the first free slot for us and grants the others to the
-// hosts queued right behind us. It returns our slot, or nil if the view
-// was stale (read again).
-func (q *slotQueue) take(ctx context.Context, v *slotView) (*mvccpb.KeyValue, error) {
+// hosts queued right behind us. It returns our slot and the revision it
+// was taken at, or nil if the view was stale (read again).
+func (q *slotQueue) take(ctx context.Context, v *slotView) (*mvccpb.KeyValue, int64, error) {
 	var gs []grantee
 	if len(v.free) > 1 {
 		resp, err := q.c.get(ctx, q.k.queue(), clientv3.WithPrefix(), clientv3.WithMinCreateRev(q.qrev+1),
 			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(int64(min(len(v.free)-1, maxGrants))))
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		for _, kv := range resp.Kvs {
 			host, rev, _ := strings.Cut(string(kv.Value), " ")
@@ -297,16 +300,16 @@ func (q *slotQueue) take(ctx context.Context, v *slotView) (*mvccpb.KeyValue, er
 			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if !resp.Succeeded {
-			return nil, nil
+			return nil, 0, nil
 		}
 		if len(gs) > 0 {
 			q.c.log.Debug("deploy slots granted to the hosts queued behind", "count", len(gs))
 		}
 		rs := resp.Responses
-		return rs[len(rs)-1].GetResponseRange().Kvs[0], nil
+		return rs[len(rs)-1].GetResponseRange().Kvs[0], resp.Header.Revision, nil
 	}
 }
 
