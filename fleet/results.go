@@ -21,17 +21,16 @@ func (a *Admission) Finish(ctx context.Context, o Outcome, reason string) error 
 	if a.lost != nil && a.lost() {
 		a.c.log.Warn("deploy finished after its slot was lost", "env", a.env, "commit", short(a.Revision), "slot", a.Slot)
 	}
-	if a.Joining {
-		return nil
-	}
 	c, k, rev, host := a.c, a.c.keys(a.env), a.Revision, a.c.cfg.Host
+	// A joining host deployed the good revision: it gives its slot back,
+	// and neither counts in the rollout nor halts the good revision.
 	var ops []clientv3.Op
-	if o != Abandoned {
+	if o != Abandoned && !a.Joining {
 		b, _ := json.Marshal(doneRecord{Host: host, OK: o == Succeeded, Reason: reason, At: c.now()})
 		ops = append(ops, clientv3.OpPut(k.done(rev, host), string(b)))
 	}
 	var halt []byte
-	if o == Failed {
+	if o == Failed && !a.Joining {
 		halt, _ = json.Marshal(Halt{Revision: rev, Host: host, Reason: reason, At: c.now()})
 	}
 	slotKey, slotRev := a.slotKey, a.slotRev
@@ -59,10 +58,10 @@ func (a *Admission) Finish(ctx context.Context, o Outcome, reason string) error 
 	if err != nil {
 		return err
 	}
-	if o == Failed {
+	if halt != nil {
 		c.log.Warn("revision halted fleet-wide", "env", a.env, "commit", short(rev), "reason", reason)
 	}
-	if o == Succeeded && !queued {
+	if o == Succeeded && !queued && !a.Joining {
 		c.maybeGood(ctx, a.env, a.wave)
 	}
 	return nil

@@ -202,7 +202,14 @@ func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Ad
 		if joinGood {
 			c.log.Info("joining during a halt or mid-rollout: deploying the fleet's last good revision first",
 				"env", env, "head", short(req.Revision), "good", short(good.Revision))
-			return &Admission{Revision: good.Revision, Joining: true, Slot: -1, At: resp.Header.Revision, c: c, env: env}, nil
+			// A joining host counts against max_parallel like any other:
+			// it takes a slot under the rollout's numbers (a scale-out of
+			// 20 hosts mid-rollout must not deploy 20 at once).
+			a := &Admission{Revision: good.Revision, Joining: true, Slot: -1, At: resp.Header.Revision, c: c, env: env, wave: w}
+			if err := c.takeSlot(ctx, env, sess, a, wait); err != nil {
+				return nil, err
+			}
+			return a, nil
 		}
 	}
 	if halt != nil {

@@ -71,7 +71,9 @@ type slotView struct {
 // halted revision after the halt.
 func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Session, a *Admission, wait func(string)) error {
 	k := c.keys(env)
-	q := &slotQueue{c: c, k: k, sess: sess, rev: a.wave.Revision, haltKey: k.halt(a.wave.Revision), n: a.wave.MaxParallel,
+	// The halt checked is the deployed revision's: a joining host deploys
+	// the good revision under the rollout's max_parallel.
+	q := &slotQueue{c: c, k: k, sess: sess, rev: a.Revision, haltKey: k.halt(a.Revision), n: a.wave.MaxParallel,
 		qkey: fmt.Sprintf("%s%016x-%d", k.queue(), sess.Lease(), c.token())}
 	if q.n <= 0 { // no limit: only the halt check
 		resp, err := c.get(ctx, q.haltKey)
