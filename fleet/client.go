@@ -60,11 +60,13 @@ type Client struct {
 	sessGen chan struct{} // closed when a new session replaces the old one
 	closed  bool
 
-	seq   atomic.Int64
-	skew  atomic.Int64 // measured offset of our clock from etcd's, ns
-	out   outbox
-	pub   publisher
-	kickc chan struct{}
+	seq       atomic.Int64
+	skew      atomic.Int64 // the offset of our clock from etcd's last published, ns
+	eclock    etcdClock
+	aheadWarn atomic.Int64 // when a claim was last refused for a clock ahead (unix s)
+	out       outbox
+	pub       publisher
+	kickc     chan struct{}
 }
 
 // New makes a client. It does not wait for etcd: an agent must start and

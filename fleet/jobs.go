@@ -86,7 +86,9 @@ type JobClaim struct {
 
 // ClaimJob claims scheduled time t of job for this host (FLEET-NOTES rule
 // 2). t comes from the job's schedule, never from "now", so hosts with
-// skewed clocks still name the same time. The claim is a permanent key,
+// skewed clocks still name the same time; a time beyond etcd's clock plus
+// ClockTolerance is refused (ErrClockAhead, which wraps ErrClaimed): a
+// host whose clock is ahead never claims the fleet's future. The claim is a permanent key,
 // created by compare-and-swap that also advances the job's high-water
 // mark: a time at or before one already claimed is never claimed again
 // (ErrClaimed), whatever clock a host has, and even after its record is
@@ -96,6 +98,9 @@ func (c *Client) ClaimJob(ctx context.Context, env, job string, t time.Time, p J
 	now := c.now()
 	if p.StartingDeadline > 0 && now.Sub(t) > p.StartingDeadline {
 		return nil, fmt.Errorf("%w: %s is %s past, deadline %s", ErrTooLate, t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second), p.StartingDeadline)
+	}
+	if err := c.checkClaimTime(ctx, env, job, t); err != nil {
+		return nil, err
 	}
 	sess, err := c.Session(ctx)
 	if err != nil {

@@ -140,11 +140,61 @@ func TestJobs_EveryMinuteForTenMinutes_ExactlyTenRuns_OneClock90sAhead(t *testin
 	}
 }
 
+// A host whose clock is 2 h ahead claims nothing (a time in the fleet's
+// future would make the job's high-water mark refuse every earlier time
+// on every host), blocks no one, and says how far off it is; once its
+// clock is fixed it claims again.
+func TestJobs_HostClockTwoHoursAhead_ClaimsNothing_BlocksNoOne(t *testing.T) {
+	etcd := startEmbedded(t)
+	eps := []string{etcd.Endpoint}
+	var off atomic.Int64
+	off.Store(int64(2 * time.Hour))
+	skewed := newAgent(t, eps, "web-3", withNow(func() time.Time { return time.Now().Add(time.Duration(off.Load())) }))
+	right := newAgent(t, eps, "web-1")
+	ctx := ctxT(t, time.Minute)
+	skewed.Publish("prod", HostState{})
+	t1 := skewed.now().Truncate(time.Second)
+	_, err := skewed.ClaimJob(ctx, "prod", "cleanup", t1, JobPolicy{})
+	if !errors.Is(err, ErrClockAhead) || !errors.Is(err, ErrClaimed) {
+		t.Fatalf("a claim 2 h in etcd's future: %v; want ErrClockAhead (and ErrClaimed)", err)
+	}
+	if skew, ok := skewed.ClockSkew(); !ok || (skew-2*time.Hour).Abs() > 2*time.Second {
+		t.Fatalf("skew %s (%t), want 2h", skew, ok)
+	}
+	// The others go on claiming the present.
+	now := time.Now().Truncate(time.Second)
+	c, err := right.ClaimJob(ctx, "prod", "cleanup", now, JobPolicy{})
+	if err != nil {
+		t.Fatalf("a host with a right clock: %v", err)
+	}
+	_ = c.Finish(ctx, JobResult{Status: JobSucceeded})
+	waitFor(t, 10*time.Second, "web-3's skew in its host record", func() bool {
+		hs, err := right.List(ctx, "prod")
+		for _, h := range hs {
+			if h.Host == "web-3" && (h.ClockSkew-2*time.Hour).Abs() <= 2*time.Second {
+				return true
+			}
+		}
+		_ = err
+		return false
+	})
+	// Its clock fixed, it claims again: nothing was left to undo.
+	off.Store(0)
+	if skew, _ := skewed.ClockSkew(); skew.Abs() > 2*time.Second {
+		t.Fatalf("skew after the fix: %s", skew)
+	}
+	c, err = skewed.ClaimJob(ctx, "prod", "cleanup", now.Add(time.Second), JobPolicy{})
+	if err != nil {
+		t.Fatalf("web-3 with its clock fixed: %v", err)
+	}
+	_ = c.Finish(ctx, JobResult{Status: JobSucceeded})
+}
+
 func TestJobs_HostsRacingForTheSameTime_OneClaimEach(t *testing.T) {
 	etcd := startEmbedded(t)
 	as := agents(t, []string{etcd.Endpoint}, 3)
 	ctx := ctxT(t, time.Minute)
-	base := time.Now().Truncate(time.Minute)
+	base := time.Now().Add(-time.Minute).Truncate(time.Minute)
 	for k := range 20 {
 		tm := base.Add(time.Duration(k) * time.Second)
 		var won atomic.Int32

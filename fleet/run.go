@@ -46,8 +46,11 @@ func (c *Client) Run(ctx context.Context) {
 		}
 		now := time.Now()
 		if now.Sub(skewAt) >= c.opts.SeenInterval {
-			c.measureSkew(ctx)
-			skewAt = now
+			if c.measureSkew(ctx) == nil {
+				skewAt = now
+			}
+		} else {
+			c.checkSkew() // a clock stepped since: no need to measure again
 		}
 		refreshSeen := now.Sub(seenAt) >= c.opts.SeenInterval
 		perr := c.publishAll(ctx, refreshSeen)
@@ -59,7 +62,7 @@ func (c *Client) Run(ctx context.Context) {
 			pruneAt = now
 		}
 		ferr := c.Flush(ctx)
-		wait := min(c.opts.SeenInterval-time.Since(seenAt), c.opts.SeenInterval-time.Since(skewAt))
+		wait := min(c.opts.SeenInterval-time.Since(seenAt), c.opts.SeenInterval-time.Since(skewAt), skewCheck)
 		if perr != nil || ferr != nil {
 			wait = min(wait, backoff)
 			backoff = min(2*backoff, maxBackoff)
@@ -82,6 +85,10 @@ func (c *Client) Run(ctx context.Context) {
 		t.Stop()
 	}
 }
+
+// skewCheck is how often Run compares this host's clock with its
+// estimate of etcd's (no network: a stepped clock shows within it).
+const skewCheck = 30 * time.Second
 
 func sleepOrKick(ctx context.Context, kick <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
