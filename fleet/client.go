@@ -60,11 +60,17 @@ type Client struct {
 	sessGen chan struct{} // closed when a new session replaces the old one
 	closed  bool
 
+	// fault, set by tests only, fails a call before it is sent
+	// (committed false) or loses its reply after etcd applied it
+	// (committed true), as a cut connection or a timeout would.
+	fault atomic.Pointer[func(what string, committed bool) error]
+
 	seq       atomic.Int64
 	skew      atomic.Int64 // the offset of our clock from etcd's last published, ns
 	eclock    etcdClock
 	aheadWarn atomic.Int64 // when a claim was last refused for a clock ahead (unix s)
 	out       outbox
+	claims    pendingClaims
 	pub       publisher
 	kickc     chan struct{}
 }
@@ -312,9 +318,18 @@ func (c *Client) txn(ctx context.Context, what string, cmps []clientv3.Cmp, then
 	if err != nil {
 		return nil, err
 	}
+	fault := c.fault.Load()
+	if fault != nil {
+		if err := (*fault)(what, false); err != nil {
+			return nil, c.fail(ctx, what, err)
+		}
+	}
 	tctx, cancel := c.timeout(ctx)
 	defer cancel()
 	resp, err := cli.Txn(tctx).If(cmps...).Then(then...).Else(els...).Commit()
+	if err == nil && fault != nil {
+		err = (*fault)(what, true)
+	}
 	if err != nil {
 		return nil, c.fail(ctx, what, err)
 	}

@@ -56,6 +56,9 @@ type JobRecord struct {
 	LeaseLost bool      `json:"lease_lost,omitempty"`
 	// RunID is the run's id in the host's local job history.
 	RunID string `json:"run_id,omitempty"`
+	// Nonce marks the claim of one process: a host that finds its own
+	// nonce (its claim's commit was ambiguous) adopts the claim.
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // JobResult is how a claimed run ended.
@@ -79,6 +82,7 @@ type JobClaim struct {
 	policy    JobPolicy
 	runKey    string
 	activeKey string
+	activeRev int64 // the active key's create revision (the token, unless adopted)
 	rec       JobRecord
 	lost      func() bool
 	finished  bool
@@ -108,22 +112,34 @@ func (c *Client) ClaimJob(ctx context.Context, env, job string, t time.Time, p J
 	}
 	k := c.keys(env)
 	runKey, lastKey, activeKey := k.jobRun(job, t), k.jobLast(job), k.jobActive(job, t)
+	// The nonce marks this host's claim of t in this process: a claim
+	// whose commit was ambiguous (etcd applied it, its reply was lost) is
+	// found again by it, and adopted, instead of read as another's.
+	nonce := c.claimNonce(env, job, t)
 	for range 10 {
 		resp, err := c.txn(ctx, "read job claim", nil, []clientv3.Op{clientv3.OpGet(lastKey), clientv3.OpGet(runKey)})
 		if err != nil {
 			return nil, err
 		}
-		if r := decodeFirst[JobRecord](resp.Responses[1].GetResponseRange().Kvs); r != nil {
-			return nil, fmt.Errorf("%w by %s", ErrClaimed, r.Host)
+		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+			if r := decodeFirst[JobRecord](kvs); r != nil && r.Nonce == nonce && r.Host == c.cfg.Host {
+				return c.adoptClaim(ctx, sess, env, p, runKey, activeKey, kvs[0], *r)
+			}
+			c.dropPending(runKey, nonce)
+			if r := decodeFirst[JobRecord](kvs); r != nil {
+				return nil, fmt.Errorf("%w by %s", ErrClaimed, r.Host)
+			}
+			return nil, ErrClaimed
 		}
 		var lastMod int64
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 			lastMod = kvs[0].ModRevision
 			if last := decodeFirst[JobRecord](kvs); last != nil && !t.After(last.Scheduled) {
+				c.dropPending(runKey, nonce)
 				return nil, fmt.Errorf("%w: a later time (%s) was claimed by %s", ErrClaimed, last.Scheduled.UTC().Format(time.RFC3339), last.Host)
 			}
 		}
-		rec := JobRecord{Job: job, Scheduled: t, Host: c.cfg.Host, Status: JobRunning, Claimed: now}
+		rec := JobRecord{Job: job, Scheduled: t, Host: c.cfg.Host, Status: JobRunning, Claimed: now, Nonce: nonce}
 		b, _ := json.Marshal(rec)
 		tr, err := c.txnSess(ctx, sess, "claim job",
 			[]clientv3.Cmp{
@@ -136,14 +152,22 @@ func (c *Client) ClaimJob(ctx context.Context, env, job string, t time.Time, p J
 				clientv3.OpPut(activeKey, c.cfg.Host, clientv3.WithLease(sess.Lease())),
 			})
 		if err != nil {
+			if failure.IsOutage(err) && !errors.Is(err, ErrSessionLost) && ctx.Err() == nil {
+				// The claim may have landed: read again (now, or on the
+				// caller's next try) and adopt it if it did.
+				c.notePending(env, job, t, nonce)
+				c.log.Warn("job claim's outcome unknown (etcd's reply lost); reading it again", "env", env, "job", job, "scheduled", t, "error", err)
+				continue
+			}
 			return nil, err
 		}
 		if !tr.Succeeded {
 			continue
 		}
+		c.dropPending(runKey, nonce)
 		rec.Token = tr.Header.Revision
 		jc := &JobClaim{Job: job, Scheduled: t, Token: tr.Header.Revision, c: c, env: env, policy: p,
-			runKey: runKey, activeKey: activeKey, rec: rec}
+			runKey: runKey, activeKey: activeKey, activeRev: tr.Header.Revision, rec: rec}
 		jc.lost = c.watchLoss(sess, "job runner lost its etcd lease mid-run: the run goes on and is not repeated elsewhere; its record will say so",
 			"env", env, "job", job, "scheduled", t)
 		return jc, nil
@@ -178,7 +202,7 @@ func (j *JobClaim) Finish(ctx context.Context, r JobResult) error {
 			tr, err := c.txn(ctx, "write job result",
 				[]clientv3.Cmp{
 					clientv3.Compare(clientv3.ModRevision(j.runKey), "=", j.Token),
-					clientv3.Compare(clientv3.CreateRevision(j.activeKey), "=", j.Token),
+					clientv3.Compare(clientv3.CreateRevision(j.activeKey), "=", j.activeRev),
 				},
 				[]clientv3.Op{clientv3.OpPut(j.runKey, string(b)), clientv3.OpDelete(j.activeKey)},
 				clientv3.OpGet(j.runKey, clientv3.WithKeysOnly()))

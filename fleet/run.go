@@ -63,6 +63,9 @@ func (c *Client) Run(ctx context.Context) {
 		}
 		ferr := c.Flush(ctx)
 		wait := min(c.opts.SeenInterval-time.Since(seenAt), c.opts.SeenInterval-time.Since(skewAt), skewCheck)
+		if next := c.settleClaims(ctx); !next.IsZero() {
+			wait = min(wait, time.Until(next))
+		}
 		if perr != nil || ferr != nil {
 			wait = min(wait, backoff)
 			backoff = min(2*backoff, maxBackoff)
