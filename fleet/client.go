@@ -65,6 +65,7 @@ type Client struct {
 	// (committed true), as a cut connection or a timeout would.
 	fault atomic.Pointer[func(what string, committed bool) error]
 
+	down      atomic.Bool // the last call found etcd unreachable
 	seq       atomic.Int64
 	skew      atomic.Int64 // the offset of our clock from etcd's last published, ns
 	eclock    etcdClock
@@ -186,28 +187,32 @@ func (c *Client) Session(ctx context.Context) (*concurrency.Session, error) {
 		return nil, err
 	}
 	ttl := int64((c.cfg.LeaseTTL + time.Second - 1) / time.Second)
-	tctx, cancel := c.timeout(ctx)
-	g, err := cli.Grant(tctx, ttl)
-	cancel()
+	id, err := c.keptLease(ctx, cli)
 	if err != nil {
-		return nil, c.fail(ctx, "grant lease", err)
+		return nil, err
+	}
+	kept := id != clientv3.NoLease
+	if !kept {
+		tctx, cancel := c.timeout(ctx)
+		g, err := cli.Grant(tctx, ttl)
+		cancel()
+		if err != nil {
+			return nil, c.fail(ctx, "grant lease", err)
+		}
+		id = g.ID
 	}
 	// The session's context is the client's, not the caller's: the
 	// keepalive must outlive this call.
-	s, err := concurrency.NewSession(cli, concurrency.WithLease(g.ID), concurrency.WithTTL(int(ttl)), concurrency.WithContext(c.ctx))
+	s, err := concurrency.NewSession(cli, concurrency.WithLease(id), concurrency.WithTTL(int(ttl)), concurrency.WithContext(c.ctx))
 	if err != nil {
 		return nil, c.fail(ctx, "keep lease alive", err)
 	}
-	if old := c.sess; old != nil {
-		// Its keys may outlive our view of it by a keepalive that
-		// reached the server: revoke it so they go now.
-		go func(id clientv3.LeaseID) {
-			rctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
-			defer cancel()
-			_, _ = cli.Revoke(rctx, id)
-		}(old.Lease())
-		c.log.Info("etcd session replaced", "lease", fmt.Sprintf("%x", s.Lease()))
-	} else {
+	switch {
+	case kept:
+		c.log.Info("etcd session resumed: its lease outlived the outage, and everything it held is still held", "lease", fmt.Sprintf("%x", s.Lease()))
+	case c.sess != nil:
+		c.log.Info("etcd session replaced: the old lease is gone, and what it held with it", "lease", fmt.Sprintf("%x", s.Lease()))
+	default:
 		c.log.Info("etcd session started", "lease", fmt.Sprintf("%x", s.Lease()))
 	}
 	c.sess = s
@@ -219,6 +224,30 @@ func (c *Client) Session(ctx context.Context) (*concurrency.Session, error) {
 	c.sessGen = make(chan struct{})
 	c.kick()
 	return s, nil
+}
+
+// keptLease returns the last session's lease if etcd still has it (or
+// NoLease if it is gone, or there was none). A session's Done fires when
+// the client heard nothing for a TTL — during an etcd outage, say — but
+// etcd restores every lease with a fresh TTL when it comes back. Such a
+// lease is kept alive again, not replaced: its locks, slots, job marks and
+// host record stay, and a result waiting in the outbox is written before
+// anyone could read them as abandoned.
+func (c *Client) keptLease(ctx context.Context, cli *clientv3.Client) (clientv3.LeaseID, error) {
+	old := c.sess
+	if old == nil {
+		return clientv3.NoLease, nil
+	}
+	tctx, cancel := c.timeout(ctx)
+	ka, err := cli.KeepAliveOnce(tctx, old.Lease())
+	cancel()
+	switch {
+	case err == nil && ka.TTL > 0:
+		return old.Lease(), nil
+	case err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound):
+		return clientv3.NoLease, nil
+	}
+	return clientv3.NoLease, c.fail(ctx, "keep lease alive", err)
 }
 
 // sessionChanged returns a channel closed when the next session starts.
@@ -273,84 +302,6 @@ func (c *Client) Close() error {
 		return cli.Close()
 	}
 	return nil
-}
-
-// timeout bounds one etcd call.
-func (c *Client) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, c.cfg.Timeout)
-}
-
-// fail marks an etcd error as an outage, unless the caller gave up: then
-// it is the caller's cancellation.
-func (c *Client) fail(ctx context.Context, op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("etcd %s: %w", op, ctx.Err())
-	}
-	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		// The server expired our lease before our client noticed (an
-		// overloaded or paused host): txnSess drops the session.
-		return failure.AsOutage(fmt.Errorf("etcd %s: %w: %w", op, ErrSessionLost, err))
-	}
-	return failure.AsOutage(fmt.Errorf("etcd %s: %w", op, err))
-}
-
-// get reads with a timeout.
-func (c *Client) get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	cli, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	tctx, cancel := c.timeout(ctx)
-	defer cancel()
-	resp, err := cli.Get(tctx, key, opts...)
-	if err != nil {
-		return nil, c.fail(ctx, "get "+key, err)
-	}
-	return resp, nil
-}
-
-// txn commits a transaction with a timeout.
-func (c *Client) txn(ctx context.Context, what string, cmps []clientv3.Cmp, then []clientv3.Op, els ...clientv3.Op) (*clientv3.TxnResponse, error) {
-	cli, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	fault := c.fault.Load()
-	if fault != nil {
-		if err := (*fault)(what, false); err != nil {
-			return nil, c.fail(ctx, what, err)
-		}
-	}
-	tctx, cancel := c.timeout(ctx)
-	defer cancel()
-	resp, err := cli.Txn(tctx).If(cmps...).Then(then...).Else(els...).Commit()
-	if err == nil && fault != nil {
-		err = (*fault)(what, true)
-	}
-	if err != nil {
-		return nil, c.fail(ctx, what, err)
-	}
-	return resp, nil
-}
-
-// txnSess is txn for a transaction that puts keys on sess's lease. If
-// the server says the lease is gone, the session is dead even though its
-// Done has not fired yet: drop it (only it — a newer session stays), so
-// the next call makes a new one.
-func (c *Client) txnSess(ctx context.Context, sess *concurrency.Session, what string, cmps []clientv3.Cmp, then []clientv3.Op, els ...clientv3.Op) (*clientv3.TxnResponse, error) {
-	resp, err := c.txn(ctx, what, cmps, then, els...)
-	if err != nil && errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		c.mu.Lock()
-		current := c.sess == sess
-		c.mu.Unlock()
-		if current {
-			sess.Orphan()
-		}
-	}
-	return resp, err
 }
 
 // kick wakes the background loop (publish, flush).

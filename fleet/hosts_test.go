@@ -129,9 +129,13 @@ func TestSession_ReplacedWhenDoneAndHostRepublished(t *testing.T) {
 		g, err := r.Get(ctx, key)
 		return err == nil && len(g.Kvs) == 1 && clientv3.LeaseID(g.Kvs[0].Lease) == s1.Lease()
 	})
-	// Stop the keepalive (as a paused process would): Done fires, and the
-	// session is never used again.
-	s1.Orphan()
+	// The lease ends on etcd (as when a paused process's TTL runs out):
+	// Done fires, and the session is never used again. (A session whose
+	// keepalives only went unanswered while its lease lives on is resumed,
+	// not replaced: TestOutage_MigrationFinishedDuringAnOutageLongerThanTheTTL.)
+	if _, err := r.Revoke(ctx, s1.Lease()); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 10*time.Second, "a new session, and the host key under it", func() bool {
 		g, err := r.Get(ctx, key)
 		return err == nil && len(g.Kvs) == 1 && clientv3.LeaseID(g.Kvs[0].Lease) != s1.Lease() && g.Kvs[0].Lease != 0

@@ -62,6 +62,9 @@ type MigrationState struct {
 	Ended    time.Time `json:"ended,omitzero"`
 	Reason   string    `json:"reason,omitempty"`
 	Note     string    `json:"note,omitempty"`
+	// Halted is the revision an interrupted mark halted: the runner's
+	// late result, written under its token, lifts that halt.
+	Halted string `json:"halted,omitempty"`
 }
 
 // MigrationOutcome says what Migrate did when it returned no error.
@@ -132,6 +135,12 @@ func (c *Client) Migrate(ctx context.Context, env string, m Migration, run RunFu
 	if err != nil {
 		return MigrationOutcome{}, err
 	}
+	// Results and releases kept from before go first: a release of this
+	// session's lock key still in the outbox would otherwise delete the
+	// key this call is about to reuse.
+	if err := c.Flush(ctx); err != nil {
+		return MigrationOutcome{}, err
+	}
 	stop := func(ctx context.Context) (bool, int64, error) {
 		st, _, rev, err := c.readMigration(ctx, stateKey)
 		return st != nil && settled(st, m.Idempotent), rev, err
@@ -169,13 +178,32 @@ func (c *Client) Migrate(ctx context.Context, env string, m Migration, run RunFu
 			case MigrationDone, MigrationFailed:
 				return settledOutcome(*st)
 			case MigrationRunning:
+				if st.Token == l.rev {
+					// Our own run, under this very lock key: its result
+					// waits in our outbox. Write it, then read again.
+					if err := c.Flush(ctx); err != nil {
+						return MigrationOutcome{}, err
+					}
+					continue
+				}
 				// We hold the lock, so the runner's lock key is gone:
 				// it lost its lease. Whether it finished is unknown.
 				it := *st
 				it.Status = MigrationInterrupted
 				it.Ended = c.now()
 				it.Reason = fmt.Sprintf("its runner on %s lost its etcd lease mid-run (died, paused or cut off); whether it completed is unknown", st.Host)
-				ok, rev, err := c.casMigration(ctx, stateKey, modRev, it, l.isOwner())
+				var halt []clientv3.Op
+				if !m.Idempotent && m.Revision != "" {
+					// The interruption halts the revision, naming itself
+					// as the cause: the runner's late result lifts it.
+					it.Halted = m.Revision
+					b, _ := json.Marshal(Halt{Revision: m.Revision, Host: c.cfg.Host, At: c.now(), Migration: id, Token: st.Token,
+						Reason: (&MigrationError{State: it}).Error()})
+					hk := k.halt(m.Revision)
+					halt = append(halt, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(hk), "=", 0)},
+						[]clientv3.Op{clientv3.OpPut(hk, string(b))}, nil))
+				}
+				ok, rev, err := c.casMigration(ctx, stateKey, modRev, it, halt, l.isOwner())
 				if err != nil {
 					return MigrationOutcome{}, err
 				}
@@ -198,7 +226,7 @@ func (c *Client) Migrate(ctx context.Context, env string, m Migration, run RunFu
 			running.Note = fmt.Sprintf("took over from %s (token %d) after it lost its lease; the migration is declared idempotent", prev.Host, prev.Token)
 			c.log.Info("taking over an interrupted idempotent migration", "env", env, "service", m.Service, "from", prev.Host)
 		}
-		ok, runningRev, err := c.casMigration(ctx, stateKey, modRev, running, l.isOwner())
+		ok, runningRev, err := c.casMigration(ctx, stateKey, modRev, running, nil, l.isOwner())
 		if err != nil {
 			return MigrationOutcome{}, err
 		}
@@ -252,7 +280,7 @@ func (c *Client) runMigration(ctx context.Context, env string, sess *concurrency
 		res.Status, res.Reason = MigrationInterrupted, "the run ended without a result: "+runErr.Error()
 	}
 	queued, werr := c.later(ctx, "migration result "+running.Service, func(ctx context.Context) error {
-		err := c.finishMigration(ctx, stateKey, runningRev, res)
+		err := c.finishMigration(ctx, env, stateKey, runningRev, res)
 		if err == nil {
 			l.release()
 		}
@@ -264,43 +292,12 @@ func (c *Client) runMigration(ctx context.Context, env string, sess *concurrency
 	return MigrationOutcome{Ran: true, State: res}, queued, werr
 }
 
-// finishMigration writes res over the running record it replaces. If the
-// record was marked interrupted (by a host that found our lease gone) and
-// still names our token, res replaces the mark: nobody else ran it. If it
-// was taken over or cleared, res is dropped.
-func (c *Client) finishMigration(ctx context.Context, key string, runningRev int64, res MigrationState) error {
-	want := runningRev
-	for range 5 {
-		b, _ := json.Marshal(res)
-		resp, err := c.txn(ctx, "write migration result",
-			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", want)},
-			[]clientv3.Op{clientv3.OpPut(key, string(b))},
-			clientv3.OpGet(key))
-		if err != nil {
-			return err
-		}
-		if resp.Succeeded {
-			return nil
-		}
-		kvs := resp.Responses[0].GetResponseRange().Kvs
-		var cur MigrationState
-		if len(kvs) == 0 || json.Unmarshal(kvs[0].Value, &cur) != nil ||
-			cur.Status != MigrationInterrupted || cur.Host != res.Host || cur.Token != res.Token {
-			c.log.Warn("migration result not written: another host took it over or it was retried", "service", res.Service, "result", res.Status)
-			return nil
-		}
-		res.Note = strings.TrimSpace(res.Note + " (result written after this host lost its lease and another marked it interrupted)")
-		want = kvs[0].ModRevision
-	}
-	return errors.New("migration result: state kept changing")
-}
-
-// casMigration writes st if the state key's mod revision is still modRev
-// and every extra comparison holds.
-func (c *Client) casMigration(ctx context.Context, key string, modRev int64, st MigrationState, also ...clientv3.Cmp) (bool, int64, error) {
+// casMigration writes st, and the ops, if the state key's mod revision is
+// still modRev and every extra comparison holds.
+func (c *Client) casMigration(ctx context.Context, key string, modRev int64, st MigrationState, ops []clientv3.Op, also ...clientv3.Cmp) (bool, int64, error) {
 	b, _ := json.Marshal(st)
 	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, also...)
-	resp, err := c.txn(ctx, "write migration state", cmps, []clientv3.Op{clientv3.OpPut(key, string(b))})
+	resp, err := c.txn(ctx, "write migration state", cmps, append([]clientv3.Op{clientv3.OpPut(key, string(b))}, ops...))
 	if err != nil {
 		return false, 0, err
 	}

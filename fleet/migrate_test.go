@@ -293,7 +293,9 @@ func TestMigrate_LateResultAfterLeaseLossReplacesInterrupted(t *testing.T) {
 		out, err := as[0].Migrate(ctx, "prod", testMig, func(ctx context.Context, token int64) error {
 			runs.Add(1)
 			s, _ := as[0].Session(ctx)
-			s.Orphan() // keepalives stop; the lease lapses
+			if _, err := raw(t, as[0].cfg.Etcd.Endpoints...).Revoke(ctx, s.Lease()); err != nil { // the lease ends
+				t.Error(err)
+			}
 			<-interrupted
 			return nil
 		})

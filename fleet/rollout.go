@@ -76,6 +76,10 @@ type Halt struct {
 	Host     string    `json:"host"`
 	Reason   string    `json:"reason"`
 	At       time.Time `json:"at"`
+	// Migration and Token name the interrupted migration run that caused
+	// the halt, if one did: that run's late result lifts it.
+	Migration string `json:"migration,omitempty"`
+	Token     int64  `json:"token,omitempty"`
 }
 
 // HaltedError is Admit refusing a halted revision. It is a verdict: the

@@ -20,8 +20,12 @@ func (c *Client) Run(ctx context.Context) {
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel) // Close ends Run too
 	defer stop()
-	const maxBackoff = 30 * time.Second
-	backoff := time.Second
+	// While etcd is away, Run tries again at least every quarter of the
+	// lease TTL: when etcd returns it restores every lease with a fresh
+	// TTL, and this session's must be kept alive (and its results written)
+	// before that TTL runs out. Any call etcd answers wakes it sooner.
+	maxBackoff := min(30*time.Second, max(c.cfg.LeaseTTL/4, 500*time.Millisecond))
+	backoff := min(time.Second, maxBackoff)
 	var skewAt, seenAt, pruneAt time.Time
 	down := false
 	for {
@@ -40,9 +44,13 @@ func (c *Client) Run(ctx context.Context) {
 			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
+		// Results first: a migration's result that waited through an
+		// outage lands before its lock could be read as abandoned.
+		ferr := c.Flush(ctx)
 		if down {
-			c.log.Info("etcd reachable again")
+			c.log.Info("etcd reachable again", "results_waiting", c.Pending())
 			down = false
+			backoff = min(time.Second, maxBackoff)
 		}
 		now := time.Now()
 		if now.Sub(skewAt) >= c.opts.SeenInterval {
@@ -61,7 +69,9 @@ func (c *Client) Run(ctx context.Context) {
 			c.pruneSeen(ctx)
 			pruneAt = now
 		}
-		ferr := c.Flush(ctx)
+		if ferr == nil {
+			ferr = c.Flush(ctx)
+		}
 		wait := min(c.opts.SeenInterval-time.Since(seenAt), c.opts.SeenInterval-time.Since(skewAt), skewCheck)
 		if next := c.settleClaims(ctx); !next.IsZero() {
 			wait = min(wait, time.Until(next))
@@ -70,7 +80,7 @@ func (c *Client) Run(ctx context.Context) {
 			wait = min(wait, backoff)
 			backoff = min(2*backoff, maxBackoff)
 		} else {
-			backoff = time.Second
+			backoff = min(time.Second, maxBackoff)
 		}
 		t := time.NewTimer(max(wait, 10*time.Millisecond))
 		select {
@@ -78,7 +88,7 @@ func (c *Client) Run(ctx context.Context) {
 			if ctx.Err() != nil || c.isClosed() {
 				return
 			}
-			c.log.Warn("etcd session lost: its slots, locks and host record are gone; starting a new one")
+			c.log.Warn("etcd session's keepalives went unanswered: keeping its lease if etcd still has it, else starting a new one")
 		case <-c.kickc:
 		case <-t.C:
 		case <-ctx.Done():
