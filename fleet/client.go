@@ -35,6 +35,11 @@ type Options struct {
 	// SeenInterval is how often the permanent last-seen record is
 	// rewritten (default 10 min).
 	SeenInterval time.Duration
+	// KeepRollouts, KeepMigrations and RemovedJobGrace bound what etcd
+	// keeps (prune.go; defaults 10, 100 and 8 days).
+	KeepRollouts    int
+	KeepMigrations  int
+	RemovedJobGrace time.Duration
 	// OnSession, if set, is called when a session starts (started) and
 	// when this client notices it ended (its Done fired): for metrics,
 	// and for the fault harness's ledger.
@@ -100,6 +105,15 @@ func New(cfg Config, opts Options) (*Client, error) {
 	}
 	if opts.SeenInterval <= 0 {
 		opts.SeenInterval = 10 * time.Minute
+	}
+	if opts.KeepRollouts <= 0 {
+		opts.KeepRollouts = defaultKeepRollouts
+	}
+	if opts.KeepMigrations <= 0 {
+		opts.KeepMigrations = defaultKeepMigrations
+	}
+	if opts.RemovedJobGrace <= 0 {
+		opts.RemovedJobGrace = defaultRemovedJobGrace
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{

@@ -77,6 +77,7 @@ func (c *Client) Rollback(ctx context.Context, env string, r RollbackInfo) error
 	h, _ := json.Marshal(Halt{Revision: r.Head, Host: r.By, Reason: reason, At: r.At})
 	_, err := c.txn(ctx, "roll back fleet", nil, []clientv3.Op{
 		clientv3.OpPut(k.rollbackCtl(), string(b)),
+		clientv3.OpPut(k.epoch(), string(b)), // a new attempt of the target: canary first again
 		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k.halt(r.Head)), "=", 0)},
 			[]clientv3.Op{clientv3.OpPut(k.halt(r.Head), string(h))}, nil),
 	})
@@ -141,6 +142,7 @@ func (c *Client) Retry(ctx context.Context, env string, by PauseInfo) (int64, er
 	tr, err := c.txn(ctx, "retry", nil, []clientv3.Op{
 		clientv3.OpDelete(k.halts(), clientv3.WithPrefix()),
 		clientv3.OpPut(k.retry(), string(b)),
+		clientv3.OpPut(k.epoch(), string(b)), // a new attempt of the head: canary first again
 	})
 	if err != nil {
 		return 0, err

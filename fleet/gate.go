@@ -81,14 +81,14 @@ func rendezvous(rev string, hosts []string) []string {
 // this host was made a canary (replacing one that was gone): true.
 func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Session, w *Wave, wait func(string)) (bool, error) {
 	k := c.keys(env)
-	rev := w.Revision
+	rev, att := w.Revision, w.Attempt
 	for {
 		ops := []clientv3.Op{
-			clientv3.OpGet(k.promoted(rev)), clientv3.OpGet(k.pausing(rev)), clientv3.OpGet(k.pauseTimer(rev)),
-			clientv3.OpGet(k.halt(rev)), clientv3.OpGet(k.rollout(rev)),
+			clientv3.OpGet(k.promoted(att)), clientv3.OpGet(k.pausing(att)), clientv3.OpGet(k.pauseTimer(att)),
+			clientv3.OpGet(k.halt(rev)), clientv3.OpGet(k.rollout(att)),
 		}
 		for _, h := range w.Canaries {
-			ops = append(ops, clientv3.OpGet(k.done(rev, h)), clientv3.OpGet(k.host(h)))
+			ops = append(ops, clientv3.OpGet(k.done(att, h)), clientv3.OpGet(k.host(h)))
 		}
 		resp, err := c.txn(ctx, "read canary gate", nil, ops)
 		if err != nil {
@@ -101,7 +101,12 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 		if len(r[0].GetResponseRange().Kvs) > 0 {
 			return false, nil
 		}
-		if kvs := r[4].GetResponseRange().Kvs; len(kvs) > 0 && kvs[0].ModRevision != w.modRev {
+		if len(r[4].GetResponseRange().Kvs) == 0 {
+			// Pruned: the fleet has moved on by the window of attempts it
+			// keeps. The pass asks again (a new attempt, if still wanted).
+			return false, failure.AsOutage(fmt.Errorf("the rollout record of %s is gone (pruned): asking again", att))
+		}
+		if kvs := r[4].GetResponseRange().Kvs; kvs[0].ModRevision != w.modRev {
 			nw, err := decodeWave(kvs[0].Value, kvs[0].CreateRevision, kvs[0].ModRevision)
 			if err != nil {
 				return false, err
@@ -125,7 +130,7 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 				missing = append(missing, h)
 			}
 		}
-		specs := []watchSpec{prefixOf(k.rollout(rev) + "/"), keyOf(k.rollout(rev)), keyOf(k.halt(rev))}
+		specs := []watchSpec{prefixOf(k.rollout(att) + "/"), keyOf(k.rollout(att)), keyOf(k.halt(rev))}
 		for _, h := range w.Canaries {
 			specs = append(specs, keyOf(k.host(h)))
 		}
@@ -149,7 +154,7 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 		timer := len(r[2].GetResponseRange().Kvs) > 0
 		switch {
 		case w.Pause <= 0 || (pausing && !timer):
-			if err := c.promote(ctx, env, rev); err != nil {
+			if err := c.promote(ctx, env, w); err != nil {
 				return false, err
 			}
 			continue
@@ -166,14 +171,14 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 	}
 }
 
-func (c *Client) promote(ctx context.Context, env, rev string) error {
+func (c *Client) promote(ctx context.Context, env string, w *Wave) error {
 	k := c.keys(env)
 	b, _ := json.Marshal(map[string]any{"at": c.now(), "by": c.cfg.Host})
 	resp, err := c.txn(ctx, "open canary gate",
-		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k.promoted(rev)), "=", 0)},
-		[]clientv3.Op{clientv3.OpPut(k.promoted(rev), string(b))})
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k.promoted(w.Attempt)), "=", 0)},
+		[]clientv3.Op{clientv3.OpPut(k.promoted(w.Attempt), string(b))})
 	if err == nil && resp.Succeeded {
-		c.log.Info("canaries passed: rollout goes on to the other hosts", "env", env, "commit", short(rev))
+		c.log.Info("canaries passed: rollout goes on to the other hosts", "env", env, "commit", short(w.Revision))
 	}
 	return err
 }
@@ -196,10 +201,10 @@ func (c *Client) startPause(ctx context.Context, env string, w *Wave) error {
 	b, _ := json.Marshal(map[string]any{"at": c.now(), "by": c.cfg.Host, "pause": w.Pause.String()})
 	resp, err := c.txn(ctx, "start pause",
 		[]clientv3.Cmp{
-			clientv3.Compare(clientv3.CreateRevision(k.pausing(w.Revision)), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(k.promoted(w.Revision)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(k.pausing(w.Attempt)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(k.promoted(w.Attempt)), "=", 0),
 		},
-		[]clientv3.Op{clientv3.OpPut(k.pausing(w.Revision), string(b)), clientv3.OpPut(k.pauseTimer(w.Revision), "", clientv3.WithLease(g.ID))})
+		[]clientv3.Op{clientv3.OpPut(k.pausing(w.Attempt), string(b)), clientv3.OpPut(k.pauseTimer(w.Attempt), "", clientv3.WithLease(g.ID))})
 	if err != nil || !resp.Succeeded {
 		rctx, cancel := c.timeout(context.WithoutCancel(ctx))
 		_, _ = cli.Revoke(rctx, g.ID)
@@ -237,7 +242,7 @@ func (c *Client) replaceCanaries(ctx context.Context, env string, w *Wave, gone 
 	if !changed {
 		return false, nil
 	}
-	key := c.keys(env).rollout(w.Revision)
+	key := c.keys(env).rollout(w.Attempt)
 	b, _ := json.Marshal(nw)
 	_, err = c.txn(ctx, "replace canaries",
 		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", w.modRev)},

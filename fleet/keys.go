@@ -3,6 +3,7 @@ package fleet
 import (
 	"fmt"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -15,13 +16,15 @@ import (
 //	P/E/ctl/pause                    perm   fleet-wide pause {by, at, reason}
 //	P/E/ctl/retry                    perm   retry generation {by, at}
 //	P/E/ctl/rollback                 perm   fleet-wide rollback {commit, head, by, at}
+//	P/E/ctl/epoch                    perm   the rollout epoch (its mod revision): grows with every retry and fleet rollback
 //	P/E/good                         perm   the fleet's last good revision
 //	P/E/halt/<rev>                   perm   the revision is halted fleet-wide
-//	P/E/rollout/<rev>                perm   the wave record: canaries, max_parallel
-//	P/E/rollout/<rev>/done/<host>    perm   the host's result for the revision
-//	P/E/rollout/<rev>/pausing        perm   the canaries passed; the pause began
-//	P/E/rollout/<rev>/pause          lease  the pause timer (a lease never kept alive)
-//	P/E/rollout/<rev>/promoted       perm   the canary gate is open
+//	P/E/rollout/<rev>@<epoch>        perm   one attempt of a revision: its wave record (canaries, max_parallel)
+//	P/E/rollout/<att>/creating       lease  the host making the record
+//	P/E/rollout/<att>/done/<host>    perm   the host's result in the attempt
+//	P/E/rollout/<att>/pausing        perm   the canaries passed; the pause began
+//	P/E/rollout/<att>/pause          lease  the pause timer (a lease never kept alive)
+//	P/E/rollout/<att>/promoted       perm   the canary gate is open
 //	P/E/slot/<i>                     lease  a deploy slot, 0 <= i < max_parallel
 //	P/E/queue/<lease>-<n>            lease  a host waiting for a slot
 //	P/E/migrate/<id>/state           perm   running | done | failed | interrupted
@@ -45,17 +48,22 @@ func (k keys) ctl() string               { return k.root + "/ctl/" }
 func (k keys) pause() string             { return k.ctl() + "pause" }
 func (k keys) retry() string             { return k.ctl() + "retry" }
 func (k keys) rollbackCtl() string       { return k.ctl() + "rollback" }
+func (k keys) epoch() string             { return k.ctl() + "epoch" }
 func (k keys) good() string              { return k.root + "/good" }
 func (k keys) halts() string             { return k.root + "/halt/" }
 func (k keys) halt(rev string) string    { return k.halts() + seg(rev) }
-func (k keys) rollout(rev string) string { return k.root + "/rollout/" + seg(rev) }
-func (k keys) dones(rev string) string   { return k.rollout(rev) + "/done/" }
-func (k keys) done(rev, h string) string { return k.dones(rev) + seg(h) }
-func (k keys) pausing(rev string) string { return k.rollout(rev) + "/pausing" }
-func (k keys) pauseTimer(rev string) string {
-	return k.rollout(rev) + "/pause"
+func (k keys) rollouts() string          { return k.root + "/rollout/" }
+func (k keys) rollout(att string) string { return k.rollouts() + att }
+func (k keys) creating(att string) string {
+	return k.rollout(att) + "/creating"
 }
-func (k keys) promoted(rev string) string { return k.rollout(rev) + "/promoted" }
+func (k keys) dones(att string) string   { return k.rollout(att) + "/done/" }
+func (k keys) done(att, h string) string { return k.dones(att) + seg(h) }
+func (k keys) pausing(att string) string { return k.rollout(att) + "/pausing" }
+func (k keys) pauseTimer(att string) string {
+	return k.rollout(att) + "/pause"
+}
+func (k keys) promoted(att string) string { return k.rollout(att) + "/promoted" }
 func (k keys) slots() string              { return k.root + "/slot/" }
 func (k keys) slot(i int) string          { return fmt.Sprintf("%s%06d", k.slots(), i) }
 func (k keys) queue() string              { return k.root + "/queue/" }
@@ -71,6 +79,11 @@ func (k keys) jobRun(name string, t time.Time) string {
 func (k keys) jobActive(name string, t time.Time) string {
 	return k.job(name) + "/active/" + timeKey(t)
 }
+
+// attemptID names one attempt of rev: a rollout is one attempt of one
+// revision, and a retry or a fleet rollback (which grow the epoch) starts a
+// new attempt, canary first again, even of a revision rolled out before.
+func attemptID(rev string, epoch int64) string { return seg(rev) + "@" + strconv.FormatInt(epoch, 10) }
 
 // timeKey is a fixed-width UTC form of t, so keys sort by time.
 func timeKey(t time.Time) string { return t.UTC().Format(timeKeyLayout) }

@@ -65,6 +65,9 @@ type MigrationState struct {
 	// Halted is the revision an interrupted mark halted: the runner's
 	// late result, written under its token, lifts that halt.
 	Halted string `json:"halted,omitempty"`
+	// Used is the newest revision that found it done (pruning keeps the
+	// migrations kept revisions use).
+	Used string `json:"used,omitempty"`
 }
 
 // MigrationOutcome says what Migrate did when it returned no error.
@@ -124,11 +127,12 @@ func (c *Client) Migrate(ctx context.Context, env string, m Migration, run RunFu
 	k := c.keys(env)
 	id := m.ID()
 	stateKey := k.migState(id)
-	st, _, _, err := c.readMigration(ctx, stateKey)
+	st, mod, _, err := c.readMigration(ctx, stateKey)
 	if err != nil {
 		return MigrationOutcome{}, err
 	}
 	if st != nil && settled(st, m.Idempotent) {
+		c.touchMigration(ctx, stateKey, *st, mod, m.Revision)
 		return settledOutcome(*st)
 	}
 	sess, err := c.Session(ctx)

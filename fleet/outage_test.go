@@ -175,7 +175,7 @@ func TestOutage_EtcdDownTwiceTTL_NothingStarts_AtMostOneCatchUp(t *testing.T) {
 	t.Logf("outage %s; job times run: %d; catch-up runs: %d", upAt.Sub(stopAt).Round(time.Millisecond), len(perTime), catchUps)
 	// The deploy that finished during the outage wrote its result later.
 	waitFor(t, 10*time.Second, "every host's result recorded", func() bool {
-		g, err := raw(t, eps...).Get(ctx, as[0].keys("prod").dones("c2"), clientPrefix()...)
+		g, err := raw(t, eps...).Get(ctx, as[0].keys("prod").dones(attemptID("c2", 0)), clientPrefix()...)
 		return err == nil && g.Count == 3
 	})
 }

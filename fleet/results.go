@@ -27,7 +27,7 @@ func (a *Admission) Finish(ctx context.Context, o Outcome, reason string) error 
 	var ops []clientv3.Op
 	if o != Abandoned && !a.Joining {
 		b, _ := json.Marshal(doneRecord{Host: host, OK: o == Succeeded, Reason: reason, At: c.now()})
-		ops = append(ops, clientv3.OpPut(k.done(rev, host), string(b)))
+		ops = append(ops, clientv3.OpPut(k.done(a.wave.Attempt, host), string(b)))
 	}
 	var halt []byte
 	if o == Failed && !a.Joining {
@@ -74,7 +74,7 @@ func (a *Admission) Finish(ctx context.Context, o Outcome, reason string) error 
 // or status read instead.
 func (c *Client) maybeGood(ctx context.Context, env string, w *Wave) {
 	k := c.keys(env)
-	resp, err := c.get(ctx, k.dones(w.Revision), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := c.get(ctx, k.dones(w.Attempt), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || int(resp.Count) < len(w.Known)-len(w.Known)/10-1 {
 		return
 	}
@@ -90,7 +90,7 @@ func (c *Client) maybeGood(ctx context.Context, env string, w *Wave) {
 func (c *Client) complete(ctx context.Context, env string, w *Wave) (bool, error) {
 	k := c.keys(env)
 	resp, err := c.txn(ctx, "read rollout results", nil, []clientv3.Op{
-		clientv3.OpGet(k.dones(w.Revision), clientv3.WithPrefix()),
+		clientv3.OpGet(k.dones(w.Attempt), clientv3.WithPrefix()),
 		clientv3.OpGet(k.hosts(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 		clientv3.OpGet(k.halt(w.Revision), clientv3.WithCountOnly()),
 	})
@@ -170,9 +170,19 @@ func (c *Client) GoodRevision(ctx context.Context, env string) (*Good, error) {
 	return decodeFirst[Good](resp.Kvs), nil
 }
 
-// Wave reads the revision's rollout record, or nil.
+// Wave reads the record of the revision's current attempt (the rollout
+// of it in the current epoch), or nil.
 func (c *Client) Wave(ctx context.Context, env, rev string) (*Wave, error) {
-	resp, err := c.get(ctx, c.keys(env).rollout(rev))
+	k := c.keys(env)
+	er, err := c.get(ctx, k.epoch(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	var epoch int64
+	if len(er.Kvs) > 0 {
+		epoch = er.Kvs[0].ModRevision
+	}
+	resp, err := c.get(ctx, k.rollout(attemptID(rev, epoch)))
 	if err != nil || len(resp.Kvs) == 0 {
 		return nil, err
 	}

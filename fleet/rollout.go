@@ -49,11 +49,15 @@ func ParseMaxParallel(s string, known int) (int, error) {
 	return n, nil
 }
 
-// Wave is the permanent record of one revision's rollout: it fixes the
-// canaries and max_parallel (as a number) once, when the first host
-// reaches the revision, so every host applies the same numbers.
+// Wave is the permanent record of one attempt of one revision's rollout:
+// it fixes the canaries and max_parallel (as a number) once, when the
+// first host reaches the revision, so every host applies the same
+// numbers.
 type Wave struct {
-	Revision        string        `json:"revision"`
+	Revision string `json:"revision"`
+	// Attempt names this rollout of the revision (its key): the revision
+	// and the epoch it started in.
+	Attempt         string        `json:"attempt,omitempty"`
 	Canaries        []string      `json:"canaries"`
 	MaxParallel     int           `json:"max_parallel"` // 0: no limit
 	MaxParallelSpec string        `json:"max_parallel_spec,omitempty"`
@@ -233,13 +237,27 @@ func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Ad
 	return a, nil
 }
 
-// wave reads the revision's record, or makes it. When a new revision
-// reaches every host at once (a webhook), one host makes the record: the
-// first to put a lease-bound "creating" key; the others wait on a watch
-// for the record instead of all reading the host list at once.
+// wave reads the record of the revision's current attempt, or makes it.
+// An attempt is one rollout of one revision in one epoch: `berth retry`
+// and `berth rollback --fleet` grow the epoch, so rolling out a revision
+// again starts from its canary, whatever an earlier attempt's results
+// say. When a new revision reaches every host at once (a webhook), one
+// host makes the record: the first to put a lease-bound "creating" key;
+// the others wait on a watch for the record instead of all reading the
+// host list at once. The host that made it then prunes the attempts
+// beyond the window the fleet keeps.
 func (c *Client) wave(ctx context.Context, env string, sess *concurrency.Session, req RolloutRequest) (*Wave, error) {
-	key := c.keys(env).rollout(req.Revision)
-	creating := key + "/creating"
+	k := c.keys(env)
+	er, err := c.get(ctx, k.epoch(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	var epoch int64
+	if len(er.Kvs) > 0 {
+		epoch = er.Kvs[0].ModRevision
+	}
+	att := attemptID(req.Revision, epoch)
+	key, creating := k.rollout(att), k.creating(att)
 	for {
 		// Read first: a transaction that puts goes through raft even when
 		// its comparison fails, and a thousand hosts may be here at once.
@@ -292,7 +310,7 @@ func (c *Client) wave(ctx context.Context, env string, sess *concurrency.Session
 	if err != nil {
 		return nil, err
 	}
-	w := &Wave{Revision: req.Revision, MaxParallel: n, MaxParallelSpec: req.Policy.MaxParallel, Pause: req.Policy.Pause,
+	w := &Wave{Revision: req.Revision, Attempt: att, MaxParallel: n, MaxParallelSpec: req.Policy.MaxParallel, Pause: req.Policy.Pause,
 		Known: known, Created: c.now(), By: c.cfg.Host, Canaries: canaries}
 	b, _ := json.Marshal(w)
 	tr, err := c.txn(ctx, "create rollout record",
@@ -307,8 +325,9 @@ func (c *Client) wave(ctx context.Context, env string, sess *concurrency.Session
 		return decodeWave(kv.Value, kv.CreateRevision, kv.ModRevision)
 	}
 	w.seq, w.modRev = tr.Header.Revision, tr.Header.Revision
-	c.log.Info("rollout started", "env", env, "commit", short(req.Revision), "canaries", strings.Join(w.Canaries, ","),
+	c.log.Info("rollout started", "env", env, "commit", short(req.Revision), "attempt", att, "canaries", strings.Join(w.Canaries, ","),
 		"max_parallel", w.MaxParallel, "hosts", len(known))
+	c.prune(ctx, env, len(known))
 	return w, nil
 }
 
@@ -318,6 +337,9 @@ func decodeWave(b []byte, seq, mod int64) (*Wave, error) {
 		return nil, fmt.Errorf("rollout record: %w", err)
 	}
 	w.seq, w.modRev = seq, mod
+	if w.Attempt == "" { // a record from before attempts: keyed by its revision
+		w.Attempt = seg(w.Revision)
+	}
 	return &w, nil
 }
 

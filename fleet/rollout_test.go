@@ -259,7 +259,7 @@ func TestWaves_SlotLostMidDeploy_NextHostGoesOn_ResultStillRecorded(t *testing.T
 	if err := second.Finish(ctx, Succeeded, ""); err != nil {
 		t.Fatal(err)
 	}
-	g, err := r.Get(ctx, as[0].keys("prod").dones("c2"), clientPrefix()...)
+	g, err := r.Get(ctx, as[0].keys("prod").dones(attemptID("c2", 0)), clientPrefix()...)
 	if err != nil || g.Count != 2 {
 		t.Fatalf("results recorded: %v, %v", g, err)
 	}

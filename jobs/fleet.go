@@ -73,6 +73,34 @@ type FleetActive struct {
 	Token     int64
 }
 
+// fleetForgetter is a Fleet that forgets the records of jobs no longer
+// defined (fleetjobs.Adapter does); the scheduler offers it the jobs of
+// each new revision.
+type fleetForgetter interface {
+	ForgetJobs(ctx context.Context, env string, keep []string) error
+}
+
+// forgetRemoved lets the fleet forget the records of jobs the live
+// revision no longer defines (it keeps them until no host can claim one
+// of their times any more). s.mu is held; the call runs in the background.
+func (s *Scheduler) forgetRemoved(want map[string]bool) {
+	f, ok := s.Fleet.(fleetForgetter)
+	if !ok {
+		return
+	}
+	keep := make([]string, 0, len(want))
+	for name := range want {
+		keep = append(keep, name)
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := f.ForgetJobs(ctx, s.Env, keep); err != nil {
+			s.Log.Debug("job: the fleet's records of removed jobs not pruned (etcd); next revision tries again", "error", err)
+		}
+	}()
+}
+
 // ErrClaimed: another host claimed the scheduled time (or a later one).
 var ErrClaimed = errors.New("claimed by another host")
 

@@ -154,6 +154,7 @@ func (s *Scheduler) Update(env *envs.Env, revision string) error {
 	if changed {
 		s.saveListing()
 		s.poke()
+		s.forgetRemoved(want)
 	}
 	return err
 }

@@ -52,9 +52,11 @@ func AgentMain() int {
 	}
 	a.led = led
 	_ = readJSON(statePath(a.dir, a.host), &a.st)
+	var keepR, keepM int
+	_, _ = fmt.Sscanf(os.Getenv("CHAOS_KEEP"), "%d,%d", &keepR, &keepM)
 	c, err := fleet.New(fleet.Config{Etcd: fleet.EtcdConfig{Endpoints: strings.Split(os.Getenv("CHAOS_EPS"), ",")},
 		Host: a.host, LeaseTTL: ttl, Timeout: timeout},
-		fleet.Options{Log: a.log, Now: a.now, OnSession: a.onSession})
+		fleet.Options{Log: a.log, Now: a.now, OnSession: a.onSession, KeepRollouts: keepR, KeepMigrations: keepM})
 	if err != nil {
 		a.log.Error("fleet client", "error", err)
 		return 2

@@ -65,6 +65,12 @@ func (a Adapter) Active(ctx context.Context, env, job string) ([]jobs.FleetActiv
 	return out, nil
 }
 
+// ForgetJobs forgets the fleet's records of jobs not in keep, once no
+// host can still claim one of their times (fleet.Client.ForgetJobs).
+func (a Adapter) ForgetJobs(ctx context.Context, env string, keep []string) error {
+	return a.C.ForgetJobs(ctx, env, keep)
+}
+
 type claim struct{ c *fleet.JobClaim }
 
 func (c claim) Token() int64 { return c.c.Token }
