@@ -90,6 +90,16 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 	if err != nil {
 		return err
 	}
+	return q.await(ctx, a, v, wait)
+}
+
+// await waits in the queue, from view v, until a slot is ours (taken, or
+// granted to our place) or the revision is halted. The halt comes first:
+// a slot granted before the halt is not used once a read shows the halt
+// (it goes back with our place), and every place in the queue watches the
+// halt, so a halt empties the queue at once.
+func (q *slotQueue) await(ctx context.Context, a *Admission, v *slotView, wait func(string)) error {
+	c, k := q.c, q.k
 	taken := false
 	defer func() {
 		if !taken {
@@ -99,6 +109,8 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 	for {
 		var wake []watchSpec
 		switch {
+		case v.halt != nil:
+			return failure.AsVerdict(&HaltedError{Halt: *v.halt})
 		case v.granted != nil:
 			taken = true
 			a.setSlot(q, v.granted)
@@ -108,9 +120,7 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 			return failure.AsOutage(ErrSessionLost)
 		case v.pred != "":
 			wait("queued for a deploy slot")
-			wake = []watchSpec{keyOf(v.pred)}
-		case v.halt != nil:
-			return failure.AsVerdict(&HaltedError{Halt: *v.halt})
+			wake = []watchSpec{keyOf(v.pred), keyOf(q.haltKey)}
 		case len(v.free) == 0:
 			wait(fmt.Sprintf("waiting for a deploy slot (%d in use, max_parallel %d)", v.busy, q.n))
 			wake = []watchSpec{prefixOf(k.slots()), keyOf(q.haltKey)}
@@ -131,6 +141,7 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 				return err
 			}
 		}
+		var err error
 		if v, err = q.reread(ctx); err != nil {
 			return err
 		}

@@ -1,0 +1,60 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A slot granted to a queued host before its revision was halted is not
+// used once a read shows the halt: the host is refused (held) and the slot
+// goes back; every other place in the queue is told at once.
+func TestSlots_GrantedSlotNotUsedOnceTheHaltShows(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 3)
+	ctx := ctxT(t, time.Minute)
+	w := &Wave{Revision: "c2", MaxParallel: 2}
+	var qs []*slotQueue
+	var views []*slotView
+	for _, a := range as {
+		sess, err := a.Session(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := a.keys("prod")
+		q := &slotQueue{c: a.Client, k: k, sess: sess, rev: w.Revision, haltKey: k.halt(w.Revision), n: w.MaxParallel,
+			qkey: fmt.Sprintf("%s%016x-%d", k.queue(), sess.Lease(), a.token())}
+		v, err := q.enter(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs, views = append(qs, q), append(views, v)
+	}
+	// web-1 takes a slot and grants the other to web-2, queued behind it.
+	if kv, _, err := qs[0].take(ctx, views[0]); err != nil || kv == nil {
+		t.Fatalf("take: %v, %v", kv, err)
+	}
+	if err := as[0].HaltRevision(ctx, "prod", "c2", "web-1", "canary failed"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := qs[1].reread(ctx)
+	if err != nil || v.granted == nil || v.halt == nil {
+		t.Fatalf("web-2's view: %+v, %v; want its granted slot and the halt", v, err)
+	}
+	for i, q := range qs[1:] {
+		v, err := q.reread(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adm := &Admission{Revision: "c2", Slot: -1, c: q.c, env: "prod", wave: w}
+		var halted *HaltedError
+		if err := q.await(ctx, adm, v, func(string) {}); !errors.As(err, &halted) || adm.Slot != -1 {
+			t.Fatalf("web-%d: %v, slot %d; want it held, no slot", i+2, err, adm.Slot)
+		}
+	}
+	r := raw(t, etcd.Endpoint)
+	waitFor(t, 10*time.Second, "the granted slot given back and the queue empty", func() bool {
+		return countKeys(t, r, as[0].keys("prod").slots()) == 1 && countKeys(t, r, as[0].keys("prod").queue()) == 0
+	})
+}
