@@ -8,6 +8,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"berth.dev/berth/internal/failure"
 )
@@ -34,8 +36,32 @@ func (c *Client) fail(ctx context.Context, op string, err error) error {
 		// overloaded or paused host): txnSess drops the session.
 		return failure.AsOutage(fmt.Errorf("etcd %s: %w: %w", op, ErrSessionLost, err))
 	}
+	if permanent(err) {
+		// etcd answered, and no retry will change its answer: a verdict
+		// (a result that meets one is dropped, not kept forever at the
+		// head of the outbox).
+		return failure.AsVerdict(fmt.Errorf("etcd %s: %w", op, err))
+	}
 	c.down.Store(true)
 	return failure.AsOutage(fmt.Errorf("etcd %s: %w", op, err))
+}
+
+// permanent reports an etcd error that retrying cannot fix: permission
+// denied (the role lacks the key), a request too large or with too many
+// operations, an argument etcd refuses, a precondition of its auth. The
+// others — unreachable, no leader, timeouts, a full database, an expired
+// auth token — are outages: waiting can fix them.
+func permanent(err error) bool {
+	code := status.Code(err)
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	}
+	switch code {
+	case codes.PermissionDenied, codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		return true
+	}
+	return false
 }
 
 // answered notes that etcd answered a call: the first answer after an

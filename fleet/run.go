@@ -169,7 +169,9 @@ func (c *Client) Flush(ctx context.Context) error {
 		if err := p.fn(ctx); err != nil && failure.IsOutage(err) {
 			return err
 		} else if err != nil {
-			c.log.Warn("kept result dropped", "what", p.what, "error", err)
+			// etcd refused it for good (a verdict, permission denied):
+			// the results behind it must not wait for it.
+			c.log.Warn("kept result dropped: etcd refused it, and retrying cannot change that", "what", p.what, "error", err)
 		} else {
 			c.log.Info("kept result written", "what", p.what)
 		}
