@@ -85,7 +85,7 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 	for {
 		ops := []clientv3.Op{
 			clientv3.OpGet(k.promoted(att)), clientv3.OpGet(k.pausing(att)), clientv3.OpGet(k.pauseTimer(att)),
-			clientv3.OpGet(k.halt(rev)), clientv3.OpGet(k.rollout(att)),
+			clientv3.OpGet(k.halt(rev)), clientv3.OpGet(k.rollout(att)), clientv3.OpGet(k.latest()),
 		}
 		for _, h := range w.Canaries {
 			ops = append(ops, clientv3.OpGet(k.done(att, h)), clientv3.OpGet(k.host(h)))
@@ -100,6 +100,13 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 		}
 		if len(r[0].GetResponseRange().Kvs) > 0 {
 			return false, nil
+		}
+		if l := r[5].GetResponseRange().Kvs; len(l) > 0 && l[0].ModRevision > w.seq {
+			if lr := decodeFirst[latestRecord](l); lr != nil && lr.Attempt != att {
+				// The canaries may never deploy this revision now.
+				return false, failure.AsOutage(fmt.Errorf("%w (%s) while this host waited for %s's canaries: asking again",
+					ErrSuperseded, short(lr.Revision), short(rev)))
+			}
 		}
 		if len(r[4].GetResponseRange().Kvs) == 0 {
 			// Pruned: the fleet has moved on by the window of attempts it
@@ -120,8 +127,8 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 		}
 		var missing, gone []string
 		for i, h := range w.Canaries {
-			done := decodeFirst[doneRecord](r[5+2*i].GetResponseRange().Kvs)
-			st := decodeFirst[HostState](r[6+2*i].GetResponseRange().Kvs)
+			done := decodeFirst[doneRecord](r[6+2*i].GetResponseRange().Kvs)
+			st := decodeFirst[HostState](r[7+2*i].GetResponseRange().Kvs)
 			switch {
 			case done != nil && done.OK, st != nil && st.Live != nil && st.Live.Revision == rev:
 			case done == nil && st == nil:
@@ -130,7 +137,7 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 				missing = append(missing, h)
 			}
 		}
-		specs := []watchSpec{prefixOf(k.rollout(att) + "/"), keyOf(k.rollout(att)), keyOf(k.halt(rev))}
+		specs := []watchSpec{prefixOf(k.rollout(att) + "/"), keyOf(k.rollout(att)), keyOf(k.halt(rev)), keyOf(k.latest())}
 		for _, h := range w.Canaries {
 			specs = append(specs, keyOf(k.host(h)))
 		}

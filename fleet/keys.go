@@ -19,6 +19,7 @@ import (
 //	P/E/ctl/epoch                    perm   the rollout epoch (its mod revision): grows with every retry and fleet rollback
 //	P/E/good                         perm   the fleet's last good revision
 //	P/E/halt/<rev>                   perm   the revision is halted fleet-wide
+//	P/E/latest                       perm   the newest attempt {attempt, revision}: an older one's gate is moot
 //	P/E/rollout/<rev>@<epoch>        perm   one attempt of a revision: its wave record (canaries, max_parallel)
 //	P/E/rollout/<att>/creating       lease  the host making the record
 //	P/E/rollout/<att>/done/<host>    perm   the host's result in the attempt
@@ -52,6 +53,7 @@ func (k keys) epoch() string             { return k.ctl() + "epoch" }
 func (k keys) good() string              { return k.root + "/good" }
 func (k keys) halts() string             { return k.root + "/halt/" }
 func (k keys) halt(rev string) string    { return k.halts() + seg(rev) }
+func (k keys) latest() string            { return k.root + "/latest" }
 func (k keys) rollouts() string          { return k.root + "/rollout/" }
 func (k keys) rollout(att string) string { return k.rollouts() + att }
 func (k keys) creating(att string) string {

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -85,6 +86,18 @@ type Halt struct {
 	Migration string `json:"migration,omitempty"`
 	Token     int64  `json:"token,omitempty"`
 }
+
+// latestRecord names the env's newest rollout attempt.
+type latestRecord struct {
+	Attempt  string `json:"attempt"`
+	Revision string `json:"revision"`
+}
+
+// ErrSuperseded: a newer rollout began while this host waited for an
+// older one's canaries, which may never deploy it. Nothing failed: the
+// host asks again, for the revision it wants now. (Wrapped as an
+// outage: the pass ends and is tried again.)
+var ErrSuperseded = errors.New("a newer rollout began")
 
 // HaltedError is Admit refusing a halted revision. It is a verdict: the
 // revision failed (elsewhere). Callers should not count it as a local
@@ -313,9 +326,10 @@ func (c *Client) wave(ctx context.Context, env string, sess *concurrency.Session
 	w := &Wave{Revision: req.Revision, Attempt: att, MaxParallel: n, MaxParallelSpec: req.Policy.MaxParallel, Pause: req.Policy.Pause,
 		Known: known, Created: c.now(), By: c.cfg.Host, Canaries: canaries}
 	b, _ := json.Marshal(w)
+	lb, _ := json.Marshal(latestRecord{Attempt: att, Revision: req.Revision})
 	tr, err := c.txn(ctx, "create rollout record",
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
-		[]clientv3.Op{clientv3.OpPut(key, string(b))},
+		[]clientv3.Op{clientv3.OpPut(key, string(b)), clientv3.OpPut(k.latest(), string(lb))},
 		clientv3.OpGet(key))
 	if err != nil {
 		return nil, err

@@ -58,3 +58,52 @@ func TestSlots_GrantedSlotNotUsedOnceTheHaltShows(t *testing.T) {
 		return countKeys(t, r, as[0].keys("prod").slots()) == 1 && countKeys(t, r, as[0].keys("prod").queue()) == 0
 	})
 }
+
+// A host waiting for a rollout's canaries gives up when a newer rollout
+// begins (the canaries may never deploy the older revision now), so the
+// fleet converges on the newest head instead of waiting forever.
+func TestWaves_GateOfASupersededRollout_AsksAgain(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 3)
+	publishAll(t, as, "c1")
+	ctx := ctxT(t, time.Minute)
+	p := Policy{Canary: 1, MaxParallel: "3"}
+	type result struct {
+		a   *agent
+		adm *Admission
+		err error
+	}
+	got := make(chan result, 3)
+	for _, a := range as {
+		go func() {
+			adm, err := a.Admit(ctx, "prod", RolloutRequest{Revision: "c2", Policy: p, Live: "c1"})
+			got <- result{a, adm, err}
+		}()
+	}
+	// The canary is let in; it moves on to c3 without deploying c2.
+	first := <-got
+	if first.err != nil || !first.adm.Canary {
+		t.Fatalf("first admitted: %+v, %v; want the canary", first.adm, first.err)
+	}
+	_ = first.adm.Finish(ctx, Abandoned, "the head moved")
+	select {
+	case r := <-got:
+		t.Fatalf("%s admitted before the canary went live: %v", r.a.Host(), r.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	adm, err := first.a.Admit(ctx, "prod", RolloutRequest{Revision: "c3", Live: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = adm.Finish(ctx, Succeeded, "")
+	for range 2 {
+		select {
+		case r := <-got:
+			if !errors.Is(r.err, ErrSuperseded) {
+				t.Fatalf("%s waiting for c2's canaries when c3 began: %v; want ErrSuperseded", r.a.Host(), r.err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("still waiting for c2's canaries 20 s after c3 began")
+		}
+	}
+}

@@ -152,6 +152,12 @@ func (a *Agent) admit(ctx context.Context, p *pass) error {
 		p.dirty, p.held = true, true
 		return failure.AsVerdict(halted)
 	}
+	if errors.Is(err, fleet.ErrSuperseded) {
+		// A newer rollout began while this host waited for the canaries:
+		// the pass ends (an outage, tried again) and the next asks for
+		// what the host wants now.
+		return fmt.Errorf("fleet: %w", err)
+	}
 	if err != nil {
 		if failure.IsOutage(err) {
 			a.waiting(p, WaitEtcd)

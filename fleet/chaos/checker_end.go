@@ -75,13 +75,13 @@ func (c *checker) staleSlots() {
 //     migration lock place, a reporter candidacy, a running mark per job,
 //     and a result in each kept attempt (the window plus the one being
 //     made, plus one straggler's);
-//   - per env: the control keys (pause, retry, rollback, epoch) and the
-//     good revision; per kept attempt (plus the one being made) its record,
+//   - per env: the control keys (pause, retry, rollback, epoch), the
+//     good revision and the newest attempt's name; per kept attempt (plus the one being made) its record,
 //     creating, pausing, pause and promoted keys and a halt; the kept
 //     migration states plus one revision's; per job its high-water mark
 //     and its history.
 func Budget(hosts, keepRollouts, keepMigrations, migsPerRevision int, jobs []JobSpec) int {
-	n := hosts*(6+len(jobs)+keepRollouts+2) + 5 + 6*(keepRollouts+1) + keepMigrations + migsPerRevision
+	n := hosts*(6+len(jobs)+keepRollouts+2) + 6 + 6*(keepRollouts+1) + keepMigrations + migsPerRevision
 	for _, j := range jobs {
 		n += 1 + j.History
 	}
