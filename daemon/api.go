@@ -61,6 +61,7 @@ func startAPI(ctx context.Context, cfg *agentconfig.Config, eng *engine.Engine, 
 			m.fetches.Add(float64(src.Fetches()))
 			if fcache != nil {
 				m.fleetHosts(fcache)
+				m.clockSkew(fc)
 			}
 		},
 		Trigger: trigger,

@@ -22,7 +22,7 @@ type agentMetrics struct {
 	gitErrors, pullErrors        *metrics.Family
 	secretErrors                 *metrics.Family
 	deploys, rollbacks, phases   *metrics.Family
-	live, fleet                  *metrics.Family
+	live, fleet, skew            *metrics.Family
 	jobRuns, jobSeconds, jobLast *metrics.Family
 }
 
@@ -41,6 +41,7 @@ func newAgentMetrics(version, commit string) *agentMetrics {
 		phases:       r.Summary("berth_deploy_phase_seconds", "Time spent in each deploy phase, by env.", "env", "phase"),
 		live:         r.Gauge("berth_live_revision_info", "The live revision (value 1).", "env", "commit"),
 		fleet:        r.Gauge("berth_fleet_hosts", "Alive hosts of the fleet by env and live revision (with a fleet; read from etcd at most every 10 s).", "env", "revision"),
+		skew:         r.Gauge("berth_fleet_clock_skew_seconds", "This host's clock minus etcd's, to about a second (with a fleet, once measured); 5 s or more off, its job claims ahead of etcd's clock are refused."),
 		jobRuns:      r.Counter("berth_job_runs_total", "Job runs by env, job and status.", "env", "job", "status"),
 		jobSeconds:   r.Summary("berth_job_run_seconds", "Job run durations.", "env", "job"),
 		jobLast:      r.Gauge("berth_job_last_success_timestamp_seconds", "When each job last succeeded (Unix time).", "env", "job"),
@@ -84,6 +85,14 @@ func (m *agentMetrics) fleetHosts(f *status.FleetCache) {
 	m.fleet.Reset()
 	for k, n := range status.HostsByRevision(data) {
 		m.fleet.Set(float64(n), k[0], k[1])
+	}
+}
+
+// clockSkew sets berth_fleet_clock_skew_seconds from the fleet client's
+// estimate of etcd's clock (no network).
+func (m *agentMetrics) clockSkew(c interface{ ClockSkew() (time.Duration, bool) }) {
+	if skew, ok := c.ClockSkew(); ok {
+		m.skew.Set(skew.Seconds())
 	}
 }
 

@@ -19,6 +19,10 @@ import (
 // earlier time on every host until that future came.
 const ClockTolerance = 5 * time.Second
 
+// SkewWarn is how far off etcd's clock a host's clock may be before the
+// host warns in its log and shows as skewed.
+const SkewWarn = 5 * time.Second
+
 // ErrClockAhead: a scheduled time is beyond etcd's clock plus the
 // tolerance; this host's clock is ahead. It wraps ErrClaimed too: a host
 // with a right clock claims the time when it comes.
@@ -107,9 +111,9 @@ func (c *Client) checkSkew() {
 	}
 	if old := time.Duration(c.skew.Load()); (skew - old).Abs() >= 2*time.Second {
 		c.skew.Store(int64(skew))
-		if skew.Abs() >= 5*time.Second {
+		if skew.Abs() >= SkewWarn {
 			c.log.Warn("this host's clock is off from etcd's: its job claims are refused while it is ahead; fix its time sync", "skew", skew)
-		} else if old.Abs() >= 5*time.Second {
+		} else if old.Abs() >= SkewWarn {
 			c.log.Info("this host's clock agrees with etcd's again", "skew", skew)
 		}
 		c.kick()

@@ -232,7 +232,7 @@ func printFleet(w io.Writer, e status.FleetEnv) {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATE\tLIVE\tAUTHOR\tSUBJECT\tDEPLOY\tRESULT\tHEALTH\tVERSION\tLAST SEEN")
+	fmt.Fprintln(tw, "HOST\tSTATE\tSKEW\tLIVE\tAUTHOR\tSUBJECT\tDEPLOY\tRESULT\tHEALTH\tVERSION\tLAST SEEN")
 	for _, h := range e.Hosts {
 		state := "alive"
 		switch {
@@ -242,6 +242,12 @@ func printFleet(w io.Writer, e status.FleetEnv) {
 			state = "paused"
 		case h.Held != "":
 			state = "held"
+		case h.ClockSkew.Abs() >= fleet.SkewWarn:
+			state = "skewed" // its job claims ahead of etcd's clock are refused
+		}
+		skew := "-"
+		if h.ClockSkew != 0 {
+			skew = h.ClockSkew.Round(time.Second).String()
 		}
 		live, author, subject := "-", "-", "-"
 		if h.Live != nil {
@@ -261,7 +267,7 @@ func printFleet(w io.Writer, e status.FleetEnv) {
 				result += ": " + status.OneLine(r.Reason)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, state, live, author, subject, deploy, result,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, state, skew, live, author, subject, deploy, result,
 			healthLine(h.Health), dash(h.Version), h.LastSeen.Format(time.RFC3339))
 	}
 	tw.Flush()
