@@ -273,22 +273,7 @@ func TestSlots_HeadGrantsFreeSlotsBehindIt_AGranteeThatLeavesGivesItBack(t *test
 	as := agents(t, []string{etcd.Endpoint}, 3)
 	ctx := ctxT(t, time.Minute)
 	w := &Wave{Revision: "c2", MaxParallel: 3}
-	var qs []*slotQueue
-	var views []*slotView
-	for _, a := range as {
-		sess, err := a.Session(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k := a.keys("prod")
-		q := &slotQueue{c: a.Client, k: k, sess: sess, rev: w.Revision, haltKey: k.halt(w.Revision), n: w.MaxParallel,
-			qkey: fmt.Sprintf("%s%016x-%d", k.queue(), sess.Lease(), a.token())}
-		v, err := q.enter(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		qs, views = append(qs, q), append(views, v)
-	}
+	qs, views := slotQueues(ctx, t, as, w)
 	if views[0].pred != "" || views[1].pred == "" || len(views[0].free) != 3 {
 		t.Fatalf("views: head %+v, second %+v", views[0], views[1])
 	}

@@ -1,20 +1,16 @@
 package fleet
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 )
 
-// A slot granted to a queued host before its revision was halted is not
-// used once a read shows the halt: the host is refused (held) and the slot
-// goes back; every other place in the queue is told at once.
-func TestSlots_GrantedSlotNotUsedOnceTheHaltShows(t *testing.T) {
-	etcd := startEmbedded(t)
-	as := agents(t, []string{etcd.Endpoint}, 3)
-	ctx := ctxT(t, time.Minute)
-	w := &Wave{Revision: "c2", MaxParallel: 2}
+// slotQueues puts each agent in the slot queue of w, in order.
+func slotQueues(ctx context.Context, t *testing.T, as []*agent, w *Wave) ([]*slotQueue, []*slotView) {
+	t.Helper()
 	var qs []*slotQueue
 	var views []*slotView
 	for _, a := range as {
@@ -31,6 +27,18 @@ func TestSlots_GrantedSlotNotUsedOnceTheHaltShows(t *testing.T) {
 		}
 		qs, views = append(qs, q), append(views, v)
 	}
+	return qs, views
+}
+
+// A slot granted to a queued host before its revision was halted is not
+// used once a read shows the halt: the host is refused (held) and the slot
+// goes back; every other place in the queue is told at once.
+func TestSlots_GrantedSlotNotUsedOnceTheHaltShows(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 3)
+	ctx := ctxT(t, time.Minute)
+	w := &Wave{Revision: "c2", MaxParallel: 2}
+	qs, views := slotQueues(ctx, t, as, w)
 	// web-1 takes a slot and grants the other to web-2, queued behind it.
 	if kv, _, err := qs[0].take(ctx, views[0]); err != nil || kv == nil {
 		t.Fatalf("take: %v, %v", kv, err)
