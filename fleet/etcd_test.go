@@ -43,6 +43,7 @@ func startEmbedded(t testing.TB) *embedded {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.Logger, cfg.LogLevel, cfg.LogOutputs = "zap", "error", []string{"stderr"}
 	cfg.TickMs, cfg.ElectionMs = 50, 500
+	cfg.BcryptCost = 4 // logging in with a password is bcrypt, slow under -race on a busy machine
 	s := &embedded{t: t, cfg: cfg, Endpoint: cu.String()}
 	s.Start()
 	t.Cleanup(s.Stop)
