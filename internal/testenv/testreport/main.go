@@ -5,6 +5,11 @@
 // the slowest tests took. It exits 1 when anything failed.
 //
 //	go test -json ./... | go run ./internal/testenv/testreport [-raw FILE]
+//
+// With -order PREVIOUS.json it reads no test output: it prints the packages
+// named as arguments, the slowest of the previous run first (packages it
+// does not know first of all), so that `go test` starts the long poles
+// first and the short ones fill in beside them.
 package main
 
 import (
@@ -44,7 +49,14 @@ type testTime struct {
 
 func main() {
 	raw := flag.String("raw", "", "also write the JSON stream to this file")
+	order := flag.String("order", "", "print the argument packages, slowest in this previous run's JSON first")
 	flag.Parse()
+	if *order != "" {
+		for _, p := range slowestFirst(*order, flag.Args()) {
+			fmt.Println(p)
+		}
+		return
+	}
 	var in io.Reader = os.Stdin
 	if *raw != "" {
 		f, err := os.Create(*raw)
@@ -178,4 +190,33 @@ func summary(out io.Writer, pkgs map[string]*pkgState, order []string, slow []te
 	for _, s := range slow {
 		fmt.Fprintf(out, "  %7.1fs  %s\n", s.elapsed, s.name)
 	}
+}
+
+// slowestFirst orders pkgs (import paths or ./dirs) by how long each took
+// in the go test -json stream in file, slowest first; those not in it come
+// first. A missing or unreadable file leaves the order as it is.
+func slowestFirst(file string, pkgs []string) []string {
+	took := map[string]float64{}
+	if f, err := os.Open(file); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			var e event
+			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Test == "" && (e.Action == "pass" || e.Action == "fail") {
+				took[e.Package] = e.Elapsed
+			}
+		}
+	}
+	key := func(p string) float64 {
+		for name, t := range took {
+			if name == p || strings.HasSuffix(name, strings.TrimPrefix(p, ".")) {
+				return t
+			}
+		}
+		return 1e9
+	}
+	out := append([]string(nil), pkgs...)
+	sort.SliceStable(out, func(i, j int) bool { return key(out[i]) > key(out[j]) })
+	return out
 }
