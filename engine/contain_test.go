@@ -95,6 +95,7 @@ func TestEngine_EnsureProjectRefusesAnotherProjectsNetworksAndVolumes(t *testing
 // host directory; an environment that mounts a directory inside it is
 // refused, naming that container, and one that mounts beside it is not.
 func TestEngine_HostBindsKeepABindOutOfAnotherContainersWritableOne(t *testing.T) {
+	t.Parallel()
 	d, e, img := pulledApp(t, "binds")
 	ctx := t.Context()
 	allowed := t.TempDir()
@@ -129,6 +130,7 @@ func TestEngine_HostBindsKeepABindOutOfAnotherContainersWritableOne(t *testing.T
 // with a stop timeout of years, or Docker's -1 (forever), is stopped within
 // envs.MaxStopGrace: berth reads the real container's config and caps it.
 func TestEngine_StopGraceIsCappedWhateverTheContainerSays(t *testing.T) {
+	t.Parallel()
 	d, e, img := pulledApp(t, "grace")
 	ctx := t.Context()
 	for _, secs := range []int{87600 * 3600, -1, 7} {

@@ -91,6 +91,7 @@ func launch(t *testing.T, e *Engine, env *envs.Env, pl Placement) string {
 }
 
 func TestEngine_PullsOnceThenNeverAgain(t *testing.T) {
+	t.Parallel()
 	_, reg, e, img := pushedApp(t, "once")
 
 	reg.ResetRequests()
@@ -123,6 +124,7 @@ func TestEngine_PullFromAnUnreachableRegistryFails(t *testing.T) {
 }
 
 func TestEngine_ErrorClasses(t *testing.T) {
+	t.Parallel()
 	d, reg, e, img := pushedApp(t, "classes")
 	ctx := t.Context()
 	t.Run("unknown digest is a verdict", func(t *testing.T) {
@@ -190,6 +192,7 @@ func TestEngine_ErrorClasses(t *testing.T) {
 }
 
 func TestEngine_ServerContainerFromComposeServesAndIsHealthy(t *testing.T) {
+	t.Parallel()
 	d, _, e, img := pushedApp(t, "srv")
 	env, pl := deployable(t, d, img, "    environment: {APP_MARKER: from-compose}\n")
 	ctx := t.Context()
@@ -224,6 +227,7 @@ func TestEngine_ServerContainerFromComposeServesAndIsHealthy(t *testing.T) {
 }
 
 func TestEngine_WaitHealthyFailsForNeverHealthyAndCrashed(t *testing.T) {
+	t.Parallel()
 	d, e, img := pulledApp(t, "bad")
 	ctx := t.Context()
 	tests := []struct {
@@ -261,6 +265,7 @@ func oneShotRequest(t *testing.T, e *Engine, d *testenv.DockerEnv, img testenv.A
 }
 
 func TestEngine_RunOnceExitCodesTimeoutStopAndCleanup(t *testing.T) {
+	t.Parallel()
 	d, e, img := pulledApp(t, "once")
 	stopping := errors.New("the agent is stopping")
 	tests := []struct {
@@ -310,6 +315,7 @@ func TestEngine_RunOnceExitCodesTimeoutStopAndCleanup(t *testing.T) {
 }
 
 func TestEngine_RunOnceKeepsTheTailsAndNoPieceOfASecret(t *testing.T) {
+	t.Parallel()
 	d, e, img := pulledApp(t, "tail")
 	secret := "s3cret-" + d.RunID + "-value"
 	extra := "    environment: {APP_MODE: exit, APP_MARKER: 'token " + secret + " printed', APP_PRINT_ENV: HOME}\n"
@@ -341,6 +347,7 @@ func TestEngine_RunOnceKeepsTheTailsAndNoPieceOfASecret(t *testing.T) {
 }
 
 func TestEngine_PruneImagesKeepsWhatIsKeptOrInUse(t *testing.T) {
+	t.Parallel()
 	d, e, inUse := pulledApp(t, "inuse")
 	reg := testenv.StartRegistry(t)
 	old := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "old-" + d.RunID})
@@ -390,6 +397,7 @@ func TestEngine_PullUsesDockerConfigCredentials(t *testing.T) {
 }
 
 func TestEngine_StalledPullIsAbandoned(t *testing.T) {
+	t.Parallel()
 	_, reg, e, img := pushedApp(t, "stall")
 	e.PullStall = 2 * time.Second
 	reg.Stall(t)
@@ -404,6 +412,7 @@ func TestEngine_StalledPullIsAbandoned(t *testing.T) {
 }
 
 func TestEngine_SecretFilesReachATmpfsInTheContainerAndNoDisk(t *testing.T) {
+	t.Parallel()
 	d, e, img := pulledApp(t, "files")
 	e.InitPath = testenv.BerthBinary(t)
 	ctx := t.Context()

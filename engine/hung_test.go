@@ -15,6 +15,7 @@ import (
 // engine method: each must come back as an outage within its own
 // deadline, not hang. After SIGCONT the same Engine works again.
 func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
+	t.Parallel()
 	pd := testenv.StartPrivateDocker(t, testenv.PrivateDockerOptions{})
 	reg := testenv.StartRegistry(t)
 	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "hung"})

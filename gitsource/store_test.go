@@ -86,6 +86,7 @@ func withRecent(t *testing.T, n int) {
 }
 
 func TestStore_StaysBoundedAndKeepsWhatTheAgentKeeps(t *testing.T) {
+	t.Parallel()
 	withRecent(t, 3)
 	g := testenv.StartGitServer(t)
 	repo := g.NewRepo(t, "config")
@@ -218,6 +219,7 @@ func TestStoreCrashChild(t *testing.T) {
 }
 
 func TestStore_KilledAtEveryStep(t *testing.T) {
+	t.Parallel()
 	withRecent(t, 2)
 	g := testenv.StartGitServer(t)
 	repo := g.NewRepo(t, "config")

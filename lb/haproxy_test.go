@@ -374,6 +374,7 @@ func TestHAProxy_RollbackSwitchesBackToTheOldServers(t *testing.T) {
 }
 
 func TestHAProxy_ConvergesAfterACrashMidSwitch(t *testing.T) {
+	t.Parallel()
 	a, b := newAppServer(t, "a", 0), newAppServer(t, "b", 0)
 	hp, sw := startHAProxy(t, "")
 	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {

@@ -75,6 +75,7 @@ func readPid(t *testing.T, file string) int {
 // leaves the file right and nginx on the old upstream: the next Switch to
 // the same backends must reload, once.
 func TestNginx_FileWrittenButNotLoadedIsReloadedOnce(t *testing.T) {
+	t.Parallel()
 	a, b := testenv.HTTPBackend(t, "a"), testenv.HTTPBackend(t, "b")
 	n, sw := startNginx(t, a)
 	// nginx's workers started before the write, as on a host: the write
@@ -113,6 +114,7 @@ func TestNginx_FileWrittenButNotLoadedIsReloadedOnce(t *testing.T) {
 // again, but returns only once the old workers are gone, so the old
 // backend is not retired under them.
 func TestNginx_KilledDuringTheDrainWaitsForItWithoutAReload(t *testing.T) {
+	t.Parallel()
 	a, b := testenv.HTTPBackend(t, "a"), testenv.HTTPBackend(t, "b")
 	n, sw := startNginx(t, a)
 	// A client connection with no request yet keeps the old worker up
@@ -148,6 +150,7 @@ func TestNginx_KilledDuringTheDrainWaitsForItWithoutAReload(t *testing.T) {
 // stopping) leaves nginx and the file agreeing: both back on the previous
 // upstream.
 func TestNginx_InterruptedDrainRestoresFileAndNginxTogether(t *testing.T) {
+	t.Parallel()
 	a, b := testenv.HTTPBackend(t, "a"), testenv.HTTPBackend(t, "b")
 	n, sw := startNginx(t, a)
 	before, _ := os.ReadFile(sw.File)
@@ -189,6 +192,7 @@ func idleConn(t *testing.T, n *testenv.Nginx) net.Conn {
 // until client_header_timeout (60 s); Drain bounds berth's wait, and
 // nginx's worker_shutdown_timeout bounds the worker.
 func TestNginx_DrainIsBoundedByDrainAndByWorkerShutdownTimeout(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		main     string

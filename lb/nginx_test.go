@@ -81,6 +81,7 @@ func TestNginx_FailedProbeSwitchesBack(t *testing.T) {
 }
 
 func TestNginx_NoFailedRequestsAcrossSwitches(t *testing.T) {
+	t.Parallel()
 	a, b := testenv.HTTPBackend(t, "a"), testenv.HTTPBackend(t, "b")
 	n, sw := startNginx(t, a)
 	var failed, sent atomic.Int64

@@ -136,6 +136,7 @@ func (h *host) containers() []string {
 }
 
 func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.T) {
+	t.Parallel()
 	h := newHost(t)
 	v1 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v2"})
@@ -259,6 +260,7 @@ func countRuns(done []string) int {
 // the switch leaves two servers and the balancer on the old one. The next
 // pass keeps the new server, points the balancer at it and retires the old.
 func TestDeploy_ConvergesAfterAnInterruptedCutover(t *testing.T) {
+	t.Parallel()
 	h := newHost(t)
 	v1 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v2"})
@@ -315,6 +317,7 @@ func TestDeploy_ConvergesAfterAnInterruptedCutover(t *testing.T) {
 // A server image without HEALTHCHECK is gated on its port accepting
 // connections: one that never listens is never switched to.
 func TestDeploy_ServerWithoutHealthcheckIsGatedOnItsPort(t *testing.T) {
+	t.Parallel()
 	h := newHost(t)
 	v1 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v1", NoHealthcheck: true})
 	v2 := testenv.PushApp(t, h.reg, testenv.ImageSpec{Version: "v2", NoHealthcheck: true})

@@ -48,6 +48,7 @@ func privateHost(t *testing.T, liveRestore bool) (*host, *testenv.PrivateDocker)
 // retry does, converges to v2 whole: its server and worker, nothing of v1,
 // no leftover one-shot, nginx serving v2.
 func TestDeploy_DockerdRestartedMidDeployConverges(t *testing.T) {
+	t.Parallel()
 	for _, liveRestore := range []bool{false, true} {
 		t.Run(fmt.Sprintf("live-restore=%v", liveRestore), func(t *testing.T) {
 			t.Parallel() // two engines of their own

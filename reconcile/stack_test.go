@@ -186,8 +186,10 @@ func wantRunning(revision string) []string {
 // the host stays on one revision, and the first server's load loses no
 // request across its switch and the rollback.
 func TestStack_TwoServersReplicasAndAWorkerCutOverUnderLoad(t *testing.T) {
+	t.Parallel()
 	for _, lbType := range []string{"nginx", "haproxy"} {
 		t.Run(lbType, func(t *testing.T) {
+			t.Parallel()
 			s := newStackHost(t)
 			v1 := testenv.PushApp(t, s.reg, testenv.ImageSpec{Version: "v1"})
 			v2 := testenv.PushApp(t, s.reg, testenv.ImageSpec{Version: "v2"})
@@ -281,8 +283,10 @@ func TestStack_TwoServersReplicasAndAWorkerCutOverUnderLoad(t *testing.T) {
 // whose server turns unhealthy 10 s after it started is switched back to
 // the old servers within the watch — a verdict, with no failed request.
 func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
+	t.Parallel()
 	for _, lbType := range []string{"nginx", "haproxy"} {
 		t.Run(lbType, func(t *testing.T) {
+			t.Parallel()
 			s := newStackHost(t)
 			v1 := testenv.PushApp(t, s.reg, testenv.ImageSpec{Version: "v1"})
 			v2 := testenv.PushApp(t, s.reg, testenv.ImageSpec{Version: "v2"})
@@ -335,6 +339,7 @@ func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 // whose server starts answering 500 within its watch (its HEALTHCHECK
 // still passing) is switched back at once, a verdict naming the answers.
 func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
+	t.Parallel()
 	s := newStackHost(t)
 	v1 := testenv.PushApp(t, s.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, s.reg, testenv.ImageSpec{Version: "v2"})

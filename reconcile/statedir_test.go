@@ -115,6 +115,7 @@ func (s *fillingSwitch) Switch(ctx context.Context, b []string) error {
 // record; the pass is an outage that says so, returned to the poller, and
 // the host goes on with the head once the state dir is writable again.
 func TestAgent_FullOrReadOnlyStateDirIsAnOutageAndRecovers(t *testing.T) {
+	t.Parallel()
 	dir := smallTmpfs(t, "256k")
 	host := newFakeHost()
 	src := &fakeSource{head: "c1"}

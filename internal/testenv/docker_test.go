@@ -73,6 +73,7 @@ func waitHealth(t *testing.T, d *testenv.DockerEnv, id, want string) {
 }
 
 func TestDocker_PushRemovePullByDigestAndServe(t *testing.T) {
+	t.Parallel()
 	d := testenv.Docker(t)
 	reg := testenv.StartRegistry(t)
 	// A version of its own: another test's image with the same digest in
@@ -125,6 +126,7 @@ func TestDocker_PushRemovePullByDigestAndServe(t *testing.T) {
 }
 
 func TestImages_ModesOfTheTestApp(t *testing.T) {
+	t.Parallel()
 	d := testenv.Docker(t)
 	reg := testenv.StartRegistry(t)
 	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "modes"})

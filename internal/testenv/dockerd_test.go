@@ -10,6 +10,7 @@ import (
 )
 
 func TestPrivateDocker_PausesResumesAndRestartsWithoutTheSharedEngine(t *testing.T) {
+	t.Parallel()
 	shared := Docker(t)
 	before, err := shared.Client.Info(t.Context())
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 )
 
 func TestImages_DistinctVersionsReproducibleDigests(t *testing.T) {
+	t.Parallel()
 	reg := testenv.StartRegistry(t)
 	imgs := testenv.Images(t, reg)
 	if imgs.V1.Digest == imgs.V2.Digest {
