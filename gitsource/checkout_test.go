@@ -16,7 +16,6 @@ import (
 type entry = testenv.TreeEntry
 
 func TestCheckout_RefusesUnsafeTreesBeforeWritingAnything(t *testing.T) {
-	t.Parallel()
 	outside := t.TempDir() // a host directory a hostile tree aims at
 	compose := entry{Name: "compose.yaml", Content: "services: {}\n"}
 	tests := []struct {

@@ -18,7 +18,6 @@ import (
 // to 7.3 GB). The fetch allocates a small fraction of the blob's size, and
 // the store keeps nothing of it; a normal commit after it fetches fine.
 func TestSource_ABlobBombIsRefusedBeforeItIsUnpacked(t *testing.T) {
-	t.Parallel()
 	g := testenv.StartGitServer(t)
 	repo := g.NewRepo(t, "config")
 	repo.CommitFiles(t, "first", map[string]string{"envs/prod/compose.yaml": "services: {}\n"})

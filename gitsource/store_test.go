@@ -86,7 +86,6 @@ func withRecent(t *testing.T, n int) {
 }
 
 func TestStore_StaysBoundedAndKeepsWhatTheAgentKeeps(t *testing.T) {
-	t.Parallel()
 	withRecent(t, 3)
 	g := testenv.StartGitServer(t)
 	repo := g.NewRepo(t, "config")
@@ -219,7 +218,6 @@ func TestStoreCrashChild(t *testing.T) {
 }
 
 func TestStore_KilledAtEveryStep(t *testing.T) {
-	t.Parallel()
 	withRecent(t, 2)
 	g := testenv.StartGitServer(t)
 	repo := g.NewRepo(t, "config")
