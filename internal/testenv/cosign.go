@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,21 +75,40 @@ func NewCosignKey(t testing.TB) CosignKey {
 
 // signatureImage is cosign's signature image: one simple-signing layer
 // naming signed, the signature in its annotation.
-func (k CosignKey) signatureImage(t testing.TB, signed name.Digest) v1.Image {
-	t.Helper()
+func signatureImage(sv signature.Signer, signed name.Digest) (v1.Image, error) {
 	p, err := payload.Cosign{Image: signed}.MarshalJSON()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	sig, err := k.Signer.SignMessage(bytes.NewReader(p))
+	sig, err := sv.SignMessage(bytes.NewReader(p))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	img, err := mutate.Append(base, mutate.Addendum{
+	return mutate.Append(base, mutate.Addendum{
 		Layer:       static.NewLayer(p, cosignSimpleSigning),
 		Annotations: map[string]string{cosignSignature: base64.StdEncoding.EncodeToString(sig)},
 	})
+}
+
+// CosignSignTag writes sv's signature of signed under d's
+// sha256-<hex>.sig tag, as cosign sign does by default (the demo's
+// signer uses it too).
+func CosignSignTag(sv signature.Signer, d, signed name.Digest) error {
+	img, err := signatureImage(sv, signed)
+	if err != nil {
+		return err
+	}
+	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
+	if err := remote.Write(tag, img); err != nil {
+		return fmt.Errorf("push %s: %w", tag, err)
+	}
+	return nil
+}
+
+func (k CosignKey) signatureImage(t testing.TB, signed name.Digest) v1.Image {
+	t.Helper()
+	img, err := signatureImage(k.Signer, signed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,9 +120,8 @@ func (k CosignKey) signatureImage(t testing.TB, signed name.Digest) v1.Image {
 // of another image.
 func (k CosignKey) SignTag(t testing.TB, d, signed name.Digest) {
 	t.Helper()
-	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
-	if err := remote.Write(tag, k.signatureImage(t, signed)); err != nil {
-		t.Fatalf("testenv: push %s: %v", tag, err)
+	if err := CosignSignTag(k.Signer, d, signed); err != nil {
+		t.Fatalf("testenv: %v", err)
 	}
 }
 
