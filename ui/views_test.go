@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +222,27 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// Everything read from etcd is hostile too: host, env and job names,
+// reasons, health, versions, who paused.
+func TestFleetPage_HostileEtcdRendersAsText(t *testing.T) {
+	o := threeHosts("v1")
+	fillStrings(&o, hostile)
+	s := &Server{Fleet: &Fleet{Reader: &fakeFleet{envs: []fleet.Overview{o}}}, Now: func() time.Time { return t0 }}
+	res, page := get(t, s.Handler(), "/")
+	if res.StatusCode != http.StatusOK {
+		t.Fatal(res.StatusCode)
+	}
+	checkInert(t, "/", page)
+	if !strings.Contains(text(parse(t, page)), `<script>window.__pwned=1</script>`) {
+		t.Error("the hostile strings are not shown as text")
+	}
+	for _, path := range []string{"/fleet/host/" + url.PathEscape(hostile) + "/" + url.PathEscape(hostile), "/fleet/jobs/" + url.PathEscape(hostile) + "/" + url.PathEscape(hostile)} {
+		res, page := get(t, s.Handler(), path)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", path, res.StatusCode)
+		}
+		checkInert(t, path, page)
+	}
 }
