@@ -90,9 +90,12 @@ func (f *forgeSide) run(ctx context.Context, envNames []string) {
 	wg.Wait()
 }
 
-// report hands one env's status to the reporter and its promoter.
+// report hands one env's status to the reporter and, when the reporter
+// took it (not a straggler of an older commit), to its promoter.
 func (f *forgeSide) report(env, rev string, st forge.State, description string) {
-	f.rep.Update(env, rev, st, description)
+	if !f.rep.Update(env, rev, st, description) {
+		return
+	}
 	if p := f.promoters[env]; p != nil {
 		p.Observe(rev, st, description)
 	}

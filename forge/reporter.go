@@ -63,6 +63,8 @@ type commitStatus struct {
 	hasPosted    bool
 	postedAt     time.Time
 	seq          int // order of the last update, for pruning
+	// replaced: a newer commit became the env's target after this one.
+	replaced bool
 }
 
 // maxCommits bounds the commits remembered per env.
@@ -87,10 +89,15 @@ func (r *Reporter) Posts() int64 { return r.posts.Load() }
 
 // Update sets the status wanted for commit of env. It never blocks. A
 // newer commit of the env supersedes one still pending: that one gets a
-// status saying so.
-func (r *Reporter) Update(env, commit string, st State, description string) {
+// status saying so. A commit that a newer one replaced as the env's
+// target is not updated again: with a fleet, a host still finishing it
+// after another started the newer one makes it look like the target
+// again (Target goes by the latest event), and it must not take the
+// status back nor call the newer one superseded. It reports whether the
+// update was taken.
+func (r *Reporter) Update(env, commit string, st State, description string) bool {
 	if !shaRe.MatchString(commit) {
-		return
+		return false
 	}
 	r.mu.Lock()
 	e := r.envs[env]
@@ -98,14 +105,21 @@ func (r *Reporter) Update(env, commit string, st State, description string) {
 		e = &envStatuses{commits: map[string]*commitStatus{}}
 		r.envs[env] = e
 	}
+	if c := e.commits[commit]; c != nil && c.replaced {
+		r.mu.Unlock()
+		return false
+	}
 	e.seq++
-	if old := e.commits[e.target]; e.target != "" && e.target != commit && old != nil && old.want.State == Pending {
-		d := "not deployed: superseded by " + commit[:12]
-		if strings.HasPrefix(old.want.Description, "live on ") && !strings.HasPrefix(old.want.Description, "live on 0/") {
-			d += " (was " + old.want.Description + ")"
+	if old := e.commits[e.target]; e.target != "" && e.target != commit && old != nil {
+		old.replaced = true
+		if old.want.State == Pending {
+			d := "not deployed: superseded by " + commit[:12]
+			if strings.HasPrefix(old.want.Description, "live on ") && !strings.HasPrefix(old.want.Description, "live on 0/") {
+				d += " (was " + old.want.Description + ")"
+			}
+			old.want = r.status(env, Superseded, d)
+			old.seq = e.seq
 		}
-		old.want = r.status(env, Superseded, d)
-		old.seq = e.seq
 	}
 	e.target = commit
 	c := e.commits[commit]
@@ -120,6 +134,7 @@ func (r *Reporter) Update(env, commit string, st State, description string) {
 	case r.kick <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 func (r *Reporter) status(env string, st State, d string) Status {

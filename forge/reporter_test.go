@@ -230,3 +230,42 @@ func TestReporter_RequestsOfA100HostRollout(t *testing.T) {
 		}
 	})
 }
+
+// TestReporter_AStragglerOfAnOlderCommitNeverTakesTheStatusBack: with a
+// fleet, a host that finishes the older commit after another host started
+// the newer one makes Target say the older one again (the latest event
+// wins). The newer commit must not be called superseded by the older,
+// nor the older commit's status be rewritten.
+func TestReporter_AStragglerOfAnOlderCommitNeverTakesTheStatusBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := sha('a'), sha('b')
+		t0 := time.Now()
+		hosts := []HostView{
+			{Host: "web-1", Alive: true, Live: a, Deploying: b, Started: t0.Add(2 * time.Second)},
+			{Host: "web-2", Alive: true, Live: a, Result: &Outcome{Revision: a, Class: "ok", At: t0.Add(3 * time.Second)}},
+		}
+		if got := Target(hosts); got != a {
+			t.Fatalf("Target = %.12s: the flip this test guards against no longer happens", got)
+		}
+		p := &fakePoster{}
+		r, stop := runReporter(t, p)
+		defer stop()
+		r.Update("prod", a, Pending, "live on 1/2 hosts")
+		synctest.Wait()
+		r.Update("prod", b, Pending, "live on 0/2 hosts")
+		synctest.Wait()
+		r.Update("prod", a, Pending, "live on 2/2 hosts") // web-2 done with a
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		r.Update("prod", b, Success, "live on 2/2 hosts")
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		got := strings.Join(p.got(), "|")
+		if strings.Contains(got, "bbbbbbbbbbbb superseded") || strings.Contains(got, "aaaaaaaaaaaa pending live on 2/2") {
+			t.Errorf("a straggler of the older commit took the status back: %q", got)
+		}
+		if !strings.HasSuffix(got, "bbbbbbbbbbbb success live on 2/2 hosts") || !strings.Contains(got, "aaaaaaaaaaaa superseded") {
+			t.Errorf("posted %q: want a superseded, b live", got)
+		}
+	})
+}
