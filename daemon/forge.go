@@ -163,8 +163,16 @@ func (f *forgeSide) summarize(env, rev string, hosts []forge.HostView, halts []f
 }
 
 // reportFleet reports env from every host's published state while this
-// agent holds the reporter role: one summary per change in etcd.
+// agent holds the reporter role: one summary per change in etcd. When the
+// role ends, the reporter and the promoter forget the env: what they had
+// not done yet is the new holder's to do, from newer states.
 func (f *forgeSide) reportFleet(ctx context.Context, env string) {
+	defer func() {
+		f.rep.Forget(env)
+		if p := f.promoters[env]; p != nil {
+			p.Reset()
+		}
+	}()
 	waves := map[string]*forge.RolloutView{}
 	for v := range f.fc.WatchHosts(ctx, env) {
 		hosts := make([]forge.HostView, 0, len(v.Hosts))

@@ -137,6 +137,15 @@ func (r *Reporter) Update(env, commit string, st State, description string) bool
 	return true
 }
 
+// Forget drops what the reporter knows of env, posted or not: the agent
+// lost the env's reporter role, and a state it had not posted yet must
+// not overwrite the new holder's.
+func (r *Reporter) Forget(env string) {
+	r.mu.Lock()
+	delete(r.envs, env)
+	r.mu.Unlock()
+}
+
 func (r *Reporter) status(env string, st State, d string) Status {
 	return Status{State: st, Context: strings.ReplaceAll(r.opts.Context, "{env}", env), Description: d, TargetURL: r.opts.TargetURL}
 }
@@ -233,7 +242,10 @@ func (r *Reporter) next(now time.Time) (*job, time.Duration) {
 
 // done records a post's result.
 func (r *Reporter) done(j job, err error) {
-	c := r.envs[j.env].commits[j.commit]
+	var c *commitStatus
+	if e := r.envs[j.env]; e != nil { // nil: forgotten meanwhile
+		c = e.commits[j.commit]
+	}
 	var rl *RateLimitedError
 	switch {
 	case err == nil:

@@ -269,3 +269,25 @@ func TestReporter_AStragglerOfAnOlderCommitNeverTakesTheStatusBack(t *testing.T)
 		}
 	})
 }
+
+// TestReporter_ForgetDropsWhatWasNotPosted: an agent that loses an env's
+// reporter role forgets the env, so a state it had not posted yet (a
+// coalesced progress) cannot overwrite the new holder's later one.
+func TestReporter_ForgetDropsWhatWasNotPosted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &fakePoster{block: make(chan struct{})}
+		r, stop := runReporter(t, p)
+		defer stop()
+		r.Update("prod", sha('a'), Pending, "live on 1/3 hosts")
+		synctest.Wait() // in flight
+		r.Update("prod", sha('a'), Pending, "live on 2/3 hosts")
+		r.Update("web", sha('b'), Pending, "live on 1/3 hosts")
+		r.Forget("prod")
+		close(p.block)
+		time.Sleep(time.Hour)
+		want := "aaaaaaaaaaaa pending live on 1/3 hosts|bbbbbbbbbbbb pending live on 1/3 hosts"
+		if got := strings.Join(p.got(), "|"); got != want {
+			t.Errorf("posted %q, want %q", got, want)
+		}
+	})
+}

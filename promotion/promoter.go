@@ -114,6 +114,15 @@ func (p *Promoter) Observe(rev string, st forge.State, description string) {
 	p.wake()
 }
 
+// Reset forgets the env's status: the agent lost the env's reporter role
+// (another agent watches it now), so it proposes and closes nothing from
+// what it saw before, until it observes again.
+func (p *Promoter) Reset() {
+	p.mu.Lock()
+	p.rev, p.healthy, p.closing, p.failed = "", time.Time{}, "", ""
+	p.mu.Unlock()
+}
+
 func (p *Promoter) wake() {
 	select {
 	case p.kick <- struct{}{}:

@@ -150,3 +150,25 @@ func TestPromoter_OpensUpdatesAndClosesOnRollback(t *testing.T) {
 		}
 	})
 }
+
+// TestPromoter_ResetForgetsAHealthyRevision: an agent that loses the
+// env's reporter role proposes nothing from what it saw as the holder.
+func TestPromoter_ResetForgetsAHealthyRevision(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r1 := strings.Repeat("1", 40)
+		dir := tree(t, "b")
+		f := &fakeForge{}
+		p := New(f, f, func(context.Context, string) (string, string, string, error) { return dir, "", "shop 1", nil }, Options{Env: "staging", Branch: "main"})
+		p.SetSpec(r1, &envs.PromoteSpec{To: "prod", After: 30 * time.Minute})
+		p.Observe(r1, forge.Failure, "refused on web-2: invalid")
+		p.Observe(r1, forge.Success, "live on 3/3 hosts")
+		p.Reset()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go p.Run(ctx)
+		time.Sleep(time.Hour)
+		if got := f.got(); len(got) != 0 {
+			t.Errorf("a promoter that lost the role acted: %q", got)
+		}
+	})
+}
