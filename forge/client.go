@@ -113,6 +113,16 @@ func Refused(err error) bool {
 	return errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && !failure.IsOutage(err)
 }
 
+// Unauthorized reports whether err is the forge refusing the token (401,
+// or a 403 that is not a rate limit: expired, revoked, lacking a scope or
+// access). Unlike other refusals it says nothing of the request: the token
+// file is read again on every request, so the same request may work once
+// an operator fixes the token.
+func Unauthorized(err error) bool {
+	var ae *APIError
+	return Refused(err) && errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden)
+}
+
 // call is one request.
 type call struct {
 	method string

@@ -250,9 +250,10 @@ func (r *Reporter) done(j job, err error) {
 	switch {
 	case err == nil:
 		r.failures = 0
-	case Refused(err):
+	case Refused(err) && !Unauthorized(err):
 		// Sending it again will not help: it is dropped (a newer
-		// state is still posted).
+		// state is still posted). A refused token waits below for
+		// its fix.
 		r.log.Warn("forge refused a commit status", "env", j.env, "commit", j.commit, "error", err)
 	case errors.As(err, &rl):
 		r.until = rl.Until
@@ -260,7 +261,9 @@ func (r *Reporter) done(j job, err error) {
 	default:
 		r.failures++
 		r.until = r.now().Add(backoff(r.failures))
-		if r.failures == 1 {
+		if r.failures == 1 && Unauthorized(err) {
+			r.log.Error("forge refused the token: statuses wait for a working one", "env", j.env, "commit", j.commit, "error", err)
+		} else if r.failures == 1 {
 			r.log.Warn("forge unreachable: statuses wait", "env", j.env, "commit", j.commit, "error", err)
 		} else {
 			r.log.Debug("forge still unreachable", "error", err, "failures", r.failures)

@@ -291,3 +291,30 @@ func TestReporter_ForgetDropsWhatWasNotPosted(t *testing.T) {
 		}
 	})
 }
+
+// TestReporter_ARefusedTokenIsRetriedNotDropped: a 401 or 403 says the
+// token is bad (expired, rotated, lacking a scope), not the status; the
+// token file is read again on every request, so the status waits for the
+// operator's fix with backoff instead of being lost.
+func TestReporter_ARefusedTokenIsRetriedNotDropped(t *testing.T) {
+	for _, code := range []int{401, 403} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := &fakePoster{fail: func(n int) error {
+					if n <= 2 {
+						return &APIError{Method: "POST", Path: "/statuses", Status: code, Message: "Bad credentials"}
+					}
+					return nil
+				}}
+				r, stop := runReporter(t, p)
+				defer stop()
+				r.Update("prod", sha('a'), Success, "live on web-1")
+				time.Sleep(time.Hour)
+				got := p.got()
+				if len(got) != 3 || got[2] != "aaaaaaaaaaaa success live on web-1" {
+					t.Errorf("%d: posted %q, want the status tried until the token works", code, got)
+				}
+			})
+		})
+	}
+}

@@ -204,7 +204,8 @@ func (p *Promoter) next() time.Duration {
 
 // settle applies a forge call's result: done on success or a refusal (it
 // would be refused again: logged, and left until the state changes), a
-// retry with backoff on an outage.
+// retry with backoff on an outage or a refused token (its file is read
+// again on each try).
 func (p *Promoter) settle(err error, done func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -213,7 +214,7 @@ func (p *Promoter) settle(err error, done func()) {
 	case err == nil:
 		p.failures = 0
 		done()
-	case forge.Refused(err) || errors.Is(err, errNothing):
+	case (forge.Refused(err) && !forge.Unauthorized(err)) || errors.Is(err, errNothing):
 		p.log.Warn("promotion refused", "error", err)
 		done()
 	case errors.As(err, &rl):

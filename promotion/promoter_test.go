@@ -172,3 +172,46 @@ func TestPromoter_ResetForgetsAHealthyRevision(t *testing.T) {
 		}
 	})
 }
+
+// refusingForge refuses the first n calls of FindPR with an API error.
+type refusingForge struct {
+	*fakeForge
+	status, n int
+}
+
+func (f *refusingForge) FindPR(ctx context.Context, head, base string) (*forge.PR, error) {
+	f.mu.Lock()
+	if f.n > 0 {
+		f.n--
+		f.log("find refused")
+		f.mu.Unlock()
+		return nil, &forge.APIError{Method: "GET", Path: "/pulls", Status: f.status}
+	}
+	f.mu.Unlock()
+	return f.fakeForge.FindPR(ctx, head, base)
+}
+
+// TestPromoter_ARefusedTokenIsRetried: a promotion token refused (401,
+// 403: expired, rotated, lacking a scope) waits with backoff for the fix
+// (its file is read again on every request); the revision is not given up.
+func TestPromoter_ARefusedTokenIsRetried(t *testing.T) {
+	for _, code := range []int{401, 403} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r1 := strings.Repeat("1", 40)
+				dir := tree(t, "b")
+				f := &refusingForge{fakeForge: &fakeForge{}, status: code, n: 2}
+				p := New(f, f, func(context.Context, string) (string, string, string, error) { return dir, "", "shop 1", nil }, Options{Env: "staging", Branch: "main"})
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				go p.Run(ctx)
+				p.SetSpec(r1, &envs.PromoteSpec{To: "prod", After: time.Minute})
+				p.Observe(r1, forge.Success, "live on 3/3 hosts")
+				time.Sleep(time.Hour)
+				if f.pr == nil {
+					t.Errorf("%d: no PR after the token was fixed: %q", code, f.got())
+				}
+			})
+		})
+	}
+}
