@@ -85,7 +85,7 @@ func TestContract_GitHubRateLimits(t *testing.T) {
 	if err := post(); err != nil {
 		t.Fatal(err)
 	}
-	if err := post(); !errors.As(err, &rl) || !rl.Until.Equal(time.Unix(1767240001, 0)) {
+	if err := post(); !errors.As(err, &rl) || !rl.Until.Equal(time.Unix(1767231001, 0)) {
 		t.Fatalf("after the budget is spent: want a wait for the reset, got %v", err)
 	}
 	r.done()

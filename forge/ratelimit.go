@@ -25,9 +25,11 @@ const (
 	// Retry-After: wait at least a minute, longer each time in a row.
 	secondaryWait = time.Minute
 	maxLimitWait  = time.Hour
-	// maxNamedWait caps a wait the forge names (a hostile or broken
-	// answer must not silence the reporter for years).
-	maxNamedWait = 24 * time.Hour
+	// maxNamedWait caps a wait the forge names: GitHub's and GitLab's
+	// windows are an hour at most (a minute's slack for clocks), and a
+	// hostile or broken answer (Retry-After: 1000000000) must not
+	// silence the reporter longer.
+	maxNamedWait = time.Hour + time.Minute
 )
 
 // rateLimit reads a response for rate limiting, following GitHub's rules
