@@ -21,6 +21,7 @@ type fakeForge struct {
 	pr    *forge.PR
 	calls []string
 	files []forge.FileChange
+	msg   string
 }
 
 func (f *fakeForge) log(s string) { f.calls = append(f.calls, s) }
@@ -64,7 +65,7 @@ func (f *fakeForge) CommitFiles(_ context.Context, cm forge.Commit) (string, err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.log("commit " + cm.Branch + " on " + cm.BaseSHA[:4])
-	f.files = cm.Files
+	f.files, f.msg = cm.Files, cm.Message
 	return strings.Repeat("f", 40), nil
 }
 
@@ -111,7 +112,7 @@ func TestPromoter_OpensUpdatesAndClosesOnRollback(t *testing.T) {
 			t.Fatalf("acted before after: %q", f.got())
 		}
 		time.Sleep(2 * time.Minute)
-		want := []string{"find berth/promote-staging-prod main", "commit berth/promote-staging-prod on 1111", "open Promote staging to prod: shop 1 `@everyone`"}
+		want := []string{"find berth/promote-staging-prod main", "commit berth/promote-staging-prod on 1111", "open Promote staging to prod: `` shop 1 `@everyone` ``"}
 		if got := f.got(); strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Fatalf("got %q, want %q", got, want)
 		}
@@ -131,7 +132,7 @@ func TestPromoter_OpensUpdatesAndClosesOnRollback(t *testing.T) {
 		p.Observe(r2, forge.Success, "live on 3/3 hosts")
 		time.Sleep(31 * time.Minute)
 		got := f.got()[3:]
-		if len(got) != 3 || got[2] != "update 1 Promote staging to prod: shop 2 `@everyone`" {
+		if len(got) != 3 || got[2] != "update 1 Promote staging to prod: `` shop 2 `@everyone` ``" {
 			t.Fatalf("after a newer healthy revision: %q", got)
 		}
 
@@ -214,4 +215,35 @@ func TestPromoter_ARefusedTokenIsRetried(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestPromoter_ASubjectPingsNoOneAndReferencesNothing: the healthy
+// revision's commit subject is the repository's (hostile): in the PR's
+// title it is a code span (GitLab notifies mentions in a title; forges
+// render HTML and references there), and the commit berth writes does not
+// repeat it (each rewrite of the branch would add a "referenced this
+// issue" event to #12 on GitHub and GitLab).
+func TestPromoter_ASubjectPingsNoOneAndReferencesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r1 := strings.Repeat("1", 40)
+		dir := tree(t, "b")
+		f := &fakeForge{}
+		subject := "fix @sec-team #12 <b>x</b>\u202e"
+		p := New(f, f, func(context.Context, string) (string, string, string, error) { return dir, "", subject, nil }, Options{Env: "staging", Branch: "main"})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go p.Run(ctx)
+		p.SetSpec(r1, &envs.PromoteSpec{To: "prod", After: time.Minute})
+		p.Observe(r1, forge.Success, "live on 3/3 hosts")
+		time.Sleep(time.Hour)
+		if f.pr == nil {
+			t.Fatalf("no PR: %q", f.got())
+		}
+		if want := "Promote staging to prod: `fix @sec-team #12 <b>x</b>`"; f.pr.Title != want {
+			t.Errorf("title %q, want %q", f.pr.Title, want)
+		}
+		if strings.ContainsAny(f.msg, "@#<") {
+			t.Errorf("the commit message repeats the subject: %q", f.msg)
+		}
+	})
 }

@@ -54,12 +54,15 @@ func (p *Promoter) propose(ctx context.Context, rev string, spec *envs.PromoteSp
 	for _, c := range pr.Changes {
 		files = append(files, forge.FileChange{Path: path.Join(repoPath, c.Path), Old: c.Old, New: c.New, Executable: c.Mode&0o111 != 0})
 	}
-	msg := fmt.Sprintf("promote %s to %s: %s\n\n%s is live and healthy at %s (%s).\nOpened by berth; merging it is the promotion.",
-		env, to, short(rev), env, short(rev), forge.OneLine(subject, 200))
+	// The subject is the repository's: not in the commit (each rewrite
+	// of the branch would reference its #issues again), and a code span
+	// in the title (GitLab notifies a title's mentions).
+	msg := fmt.Sprintf("promote %s to %s: %s\n\n%s is live and healthy at %s.\nOpened by berth; merging it is the promotion.",
+		env, to, short(rev), env, short(rev))
 	if _, err := p.commits.CommitFiles(ctx, forge.Commit{Branch: head, BaseBranch: p.opts.Branch, BaseSHA: rev, Message: msg, Files: files}); err != nil {
 		return err
 	}
-	title := fmt.Sprintf("Promote %s to %s: %s", env, to, forge.OneLine(subject, 120))
+	title := fmt.Sprintf("Promote %s to %s: %s", env, to, preview.Code(forge.OneLine(subject, 120)))
 	body := p.body(rev, spec, pr, plan)
 	if existing != nil {
 		err = p.forge.UpdatePR(ctx, existing.Number, title, body)
