@@ -69,6 +69,17 @@ func (f *fakeForge) CommitFiles(_ context.Context, cm forge.Commit) (string, err
 	return strings.Repeat("f", 40), nil
 }
 
+// opened is the PR and the last commit message, read under the lock.
+func (f *fakeForge) opened() (*forge.PR, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pr == nil {
+		return nil, f.msg
+	}
+	pr := *f.pr
+	return &pr, f.msg
+}
+
 func (f *fakeForge) got() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -209,7 +220,7 @@ func TestPromoter_ARefusedTokenIsRetried(t *testing.T) {
 				p.SetSpec(r1, &envs.PromoteSpec{To: "prod", After: time.Minute})
 				p.Observe(r1, forge.Success, "live on 3/3 hosts")
 				time.Sleep(time.Hour)
-				if f.pr == nil {
+				if pr, _ := f.opened(); pr == nil {
 					t.Errorf("%d: no PR after the token was fixed: %q", code, f.got())
 				}
 			})
@@ -236,14 +247,15 @@ func TestPromoter_ASubjectPingsNoOneAndReferencesNothing(t *testing.T) {
 		p.SetSpec(r1, &envs.PromoteSpec{To: "prod", After: time.Minute})
 		p.Observe(r1, forge.Success, "live on 3/3 hosts")
 		time.Sleep(time.Hour)
-		if f.pr == nil {
+		pr, msg := f.opened()
+		if pr == nil {
 			t.Fatalf("no PR: %q", f.got())
 		}
-		if want := "Promote staging to prod: `fix @sec-team #12 <b>x</b>`"; f.pr.Title != want {
-			t.Errorf("title %q, want %q", f.pr.Title, want)
+		if want := "Promote staging to prod: `fix @sec-team #12 <b>x</b>`"; pr.Title != want {
+			t.Errorf("title %q, want %q", pr.Title, want)
 		}
-		if strings.ContainsAny(f.msg, "@#<") {
-			t.Errorf("the commit message repeats the subject: %q", f.msg)
+		if strings.ContainsAny(msg, "@#<") {
+			t.Errorf("the commit message repeats the subject: %q", msg)
 		}
 	})
 }
