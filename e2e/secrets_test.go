@@ -91,7 +91,15 @@ x-berth:
 		t.Fatalf("a new secret version did not redeploy: %s", got)
 	}
 
-	for _, args := range [][]string{{"status", "--json"}, {"history", "--json"}, {"plan"}} {
+	noValueLeaks(t, w, &printed, values, []string{"status", "--json"}, []string{"history", "--json"}, []string{"plan"})
+}
+
+// noValueLeaks adds what berth prints for each of commands and every file
+// of its state dir (the Git store aside) to printed, and fails the test
+// if any of values is in it.
+func noValueLeaks(t *testing.T, w *world, printed *strings.Builder, values []string, commands ...[]string) {
+	t.Helper()
+	for _, args := range commands {
 		out, _ := exec.Command(w.bin, append(args, "--config", w.config)...).CombinedOutput()
 		printed.Write(out)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
+
+	"berth.dev/berth/internal/printable"
 )
 
 // cosignSignPredicate is the in-toto predicate type of an image signature
@@ -49,10 +51,10 @@ func (r *rule) verifySimple(p, sig []byte, digest v1.Hash) error {
 		return fmt.Errorf("a signed payload that is not cosign's: %w", err)
 	}
 	if sci.Critical.Type != payload.CosignSignatureType {
-		return fmt.Errorf("a signed payload of type %q, not a cosign image signature", printable(sci.Critical.Type))
+		return fmt.Errorf("a signed payload of type %q, not a cosign image signature", shown(sci.Critical.Type))
 	}
 	if got := sci.Critical.Image.DockerManifestDigest; got != digest.String() {
-		return fmt.Errorf("a signature for another image (%s)", printable(got))
+		return fmt.Errorf("a signature for another image (%s)", shown(got))
 	}
 	return nil
 }
@@ -94,7 +96,7 @@ func (r *rule) verifyBundle(js []byte, digest v1.Hash) error {
 	}
 	res, err := v.Verify(&b, verify.NewPolicy(verify.WithArtifactDigest(digest.Algorithm, want), signer))
 	if err != nil {
-		return fmt.Errorf("a bundle that does not verify: %s", printable(err.Error()))
+		return fmt.Errorf("a bundle that does not verify: %s", shown(err.Error()))
 	}
 	if res.Statement == nil || res.Statement.PredicateType != cosignSignPredicate {
 		return errors.New("a bundle that is not an image signature (its predicate type is not " + cosignSignPredicate + ")")
@@ -102,22 +104,11 @@ func (r *rule) verifyBundle(js []byte, digest v1.Hash) error {
 	return nil
 }
 
-// printable cuts a string that came from a registry to something a log
-// line and a verdict can carry: printable ASCII, at most 100 bytes.
-func printable(s string) string {
+// shown cuts a string that came from a registry to something a log
+// line and a verdict can carry; a digest stays whole.
+func shown(s string) string {
 	if digestRe.MatchString(s) {
 		return s
 	}
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s) && len(out) < 100; i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			c = '?'
-		}
-		out = append(out, c)
-	}
-	if len(s) > 100 {
-		out = append(out, "…"...)
-	}
-	return string(out)
+	return printable.Cut(s, 100)
 }

@@ -80,8 +80,8 @@ func TestRule_MatchesWholeComponents(t *testing.T) {
 	}
 }
 
-func TestPrintable_KeepsRegistryStringsInCheck(t *testing.T) {
-	if got := printable("\x1b[31mred\nline" + strings.Repeat("x", 200)); strings.ContainsAny(got, "\x1b\n") || len(got) > 104 {
+func TestShown_KeepsRegistryStringsInCheck(t *testing.T) {
+	if got := shown("\x1b[31mred\nline" + strings.Repeat("x", 200)); strings.ContainsAny(got, "\x1b\n") || len(got) > 104 {
 		t.Errorf("printable let through %q", got)
 	}
 }

@@ -52,12 +52,12 @@ func (v *Verifier) Check(ctx context.Context, ref string, env *Policy) error {
 	}
 	d, err := name.NewDigest(ref)
 	if err != nil {
-		return failure.AsVerdict(fmt.Errorf("image %s: %s requires a signature, so the image must be pinned by digest (repo@sha256:…)", printable(ref), rules[0]))
+		return failure.AsVerdict(fmt.Errorf("image %s: %s requires a signature, so the image must be pinned by digest (repo@sha256:…)", shown(ref), rules[0]))
 	}
 	repo := d.Context().Name()
 	h, err := v1.NewHash(d.DigestStr())
 	if err != nil {
-		return failure.AsVerdict(fmt.Errorf("image %s: %w", printable(ref), err))
+		return failure.AsVerdict(fmt.Errorf("image %s: %w", shown(ref), err))
 	}
 	var open []*rule // rules the cache does not settle
 	for _, r := range rules {

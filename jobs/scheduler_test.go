@@ -16,6 +16,7 @@ import (
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/imagesig"
 	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/secrets"
 )
@@ -579,5 +580,29 @@ func TestStore_ReadsThePreviousFormatAndWritesItsVersion(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(st.Dir, "runs", "nightly", r.ID+".json"))
 	if !strings.Contains(string(b), `"version": 1`) {
 		t.Fatalf("saved record has no version:\n%s", b)
+	}
+}
+
+// refusingSignatures refuses every image, as an enforce rule does an
+// unsigned one.
+type refusingSignatures struct{ asked []string }
+
+func (s *refusingSignatures) Check(_ context.Context, ref string, _ *imagesig.Policy) error {
+	s.asked = append(s.asked, ref)
+	return failure.AsVerdict(errors.New("no valid signature"))
+}
+
+func TestScheduler_AnImageRefusedBySignaturesIsAFailedRunAndNothingRuns(t *testing.T) {
+	h := newHarness(t, t0)
+	sigs := &refusingSignatures{}
+	h.s.Signatures = sigs
+	h.s.Update(testEnv(envs.JobSpec{Name: "report", Schedule: "@daily"}), "rev1")
+	h.s.RunNow("report", "")
+	r := h.settled(t, "report", 1, allDone)[0]
+	if r.Status != StatusFailed || r.Class != "verdict" || !strings.Contains(r.Reason, "no valid signature") || len(sigs.asked) != 1 || sigs.asked[0] != "reg/app@sha256:aa" {
+		t.Fatalf("run %+v, checked %v", r, sigs.asked)
+	}
+	if h.eng.n != 0 {
+		t.Fatalf("%d containers ran from a refused image", h.eng.n)
 	}
 }

@@ -130,7 +130,7 @@ func (f *File) Decrypt(ids []age.Identity) ([]Entry, error) {
 		if encrypted {
 			v, bad = decryptValue(e.value, key, e.key+":")
 			if bad != nil {
-				bad = fmt.Errorf("line %d (%s): %w", e.line, printable(e.key), bad)
+				bad = fmt.Errorf("line %d (%s): %w", e.line, shown(e.key), bad)
 				return
 			}
 		}
@@ -170,7 +170,7 @@ func (f *File) dataKey(ids []age.Identity) ([]byte, error) {
 			return key, nil
 		}
 	}
-	return nil, fmt.Errorf("the host's age identity opens none of the file's %d age recipients (%s)", len(f.meta.age), strings.Join(printables(f.Recipients()), ", "))
+	return nil, fmt.Errorf("the host's age identity opens none of the file's %d age recipients (%s)", len(f.meta.age), strings.Join(shownAll(f.Recipients()), ", "))
 }
 
 // macOnlyEncryptedInit starts the MAC of a file whose MAC covers only its
@@ -201,7 +201,7 @@ func decryptValue(s string, key []byte, aad string) (string, error) {
 	}
 	data, iv, tag := parts[0], parts[1], parts[2]
 	if m[4] != "str" {
-		return "", fmt.Errorf("an encrypted value of type %q: berth reads string values", printable(m[4]))
+		return "", fmt.Errorf("an encrypted value of type %q: berth reads string values", shown(m[4]))
 	}
 	block, err := aes.NewCipher(key)
 	if err != nil {
@@ -218,10 +218,10 @@ func decryptValue(s string, key []byte, aad string) (string, error) {
 	return string(plain), nil
 }
 
-func printables(ss []string) []string {
+func shownAll(ss []string) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
-		out[i] = printable(s)
+		out[i] = shown(s)
 	}
 	return out
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"berth.dev/berth/internal/printable"
 )
 
 // Bounds on a file: a dotenv file of values is small.
@@ -95,7 +97,7 @@ func Parse(b []byte) (*File, error) {
 		}
 		key := string(k)
 		if first, dup := seen[key]; dup {
-			return nil, fmt.Errorf("line %d: %s is set again (first on line %d)", n, printable(key), first)
+			return nil, fmt.Errorf("line %d: %s is set again (first on line %d)", n, shown(key), first)
 		}
 		seen[key] = n
 		value := strings.ReplaceAll(string(v), `\n`, "\n")
@@ -244,15 +246,5 @@ func (m *metadata) readKeys(meta map[string]string) error {
 	return nil
 }
 
-// printable cuts a string from the file to something an error can carry.
-func printable(s string) string {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s) && len(out) < 64; i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			c = '?'
-		}
-		out = append(out, c)
-	}
-	return string(out)
-}
+// shown cuts a string from the file to something an error can carry.
+func shown(s string) string { return printable.Cut(s, 64) }
