@@ -29,6 +29,7 @@ type basicAuth struct {
 	mod     time.Time
 	size    int64
 	users   map[string][]byte // user → bcrypt hash
+	dummy   []byte            // a hash of nothing anyone types, at the users' cost
 	ok      map[[32]byte]time.Time
 	lastErr string
 }
@@ -85,6 +86,14 @@ func (a *basicAuth) reload() error {
 	if len(users) == 0 {
 		return fmt.Errorf("basic auth file %s: no user", a.path)
 	}
+	cost := bcrypt.DefaultCost
+	for _, h := range users {
+		cost, _ = bcrypt.Cost(h)
+		break
+	}
+	if c, err := bcrypt.Cost(a.dummy); err != nil || c != cost {
+		a.dummy, _ = bcrypt.GenerateFromPassword([]byte("berth: no such user"), cost)
+	}
 	a.users, a.mod, a.size = users, fi.ModTime(), fi.Size()
 	a.ok = map[[32]byte]time.Time{} // a changed file forgets every login
 	return nil
@@ -110,6 +119,7 @@ func (a *basicAuth) check(r *http.Request) bool {
 	now := time.Now()
 	a.mu.Lock()
 	hash, known := a.users[user]
+	dummy := a.dummy
 	if at, seen := a.ok[key]; seen && known && now.Sub(at) < verifiedFor {
 		a.mu.Unlock()
 		return true
@@ -118,7 +128,7 @@ func (a *basicAuth) check(r *http.Request) bool {
 	if !known {
 		// As slow as a known user's check: the answer's time does not
 		// tell which users exist.
-		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass))
+		_ = bcrypt.CompareHashAndPassword(dummy, []byte(pass))
 		return false
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
@@ -132,13 +142,6 @@ func (a *basicAuth) check(r *http.Request) bool {
 	a.mu.Unlock()
 	return true
 }
-
-// dummyHash is a bcrypt hash of nothing anyone types, at the default
-// cost, made once.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("berth: no such user"), bcrypt.DefaultCost)
-	return h
-})
 
 // wrap answers 401 unless the request is authenticated.
 func (a *basicAuth) wrap(next http.Handler, csp string) http.Handler {

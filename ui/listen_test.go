@@ -80,7 +80,7 @@ func TestServeFleet_TLSAndBasicAuth(t *testing.T) {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: time.Minute}
 	get := func(user, pass string) *http.Response {
 		req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/", nil)
 		if user != "" {
