@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -58,13 +59,23 @@ func (e *Engine) call(ctx context.Context) (context.Context, context.CancelFunc)
 }
 
 // classify marks err with what the engine's answer says about it (DESIGN.md
-// §4): an engine that did not answer — unreachable, past the deadline, the
-// connection reset or cut mid-answer, or saying it is unavailable — is an
-// outage; a request it refused as invalid is a verdict (the revision asked
-// for it: a bad mount, an unknown user, a command not in the image). The
-// rest stays unmarked: a name conflict or a missing container says nothing
-// about the revision, and reconcile decides. A caller that cancelled its
-// context gets the error unmarked too: it is stopping, not failing.
+// §4), so that callers (reconcile) never read Docker's errors themselves:
+//
+//   - an engine that did not answer — unreachable, past the deadline, the
+//     connection reset or cut mid-answer, or saying it is unavailable — is
+//     an outage;
+//   - a request it refused as invalid (400) is a verdict: the revision asked
+//     for it (a bad mount, an unknown user, a command not in the image);
+//   - the engine's own trouble or the host's is an outage: an internal
+//     error (500) or one it cannot say, credentials the host lacks
+//     (401/403), a name still held by a leftover the next pass retires
+//     (409), a feature this engine lacks (501), data it lost;
+//   - a missing object stays unmarked: a vanished container says nothing
+//     about the revision, and the caller's step decides (a pull marks a
+//     digest the registry does not know a verdict itself, classifyPull).
+//
+// A caller that cancelled its context gets the error unmarked too: it is
+// stopping, not failing.
 func classify(err error) error {
 	switch {
 	case err == nil:
@@ -77,20 +88,23 @@ func classify(err error) error {
 		return failure.AsOutage(err)
 	case errdefs.IsInvalidParameter(err):
 		return failure.AsVerdict(err)
+	case errdefs.IsSystem(err), errdefs.IsUnknown(err), errdefs.IsUnauthorized(err), errdefs.IsForbidden(err),
+		errdefs.IsConflict(err), errdefs.IsNotImplemented(err), errdefs.IsDataLoss(err):
+		return failure.AsOutage(err)
 	}
 	return err
 }
 
-// classifyAt is classify for a call that changed something: an internal
-// error (500) from an engine that, asked again on a new connection, does
-// not answer is an outage — a stopping dockerd answers the requests in
-// flight with errors like "failed to update store … no such file".
+// classifyAt is classify for a call that changed something. An internal
+// error (500) is an outage either way; when the engine, asked again on a
+// new connection, does not answer, it is also stopping — a stopping dockerd
+// answers the requests in flight with errors like "failed to update store
+// … no such file" — and that is logged apart.
 func (e *Engine) classifyAt(ctx context.Context, err error) error {
-	err = classify(err)
 	if err != nil && failure.Of(err) == failure.Unclassed && errdefs.IsSystem(err) && ctx.Err() == nil && !e.answering(ctx) {
-		return failure.AsOutage(err)
+		return failure.AsOutage(fmt.Errorf("the engine stops answering: %w", err))
 	}
-	return err
+	return classify(err)
 }
 
 // answering reports whether the engine accepts a new connection and

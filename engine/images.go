@@ -114,11 +114,13 @@ func (e *Engine) pull(ctx context.Context, ref string) error {
 
 // classifyPull marks a pull's error. dockerd passes the registry's errors
 // on as text (in the stream, or as a 404/500 of the pull request itself):
-// "manifest unknown" is the registry saying it has no such digest, a
-// verdict; network failures reaching it are outages (classify).
+// "manifest unknown", or a 404, is the registry saying it has no such
+// digest or repository, a verdict; network failures reaching it are
+// outages (classify).
 func classifyPull(err error) error {
 	msg := err.Error()
-	if failure.Of(err) == failure.Unclassed && !unreachable(err) && (strings.Contains(msg, "manifest unknown") || strings.Contains(msg, "not found: manifest")) {
+	if failure.Of(err) == failure.Unclassed && !unreachable(err) &&
+		(errdefs.IsNotFound(err) || strings.Contains(msg, "manifest unknown") || strings.Contains(msg, "not found: manifest")) {
 		return failure.AsVerdict(err)
 	}
 	return classify(err)

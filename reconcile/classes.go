@@ -9,16 +9,15 @@ import (
 	"os"
 	"syscall"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/client"
-
 	"berth.dev/berth/envs"
 	"berth.dev/berth/internal/failure"
 )
 
 // What an error means for the revision (DESIGN.md §4). Adapters mark what
 // they know with internal/failure (gitsource: a rewrite or a bad signature
-// is a verdict; lb: nginx -t rejecting the file is a verdict). An error
+// is a verdict; lb: nginx -t rejecting the file is a verdict; engine: each
+// of Docker's answers, a digest the registry does not know included), so
+// reconcile reads no adapter's own errors. An error
 // that reaches reconcile without a mark is decided here: first by what it
 // is, whichever step it came from (inherent), then by the step (the
 // classify* functions below). docs/architecture.md has the table.
@@ -45,8 +44,6 @@ func inherent(err error) failure.Class {
 		errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.ENETDOWN),
 		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, io.ErrUnexpectedEOF):
 		return failure.Outage
-	case client.IsErrConnectionFailed(err):
-		return failure.Outage // "Cannot connect to the Docker daemon"
 	}
 	var netErr net.Error
 	var opErr *net.OpError
@@ -54,19 +51,6 @@ func inherent(err error) failure.Class {
 	var urlErr *url.Error
 	if errors.As(err, &netErr) || errors.As(err, &opErr) || errors.As(err, &dnsErr) || errors.As(err, &urlErr) {
 		return failure.Outage // a transport failure: nothing answered
-	}
-	// Docker's API answers, by HTTP status. 400: the daemon refuses the
-	// request built from the revision (a bad mount, an executable that is
-	// not in the image): the same commit gets the same answer. 401/403:
-	// the host's credentials. 409: a leftover the next pass retires. 5xx,
-	// 503, 429: the daemon's own trouble.
-	switch {
-	case cerrdefs.IsInvalidArgument(err):
-		return failure.Verdict
-	case cerrdefs.IsUnavailable(err), cerrdefs.IsInternal(err), cerrdefs.IsUnknown(err), cerrdefs.IsDeadlineExceeded(err),
-		cerrdefs.IsUnauthorized(err), cerrdefs.IsPermissionDenied(err), cerrdefs.IsConflict(err),
-		cerrdefs.IsResourceExhausted(err), cerrdefs.IsNotImplemented(err):
-		return failure.Outage
 	}
 	return failure.Unclassed
 }
@@ -96,15 +80,3 @@ func asOutage(err error) error { return mark(err, failure.Outage) }
 // asVerdict: loading the revision from its working copy, the health gate
 // of a new container: an unmarked error is the revision's.
 func asVerdict(err error) error { return mark(err, failure.Verdict) }
-
-// pullClass: a registry that answers "not found" for a digest the
-// revision names is a verdict (an unknown digest); the rest is an outage.
-func pullClass(err error) error {
-	if err == nil || inherent(err) != failure.Unclassed {
-		return mark(err, failure.Outage)
-	}
-	if cerrdefs.IsNotFound(err) {
-		return failure.AsVerdict(err)
-	}
-	return failure.AsOutage(err)
-}

@@ -130,7 +130,7 @@ func (p *deploy) prepare(ctx context.Context) error {
 			}()
 			if err != nil {
 				mu.Lock()
-				errs = append(errs, pullClass(fmt.Errorf("service %s: %w", svc, err)))
+				errs = append(errs, asOutage(fmt.Errorf("service %s: %w", svc, err))) // engine marks an unknown digest a verdict
 				mu.Unlock()
 				return
 			}
