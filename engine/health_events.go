@@ -74,7 +74,7 @@ func (e *Engine) healthUp() bool {
 
 func (e *Engine) healthLoop(first chan struct{}) {
 	h := &e.health
-	retry := time.Second
+	failures := 0
 	for {
 		ctx, cancel := context.WithCancel(context.Background())
 		bound := e.Timeouts.Call
@@ -124,11 +124,12 @@ func (e *Engine) healthLoop(first chan struct{}) {
 			}
 		}
 		h.mu.Unlock()
+		// Resubscribe soon after a restart; back off while the engine
+		// stays away.
 		if subscribed {
-			retry = time.Second
-		} else {
-			retry = min(2*retry, 30*time.Second)
+			failures = 0
 		}
-		time.Sleep(retry)
+		failures++
+		time.Sleep(streamRetry.Delay(failures))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/secrets"
 )
@@ -141,8 +142,8 @@ func (e *Engine) runStarted(ctx context.Context, id string, o OneShot) (*RunResu
 // not remove when it ended (it did not answer), for a while; what is still
 // left then is removed by the next deploy or the job reaper.
 func (e *Engine) removeLater(id, name string) {
-	for wait := 5 * time.Second; wait < 10*time.Minute; wait *= 2 {
-		time.Sleep(wait)
+	for n := 1; n <= 7; n++ { // 5 s doubling: about 10 min in all
+		time.Sleep(removeRetry.Delay(n))
 		if err := e.Remove(context.Background(), id); err == nil {
 			return
 		} else if !failure.IsOutage(err) {
@@ -151,6 +152,9 @@ func (e *Engine) removeLater(id, name string) {
 		}
 	}
 }
+
+// removeRetry is the pace of removeLater.
+var removeRetry = backoff.Policy{Min: 5 * time.Second, Max: 5 * time.Minute, Jitter: 0.1}
 
 // livenessEvery is how often a long wait asks the engine about the
 // container it waits for: the wait's own stream would hang with a hung

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"berth.dev/berth/internal/backoff"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 )
@@ -32,8 +33,13 @@ func (e *Engine) watchRestarts() {
 	})
 }
 
+// streamRetry is the pace of resubscribing to the engine's event
+// streams: 1 s after a stream broke, doubling to 30 s while the engine
+// stays away.
+var streamRetry = backoff.Policy{Min: time.Second, Max: 30 * time.Second, Jitter: 0.1}
+
 func (e *Engine) watchLoop(first chan struct{}) {
-	retry := time.Second
+	failures := 0
 	for {
 		ctx, cancel := context.WithCancel(context.Background())
 		// Events returns once the engine answered the request: bound that
@@ -72,11 +78,10 @@ func (e *Engine) watchLoop(first chan struct{}) {
 		// Resubscribe soon after a restart; back off while the engine
 		// stays away.
 		if subscribed {
-			retry = time.Second
-		} else {
-			retry = min(2*retry, 30*time.Second)
+			failures = 0
 		}
-		time.Sleep(retry)
+		failures++
+		time.Sleep(streamRetry.Delay(failures))
 	}
 }
 

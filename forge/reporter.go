@@ -3,13 +3,13 @@ package forge
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"berth.dev/berth/internal/backoff"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -260,7 +260,7 @@ func (r *Reporter) done(j job, err error) {
 		return
 	default:
 		r.failures++
-		r.until = r.now().Add(backoff(r.failures))
+		r.until = r.now().Add(forgeRetry.Delay(r.failures))
 		if r.failures == 1 && Unauthorized(err) {
 			r.log.Error("forge refused the token: statuses wait for a working one", "env", j.env, "commit", j.commit, "error", err)
 		} else if r.failures == 1 {
@@ -275,11 +275,9 @@ func (r *Reporter) done(j job, err error) {
 	}
 }
 
-// backoff is 5 s doubling to 10 min, ±10 % jitter.
-func backoff(failures int) time.Duration {
-	d := min(5*time.Second<<min(failures-1, 8), 10*time.Minute)
-	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
-}
+// forgeRetry is the pace of posts while the forge is down: 5 s doubling
+// to 10 min, ±10 % jitter.
+var forgeRetry = backoff.Policy{Min: 5 * time.Second, Max: 10 * time.Minute, Jitter: 0.1}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"time"
+
+	"berth.dev/berth/internal/backoff"
 )
 
 // Poller runs a check on an interval with jitter, backs off exponentially
@@ -147,11 +149,7 @@ func (p *Poller) Run(ctx context.Context, check func(context.Context) error) {
 
 // backoff is MinBackoff doubled per consecutive failure, capped, jittered.
 func (p *Poller) backoff(failures int) time.Duration {
-	d := p.MinBackoff
-	for i := 1; i < failures && d < p.MaxBackoff; i++ {
-		d *= 2
-	}
-	return p.jitter(min(d, p.MaxBackoff))
+	return backoff.Policy{Min: p.MinBackoff, Max: p.MaxBackoff, Jitter: p.Jitter}.Delay(failures)
 }
 
 // jitter spreads d by ±Jitter so that a fleet does not poll in lockstep.

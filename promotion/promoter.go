@@ -22,6 +22,7 @@ import (
 
 	"berth.dev/berth/envs"
 	"berth.dev/berth/forge"
+	"berth.dev/berth/internal/backoff"
 )
 
 // Forge is what a promotion needs of the forge (*forge.Client fits).
@@ -221,10 +222,14 @@ func (p *Promoter) settle(err error, done func()) {
 		p.retry = rl.Until
 	default:
 		p.failures++
-		p.retry = p.now().Add(min(5*time.Second<<min(p.failures-1, 8), 10*time.Minute))
+		p.retry = p.now().Add(forgeRetry.Delay(p.failures))
 		p.log.Warn("promotion waits for the forge", "error", err, "failures", p.failures)
 	}
 }
+
+// forgeRetry is the pace of forge calls while the forge is down: 5 s
+// doubling to 10 min.
+var forgeRetry = backoff.Policy{Min: 5 * time.Second, Max: 10 * time.Minute, Jitter: 0.1}
 
 func short(rev string) string {
 	if len(rev) > 12 {
