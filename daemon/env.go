@@ -85,7 +85,7 @@ func newEnvRuntime(d hostDeps, name string) *envRuntime {
 	if mr, ok := deployer.OneShots.(*migrate.Runner); ok && d.fleet != nil {
 		mr.Fleet, mr.Env = d.fleet, name // migrations once per fleet
 	}
-	r.sched = &jobs.Scheduler{Env: name, Store: cfg.JobStore(name), Engine: d.eng, Secrets: sec, Signatures: d.signatures, Log: log.Named("jobs"),
+	r.sched = &jobs.Scheduler{Env: name, Store: cfg.JobStore(name), Runner: d.eng, Reaper: d.eng, Secrets: sec, Signatures: d.signatures, Log: log.Named("jobs"),
 		OnFinish: func(run jobs.Run, spec envs.JobSpec) {
 			m.jobFinished(name, run, spec)
 			if d.notifier != nil {

@@ -17,17 +17,23 @@ import (
 	"berth.dev/berth/imagesig"
 )
 
-// Engine is what runs need of the Docker engine (*engine.Engine): a run
-// is a one-shot container (engine.RunOnce, the runner migrations use too);
-// the rest reaps what an agent killed mid-run left.
-type Engine interface {
+// Runner is what a run needs of the Docker engine (*engine.Engine): its
+// image and project present, then a one-shot container (engine.RunOnce,
+// the runner migrations use too).
+type Runner interface {
 	EnsureImage(ctx context.Context, ref string) (pulled bool, err error)
 	EnsureProject(ctx context.Context, p *types.Project) error
 	RunOnce(ctx context.Context, req *engine.Request, o engine.OneShot) (*engine.RunResult, error)
+}
+
+// Reaper is what clearing up after a killed agent needs of the Docker
+// engine (*engine.Engine): the env's run containers, stopped, their
+// output kept, removed.
+type Reaper interface {
+	ListJobRuns(ctx context.Context, env string) ([]engine.JobContainer, error)
 	Kill(ctx context.Context, id string) error
 	Logs(ctx context.Context, id string, max int) (stdout, stderr []byte, dropped [2]int64, err error)
 	Remove(ctx context.Context, id string) error
-	ListJobRuns(ctx context.Context, env string) ([]engine.JobContainer, error)
 }
 
 // Secrets resolves the inherited service's secrets for a run (the same

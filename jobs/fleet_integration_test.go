@@ -105,7 +105,8 @@ x-berth:
 		ctx, cancel := context.WithCancel(context.Background())
 		go c.Run(ctx)
 		h := &fleetHost{name: host, c: c, f: sharedEnv{fleetjobs.Adapter{C: c}}, cancel: cancel, done: make(chan struct{})}
-		h.s = &jobs.Scheduler{Env: name, Store: &jobs.Store{Dir: t.TempDir()}, Engine: engine.New(d.Client, nil),
+		eng := engine.New(d.Client, nil)
+		h.s = &jobs.Scheduler{Env: name, Store: &jobs.Store{Dir: t.TempDir()}, Runner: eng, Reaper: eng,
 			StopGrace: time.Second, Log: log, Fleet: h.f}
 		if err := h.s.Update(env, "rev1"); err != nil {
 			t.Fatal(err)

@@ -43,7 +43,8 @@ x-berth:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Scheduler{Env: name, Store: &Store{Dir: t.TempDir()}, Engine: engine.New(d.Client, nil), StopGrace: time.Second}
+	eng := engine.New(d.Client, nil)
+	s := &Scheduler{Env: name, Store: &Store{Dir: t.TempDir()}, Runner: eng, Reaper: eng, StopGrace: time.Second}
 	return s, env, d
 }
 

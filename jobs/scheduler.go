@@ -18,9 +18,12 @@ import (
 
 // Scheduler runs the live revision's jobs on their schedules.
 type Scheduler struct {
-	Env     string
-	Store   *Store
-	Engine  Engine
+	Env   string
+	Store *Store
+	// Runner runs the runs; Reaper clears what a killed agent left
+	// (Recover). *engine.Engine is both.
+	Runner  Runner
+	Reaper  Reaper
 	Secrets Secrets // nil: a job whose service has secrets fails
 	// Signatures, when set, checks a run's image before it is pulled or
 	// run (a digest verified once is not looked up again).

@@ -183,7 +183,7 @@ type harness struct {
 
 func newHarness(t *testing.T, start time.Time) *harness {
 	h := &harness{eng: &fakeEngine{}, clk: &clock{t: start}}
-	h.s = &Scheduler{Env: "prod", Store: &Store{Dir: t.TempDir()}, Engine: h.eng, Now: h.clk.now,
+	h.s = &Scheduler{Env: "prod", Store: &Store{Dir: t.TempDir()}, Runner: h.eng, Reaper: h.eng, Now: h.clk.now,
 		Jitter: func(time.Duration) time.Duration { return 0 }}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); h.s.wg.Wait() })
@@ -394,7 +394,7 @@ func TestScheduler_RecoverMarksInterruptedAndRemovesContainers(t *testing.T) {
 	h.settled(t, "long", 1, func([]Run) bool { return h.eng.running() == 1 })
 
 	// A new agent on the same state dir and engine, the old one gone.
-	h2 := &Scheduler{Env: "prod", Store: h.s.Store, Engine: h.eng, Now: h.clk.now}
+	h2 := &Scheduler{Env: "prod", Store: h.s.Store, Runner: h.eng, Reaper: h.eng, Now: h.clk.now}
 	if err := h2.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -524,7 +524,7 @@ func TestScheduler_RecoverKeepsARunItCannotKillAndSaysSo(t *testing.T) {
 	h.eng.mu.Lock()
 	h.eng.killErr = failure.AsOutage(errors.New("kill container c1: engine unreachable"))
 	h.eng.mu.Unlock()
-	h2 := &Scheduler{Env: "prod", Store: h.s.Store, Engine: h.eng, Now: h.clk.now}
+	h2 := &Scheduler{Env: "prod", Store: h.s.Store, Runner: h.eng, Reaper: h.eng, Now: h.clk.now}
 	err := h2.Recover(context.Background())
 	if !failure.IsOutage(err) || !strings.Contains(err.Error(), "engine unreachable") {
 		t.Fatalf("Recover with a kill failing: %v", err)
