@@ -26,13 +26,13 @@ func apiFleet(ctx context.Context, cfg *agentconfig.Config, f *status.FleetCache
 	if err != nil {
 		return nil, err
 	}
-	var out []status.FleetEnv
+	out := []status.FleetEnv{}
 	for _, e := range data {
 		if slices.Contains(names, e.Env) {
 			out = append(out, e)
 		}
 	}
-	return map[string]any{"envs": out}, nil
+	return status.FleetAll{Envs: out}, nil
 }
 
 // startAPI serves the local API until ctx ends. A listen failure is logged

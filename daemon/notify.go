@@ -52,8 +52,12 @@ func passEvent(env string, p reconcile.Pass) notify.Event {
 		if rec.Commit == "" {
 			what = "the branch head"
 		}
-		e.Text = fmt.Sprintf("berth %s: %s waits for an outage (%d passes in %s); the host keeps %s and retries by itself: %s",
-			env, what, rec.Count(), rec.Phase, orNone(rec.Live), rec.Reason)
+		where := ""
+		if rec.Phase != "" {
+			where = " in " + string(rec.Phase)
+		}
+		e.Text = fmt.Sprintf("berth %s: %s waits for an outage (%d passes%s); the host keeps %s and retries by itself: %s",
+			env, what, rec.Count(), where, orNone(rec.Live), rec.Reason)
 	case len(rec.Undone) > 0:
 		e.Event = notify.DeployRolledBack
 		e.Text = fmt.Sprintf("berth %s: deploy of %s failed in %s and was rolled back (undone: %s%s): %s",

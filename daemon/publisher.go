@@ -120,12 +120,12 @@ func (p *hostPublisher) PassEnded(_ string, ps reconcile.Pass) {
 	r := ps.Record
 	p.mu.Lock()
 	p.st.Deploy, p.st.Waiting = nil, string(ps.Waiting)
-	class, reason := ps.Result.Label(), status.OneLine(r.Reason)
+	rev, class, reason := refusal(p.dir, ps)
 	at := r.Finished
-	if p.st.Result != nil && p.st.Result.Class == class && p.st.Result.Revision == r.Commit && p.st.Result.Reason == reason {
+	if p.st.Result != nil && p.st.Result.Class == class && p.st.Result.Revision == rev && p.st.Result.Reason == reason {
 		at = p.st.Result.At // the same result again: no new write
 	}
-	p.st.Result = &fleet.Result{Revision: r.Commit, Class: class, Reason: reason, At: at}
+	p.st.Result = &fleet.Result{Revision: rev, Class: class, Reason: reason, At: at}
 	list := !p.listing && p.eng != nil
 	p.listing = p.listing || list
 	p.mu.Unlock()
@@ -169,4 +169,25 @@ func (p *hostPublisher) health() {
 	p.st.Health = h
 	p.mu.Unlock()
 	p.publish()
+}
+
+// refusal is the host's result for a pass: how it ended, except that a
+// pass which kept the live revision because a verdict refuses the head
+// (failed here, or halted fleet-wide) reports that refusal: a failed
+// canary must not read "ok".
+func refusal(dir string, ps reconcile.Pass) (rev, class, reason string) {
+	r := ps.Record
+	rev, class, reason = r.Commit, ps.Result.Label(), status.OneLine(r.Reason)
+	if !ps.HeadRefused || class != "ok" {
+		return rev, class, reason
+	}
+	st, err := reconcile.LoadState(dir)
+	switch {
+	case err != nil:
+	case st.Failed != nil && st.Failed.Commit == ps.Head:
+		return ps.Head, reconcile.ResultFailed.Label(), status.OneLine(st.Failed.Reason)
+	case st.FleetHeld != nil && st.FleetHeld.Commit == ps.Head:
+		return ps.Head, reconcile.ResultHeld.Label(), status.OneLine(st.FleetHeld.Reason)
+	}
+	return rev, class, reason
 }

@@ -39,13 +39,13 @@ func TestLoad_EveryFileReadStaysInTheCheckout(t *testing.T) {
 			name:  "compose.yaml symlinked to a host file",
 			files: map[string]string{"envs/prod/x": ""},
 			links: map[string]string{"envs/prod/compose.yaml": host},
-			want:  "envs/prod/compose.yaml::: resolves to " + host + ", outside the config repository",
+			want:  "envs/prod/compose.yaml: resolves to " + host + ", outside the config repository",
 		},
 		{
 			name:  "compose.override.yaml symlinked to /proc/self/pagemap",
 			files: map[string]string{"envs/prod/compose.yaml": "services:\n  w: {image: " + img + "}\n"},
 			links: map[string]string{"envs/prod/compose.override.yaml": "/proc/self/pagemap"},
-			want:  "envs/prod/compose.override.yaml::: resolves to /proc/self/pagemap, outside the config repository",
+			want:  "envs/prod/compose.override.yaml: resolves to /proc/self/pagemap, outside the config repository",
 		},
 		{
 			name: "include with project_directory, then an env_file relative to it",
@@ -78,7 +78,7 @@ func TestLoad_EveryFileReadStaysInTheCheckout(t *testing.T) {
 				"envs/prod/inc/a.yaml":   "services: {}\n",
 			},
 			links: map[string]string{"envs/prod/inc/.env": host},
-			want:  "envs/prod/inc/.env::: resolves to " + host + ", outside the config repository",
+			want:  "envs/prod/inc/.env: resolves to " + host + ", outside the config repository",
 		},
 		{
 			name:  "extends.file through a symlinked directory",
@@ -90,7 +90,7 @@ func TestLoad_EveryFileReadStaysInTheCheckout(t *testing.T) {
 			name:  "the env's .env symlinked out",
 			files: map[string]string{"envs/prod/compose.yaml": "services:\n  w: {image: " + img + "}\n"},
 			links: map[string]string{"envs/prod/.env": host},
-			want:  "envs/prod/.env::: resolves to " + host + ", outside the config repository",
+			want:  "envs/prod/.env: resolves to " + host + ", outside the config repository",
 		},
 		{
 			name:  "env_file through ..",
@@ -101,12 +101,12 @@ func TestLoad_EveryFileReadStaysInTheCheckout(t *testing.T) {
 			name:  "the environment directory symlinked out",
 			files: map[string]string{"envs/x": ""},
 			links: map[string]string{"envs/prod": filepath.Dir(hostYAML)},
-			want:  "envs/prod::: resolves to " + filepath.Dir(hostYAML) + ", outside the config repository",
+			want:  "envs/prod: resolves to " + filepath.Dir(hostYAML) + ", outside the config repository",
 		},
 		{
 			name:  "an included directory",
 			files: map[string]string{"envs/prod/compose.yaml": "include: [inc]\nservices:\n  w: {image: " + img + "}\n", "envs/prod/inc/a.yaml": "x: 1\n"},
-			want:  "envs/prod/inc::: is not a regular file",
+			want:  "envs/prod/inc: is not a regular file",
 		},
 	}
 	for _, tc := range tests {
@@ -142,7 +142,7 @@ func TestLoad_FIFOIsRefusedWithoutWaitingForAWriter(t *testing.T) {
 	go func() { _, err := Load(t.Context(), dir, "prod", Options{}); done <- err }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "envs/prod/.env::: is not a regular file") {
+		if err == nil || !strings.Contains(err.Error(), "envs/prod/.env: is not a regular file") {
 			t.Fatalf("Load: %v", err)
 		}
 	case <-time.After(10 * time.Second):

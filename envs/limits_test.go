@@ -38,22 +38,22 @@ func TestLoad_HostileShapesStopBeforeComposeGo(t *testing.T) {
 		{
 			name:  "nested 9,999 levels",
 			files: map[string]string{f: top + "x-deep: " + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + "\n"},
-			want:  []string{f + "::: is nested more than 64 levels deep (berth refuses it before loading it further)"},
+			want:  []string{f + ": is nested more than 64 levels deep (berth refuses it before loading it further)"},
 		},
 		{
 			name:  "nested 9,999 levels in an included file",
 			files: map[string]string{f: "include: [inc/c.yaml]\n" + top, "envs/prod/inc/c.yaml": "x-deep: " + strings.Repeat("{a: ", 9999) + "1" + strings.Repeat("}", 9999) + "\n"},
-			want:  []string{"envs/prod/inc/c.yaml::: is nested more than 64 levels deep (berth refuses it before loading it further)"},
+			want:  []string{"envs/prod/inc/c.yaml: is nested more than 64 levels deep (berth refuses it before loading it further)"},
 		},
 		{
 			name:  "an alias bomb",
 			files: map[string]string{f: bomb.String()},
-			want:  []string{f + "::: holds more than 100000 YAML nodes (aliases expanded) (berth refuses it before loading it further)"},
+			want:  []string{f + ": holds more than 100000 YAML nodes (aliases expanded) (berth refuses it before loading it further)"},
 		},
 		{
 			name:  "a second YAML document",
 			files: map[string]string{f: top + "---\nservices:\n  w: {privileged: true, develop: {watch: [{path: /etc, action: sync}]}}\n"},
-			want:  []string{f + "::: holds more than one YAML document (berth refuses it before loading it further)"},
+			want:  []string{f + ": holds more than one YAML document (berth refuses it before loading it further)"},
 		},
 		{
 			name:  "develop.watch of a host symlink",

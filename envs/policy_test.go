@@ -113,7 +113,7 @@ func TestPolicy_EachRuleWithItsMessage(t *testing.T) {
 		{
 			name:    "Inf, refused by compose-go itself",
 			compose: svc("    cpus: .inf\n"),
-			want:    []string{f + `::: validating envs/prod/compose.yaml: json: unsupported value: +Inf (see ` + "`docker compose config`" + ` for the same file)`},
+			want:    []string{f + `: validating envs/prod/compose.yaml: json: unsupported value: +Inf (see ` + "`docker compose config`" + ` for the same file)`},
 		},
 		{
 			name:    "a port range beyond a sane count",

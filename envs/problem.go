@@ -17,14 +17,28 @@ type Problem struct {
 }
 
 // String renders the problem as "FILE:SERVICE:FIELD: message (hint)"; an
-// empty service (a top-level field) leaves its slot empty.
+// empty service (a top-level field) leaves its slot empty, and a problem
+// of the whole file (no service, no field) is "FILE: message". It is
+// always one line: a newline or carriage return in any part (a hostile
+// service name, key or value) is written as \n or \r, so no value can
+// forge a line of its own ("envs/prod: ok").
 func (p Problem) String() string {
-	s := fmt.Sprintf("%s:%s:%s: %s", p.File, p.Service, p.Field, p.Message)
+	var s string
+	if p.Service == "" && p.Field == "" {
+		s = fmt.Sprintf("%s: %s", oneLine(p.File), oneLine(p.Message))
+	} else {
+		s = fmt.Sprintf("%s:%s:%s: %s", oneLine(p.File), oneLine(p.Service), oneLine(p.Field), oneLine(p.Message))
+	}
 	if p.Hint != "" {
-		s += " (" + p.Hint + ")"
+		s += " (" + oneLine(p.Hint) + ")"
 	}
 	return s
 }
+
+var lineBreaks = strings.NewReplacer("\n", `\n`, "\r", `\r`)
+
+// oneLine writes line breaks as \n and \r.
+func oneLine(s string) string { return lineBreaks.Replace(s) }
 
 // Problems is every problem an environment has. Loading reports all of them
 // at once so that one `berth validate` run shows everything to fix.

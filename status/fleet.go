@@ -96,3 +96,8 @@ func HostsByRevision(data []FleetEnv) map[[2]string]int {
 	}
 	return out
 }
+
+// FleetAll is `berth fleet status --format json` and /api/fleet.
+type FleetAll struct {
+	Envs []FleetEnv `json:"envs"`
+}

@@ -29,20 +29,20 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{name: "run", usage: "[--config FILE] [--once]", summary: "run the agent daemon: poll the config repo and reconcile this host", run: runRun},
-		{name: "validate", usage: "[--env ENV] [--format json] [DIR]", summary: "validate environments of a config repo checkout", run: runValidate},
-		{name: "plan", usage: "[--config FILE] | --repo DIR --from REF [--to REF] [--format text|markdown|json]", summary: "show what a deploy of the head (or, with --repo, a change between two revisions) would change, changing nothing", run: runPlan},
-		{name: "status", usage: "[--config FILE] [--json]", summary: "show the live revision and each managed container", run: runStatus},
-		{name: "history", usage: "[--config FILE] [--json] [-n N]", summary: "list past deploys with their result and reason", run: runHistory},
-		{name: "rollback", usage: "[--config FILE] [--fleet] [REV]", summary: "deploy a previous good revision and hold auto-deploy (--fleet: on every host)", run: runRollback},
-		{name: "retry", usage: "[--config FILE]", summary: "retry the last failed revision (with a fleet: clear its halts fleet-wide)", run: runRetry},
-		{name: "pause", usage: "[--config FILE] [--fleet] [--reason TEXT]", summary: "stop following the branch, keeping the live revision and self-heal", run: runPause},
-		{name: "resume", usage: "[--config FILE] [--fleet]", summary: "follow the branch again after a pause or a rollback", run: runResume},
-		{name: "fleet", usage: "status [--format json]", summary: "show every host of the env's fleet: revision, author, deploy, health", run: runFleet},
+		{name: "run", usage: "[--config FILE] [--once] [--check-config] [--log-level LEVEL]", summary: "run the agent daemon: poll the config repo and reconcile this host", run: runRun},
+		{name: "validate", usage: "[--env ENV] [--format text|json] [--policy AGENT_YAML] [DIR]", summary: "validate environments of a config repo checkout", run: runValidate},
+		{name: "plan", usage: "[--config FILE] [--env ENV] [--format text|json] | --repo DIR --from REF [--to REF] [--format text|markdown|json]", summary: "show what a deploy of the head (or a change of the repo) would do, changing nothing", run: runPlan},
+		{name: "status", usage: "[--config FILE] [--env ENV] [--format text|json]", summary: "show the live revision and each managed container", run: runStatus},
+		{name: "history", usage: "[--config FILE] [--env ENV] [--format text|json] [-n N]", summary: "list past passes with their result and reason", run: runHistory},
+		{name: "rollback", usage: "[--config FILE] [--env ENV] [--fleet] [REV]", summary: "deploy a previous good revision and hold auto-deploy (--fleet: on every host)", run: runRollback},
+		{name: "retry", usage: "[--config FILE] [--env ENV]", summary: "retry the last failed revision (with a fleet: clear its halts fleet-wide)", run: runRetry},
+		{name: "pause", usage: "[--config FILE] [--env ENV] [--fleet] [--reason TEXT]", summary: "stop following the branch, keeping the live revision and self-heal", run: runPause},
+		{name: "resume", usage: "[--config FILE] [--env ENV] [--fleet]", summary: "follow the branch again after a pause or a rollback", run: runResume},
+		{name: "fleet", usage: "status [--env ENV] [--format text|json]", summary: "show every host of the env's fleet: revision, author, deploy, health", run: runFleet},
 		{name: "ui", usage: "[--config FILE] [--listen ADDR] [--tls-cert FILE --tls-key FILE] [--basic-auth-file FILE] [--insecure-listen]", summary: "serve the fleet's read-only status page, read from etcd", run: runUI},
 		{name: "jobs", usage: "list|history NAME|logs NAME [RUN]|run NAME", summary: "inspect and run scheduled jobs", run: runJobs},
 		{name: "promote", usage: "--from ENV --to ENV [--dry-run] [DIR]", summary: "copy image digests from one environment to another", run: runPromote},
-		{name: "version", summary: "print version, commit and Go version", run: runVersion},
+		{name: "version", usage: "[--format text|json]", summary: "print version, commit and Go version", run: runVersion},
 	}
 }
 

@@ -36,81 +36,81 @@ func cliFleet(cfg *agentconfig.Config, cmd string) (*fleet.Client, error) {
 // runPause is `berth pause [--fleet] [--reason TEXT]`: stop following the
 // branch, keeping the live revision and self-heal, until berth resume.
 func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("pause", "[--config FILE] [--env ENV] [--fleet] [--reason TEXT]", stderr)
+	fs := newFlagSet("pause", "[--config FILE] [--env ENV] [--fleet] [--reason TEXT] [--format text|json]", stderr)
 	only := fs.String("env", "", "the environment (needed when the agent runs several)")
 	all := fs.Bool("fleet", false, "pause every host of the env's fleet")
 	reason := fs.String("reason", "", "why (shown in status)")
+	format := addFormat(fs)
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
 	}
 	env, err := oneEnv(cfg, *only)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth pause: %v\n", err)
-		return exitUsage
+		return usageError(fs, "%v", err)
 	}
 	by := operator()
 	if *all {
-		return fleetOp(ctx, cfg, "pause", stdout, stderr, func(ctx context.Context, c *fleet.Client) (string, error) {
+		return fleetOp(ctx, cfg, env, "pause", answer{stdout, format.json()}, stderr, func(ctx context.Context, c *fleet.Client) (string, error) {
 			err := c.Pause(ctx, env, fleet.PauseInfo{By: by, Reason: *reason})
 			return fmt.Sprintf("env %s paused fleet-wide by %s: no host follows the branch until berth resume --fleet; live revisions keep being served and self-healed", env, by), err
 		})
 	}
-	return submit(cfg, env, reconcile.Request{Action: "pause", By: by, Reason: *reason}, stdout, stderr,
+	return submit(cfg, env, reconcile.Request{Action: "pause", By: by, Reason: *reason}, answer{stdout, format.json()}, stderr,
 		fmt.Sprintf("pause requested by %s: the branch is not followed until berth resume; the live revision keeps being served and self-healed", by))
 }
 
 // runResume is `berth resume [--fleet]`: follow the branch again after a
 // pause or a rollback (fleet-wide: the fleet's pause and rollback).
 func runResume(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("resume", "[--config FILE] [--env ENV] [--fleet]", stderr)
+	fs := newFlagSet("resume", "[--config FILE] [--env ENV] [--fleet] [--format text|json]", stderr)
 	only := fs.String("env", "", "the environment (needed when the agent runs several)")
 	all := fs.Bool("fleet", false, "end the fleet-wide pause or rollback")
+	format := addFormat(fs)
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
 	}
 	env, err := oneEnv(cfg, *only)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth resume: %v\n", err)
-		return exitUsage
+		return usageError(fs, "%v", err)
 	}
 	if *all {
-		return fleetOp(ctx, cfg, "resume", stdout, stderr, func(ctx context.Context, c *fleet.Client) (string, error) {
+		return fleetOp(ctx, cfg, env, "resume", answer{stdout, format.json()}, stderr, func(ctx context.Context, c *fleet.Client) (string, error) {
 			return fmt.Sprintf("env %s resumed fleet-wide: every host follows the branch again", env), c.Resume(ctx, env)
 		})
 	}
-	return submit(cfg, env, reconcile.Request{Action: "resume"}, stdout, stderr, "resume requested: the agent follows the branch again")
+	return submit(cfg, env, reconcile.Request{Action: "resume"}, answer{stdout, format.json()}, stderr, "resume requested: the agent follows the branch again")
 }
 
 // runRetry is `berth retry`: this host forgets its failed revision; with a
 // fleet, every halt and failed or interrupted migration of the env is
 // cleared fleet-wide too.
 func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("retry", "[--config FILE] [--env ENV]", stderr)
+	fs := newFlagSet("retry", "[--config FILE] [--env ENV] [--format text|json]", stderr)
 	only := fs.String("env", "", "the environment (needed when the agent runs several)")
+	format := addFormat(fs)
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
 	}
 	env, err := oneEnv(cfg, *only)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth retry: %v\n", err)
-		return exitUsage
+		return usageError(fs, "%v", err)
 	}
 	if cfg.Fleet != nil {
-		if code := fleetOp(ctx, cfg, "retry", stdout, stderr, func(ctx context.Context, c *fleet.Client) (string, error) {
+		if code := fleetOp(ctx, cfg, env, "retry", answer{stdout, format.json()}, stderr, func(ctx context.Context, c *fleet.Client) (string, error) {
 			_, err := c.Retry(ctx, env, fleet.PauseInfo{By: operator()})
 			return fmt.Sprintf("env %s: halts and failed or interrupted migrations cleared fleet-wide", env), err
 		}); code != exitOK {
 			return code
 		}
 	}
-	return submit(cfg, env, reconcile.Request{Action: "retry"}, stdout, stderr, "retry of the failed revision requested")
+	return submit(cfg, env, reconcile.Request{Action: "retry"}, answer{stdout, format.json()}, stderr, "retry of the failed revision requested")
 }
 
 // fleetOp runs one fleet-wide change with a bounded wait for etcd.
-func fleetOp(ctx context.Context, cfg *agentconfig.Config, cmd string, stdout, stderr io.Writer, op func(context.Context, *fleet.Client) (string, error)) int {
+func fleetOp(ctx context.Context, cfg *agentconfig.Config, env, cmd string, out answer, stderr io.Writer, op func(context.Context, *fleet.Client) (string, error)) int {
 	c, err := cliFleet(cfg, cmd)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -124,14 +124,14 @@ func fleetOp(ctx context.Context, cfg *agentconfig.Config, cmd string, stdout, s
 		fmt.Fprintf(stderr, "berth %s --fleet: %v\n", cmd, status.EtcdErr(err))
 		return exitFailure
 	}
-	fmt.Fprintln(stdout, done)
+	out.say(requestJSON{Env: env, Action: cmd, Fleet: true, Message: done})
 	return exitOK
 }
 
 // rollbackFleet is `berth rollback --fleet`: the branch head is halted
 // fleet-wide, and every host deploys target through the waves until a
 // new commit or berth resume --fleet.
-func rollbackFleet(ctx context.Context, cfg *agentconfig.Config, env, target string, reason string, stdout, stderr io.Writer) int {
+func rollbackFleet(ctx context.Context, cfg *agentconfig.Config, env, target string, reason string, out answer, stderr io.Writer) int {
 	dir, err := os.MkdirTemp("", "berth-rollback-")
 	if err != nil {
 		fmt.Fprintf(stderr, "berth rollback --fleet: %v\n", err)
@@ -155,7 +155,7 @@ func rollbackFleet(ctx context.Context, cfg *agentconfig.Config, env, target str
 		return exitFailure
 	}
 	by := operator()
-	return fleetOp(ctx, cfg, "rollback", stdout, stderr, func(ctx context.Context, c *fleet.Client) (string, error) {
+	return fleetOp(ctx, cfg, env, "rollback", out, stderr, func(ctx context.Context, c *fleet.Client) (string, error) {
 		err := c.Rollback(ctx, env, fleet.RollbackInfo{Commit: target, Head: head, By: by, Reason: reason})
 		return fmt.Sprintf("env %s: fleet-wide rollback to %.12s requested by %s; head %.12s halted; every host deploys %.12s through the waves until a new commit or berth resume --fleet",
 			env, target, by, head, target), err
@@ -164,28 +164,28 @@ func rollbackFleet(ctx context.Context, cfg *agentconfig.Config, env, target str
 
 // runFleet is `berth fleet status`.
 func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "status" {
-		fmt.Fprintln(stderr, "Usage: berth fleet status [--config FILE] [--env ENV] [--format table|json]")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return exitOK
-		}
+	const usage = "Usage: berth fleet status [--config FILE] [--env ENV] [--format text|json]\n"
+	switch {
+	case len(args) == 0:
+		io.WriteString(stderr, "berth fleet: missing subcommand (status)\n"+usage)
+		return exitUsage
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+		io.WriteString(stdout, usage)
+		return exitOK
+	case args[0] != "status":
+		fmt.Fprintf(stderr, "berth fleet: unknown subcommand %q (status)\n%s", args[0], usage)
 		return exitUsage
 	}
-	fs := newFlagSet("fleet status", "[--config FILE] [--env ENV] [--format table|json]", stderr)
+	fs := newFlagSet("fleet status", "[--config FILE] [--env ENV] [--format text|json]", stderr)
 	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
-	format := fs.String("format", "table", "table or json")
+	format := addFormat(fs)
 	cfg, code, ok := withConfig(fs, args[1:], stderr)
 	if !ok {
 		return code
 	}
-	if *format != "table" && *format != "json" {
-		fmt.Fprintf(stderr, "berth fleet status: --format %q: table or json\n", *format)
-		return exitUsage
-	}
 	names, err := status.SelectEnvs(cfg, *only)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth fleet status: %v\n", err)
-		return exitUsage
+		return usageError(fs, "%v", err)
 	}
 	c, err := cliFleet(cfg, "fleet status")
 	if err != nil {
@@ -200,11 +200,20 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "berth fleet status: %v\n", err)
 		return exitFailure
 	}
-	if *format == "json" {
+	// Exit 1 when a revision is halted or a host refuses one: a script
+	// watching a rollout learns it stopped (docs/reference.md).
+	code = exitOK
+	for _, e := range data {
+		if len(e.Halts) > 0 || slices.ContainsFunc(e.Hosts, func(h fleet.HostStatus) bool { return h.Alive && h.Failed != "" }) {
+			code = exitFailure
+		}
+	}
+	if format.json() {
 		if data == nil {
 			data = []status.FleetEnv{}
 		}
-		return writeJSON(stdout, map[string]any{"envs": data})
+		writeJSON(stdout, status.FleetAll{Envs: data})
+		return code
 	}
 	for i, e := range data {
 		if i > 0 {
@@ -212,7 +221,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		printFleet(stdout, e)
 	}
-	return exitOK
+	return code
 }
 
 func printFleet(w io.Writer, e status.FleetEnv) {
@@ -224,7 +233,7 @@ func printFleet(w io.Writer, e status.FleetEnv) {
 		fmt.Fprintf(w, "rolled back fleet-wide to %.12s (head %.12s) by %s at %s%s\n", r.Commit, r.Head, r.By, r.At.Format(time.RFC3339), reasonSuffix(r.Reason))
 	}
 	for _, h := range e.Halts {
-		fmt.Fprintf(w, "halted %.12s: %s\n", h.Revision, h.Reason)
+		fmt.Fprintf(w, "halted %.12s on %s at %s: %s\n", h.Revision, h.Host, h.At.Format(time.RFC3339), h.Reason)
 	}
 	for _, m := range e.Migrations {
 		if m.Status != fleet.MigrationDone {
@@ -238,6 +247,8 @@ func printFleet(w io.Writer, e status.FleetEnv) {
 		switch {
 		case !h.Alive:
 			state = "gone"
+		case h.Failed != "":
+			state = fmt.Sprintf("failed %.12s", h.Failed)
 		case h.Paused != nil:
 			state = "paused"
 		case h.Held != "":

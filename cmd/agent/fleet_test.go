@@ -82,6 +82,9 @@ func TestFleetCommands_AgainstEtcd(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	var stdout, stderr bytes.Buffer
+	run(context.Background(), []string{"fleet", "status", "--config", cfg, "--format", "json"}, &stdout, &stderr)
+	checkReference(t, "berth-fleet-status", stdout.Bytes())
+	stdout.Reset()
 	if code := run(context.Background(), []string{"fleet", "status", "--config", cfg}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("table: exit %d %s", code, stderr.String())
 	}

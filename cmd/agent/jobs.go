@@ -58,7 +58,7 @@ Run 'berth jobs SUBCOMMAND -h' for its flags.
 
 func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		io.WriteString(stderr, jobsUsage)
+		io.WriteString(stderr, "berth jobs: missing subcommand (list, history, logs, run)\n\n"+jobsUsage)
 		return exitUsage
 	}
 	sub, rest := args[0], args[1:]
@@ -75,32 +75,30 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return jobsRun(ctx, rest, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "berth jobs: unknown subcommand %q (list, history, logs, run)\n", sub)
+	fmt.Fprintf(stderr, "berth jobs: unknown subcommand %q (list, history, logs, run)\n\n", sub)
+	io.WriteString(stderr, jobsUsage)
 	return exitUsage
 }
 
 // jobArgs parses a jobs subcommand's flags and wants between min and max
-// positional arguments. env is --env as given.
+// positional arguments (the first is the job's NAME). env is --env as
+// given.
 func jobArgs(name, usage string, args []string, min, max int, stderr io.Writer, extra func(fs *flag.FlagSet)) (cfg *agentconfig.Config, pos []string, env string, code int, ok bool) {
 	fs := newFlagSet("jobs "+name, usage, stderr)
 	if extra != nil {
 		extra(fs)
 	}
 	only := fs.String("env", "", "the environment (needed only when several envs have a job of that name)")
-	cfg, code, ok = withConfig(fs, args, stderr)
+	cfg, code, ok = withConfigArgs(fs, args, min, max, "NAME (the job; berth jobs list names them)", stderr)
 	if !ok {
 		return nil, nil, "", code, false
-	}
-	if n := fs.NArg(); n < min || n > max {
-		fmt.Fprintf(stderr, "usage: berth jobs %s %s\n", name, usage)
-		return nil, nil, "", exitUsage, false
 	}
 	return cfg, fs.Args(), *only, exitOK, true
 }
 
 func jobsList(args []string, stdout, stderr io.Writer) int {
-	var asJSON *bool
-	cfg, _, only, code, ok := jobArgs("list", "[--config FILE] [--env ENV] [--json]", args, 0, 0, stderr, func(fs *flag.FlagSet) { asJSON = fs.Bool("json", false, "print JSON") })
+	var format *outputFormat
+	cfg, _, only, code, ok := jobArgs("list", "[--config FILE] [--env ENV] [--format text|json]", args, 0, 0, stderr, func(fs *flag.FlagSet) { format = addFormat(fs) })
 	if !ok {
 		return code
 	}
@@ -114,7 +112,7 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth jobs list: %v\n", err)
 		return exitFailure
 	}
-	if *asJSON {
+	if format.json() {
 		return writeJSON(stdout, rows)
 	}
 	if len(rows) == 0 {
@@ -145,11 +143,12 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 }
 
 func jobsHistory(args []string, stdout, stderr io.Writer) int {
-	var asJSON, local *bool
-	var n *int
-	cfg, pos, only, code, ok := jobArgs("history", "NAME [--config FILE] [--env ENV] [--json] [-n N] [--local]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
-		asJSON = fs.Bool("json", false, "print JSON")
-		n = fs.Int("n", 20, "how many runs, newest first")
+	var local *bool
+	var format *outputFormat
+	var n *count
+	cfg, pos, only, code, ok := jobArgs("history", "NAME [--config FILE] [--env ENV] [--format text|json] [-n N] [--local]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
+		format = addFormat(fs)
+		n = addCount(fs, "n", 20, "how many runs, newest first")
 		local = fs.Bool("local", false, "with a fleet: this host's own runs (with their run ids and triggers) instead of the fleet's")
 	})
 	if !ok {
@@ -162,9 +161,9 @@ func jobsHistory(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.Fleet != nil && !*local {
 		// The fleet's runs, each naming its host: the same on every host.
-		runs, err := fleetJobHistory(cfg, env, pos[0], *n)
+		runs, err := fleetJobHistory(cfg, env, pos[0], int(*n))
 		if err == nil {
-			return printFleetJobHistory(stdout, runs, *asJSON)
+			return printFleetJobHistory(stdout, runs, format.json())
 		}
 		fmt.Fprintf(stderr, "berth jobs history: the fleet's history is unreadable (%v); this host's own runs follow\n", err)
 	}
@@ -173,10 +172,10 @@ func jobsHistory(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth jobs history: %v\n", err)
 		return exitFailure
 	}
-	if len(runs) > *n {
+	if len(runs) > int(*n) {
 		runs = runs[:*n]
 	}
-	if *asJSON {
+	if format.json() {
 		if runs == nil {
 			runs = []jobs.Run{}
 		}
@@ -253,7 +252,9 @@ func jobsLogs(args []string, stdout, stderr io.Writer) int {
 func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var detach *bool
 	var wait *time.Duration
-	cfg, pos, only, code, ok := jobArgs("run", "NAME [--config FILE] [--env ENV] [--detach] [--wait DURATION]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
+	var format *outputFormat
+	cfg, pos, only, code, ok := jobArgs("run", "NAME [--config FILE] [--env ENV] [--detach] [--wait DURATION] [--format text|json]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
+		format = addFormat(fs)
 		detach = fs.Bool("detach", false, "return once the run started")
 		wait = fs.Duration("wait", 0, "give up waiting for the run after this long (0: the job's timeout, else forever)")
 	})
@@ -318,6 +319,14 @@ func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case <-tick.C:
 		}
 	}
+	code = exitOK
+	if run.Done() && run.Status != jobs.StatusSucceeded {
+		code = exitFailure
+	}
+	if format.json() {
+		writeJSON(stdout, run)
+		return code
+	}
 	if !run.Done() {
 		fmt.Fprintf(stdout, "run %s started; berth jobs logs %s %s when it ends\n", run.ID, job, run.ID)
 		return exitOK
@@ -327,10 +336,7 @@ func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, " (%s)", run.Reason)
 	}
 	fmt.Fprintln(stdout)
-	if run.Status == jobs.StatusSucceeded {
-		return exitOK
-	}
-	return exitFailure
+	return code
 }
 
 // findRequested returns the run the agent made for request id, if any yet.

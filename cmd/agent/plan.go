@@ -21,8 +21,9 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if wantsPreview(args) {
 		return runPlanPreview(ctx, args, stdout, stderr)
 	}
-	fs := newFlagSet("plan", "[--config FILE] [--env ENV]", stderr)
+	fs := newFlagSet("plan", "[--config FILE] [--env ENV] [--format text|json]", stderr)
 	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
+	format := addFormat(fs)
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
 		return code
@@ -33,7 +34,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	names, err := status.SelectEnvs(cfg, *only)
 	if err != nil {
-		return fail(exitUsage, err)
+		return usageError(fs, "%v", err)
 	}
 	log := newLogger(stderr, hclog.Warn)
 	scratch, err := os.MkdirTemp("", "berth-plan-")
@@ -63,10 +64,8 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(exitConfig, err)
 	}
 	eng := engine.New(dc, log)
-	for i, name := range names {
-		if i > 0 {
-			fmt.Fprintln(stdout)
-		}
+	var plans []planJSON
+	for _, name := range names {
 		env, err := daemon.Loader(cfg, name, eng)(ctx, rev)
 		if err != nil {
 			return fail(exitFailure, fmt.Errorf("env %s: %w", name, err))
@@ -76,21 +75,47 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(exitFailure, fmt.Errorf("env %s: %w", name, err))
 		}
-		fmt.Fprintf(stdout, "env %s at %.12s (%s)\n", name, head, rev.Subject)
+		p := planJSON{Env: name, Commit: head, Subject: rev.Subject, Changed: res.Changed, Actions: []string{}}
 		for _, a := range res.Actions {
-			fmt.Fprintf(stdout, "  %s\n", a)
-		}
-		if !res.Changed {
-			fmt.Fprintln(stdout, "no change")
+			p.Actions = append(p.Actions, a.String())
 		}
 		if st, err := reconcile.LoadState(cfg.EnvDir(name)); err == nil {
 			switch {
 			case st.Hold != nil:
-				fmt.Fprintf(stdout, "note: the agent holds %.12s (berth rollback) until %s\n", st.Hold.Commit, holdEnd(cfg))
+				p.Note = fmt.Sprintf("the agent holds %.12s (berth rollback) until %s", st.Hold.Commit, holdEnd(cfg))
 			case st.Failed != nil && st.Failed.Commit == head:
-				fmt.Fprintf(stdout, "note: %.12s failed on this host; the agent keeps the live revision until a new commit or berth retry\n", head)
+				p.Note = fmt.Sprintf("%.12s failed on this host; the agent keeps the live revision until a new commit or berth retry", head)
 			}
+		}
+		plans = append(plans, p)
+	}
+	if format.json() {
+		return writeJSON(stdout, plans)
+	}
+	for i, p := range plans {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprintf(stdout, "env %s at %.12s (%s)\n", p.Env, p.Commit, p.Subject)
+		for _, a := range p.Actions {
+			fmt.Fprintf(stdout, "  %s\n", a)
+		}
+		if !p.Changed {
+			fmt.Fprintln(stdout, "no change")
+		}
+		if p.Note != "" {
+			fmt.Fprintf(stdout, "note: %s\n", p.Note)
 		}
 	}
 	return exitOK
+}
+
+// planJSON is one env of `berth plan --format json` (docs/reference.md).
+type planJSON struct {
+	Env     string   `json:"env"`
+	Commit  string   `json:"commit"`
+	Subject string   `json:"subject,omitempty"`
+	Changed bool     `json:"changed"`
+	Actions []string `json:"actions"`
+	Note    string   `json:"note,omitempty"`
 }

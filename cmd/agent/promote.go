@@ -17,12 +17,18 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	from := fs.String("from", "", "environment to take image digests from (required)")
 	to := fs.String("to", "", "environment to write them into (required)")
 	dryRun := fs.Bool("dry-run", false, "print the diff, write nothing")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseArgs(fs, args, 0, 1, ""); !ok {
 		return code
 	}
-	if *from == "" || *to == "" || *from == *to || fs.NArg() > 1 {
-		fs.Usage()
-		return exitUsage
+	switch {
+	case *from == "" && *to == "":
+		return usageError(fs, "--from and --to are required")
+	case *from == "":
+		return usageError(fs, "--from is required: the environment to take image digests from")
+	case *to == "":
+		return usageError(fs, "--to is required: the environment to write them into")
+	case *from == *to:
+		return usageError(fs, "--from and --to name the same environment %q", *from)
 	}
 	dir := "."
 	if fs.NArg() == 1 {

@@ -16,23 +16,20 @@ import (
 // runRollback asks the agent to go back to a revision this host ran
 // successfully (default: the one before the live one) and hold there.
 func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("rollback", "[--config FILE] [--env ENV] [--fleet [--reason TEXT]] [REV]", stderr)
+	fs := newFlagSet("rollback", "[--config FILE] [--env ENV] [--fleet [--reason TEXT]] [--format text|json] [REV]", stderr)
 	only := fs.String("env", "", "the environment (needed when the agent runs several)")
 	all := fs.Bool("fleet", false, "roll every host of the env's fleet back (through the waves), and halt the branch head fleet-wide")
 	reason := fs.String("reason", "", "why (with --fleet; shown in berth fleet status)")
-	cfg, code, ok := withConfig(fs, args, stderr)
+	format := addFormat(fs)
+	cfg, code, ok := withConfigArgs(fs, args, 0, 1, "", stderr)
 	if !ok {
 		return code
 	}
-	if fs.NArg() > 1 {
-		fs.Usage()
-		return exitUsage
-	}
 	env, err := oneEnv(cfg, *only)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
-		return exitUsage
+		return usageError(fs, "%v", err)
 	}
+	out := answer{stdout, format.json()}
 	st, err := reconcile.LoadState(cfg.EnvDir(env))
 	if err != nil {
 		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
@@ -67,9 +64,9 @@ func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitFailure
 	}
 	if *all {
-		return rollbackFleet(ctx, cfg, env, target, *reason, stdout, stderr)
+		return rollbackFleet(ctx, cfg, env, target, *reason, out, stderr)
 	}
-	return submit(cfg, env, reconcile.Request{Action: "rollback", Commit: target}, stdout, stderr,
+	return submit(cfg, env, reconcile.Request{Action: "rollback", Commit: target}, out, stderr,
 		fmt.Sprintf("rollback to %.12s requested; held there until %s", target, holdEnd(cfg)))
 }
 
@@ -81,7 +78,7 @@ func holdEnd(cfg *agentconfig.Config) string {
 }
 
 // submit leaves the request for env's agent and signals it to check now.
-func submit(cfg *agentconfig.Config, env string, r reconcile.Request, stdout, stderr io.Writer, done string) int {
+func submit(cfg *agentconfig.Config, env string, r reconcile.Request, out answer, stderr io.Writer, done string) int {
 	r.At = time.Now().UTC()
 	dir := cfg.EnvDir(env)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -92,10 +89,39 @@ func submit(cfg *agentconfig.Config, env string, r reconcile.Request, stdout, st
 		fmt.Fprintf(stderr, "berth %s: %v\n", r.Action, err)
 		return exitFailure
 	}
-	if statedir.Signal(cfg.StateDir) {
-		fmt.Fprintf(stdout, "%s; the agent is applying it now\n", done)
-	} else {
-		fmt.Fprintf(stdout, "%s; the agent is not running: it applies it when it starts\n", done)
+	a := requestJSON{Env: env, Action: r.Action, Commit: r.Commit, Agent: "signalled", Message: done + "; the agent is applying it now"}
+	if !statedir.Signal(cfg.StateDir) {
+		a.Agent, a.Message = "not running", done+"; the agent is not running: it applies it when it starts"
 	}
+	out.say(a)
 	return exitOK
+}
+
+// answer is what an operator's request prints: a sentence, or with
+// --format json one object per change made.
+type answer struct {
+	w    io.Writer
+	json bool
+}
+
+func (a answer) say(v requestJSON) {
+	if a.json {
+		writeJSON(a.w, v)
+		return
+	}
+	fmt.Fprintln(a.w, v.Message)
+}
+
+// requestJSON is one change an operator's request made
+// (docs/reference.md).
+type requestJSON struct {
+	Env    string `json:"env"`
+	Action string `json:"action"`
+	Commit string `json:"commit,omitempty"`
+	// Fleet: the change was made fleet-wide, in etcd.
+	Fleet bool `json:"fleet,omitempty"`
+	// Agent is this host's agent: "signalled" (applying it now) or "not
+	// running" (applies it when it starts); empty for a fleet-wide change.
+	Agent   string `json:"agent,omitempty"`
+	Message string `json:"message"`
 }

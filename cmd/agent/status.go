@@ -20,8 +20,8 @@ import (
 // runs. The local API serves the same values.
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "[--config FILE] [--env ENV] [--json]", stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
+	fs := newFlagSet("status", "[--config FILE] [--env ENV] [--format text|json]", stderr)
+	format := addFormat(fs)
 	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
@@ -29,8 +29,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	names, err := status.SelectEnvs(cfg, *only)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth status: %v\n", err)
-		return exitUsage
+		return usageError(fs, "%v", err)
 	}
 	var eng status.Lister
 	if dc, err := daemon.NewDocker(cfg); err == nil {
@@ -51,9 +50,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		outs = append(outs, out)
 	}
 	switch {
-	case *asJSON && len(outs) == 1:
+	case format.json() && len(outs) == 1:
 		writeJSON(stdout, outs[0])
-	case *asJSON:
+	case format.json():
 		writeJSON(stdout, status.All{Envs: outs})
 	default:
 		for i, out := range outs {
@@ -120,9 +119,9 @@ func printStatus(w io.Writer, s status.Env) {
 }
 
 func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("history", "[--config FILE] [--env ENV] [--json] [-n N]", stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	n := fs.Int("n", 20, "how many deploys, newest first")
+	fs := newFlagSet("history", "[--config FILE] [--env ENV] [--format text|json] [-n N]", stderr)
+	format := addFormat(fs)
+	n := addCount(fs, "n", 20, "how many passes, newest first")
 	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
 	cfg, code, ok := withConfig(fs, args, stderr)
 	if !ok {
@@ -130,15 +129,14 @@ func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	names, err := status.SelectEnvs(cfg, *only)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth history: %v\n", err)
-		return exitUsage
+		return usageError(fs, "%v", err)
 	}
-	recs, err := status.History(cfg, names, *n)
+	recs, err := status.History(cfg, names, int(*n))
 	if err != nil {
 		fmt.Fprintf(stderr, "berth history: %v\n", err)
 		return exitFailure
 	}
-	if *asJSON {
+	if format.json() {
 		return writeJSON(stdout, recs)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

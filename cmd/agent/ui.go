@@ -31,12 +31,11 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&only, "env", "only this env (repeat for several; default: every env under the prefix)")
 	level := logLevel{hclog.Info}
 	fs.Var(&level, "log-level", "trace, debug, info, warn or error")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseArgs(fs, args, 0, 0, ""); !ok {
 		return code
 	}
 	if err := o.Check(); err != nil {
-		fmt.Fprintf(stderr, "berth ui: %v\n", err)
-		return exitUsage
+		return usageError(fs, "%v", err)
 	}
 	fc, err := agentconfig.LoadFleet(*path)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -14,60 +13,6 @@ import (
 	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/envs"
 )
-
-// newFlagSet returns a flag set that reports errors to stderr and lets the
-// caller map them to exitUsage.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("berth "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: berth %s %s\n", name, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args, returning the exit code to stop with when the
-// command must not go on (help asked for, or bad flags). Flags may come
-// after positional arguments ("berth jobs logs NAME --config FILE").
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return exitOK, false
-			}
-			return exitUsage, false
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			pos = append(pos, rest...) // everything after "--" is positional
-			break
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
-	}
-	fs.Parse(append([]string{"--"}, pos...))
-	return 0, true
-}
-
-// withConfig adds --config to fs, parses args and loads the agent config.
-// When ok is false the command stops with code (help, bad flags, bad
-// config); fs's own flags must be defined before the call.
-func withConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *agentconfig.Config, code int, ok bool) {
-	path := fs.String("config", agentconfig.DefaultPath, "agent config file")
-	if code, ok := parseFlags(fs, args); !ok {
-		return nil, code, false
-	}
-	cfg, err := agentconfig.Load(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
-		return nil, exitConfig, false
-	}
-	return cfg, 0, true
-}
 
 type validateResult struct {
 	Env      string        `json:"env"`
@@ -111,14 +56,10 @@ func sealedResults(e *envs.Env) []sealedResult {
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("validate", "[--env ENV] [--format text|json] [--policy AGENT_YAML] [DIR]", stderr)
 	env := fs.String("env", "", "validate only this environment (default: every envs/* directory)")
-	format := fs.String("format", "text", "output format: text or json")
+	format := addFormat(fs)
 	policyFile := fs.String("policy", "", "an agent.yaml whose policy:, vault.allowed_paths and nginx.conf_dir apply, as on the host")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseArgs(fs, args, 0, 1, ""); !ok {
 		return code
-	}
-	if fs.NArg() > 1 || (*format != "text" && *format != "json") {
-		fs.Usage()
-		return exitUsage
 	}
 	opts := envs.Options{}
 	if *policyFile != "" {
@@ -161,7 +102,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		failed = failed || !r.OK
 		results = append(results, r)
 	}
-	if *format == "json" {
+	if format.json() {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		enc.Encode(results)

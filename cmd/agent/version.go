@@ -32,14 +32,23 @@ func buildCommit() string {
 }
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("version", "", stderr)
-	if code, ok := parseFlags(fs, args); !ok {
+	fs := newFlagSet("version", "[--format text|json]", stderr)
+	format := addFormat(fs)
+	if code, ok := parseArgs(fs, args, 0, 0, ""); !ok {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return exitUsage
+	v := versionJSON{Version: version, Commit: buildCommit(), Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if format.json() {
+		return writeJSON(stdout, v)
 	}
-	fmt.Fprintf(stdout, "berth %s\ncommit %s\n%s %s/%s\n", version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(stdout, "berth %s\ncommit %s\n%s %s\n", v.Version, v.Commit, v.Go, v.Platform)
 	return exitOK
+}
+
+// versionJSON is `berth version --format json` (docs/reference.md).
+type versionJSON struct {
+	Version  string `json:"version"`
+	Commit   string `json:"commit"`
+	Go       string `json:"go"`
+	Platform string `json:"platform"`
 }
