@@ -86,7 +86,7 @@ func parseRollout(v any, report func(field, msg, hint string)) *Rollout {
 func CheckMaxParallel(s string) error {
 	if p, ok := strings.CutSuffix(s, "%"); ok {
 		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil || v <= 0 || v > 100 {
+		if err != nil || !(v > 0 && v <= 100) { // NaN and ±Inf fail the comparison too
 			return fmt.Errorf("max_parallel %q: a percentage must be more than 0%% and at most 100%%", s)
 		}
 		return nil

@@ -126,7 +126,7 @@ func TestRollout_CheckMaxParallelAcceptsWhatTheFleetParses(t *testing.T) {
 			t.Errorf("%q: %v", s, err)
 		}
 	}
-	for _, s := range []string{"0", "-1", "0%", "101%", "x", "%", "1.5"} {
+	for _, s := range []string{"0", "-1", "0%", "101%", "x", "%", "1.5", "NaN%", "nan%", "Inf%", "+Inf%", "-Inf%"} {
 		if err := CheckMaxParallel(s); err == nil {
 			t.Errorf("%q accepted", s)
 		}
