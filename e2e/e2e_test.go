@@ -88,7 +88,13 @@ nginx:
 
 // commit pushes a revision whose server and worker run img, web in webMode.
 func (w *world) commit(msg string, img testenv.AppImage, webMode string) string {
-	compose := fmt.Sprintf(`services:
+	return w.repo.CommitFiles(w.t, msg, map[string]string{"envs/" + w.env + "/compose.yaml": w.compose(img, webMode)})
+}
+
+// compose is the env of commit: a migration, a worker and a server
+// behind nginx.
+func (w *world) compose(img testenv.AppImage, webMode string) string {
+	return fmt.Sprintf(`services:
   migrate:
     image: %[1]s
     environment: {APP_MODE: exit}
@@ -103,7 +109,6 @@ func (w *world) commit(msg string, img testenv.AppImage, webMode string) string 
 x-berth:
   lb: {type: nginx, upstream: app, file: %[3]s}
 `, img.Ref(), webMode, w.lbFile)
-	return w.repo.CommitFiles(w.t, msg, map[string]string{"envs/" + w.env + "/compose.yaml": compose})
 }
 
 // cli runs a berth command with the agent config and decodes its --json

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -15,29 +14,15 @@ import (
 // hide the text after it with a bidi override.
 const hostileSubject = `v3 <script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> ` + "\u202e" + `evil`
 
-// commitUI pushes the env the page tests look at: a migration, a worker,
-// a server behind nginx, and a job every 3 s.
+// commitUI pushes commit's env (a migration, a worker, a server behind
+// nginx) with a job every 3 s.
 func (w *world) commitUI(msg string, img testenv.AppImage, webMode string) string {
-	compose := fmt.Sprintf(`services:
-  migrate:
-    image: %[1]s
-    environment: {APP_MODE: exit}
-    x-berth: {role: migrate}
-  worker:
-    image: %[1]s
-    environment: {APP_PORT: "9000"}
-  web:
-    image: %[1]s
-    environment: {APP_MODE: %[2]s}
-    x-berth: {role: server, port: 8080}
-x-berth:
-  lb: {type: nginx, upstream: app, file: %[3]s}
-  jobs:
+	compose := w.compose(img, webMode) + `  jobs:
     tick:
       schedule: "@every 3s"
       service: worker
       environment: {APP_MODE: exit}
-`, img.Ref(), webMode, w.lbFile)
+`
 	return w.repo.CommitFiles(w.t, msg, map[string]string{"envs/" + w.env + "/compose.yaml": compose})
 }
 
