@@ -21,14 +21,18 @@ import (
 // never a log line.
 func (w *world) waitLiveCommit(t testing.TB, commit string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
+		// Live means state.json names it and the journal holds the pass
+		// that deployed it: the state is written first, then the record.
 		st, err := reconcile.LoadState(w.state)
-		if err == nil && st.Live != nil && st.Live.Commit == commit {
+		if err == nil && st.Live != nil && st.Live.Commit == commit && slices.ContainsFunc(w.journal(t), func(r reconcile.Record) bool {
+			return r.Commit == commit && r.Result == reconcile.ResultSucceeded
+		}) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%.12s not live within 90s (state %+v, %v); journal:\n%s", commit, st, err, w.journalText(t))
+			t.Fatalf("%.12s not live within 2m (state %+v, %v); journal:\n%s", commit, st, err, w.journalText(t))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
