@@ -244,3 +244,33 @@ func (r *GiteaRepo) CommitFiles(t testing.TB, branch, msg string, files map[stri
 	}
 	return out.Commit.SHA
 }
+
+// NewUser creates a user (a bot, another person) and returns a token of
+// theirs with scopes.
+func (g *Gitea) NewUser(t testing.TB, name string, scopes ...string) string {
+	t.Helper()
+	pw := "pw-" + randomID()
+	in := map[string]any{"username": name, "email": name + "@example.org", "password": pw, "must_change_password": false}
+	if code := g.API(t, http.MethodPost, "/admin/users", in, nil); code != http.StatusCreated {
+		t.Fatalf("testenv: gitea user %s: status %d", name, code)
+	}
+	b, _ := json.Marshal(map[string]any{"name": "t-" + randomID(), "scopes": scopes})
+	req, err := http.NewRequest(http.MethodPost, g.URL+"/api/v1/users/"+name+"/tokens", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(name, pw)
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		t.Fatalf("testenv: gitea token of %s: %v", name, err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		SHA1 string `json:"sha1"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated || out.SHA1 == "" {
+		t.Fatalf("testenv: gitea token of %s: status %d %v", name, resp.StatusCode, err)
+	}
+	return out.SHA1
+}
