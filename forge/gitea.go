@@ -47,7 +47,7 @@ func (gitea) findPR(ctx context.Context, c *Client, head, base string) (*PR, err
 			return nil, err
 		}
 		for _, p := range out {
-			if p.Head.Ref == head && p.Base.Ref == base {
+			if p.is(head, base) {
 				return p.pr(), nil
 			}
 		}

@@ -1,9 +1,12 @@
 package forge
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -159,4 +162,75 @@ func TestGitea_StatusesPullRequestsAndLeastScopes(t *testing.T) {
 	if !strings.HasPrefix(st.cfg.APIURL, "http://127.0.0.1:") {
 		t.Errorf("api url %s", st.cfg.APIURL)
 	}
+}
+
+// TestGitea_AForkPRWithBerthsBranchNameIsNotBerths: anyone may fork the
+// config repository and open a PR from a branch of theirs named
+// berth/promote-staging-prod. berth must not take it for its own — it
+// would write its plan (of another diff) into that PR's body, where a
+// reviewer trusts it — but open its own from the base repository.
+func TestGitea_AForkPRWithBerthsBranchNameIsNotBerths(t *testing.T) {
+	g := testenv.StartGitea(t)
+	repo := g.CreateRepo(t, "config")
+	base := repo.CommitFiles(t, "main", "prod 1.0", map[string]string{"envs/prod/.env": "DIGEST=sha256:aaaa\n"})
+	ctx := context.Background()
+	head := PromoteBranch("staging", "prod")
+
+	// mallory forks, pushes the branch name, and opens a PR into main.
+	tok := g.NewUser(t, "mallory", "write:repository", "write:issue", "read:user")
+	as := func(method, path string, in any) int {
+		t.Helper()
+		return giteaCall(t, g.URL, tok, method, path, in)
+	}
+	if code := as(http.MethodPost, "/repos/"+repo.Name+"/forks", map[string]any{}); code != http.StatusAccepted {
+		t.Fatalf("fork: %d", code)
+	}
+	in := map[string]any{"branch": "main", "new_branch": head, "message": "evil", "files": []map[string]string{
+		{"operation": "update", "path": "envs/prod/.env", "content": base64.StdEncoding.EncodeToString([]byte("DIGEST=sha256:evil\n")), "sha": blobID([]byte("DIGEST=sha256:aaaa\n"))},
+	}}
+	if code := as(http.MethodPost, "/repos/mallory/config/contents", in); code != http.StatusCreated {
+		t.Fatalf("commit to the fork: %d", code)
+	}
+	if code := as(http.MethodPost, "/repos/"+repo.Name+"/pulls", map[string]string{"head": "mallory:" + head, "base": "main", "title": "Promote staging to prod"}); code != http.StatusCreated {
+		t.Fatalf("the fork's PR: %d", code)
+	}
+
+	pc := giteaClient(t, g, repo, "write:repository", "write:issue")
+	pr, err := pc.FindPR(ctx, head, "main")
+	if err != nil || pr != nil {
+		t.Fatalf("FindPR found the fork's PR as berth's: %+v %v", pr, err)
+	}
+	if _, err := pc.CommitFiles(ctx, Commit{Branch: head, BaseBranch: "main", BaseSHA: base, Message: "promote",
+		Files: []FileChange{{Path: "envs/prod/.env", Old: []byte("DIGEST=sha256:aaaa\n"), New: []byte("DIGEST=sha256:bbbb\n")}}}); err != nil {
+		t.Fatal(err)
+	}
+	mine, err := pc.OpenPR(ctx, NewPR{Head: head, Base: "main", Title: "Promote staging to prod", Body: "berth's"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr, err := pc.FindPR(ctx, head, "main"); err != nil || pr == nil || pr.Number != mine.Number {
+		t.Errorf("FindPR = %+v %v, want berth's own #%d", pr, err, mine.Number)
+	}
+}
+
+// giteaCall calls Gitea's API with a token and says the status code.
+func giteaCall(t *testing.T, url, token, method, path string, in any) int {
+	t.Helper()
+	b, _ := json.Marshal(in)
+	req, err := http.NewRequest(method, url+"/api/v1"+path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "token "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Logf("%s %s: %d %s", method, path, resp.StatusCode, msg)
+	}
+	return resp.StatusCode
 }

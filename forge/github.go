@@ -39,16 +39,37 @@ func (g github) setStatus(ctx context.Context, c *Client, sha string, s Status) 
 }
 
 type githubPR struct {
-	Number  int    `json:"number"`
-	HTMLURL string `json:"html_url"`
-	Title   string `json:"title"`
-	Body    string `json:"body"`
-	Head    struct {
-		Ref string `json:"ref"`
-	} `json:"head"`
-	Base struct {
-		Ref string `json:"ref"`
-	} `json:"base"`
+	Number  int      `json:"number"`
+	HTMLURL string   `json:"html_url"`
+	Title   string   `json:"title"`
+	Body    string   `json:"body"`
+	Head    prBranch `json:"head"`
+	Base    prBranch `json:"base"`
+}
+
+// prBranch is a pull request's side (GitHub and Gitea).
+type prBranch struct {
+	Ref    string `json:"ref"`
+	RepoID int64  `json:"repo_id"` // Gitea
+	Repo   *struct {
+		ID int64 `json:"id"`
+	} `json:"repo"`
+}
+
+func (b prBranch) repoID() int64 {
+	if b.Repo != nil && b.Repo.ID != 0 {
+		return b.Repo.ID
+	}
+	return b.RepoID
+}
+
+// is says whether p goes from branch head into base within the
+// repository itself: anyone may open a pull request from a fork's branch
+// of the same name, which berth must not take for its own (it would write
+// its plan into the body of another diff).
+func (p githubPR) is(head, base string) bool {
+	id := p.Head.repoID()
+	return p.Head.Ref == head && p.Base.Ref == base && id != 0 && id == p.Base.repoID()
 }
 
 func (p githubPR) pr() *PR {
@@ -63,7 +84,7 @@ func (github) findPR(ctx context.Context, c *Client, head, base string) (*PR, er
 		return nil, err
 	}
 	for _, p := range out {
-		if p.Head.Ref == head && p.Base.Ref == base {
+		if p.is(head, base) {
 			return p.pr(), nil
 		}
 	}

@@ -59,6 +59,9 @@ type gitlabMR struct {
 	Description  string `json:"description"`
 	SourceBranch string `json:"source_branch"`
 	TargetBranch string `json:"target_branch"`
+	// A merge request from a fork has another source project.
+	SourceProjectID int64 `json:"source_project_id"`
+	TargetProjectID int64 `json:"target_project_id"`
 }
 
 func (m gitlabMR) pr() *PR {
@@ -72,7 +75,8 @@ func (gitlab) findPR(ctx context.Context, c *Client, head, base string) (*PR, er
 		return nil, err
 	}
 	for _, m := range out {
-		if m.SourceBranch == head && m.TargetBranch == base {
+		// Not one from a fork's branch of the same name (githubPR.is).
+		if m.SourceBranch == head && m.TargetBranch == base && m.SourceProjectID != 0 && m.SourceProjectID == m.TargetProjectID {
 			return m.pr(), nil
 		}
 	}
