@@ -42,6 +42,8 @@ type PR struct {
 	Base   string
 	Title  string
 	Body   string
+	// Closed: closed without a merge (FindPR found no open one).
+	Closed bool
 }
 
 // NewPR is a pull request to open.
@@ -68,7 +70,9 @@ type Commit struct {
 type backend interface {
 	headers(h http.Header, token string)
 	setStatus(ctx context.Context, c *Client, sha string, s Status) error
-	findPR(ctx context.Context, c *Client, head, base string) (*PR, error)
+	// findPR finds the newest PR from head into base in state "open" or
+	// "closed" (closed: Closed set, or nil when it was merged).
+	findPR(ctx context.Context, c *Client, head, base, state string) (*PR, error)
 	openPR(ctx context.Context, c *Client, p NewPR) (*PR, error)
 	editPR(ctx context.Context, c *Client, number int, title, body string, close bool) error
 	comment(ctx context.Context, c *Client, number int, body string) error
@@ -93,12 +97,18 @@ func (c *Client) SetStatus(ctx context.Context, sha string, s Status) error {
 	return nil
 }
 
-// FindPR returns the open pull request from branch head into base, or nil.
+// FindPR returns the open pull request from branch head into base of
+// the repository itself (never a fork's); without one, the newest such
+// pull request if it was closed without a merge (Closed: a person or a
+// rollback declined it); else nil.
 func (c *Client) FindPR(ctx context.Context, head, base string) (*PR, error) {
 	if err := checkBranch(head, false); err != nil {
 		return nil, err
 	}
-	pr, err := c.be.findPR(ctx, c, head, base)
+	pr, err := c.be.findPR(ctx, c, head, base, "open")
+	if err == nil && pr == nil {
+		pr, err = c.be.findPR(ctx, c, head, base, "closed")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("find pull request %s→%s: %w", head, base, err)
 	}

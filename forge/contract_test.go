@@ -127,6 +127,10 @@ func TestContract_GitHubPromotionPR(t *testing.T) {
 	if err := c.ClosePR(ctx, pr.Number, "staging rolled back: closing"); err != nil {
 		t.Fatal(err)
 	}
+	// None open: the newest closed without a merge, declined.
+	if pr, err = c.FindPR(ctx, head, "main"); err != nil || pr == nil || pr.Number != 1347 || !pr.Closed || pr.Body != "newer plan" {
+		t.Fatalf("find the declined one: %+v %v", pr, err)
+	}
 	r.done()
 	if len(clock.slept) == 0 {
 		t.Error("GitHub writes in a row must be paced")
@@ -191,6 +195,9 @@ func TestContract_GitLabPromotionMR(t *testing.T) {
 	}
 	if err := c.ClosePR(ctx, 1, "staging rolled back: closing"); err != nil {
 		t.Fatal(err)
+	}
+	if pr, err = c.FindPR(ctx, head, "main"); err != nil || pr == nil || pr.Number != 1 || !pr.Closed {
+		t.Fatalf("find the declined one: %+v %v", pr, err)
 	}
 	r.done()
 }

@@ -36,19 +36,19 @@ func (g gitea) setStatus(ctx context.Context, c *Client, sha string, s Status) e
 	return c.do(ctx, call{method: http.MethodPost, path: repoPath(c.cfg.Repo) + "/statuses/" + sha, in: in})
 }
 
-// findPR pages through the open pull requests (Gitea filters them by
-// neither head nor base), at most 500 of them.
-func (gitea) findPR(ctx context.Context, c *Client, head, base string) (*PR, error) {
+// findPR pages through the pull requests in state, newest first (Gitea
+// filters them by neither head nor base), at most 500 of them.
+func (gitea) findPR(ctx context.Context, c *Client, head, base, state string) (*PR, error) {
 	const limit = 50
 	for page := 1; page <= 10; page++ {
 		var out []githubPR // the same shape
-		q := url.Values{"state": {"open"}, "limit": {strconv.Itoa(limit)}, "page": {strconv.Itoa(page)}}
+		q := url.Values{"state": {state}, "limit": {strconv.Itoa(limit)}, "page": {strconv.Itoa(page)}}
 		if err := c.do(ctx, call{method: http.MethodGet, path: repoPath(c.cfg.Repo) + "/pulls", query: q, out: &out}); err != nil {
 			return nil, err
 		}
 		for _, p := range out {
 			if p.is(head, base) {
-				return p.pr(), nil
+				return p.found(), nil
 			}
 		}
 		if len(out) < limit {

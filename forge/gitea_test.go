@@ -135,8 +135,8 @@ func TestGitea_StatusesPullRequestsAndLeastScopes(t *testing.T) {
 	if len(comments) != 1 || comments[0].Body != "staging rolled back: closing" {
 		t.Errorf("comments %+v", comments)
 	}
-	if found, _ := pr.FindPR(ctx, head, "main"); found != nil {
-		t.Errorf("a closed PR is not found as open: %+v", found)
+	if found, _ := pr.FindPR(ctx, head, "main"); found == nil || !found.Closed {
+		t.Errorf("a closed PR is found as declined (Closed), never as open: %+v", found)
 	}
 
 	// The reporter through the real forge: deploy end → status visible.

@@ -39,12 +39,15 @@ func (g github) setStatus(ctx context.Context, c *Client, sha string, s Status) 
 }
 
 type githubPR struct {
-	Number  int      `json:"number"`
-	HTMLURL string   `json:"html_url"`
-	Title   string   `json:"title"`
-	Body    string   `json:"body"`
-	Head    prBranch `json:"head"`
-	Base    prBranch `json:"base"`
+	Number   int      `json:"number"`
+	HTMLURL  string   `json:"html_url"`
+	Title    string   `json:"title"`
+	Body     string   `json:"body"`
+	State    string   `json:"state"`
+	Merged   bool     `json:"merged"`    // Gitea
+	MergedAt *string  `json:"merged_at"` // GitHub (and Gitea)
+	Head     prBranch `json:"head"`
+	Base     prBranch `json:"base"`
 }
 
 // prBranch is a pull request's side (GitHub and Gitea).
@@ -73,19 +76,29 @@ func (p githubPR) is(head, base string) bool {
 }
 
 func (p githubPR) pr() *PR {
-	return &PR{Number: p.Number, URL: p.HTMLURL, Head: p.Head.Ref, Base: p.Base.Ref, Title: p.Title, Body: p.Body}
+	return &PR{Number: p.Number, URL: p.HTMLURL, Head: p.Head.Ref, Base: p.Base.Ref, Title: p.Title, Body: p.Body, Closed: p.State == "closed"}
 }
 
-func (github) findPR(ctx context.Context, c *Client, head, base string) (*PR, error) {
+// found is what FindPR returns of p, the newest match in state: an open
+// one, a closed one unless merged.
+func (p githubPR) found() *PR {
+	if p.State == "closed" && (p.Merged || p.MergedAt != nil) {
+		return nil
+	}
+	return p.pr()
+}
+
+// findPR lists the PRs of berth's branch, newest first (GitHub's order).
+func (github) findPR(ctx context.Context, c *Client, head, base, state string) (*PR, error) {
 	owner, _, _ := strings.Cut(c.cfg.Repo, "/")
 	var out []githubPR
-	q := url.Values{"state": {"open"}, "head": {owner + ":" + head}, "base": {base}, "per_page": {"10"}}
+	q := url.Values{"state": {state}, "head": {owner + ":" + head}, "base": {base}, "per_page": {"10"}}
 	if err := c.do(ctx, call{method: http.MethodGet, path: repoPath(c.cfg.Repo) + "/pulls", query: q, out: &out}); err != nil {
 		return nil, err
 	}
 	for _, p := range out {
 		if p.is(head, base) {
-			return p.pr(), nil
+			return p.found(), nil
 		}
 	}
 	return nil, nil

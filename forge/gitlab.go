@@ -57,6 +57,7 @@ type gitlabMR struct {
 	WebURL       string `json:"web_url"`
 	Title        string `json:"title"`
 	Description  string `json:"description"`
+	State        string `json:"state"` // opened, closed, merged, locked
 	SourceBranch string `json:"source_branch"`
 	TargetBranch string `json:"target_branch"`
 	// A merge request from a fork has another source project.
@@ -65,12 +66,17 @@ type gitlabMR struct {
 }
 
 func (m gitlabMR) pr() *PR {
-	return &PR{Number: m.IID, URL: m.WebURL, Head: m.SourceBranch, Base: m.TargetBranch, Title: m.Title, Body: m.Description}
+	return &PR{Number: m.IID, URL: m.WebURL, Head: m.SourceBranch, Base: m.TargetBranch, Title: m.Title, Body: m.Description, Closed: m.State == "closed"}
 }
 
-func (gitlab) findPR(ctx context.Context, c *Client, head, base string) (*PR, error) {
+// findPR lists berth's merge requests in state, newest first (GitLab's
+// order; "closed" excludes merged ones, which GitLab calls merged).
+func (gitlab) findPR(ctx context.Context, c *Client, head, base, state string) (*PR, error) {
+	if state == "open" {
+		state = "opened"
+	}
 	var out []gitlabMR
-	q := url.Values{"state": {"opened"}, "source_branch": {head}, "target_branch": {base}}
+	q := url.Values{"state": {state}, "source_branch": {head}, "target_branch": {base}}
 	if err := c.do(ctx, call{method: http.MethodGet, path: projectPath(c.cfg.Repo) + "/merge_requests", query: q, out: &out}); err != nil {
 		return nil, err
 	}

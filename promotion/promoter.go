@@ -215,7 +215,9 @@ func (p *Promoter) settle(err error, done func()) {
 	case err == nil:
 		p.failures = 0
 		done()
-	case (forge.Refused(err) && !forge.Unauthorized(err)) || errors.Is(err, errNothing):
+	case errors.Is(err, errNothing):
+		done()
+	case forge.Refused(err) && !forge.Unauthorized(err):
 		p.log.Warn("promotion refused", "error", err)
 		done()
 	case errors.As(err, &rl):

@@ -259,3 +259,32 @@ func TestPromoter_ASubjectPingsNoOneAndReferencesNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestPromoter_AClosedPRDeclinesItsRevision: a promotion PR closed
+// without a merge — by a person, or by a rollback before the agent
+// restarted or the role moved — is not proposed again for its revision;
+// a newer revision opens a new PR (never edits the closed one).
+func TestPromoter_AClosedPRDeclinesItsRevision(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r1, r2 := strings.Repeat("1", 40), strings.Repeat("2", 40)
+		dirs := map[string]string{r1: tree(t, "b"), r2: tree(t, "c")}
+		f := &fakeForge{pr: &forge.PR{Number: 7, Closed: true, Head: "berth/promote-staging-prod", Base: "main", Body: marker("staging", r1) + "\nclosed by a person"}}
+		p := New(f, f, func(_ context.Context, rev string) (string, string, string, error) { return dirs[rev], "", "shop", nil }, Options{Env: "staging", Branch: "main"})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go p.Run(ctx)
+		spec := &envs.PromoteSpec{To: "prod", After: time.Minute}
+		p.SetSpec(r1, spec)
+		p.Observe(r1, forge.Success, "live on 3/3 hosts")
+		time.Sleep(time.Hour)
+		if got := f.got(); strings.Join(got, "|") != "find berth/promote-staging-prod main" {
+			t.Fatalf("a declined revision: %q", got)
+		}
+		p.SetSpec(r2, spec)
+		p.Observe(r2, forge.Success, "live on 3/3 hosts")
+		time.Sleep(time.Hour)
+		if got := f.got()[1:]; len(got) != 3 || !strings.HasPrefix(got[2], "open ") {
+			t.Fatalf("a newer revision after a declined one: %q", got)
+		}
+	})
+}

@@ -16,7 +16,8 @@ import (
 	"berth.dev/berth/preview"
 )
 
-// errNothing: the target env already runs the digests (nothing to propose).
+// errNothing: the target env already runs the digests (nothing to
+// propose), or the revision's PR was closed unmerged (declined).
 var errNothing = errors.New("nothing to promote")
 
 // marker names the revision a promotion PR proposes, in its body.
@@ -30,6 +31,15 @@ func (p *Promoter) propose(ctx context.Context, rev string, spec *envs.PromoteSp
 	existing, err := p.forge.FindPR(ctx, head, p.opts.Branch)
 	if err != nil {
 		return err
+	}
+	if existing != nil && existing.Closed {
+		if strings.Contains(existing.Body, marker(env, rev)) {
+			// Closed unmerged — by a person, or a rollback before a
+			// restart or a move of the role: declined.
+			p.log.Info("not proposed again: its promotion PR was closed", "to", to, "commit", rev, "pr", existing.URL)
+			return errNothing
+		}
+		existing = nil
 	}
 	if existing != nil && strings.Contains(existing.Body, marker(env, rev)) {
 		return nil // an agent before a restart proposed this revision
@@ -130,7 +140,7 @@ func (p *Promoter) closePR(ctx context.Context, rev, why string) error {
 	}
 	head := forge.PromoteBranch(p.opts.Env, spec.To)
 	pr, err := p.forge.FindPR(ctx, head, p.opts.Branch)
-	if err != nil || pr == nil {
+	if err != nil || pr == nil || pr.Closed {
 		return err
 	}
 	comment := fmt.Sprintf("%s did not take %s: %s\n\nberth closes this promotion. It opens a new one once a newer revision of %s has been live and healthy for %s.",
