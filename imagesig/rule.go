@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -207,35 +206,6 @@ func (c *rule) loadKey(pem []byte) error {
 		return root.NewExpiringKey(v, time.Time{}, time.Time{}), nil
 	})
 	return nil
-}
-
-// normalisePrefix turns a rule's prefix into the form image repositories
-// take once parsed: the registry as go-containerregistry names it
-// (docker.io is index.docker.io), the path as written. A prefix without a
-// slash is a registry; Docker Hub's official images are
-// docker.io/library/NAME, as "nginx" parses.
-func normalisePrefix(p string) (string, error) {
-	p = strings.TrimSuffix(strings.TrimSpace(p), "/")
-	if p == "*" {
-		return "", nil
-	}
-	if p == "" {
-		return "", errors.New(`a registry or repository prefix is required ("*" for every image)`)
-	}
-	reg, path, _ := strings.Cut(p, "/")
-	r, err := name.NewRegistry(reg)
-	if err != nil {
-		return "", err
-	}
-	if path == "" {
-		return r.Name(), nil
-	}
-	// Checked as a repository name; kept as written (Docker Hub would
-	// add library/ to a one-component path).
-	if _, err := name.NewRepository(r.Name() + "/" + path); err != nil {
-		return "", err
-	}
-	return r.Name() + "/" + path, nil
 }
 
 // matches reports whether the rule applies to repo (a parsed repository

@@ -62,18 +62,34 @@ func TestRule_MatchesWholeComponents(t *testing.T) {
 		{"nginx", nil, []string{"nginx"}}, // a registry named nginx, not Docker Hub's nginx
 		{"docker.io/library/nginx", []string{"nginx"}, []string{"nginx-extra"}},
 		{"127.0.0.1:5000", []string{"127.0.0.1:5000/a"}, []string{"127.0.0.1:50000/a"}},
+		// Every spelling under which dockerd reaches the same registry: a
+		// host name in capitals, with its trailing dot or its default
+		// port, Docker Hub under its other names.
+		{"registry.example.org/shop", []string{"REGISTRY.example.org/shop/web", "registry.example.org:443/shop/web", "registry.example.org./shop/web", "Registry.Example.ORG.:443/shop/web", "registry.example.org:80/shop/web"},
+			[]string{"registry.example.org:5000/shop/web", "registry.example.org.evil/shop/web"}},
+		{"Registry.Example.org:443", []string{"registry.example.org/x"}, nil},
+		{"localhost:5000", []string{"LOCALHOST:5000/a", "localhost:5000/a"}, []string{"localhost/a"}},
+		{"docker.io/acme", []string{"registry-1.docker.io/acme/web", "registry.hub.docker.com/acme/web", "INDEX.docker.io/acme/web"}, nil},
+		{"registry-1.docker.io", []string{"acme/web", "nginx"}, nil},
 	} {
 		p, err := Compile([]Rule{{Prefix: tc.prefix, Key: k.PubFile}}, "images.verify", os.ReadFile)
 		if err != nil {
 			t.Fatal(err)
 		}
+		matching := func(img string) []*rule {
+			repo, err := repoOf(img + "@sha256:" + strings.Repeat("a", 64))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p.matching(repo)
+		}
 		for _, img := range tc.match {
-			if len(p.matching(repoOf(img+"@sha256:"+strings.Repeat("a", 64)))) != 1 {
+			if len(matching(img)) != 1 {
 				t.Errorf("%q should match %s", tc.prefix, img)
 			}
 		}
 		for _, img := range tc.not {
-			if len(p.matching(repoOf(img+"@sha256:"+strings.Repeat("a", 64)))) != 0 {
+			if len(matching(img)) != 0 {
 				t.Errorf("%q should not match %s", tc.prefix, img)
 			}
 		}

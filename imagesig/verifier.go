@@ -46,15 +46,28 @@ func (v *Verifier) Check(ctx context.Context, ref string, env *Policy) error {
 	if v == nil {
 		return nil
 	}
-	rules := append(v.Host.matching(repoOf(ref)), env.matching(repoOf(ref))...)
+	repo, err := repoOf(ref)
+	if err != nil {
+		if v.Host.Empty() && env.Empty() {
+			return nil
+		}
+		// dockerd may read it (MYREG/x is the registry MYREG to it): which
+		// rules apply is unknown, so it is not pulled.
+		return failure.AsVerdict(fmt.Errorf("image %s: not an image name the signature rules can be matched against: %s", shown(ref), shown(err.Error())))
+	}
+	rules := append(v.Host.matching(repo), env.matching(repo)...)
 	if len(rules) == 0 {
 		return nil
 	}
-	d, err := name.NewDigest(ref)
+	pinned, err := name.NewDigest(ref)
 	if err != nil {
 		return failure.AsVerdict(fmt.Errorf("image %s: %s requires a signature, so the image must be pinned by digest (repo@sha256:…)", shown(ref), rules[0]))
 	}
-	repo := d.Context().Name()
+	// Looked up under the canonical name: the registry dockerd reaches.
+	d, err := name.NewDigest(repo + "@" + pinned.DigestStr())
+	if err != nil {
+		return failure.AsVerdict(fmt.Errorf("image %s: %w", shown(ref), err))
+	}
 	h, err := v1.NewHash(d.DigestStr())
 	if err != nil {
 		return failure.AsVerdict(fmt.Errorf("image %s: %w", shown(ref), err))
@@ -163,14 +176,4 @@ func (v *Verifier) log() hclog.Logger {
 		return hclog.NewNullLogger()
 	}
 	return v.Log
-}
-
-// repoOf is ref's repository as go-containerregistry names it, or "" when
-// ref does not parse.
-func repoOf(ref string) string {
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return ""
-	}
-	return r.Context().Name()
 }

@@ -294,3 +294,33 @@ func TestVerify_RegistryDownIsAnOutage(t *testing.T) {
 		t.Fatalf("500: want an outage, got %v", err)
 	}
 }
+
+// An image named with another spelling of a rule's registry — capitals,
+// a default port, a trailing dot — is the same image to dockerd, so the
+// rule applies; a name go-containerregistry cannot parse (dockerd takes
+// MYREG/x as the registry MYREG) is refused while there are rules.
+func TestVerify_AnotherSpellingOfTheRegistryIsCheckedToo(t *testing.T) {
+	reg := referrersRegistry(t)
+	k := testenv.NewCosignKey(t)
+	img := pushImage(t, reg.host, "shop/web")
+	_, port, _ := strings.Cut(reg.host, ":")
+	v, _ := newVerifier(t, []Rule{{Prefix: "localhost:" + port + "/shop", Key: k.PubFile}, {Prefix: "myreg", Key: k.PubFile}}, "")
+	for _, ref := range []string{"LOCALHOST:" + port + "/shop/web@" + img.DigestStr(), "localhost.:" + port + "/shop/web@" + img.DigestStr()} {
+		err := v.Check(context.Background(), ref, nil)
+		if !failure.IsVerdict(err) || !strings.Contains(err.Error(), "no signature found") {
+			t.Errorf("%s: an unsigned image under a rule, spelt otherwise: %v", ref, err)
+		}
+	}
+	k.SignReferrer(t, img)
+	if err := v.Check(context.Background(), "LOCALHOST:"+port+"/shop/web@"+img.DigestStr(), nil); err != nil {
+		t.Errorf("a signed image, spelt otherwise: %v", err)
+	}
+	err := v.Check(context.Background(), "MYREG/shop/web@"+img.DigestStr(), nil)
+	if !failure.IsVerdict(err) || !strings.Contains(err.Error(), "MYREG/shop/web") {
+		t.Errorf("an image name the rules cannot be matched against: %v", err)
+	}
+	free, _ := newVerifier(t, nil, "")
+	if err := free.Check(context.Background(), "MYREG/shop/web@"+img.DigestStr(), nil); err != nil {
+		t.Errorf("no rules, nothing to refuse: %v", err)
+	}
+}
