@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"berth.dev/berth/internal/failure"
+	"berth.dev/berth/internal/printable"
 )
 
 // Where cosign puts what it writes (cosign v2.6.5: pkg/oci/static,
@@ -37,6 +38,7 @@ const (
 	maxSignatures = 32      // signature manifests looked at per image and source
 	maxLayers     = 16      // signatures per manifest
 	maxBlob       = 1 << 20 // a payload or a bundle
+	maxReason     = 300     // bytes of one reason a verdict or an outage quotes
 )
 
 // candidate is one signature found for an image.
@@ -200,5 +202,13 @@ func notFound(err error) bool {
 // refused credentials (the host's, not the revision's), throttling and
 // server errors as well as the network.
 func registryError(what string, ref fmt.Stringer, err error) error {
-	return failure.AsOutage(fmt.Errorf("%s %s: %w", what, ref, err))
+	return failure.AsOutage(fmt.Errorf("%s %s: %w", what, ref, cutError{err}))
 }
+
+// cutError shows an error that quotes a registry's answer (an error
+// page, up to 64 KiB of it) as one printable line of at most maxReason
+// bytes.
+type cutError struct{ err error }
+
+func (e cutError) Error() string { return printable.Cut(e.err.Error(), maxReason) }
+func (e cutError) Unwrap() error { return e.err }

@@ -13,6 +13,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+
+	"berth.dev/berth/internal/printable"
 )
 
 // Mode says what a rule's failure does.
@@ -82,14 +84,16 @@ type rule struct {
 }
 
 func (r *rule) String() string {
-	return fmt.Sprintf("%s (%s, %s)", r.name, r.Prefix, r.signer())
+	return fmt.Sprintf("%s (%s, %s)", r.name, printable.Cut(r.Prefix, 200), r.signer())
 }
 
+// signer names the rule's signer; a repository's rule wrote it, so it is
+// cut like a registry's text.
 func (r *rule) signer() string {
 	if r.Keyless != nil {
-		return fmt.Sprintf("keyless %s %s", r.Keyless.Issuer, r.Keyless.Subject)
+		return fmt.Sprintf("keyless %s %s", printable.Cut(r.Keyless.Issuer, 100), printable.Cut(r.Keyless.Subject, 200))
 	}
-	return "key " + r.Key
+	return "key " + printable.Cut(r.Key, 200)
 }
 
 // Compile checks rules and loads their files. where names the list in

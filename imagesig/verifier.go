@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/internal/failure"
+	"berth.dev/berth/internal/printable"
 )
 
 // DefaultTimeout bounds one image's look-up of signatures.
@@ -163,7 +164,8 @@ func (r *rule) judge(cs []candidate, h v1.Hash) error {
 		if why == nil {
 			return nil
 		}
-		s := c.where + ": " + why.Error()
+		// The reasons quote what the registry served: one printable line each.
+		s := c.where + ": " + printable.Cut(why.Error(), maxReason)
 		if !slices.Contains(whys, s) {
 			whys = append(whys, s)
 		}

@@ -15,6 +15,12 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/hashicorp/go-hclog"
 	"github.com/sigstore/sigstore-go/pkg/sign"
 
@@ -322,5 +328,66 @@ func TestVerify_AnotherSpellingOfTheRegistryIsCheckedToo(t *testing.T) {
 	free, _ := newVerifier(t, nil, "")
 	if err := free.Check(context.Background(), "MYREG/shop/web@"+img.DigestStr(), nil); err != nil {
 		t.Errorf("no rules, nothing to refuse: %v", err)
+	}
+}
+
+// pushReferrer pushes a manifest with one layer of content as a
+// referrer of d: what a registry (or whoever can push to it) chooses to
+// show berth as a signature.
+func pushReferrer(t *testing.T, d name.Digest, mediaType types.MediaType, content []byte) {
+	t.Helper()
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), emptyConfig)
+	img, err := mutate.Append(base, mutate.Addendum{Layer: static.NewLayer(content, mediaType)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.Subject(img, *desc).(v1.Image)
+	dg, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(d.Context().Digest(dg.String()), img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Text a registry writes — a bundle's media type, an error page — reaches
+// verdicts and outages, hence the journal, the API, the page and the
+// forge, as one printable line.
+func TestVerify_RegistryTextIsOnePrintableLine(t *testing.T) {
+	const hostile = "\x1b[2J\nforged: line\u202e"
+	reg := referrersRegistry(t)
+	k := testenv.NewCosignKey(t)
+	img := pushImage(t, reg.host, "app")
+	pushReferrer(t, img, "application/vnd.dev.sigstore.bundle.v0.3+json", []byte(`{"mediaType":"x\u001b[2J\nforged: line\u202e"}`))
+	v, _ := newVerifier(t, []Rule{{Prefix: "*", Key: k.PubFile}}, "")
+	err := v.Check(context.Background(), img.String(), nil)
+	if !failure.IsVerdict(err) || !strings.Contains(err.Error(), "not a Sigstore bundle") {
+		t.Fatalf("want a verdict on the bundle, got %v", err)
+	}
+	if strings.ContainsAny(err.Error(), "\x1b\n\u202e") {
+		t.Errorf("the verdict carries the registry's text raw: %q", err)
+	}
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, hostile+strings.Repeat("x", 60000))
+	}))
+	defer failing.Close()
+	err = v.Check(context.Background(), strings.TrimPrefix(failing.URL, "http://")+"/app@"+img.DigestStr(), nil)
+	if !failure.IsOutage(err) {
+		t.Fatalf("want an outage, got %v", err)
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.ContainsAny(line, "\x1b\u202e") || strings.HasPrefix(line, "forged") || len(line) > 1000 {
+			t.Errorf("the outage carries the registry's text raw: %q", err)
+			break
+		}
 	}
 }
