@@ -2,7 +2,12 @@ package forge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,7 +156,13 @@ func TestContract_GitLabStatuses(t *testing.T) {
 	if err := c.SetStatus(ctx, glSHA, Status{State: Success, Context: "berth/prod", Description: "live on 3/3 hosts"}); err != nil {
 		t.Fatal(err)
 	}
+	// A commit superseded while it deploys: GitLab's running status may
+	// become canceled (never skipped: "Cannot transition status via
+	// :skip from :running", app/models/commit_status.rb).
 	other := "5c3a7d8b5b57875f334f61aebed695e2e4193db5"
+	if err := c.SetStatus(ctx, other, Status{State: Pending, Context: "berth/prod", Description: "deploying on web-1: prepare"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.SetStatus(ctx, other, Status{State: Superseded, Context: "berth/prod", Description: "not deployed: superseded by 18f3e63d0558"}); err != nil {
 		t.Fatal(err)
 	}
@@ -200,4 +211,37 @@ func TestContract_GitLabPromotionMR(t *testing.T) {
 		t.Fatalf("find the declined one: %+v %v", pr, err)
 	}
 	r.done()
+}
+
+// TestGitLab_OnlyARepeatedStateIsTakenAsDone: GitLab refuses a status
+// that repeats the current one ("via :run from :running") — that is done;
+// a transition it refuses otherwise ("via :skip from :running") is not:
+// the status would stay "running" on the commit for good, unsaid.
+func TestGitLab_OnlyARepeatedStateIsTakenAsDone(t *testing.T) {
+	msg := ""
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]string{"message": msg})
+	}))
+	defer srv.Close()
+	tf := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tf, []byte("t"), 0o600)
+	c, err := New(Config{Type: GitLab, APIURL: srv.URL + "/api/v4", Repo: "o/r", TokenFile: tf}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	msg = "Cannot transition status via :run from :running (Reason(s): Status cannot transition via \"run\")"
+	if err := c.SetStatus(ctx, glSHA, Status{State: Pending, Context: "berth/prod"}); err != nil {
+		t.Errorf("running → running: %v", err)
+	}
+	msg = "Cannot transition status via :drop from :failed"
+	if err := c.SetStatus(ctx, glSHA, Status{State: Failure, Context: "berth/prod"}); err != nil {
+		t.Errorf("failed → failed: %v", err)
+	}
+	msg = "Cannot transition status via :success from :canceled"
+	if err := c.SetStatus(ctx, glSHA, Status{State: Success, Context: "berth/prod"}); !Refused(err) {
+		t.Errorf("canceled → success refused by GitLab: want a refusal, got %v", err)
+	}
 }

@@ -22,7 +22,8 @@ func (gitlab) headers(h http.Header, token string) {
 
 // GitLab's states are pending, running, success, failed, canceled and
 // skipped: a deploy under way is running; a held commit failed; a
-// superseded one skipped.
+// superseded one canceled (GitLab moves a running status to canceled,
+// never to skipped: app/models/commit_status.rb).
 func (gitlab) state(s State) string {
 	switch s {
 	case Pending:
@@ -30,7 +31,7 @@ func (gitlab) state(s State) string {
 	case Failure, Error:
 		return "failed"
 	case Superseded:
-		return "skipped"
+		return "canceled"
 	}
 	return string(s)
 }
@@ -44,9 +45,11 @@ func (g gitlab) setStatus(ctx context.Context, c *Client, sha string, s Status) 
 	}
 	err := c.do(ctx, call{method: http.MethodPost, path: projectPath(c.cfg.Repo) + "/statuses/" + sha, in: in})
 	var ae *APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest && strings.Contains(ae.Message, "Cannot transition status") {
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest && strings.Contains(ae.Message, "Cannot transition status") &&
+		strings.Contains(ae.Message, " from :"+in["state"]) {
 		// GitLab refuses running → running (and the like): the status
-		// already says so. Its description stays the first one.
+		// already says so. Its description stays the first one. Any
+		// other transition it refuses is an error.
 		return nil
 	}
 	return err
