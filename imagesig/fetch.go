@@ -65,11 +65,14 @@ func (f *fetcher) referrers(ctx context.Context) ([]candidate, error) {
 		if notFound(err) {
 			return nil, nil
 		}
+		if cs, err := tooLarge("referrers", err); err == nil {
+			return cs, nil
+		}
 		return nil, registryError("list the referrers of", f.digest, err)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, registryError("list the referrers of", f.digest, err)
+		return []candidate{{where: "referrers", err: fmt.Errorf("not an image index: %w", err)}}, nil
 	}
 	var out []candidate
 	for _, d := range im.Manifests {
@@ -106,6 +109,9 @@ func (f *fetcher) manifest(ctx context.Context, ref name.Reference, where string
 	if err != nil {
 		if notFound(err) {
 			return nil, err
+		}
+		if cs, err := tooLarge(where, err); err == nil {
+			return cs, nil
 		}
 		return nil, registryError("read the signature manifest", ref, err)
 	}

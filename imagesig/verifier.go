@@ -127,7 +127,8 @@ type result struct {
 // lookup fetches signatures lazily, referrers first, then cosign's tag,
 // stopping as soon as every rule found a valid one.
 func (v *Verifier) lookup(ctx context.Context, d name.Digest, h v1.Hash, rules []*rule) result {
-	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, v.Remote...)
+	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithTransport(bounded{remote.DefaultTransport})}, v.Remote...)
 	res := result{why: map[*rule]error{}}
 	if p, err := remote.NewPuller(opts...); err == nil {
 		opts = append(opts, remote.Reuse(p)) // one ping and token per look-up

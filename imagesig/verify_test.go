@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -389,5 +390,54 @@ func TestVerify_RegistryTextIsOnePrintableLine(t *testing.T) {
 			t.Errorf("the outage carries the registry's text raw: %q", err)
 			break
 		}
+	}
+}
+
+// countingWriter counts what a handler managed to send.
+type countingWriter struct {
+	w http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// A registry that answers with a huge referrers list (or signature
+// manifest) is read no further than a signature could need: the rest
+// counts as no signature, never as memory spent.
+func TestVerify_AHugeAnswerIsReadNoFurtherThanItsBound(t *testing.T) {
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true))
+	var sent atomic.Int64
+	const huge = 64 << 20
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.Path, "/referrers/") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+		cw := countingWriter{w, &sent}
+		io.WriteString(cw, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"annotations":{"pad":"`)
+		chunk := strings.Repeat("x", 64<<10)
+		for i := 0; i < huge/len(chunk); i++ {
+			if _, err := io.WriteString(cw, chunk); err != nil {
+				return
+			}
+		}
+		io.WriteString(cw, `"}}`)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	k := testenv.NewCosignKey(t)
+	img := pushImage(t, host, "app")
+	v, _ := newVerifier(t, []Rule{{Prefix: "*", Key: k.PubFile}}, "")
+	err := v.Check(context.Background(), img.String(), nil)
+	if !failure.IsVerdict(err) || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("want a verdict saying the answer was too large, got %v", err)
+	}
+	if n := sent.Load(); n > huge/2 {
+		t.Errorf("berth read %d MiB of a %d MiB referrers list", n>>20, huge>>20)
 	}
 }
