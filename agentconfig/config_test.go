@@ -110,7 +110,7 @@ func TestLoad_ProblemsAreOneListNamedByField(t *testing.T) {
 			want: []string{"vault.tokn_file: unknown key (did you mean token_file?)"}},
 		{name: "images.verify and sops", yaml: "env: prod\nrepo: {url: x}\nimages: {verify: [{prefix: ghcr.io/acme, key: /nonexistent/cosign.pub, mod: warn}, {prefix: '*', keyless: {issuer: i}}]}\nsops: {age_key_file: /nonexistent/age.txt}\n",
 			want: []string{"images.verify[0].mod: unknown key (did you mean mode?)", "images.verify[0].key: read /nonexistent/cosign.pub",
-				"images.verify[1].keyless.subject: a regular expression", "sops.age_key_file: open /nonexistent/age.txt"}},
+				"images.verify[1].keyless.subject: a regular expression", "sops.age_key_file: stat /nonexistent/age.txt: no such file"}},
 		{name: "the fleet's own keys", yaml: "env: prod\nrepo: {url: x}\nfleet: {etcd: {endpoint: [x]}}\n",
 			want: []string{"fleet.etcd.endpoint: unknown key (did you mean endpoints?)"}},
 	}

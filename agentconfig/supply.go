@@ -2,6 +2,7 @@ package agentconfig
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"filippo.io/age"
@@ -32,18 +33,38 @@ func (c *Config) ImagePolicy() (*imagesig.Policy, error) {
 	return imagesig.Compile(c.Images.Verify, "images.verify", os.ReadFile)
 }
 
-// AgeIdentities reads sops.age_key_file (nil without sops). The file's
-// content never appears in an error.
+// maxAgeKeyFile bounds the identity file: a key is a line of 74 bytes.
+const maxAgeKeyFile = 64 << 10
+
+// AgeIdentities reads sops.age_key_file (nil without sops): a regular file
+// that only its owner may read or write, as age-keygen -o writes it — the
+// key opens every value encrypted to the host. The file's content never
+// appears in an error.
 func (c *Config) AgeIdentities() ([]age.Identity, error) {
 	if c.SOPS == nil {
 		return nil, nil
 	}
-	f, err := os.Open(c.SOPS.AgeKeyFile)
+	path := c.SOPS.AgeKeyFile
+	// Stat first: opening a FIFO would wait for a writer.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %04o: its group or others may read or write the host's age key (chmod 600 it)", path, perm)
+	}
+	if fi.Size() > maxAgeKeyFile {
+		return nil, fmt.Errorf("%s holds %d bytes, more than an age identity file (%d)", path, fi.Size(), maxAgeKeyFile)
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	ids, err := age.ParseIdentities(f)
+	ids, err := age.ParseIdentities(io.LimitReader(f, maxAgeKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("%s holds no age identity berth can read (want AGE-SECRET-KEY-1… lines)", c.SOPS.AgeKeyFile)
 	}
