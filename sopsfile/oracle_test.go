@@ -113,6 +113,36 @@ func TestDecrypt_AgreesWithTheSOPSCLI(t *testing.T) {
 		t.Fatalf("sops rotate --add-age --rm-age: %v\n%s", err, out)
 	}
 	regex := encrypt("regex", "--encrypted-regex", "^(DB_|API_)")
+	unencSuffix := encrypt("unencrypted-suffix", "--unencrypted-suffix", "_TOKEN")
+	encSuffix := encrypt("encrypted-suffix", "--encrypted-suffix", "_PASSWORD")
+	unencRegex := encrypt("unencrypted-regex", "--unencrypted-regex", "^(NOTE|MULTI)")
+	// The comment rules are set by a creation rule only.
+	byComment := func(name, rule string) string {
+		cfg := write(name+".sops.yaml", "creation_rules:\n  - age: "+alice.recipient()+"\n    "+rule+"\n")
+		out, err := cli.run(t, alice.file, "--config", cfg, "encrypt", "--input-type", "dotenv", "--output-type", "dotenv", write(name+".plain.env", plain))
+		if err != nil {
+			t.Fatalf("sops encrypt (%s): %v\n%s", rule, err, out)
+		}
+		return write(name+".env", out)
+	}
+	encComment := byComment("encrypted-comment-regex", "encrypted_comment_regex: between")
+	unencComment := byComment("unencrypted-comment-regex", "unencrypted_comment_regex: secrets")
+	// A comment added in front of an encrypted value that the rule reads
+	// as "leave it in the clear": the value's ciphertext is no longer
+	// what the MAC covers.
+	commentAdded := edit("comment-added", unencComment, func(s string) string {
+		return strings.Replace(s, "\nLAST=", "\n#secrets\nLAST=", 1)
+	})
+	// sops itself keeps a key written twice; berth refuses the file
+	// (which value a reader takes is a guess).
+	duplicate := func() string {
+		src := write("duplicate.plain.env", plain+"LAST=again\n")
+		out, err := cli.run(t, alice.file, "encrypt", "--age", alice.recipient(), "--input-type", "dotenv", "--output-type", "dotenv", src)
+		if err != nil {
+			t.Fatalf("sops encrypt: %v\n%s", err, out)
+		}
+		return write("duplicate.env", out)
+	}()
 	// mac_only_encrypted is set by a creation rule only.
 	cfg := write("mac-only.sops.yaml", "creation_rules:\n  - age: "+alice.recipient()+"\n    mac_only_encrypted: true\n")
 	out, err := cli.run(t, alice.file, "--config", cfg, "encrypt", "--input-type", "dotenv", "--output-type", "dotenv", write("mac-only.plain.env", plain))
@@ -148,28 +178,43 @@ func TestDecrypt_AgreesWithTheSOPSCLI(t *testing.T) {
 	plainChangedFull := edit("plain-changed", base, func(s string) string {
 		return strings.Replace(s, "NOTE_unencrypted=plain text", "NOTE_unencrypted=changed", 1)
 	})
+	// The metadata is outside the MAC, the MAC's scope is not: claiming
+	// it covers only the encrypted values changes what it is over.
+	scopeNarrowed := edit("scope-narrowed", base, func(s string) string { return s + "sops_mac_only_encrypted=true\n" })
+	clear := write("clear.env", plain)
 
 	for _, tc := range []struct {
 		name string
 		file string
 		key  identity
 		ok   bool
+		// berth refuses, with this reason, a file sops decrypts
+		stricter string
 	}{
-		{"the first recipient", base, alice, true},
-		{"the second recipient", base, bob, true},
-		{"a key that is no recipient", base, carol, false},
-		{"a rotated data key", rotated, bob, true},
-		{"a recipient added by rotation", handedOver, carol, true},
-		{"a recipient removed by rotation", handedOver, bob, false},
-		{"encrypted_regex", regex, alice, true},
-		{"mac_only_encrypted", macOnly, alice, true},
-		{"mac_only_encrypted, a plain value changed", plainChanged, alice, true},
-		{"a plain value changed", plainChangedFull, alice, false},
-		{"a tampered MAC", tamperMAC, alice, false},
-		{"two values swapped", swapped, alice, false},
-		{"a line added", added, alice, false},
-		{"a line removed", removed, alice, false},
-		{"another last-modified time", redated, alice, false},
+		{"the first recipient", base, alice, true, ""},
+		{"the second recipient", base, bob, true, ""},
+		{"a key that is no recipient", base, carol, false, ""},
+		{"a rotated data key", rotated, bob, true, ""},
+		{"a recipient added by rotation", handedOver, carol, true, ""},
+		{"a recipient removed by rotation", handedOver, bob, false, ""},
+		{"encrypted_regex", regex, alice, true, ""},
+		{"mac_only_encrypted", macOnly, alice, true, ""},
+		{"mac_only_encrypted, a plain value changed", plainChanged, alice, true, ""},
+		{"a plain value changed", plainChangedFull, alice, false, ""},
+		{"a tampered MAC", tamperMAC, alice, false, ""},
+		{"two values swapped", swapped, alice, false, ""},
+		{"a line added", added, alice, false, ""},
+		{"a line removed", removed, alice, false, ""},
+		{"another last-modified time", redated, alice, false, ""},
+		{"unencrypted_suffix", unencSuffix, alice, true, ""},
+		{"encrypted_suffix", encSuffix, alice, true, ""},
+		{"unencrypted_regex", unencRegex, alice, true, ""},
+		{"encrypted_comment_regex", encComment, alice, true, ""},
+		{"unencrypted_comment_regex", unencComment, alice, true, ""},
+		{"a comment added that leaves a value in the clear", commentAdded, alice, false, ""},
+		{"mac_only_encrypted added", scopeNarrowed, alice, false, ""},
+		{"a key set twice", duplicate, alice, true, "LAST is set again"},
+		{"a file sops did not encrypt", clear, alice, false, "not encrypted with SOPS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want, sopsErr := cli.run(t, tc.key.file, "decrypt", "--input-type", "dotenv", "--output-type", "dotenv", tc.file)
@@ -181,6 +226,12 @@ func TestDecrypt_AgreesWithTheSOPSCLI(t *testing.T) {
 				t.Fatal(err)
 			}
 			f, err := Parse(b)
+			if tc.stricter != "" || (!tc.ok && err != nil) {
+				if err == nil || !strings.Contains(err.Error(), tc.stricter) {
+					t.Fatalf("want berth to refuse it (%s), got %v", tc.stricter, err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
