@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -219,18 +216,11 @@ func TestContract_GitLabPromotionMR(t *testing.T) {
 // the status would stay "running" on the commit for good, unsaid.
 func TestGitLab_OnlyARepeatedStateIsTakenAsDone(t *testing.T) {
 	msg := ""
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := serverClient(t, GitLab, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
 		json.NewEncoder(w).Encode(map[string]string{"message": msg})
-	}))
-	defer srv.Close()
-	tf := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tf, []byte("t"), 0o600)
-	c, err := New(Config{Type: GitLab, APIURL: srv.URL + "/api/v4", Repo: "o/r", TokenFile: tf}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	ctx := context.Background()
 	msg = "Cannot transition status via :run from :running (Reason(s): Status cannot transition via \"run\")"
 	if err := c.SetStatus(ctx, glSHA, Status{State: Pending, Context: "berth/prod"}); err != nil {

@@ -16,13 +16,17 @@ import (
 )
 
 // hostileClient is a Gitea client of a server answering with h.
-func hostileClient(t *testing.T, h http.HandlerFunc) *Client {
+func hostileClient(t *testing.T, h http.HandlerFunc) *Client { return serverClient(t, Gitea, h) }
+
+// serverClient is a client of kind for a server answering with h, its
+// token "sekrit-token".
+func serverClient(t *testing.T, kind Kind, h http.HandlerFunc) *Client {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	tf := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tf, []byte("sekrit-token"), 0o600)
-	c, err := New(Config{Type: Gitea, APIURL: srv.URL + "/api/v1", Repo: "o/r", TokenFile: tf}, nil)
+	c, err := New(Config{Type: kind, APIURL: srv.URL + "/api", Repo: "o/r", TokenFile: tf}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,6 +185,26 @@ func TestPromoter_ResetForgetsAHealthyRevision(t *testing.T) {
 	})
 }
 
+// promotionForge is a fake forge of the tests.
+type promotionForge interface {
+	Forge
+	Committer
+}
+
+// healthyFor runs a promoter of staging (x-berth.promote {to: prod,
+// after: 1m}) on f, whose revision 1111… with subject turns healthy, for
+// d (in a synctest bubble).
+func healthyFor(t *testing.T, f promotionForge, subject string, d time.Duration) {
+	r1, dir := strings.Repeat("1", 40), tree(t, "b")
+	p := New(f, f, func(context.Context, string) (string, string, string, error) { return dir, "", subject, nil }, Options{Env: "staging", Branch: "main"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx)
+	p.SetSpec(r1, &envs.PromoteSpec{To: "prod", After: time.Minute})
+	p.Observe(r1, forge.Success, "live on 3/3 hosts")
+	time.Sleep(d)
+}
+
 // refusingForge refuses the first n calls of FindPR with an API error.
 type refusingForge struct {
 	*fakeForge
@@ -210,16 +230,8 @@ func TestPromoter_ARefusedTokenIsRetried(t *testing.T) {
 	for _, code := range []int{401, 403} {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				r1 := strings.Repeat("1", 40)
-				dir := tree(t, "b")
 				f := &refusingForge{fakeForge: &fakeForge{}, status: code, n: 2}
-				p := New(f, f, func(context.Context, string) (string, string, string, error) { return dir, "", "shop 1", nil }, Options{Env: "staging", Branch: "main"})
-				ctx, cancel := context.WithCancel(context.Background())
-				defer cancel()
-				go p.Run(ctx)
-				p.SetSpec(r1, &envs.PromoteSpec{To: "prod", After: time.Minute})
-				p.Observe(r1, forge.Success, "live on 3/3 hosts")
-				time.Sleep(time.Hour)
+				healthyFor(t, f, "shop 1", time.Hour)
 				if pr, _ := f.opened(); pr == nil {
 					t.Errorf("%d: no PR after the token was fixed: %q", code, f.got())
 				}
@@ -236,17 +248,8 @@ func TestPromoter_ARefusedTokenIsRetried(t *testing.T) {
 // issue" event to #12 on GitHub and GitLab).
 func TestPromoter_ASubjectPingsNoOneAndReferencesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r1 := strings.Repeat("1", 40)
-		dir := tree(t, "b")
 		f := &fakeForge{}
-		subject := "fix @sec-team #12 <b>x</b>\u202e"
-		p := New(f, f, func(context.Context, string) (string, string, string, error) { return dir, "", subject, nil }, Options{Env: "staging", Branch: "main"})
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go p.Run(ctx)
-		p.SetSpec(r1, &envs.PromoteSpec{To: "prod", After: time.Minute})
-		p.Observe(r1, forge.Success, "live on 3/3 hosts")
-		time.Sleep(time.Hour)
+		healthyFor(t, f, "fix @sec-team #12 <b>x</b>\u202e", time.Hour)
 		pr, msg := f.opened()
 		if pr == nil {
 			t.Fatalf("no PR: %q", f.got())
