@@ -27,6 +27,9 @@ type Options struct {
 	// Hosts is the fleet's size, to show the rollout's waves (0: the
 	// rollout is shown without them).
 	Hosts int
+	// Path is the directory inside the repository that holds envs/ (the
+	// agent's repo.path; "" its root).
+	Path string
 }
 
 // Compute plans the change from rev `from` to rev `to` of the Git
@@ -39,6 +42,9 @@ func Compute(ctx context.Context, repoDir, from, to string, o Options) (*Report,
 		return nil, fmt.Errorf("plan: %w", err)
 	}
 	defer os.RemoveAll(scratch)
+	if o.Path = filepath.Clean(o.Path); o.Path != "." && !filepath.IsLocal(o.Path) {
+		return nil, fmt.Errorf("plan: --path %q is not a directory inside the repository", o.Path)
+	}
 	fromRev, err := gitsource.Export(repoDir, from, filepath.Join(scratch, "from"))
 	if err != nil {
 		return nil, fmt.Errorf("plan: --from: %w", err)
@@ -47,9 +53,31 @@ func Compute(ctx context.Context, repoDir, from, to string, o Options) (*Report,
 	if err != nil {
 		return nil, fmt.Errorf("plan: --to: %w", err)
 	}
-	return CompareDirs(ctx, fromRev.Dir, toRev.Dir,
+	fromDir, _ := below(fromRev.Dir, o.Path) // not there: no env at --from
+	toDir, err := below(toRev.Dir, o.Path)
+	if err != nil {
+		return nil, fmt.Errorf("plan: --to: %w", err)
+	}
+	return CompareDirs(ctx, fromDir, toDir,
 		Commit{Ref: from, ID: fromRev.Commit, Subject: fromRev.Subject},
 		Commit{Ref: to, ID: toRev.Commit, Subject: toRev.Subject}, o)
+}
+
+// below is the directory path inside the checkout dir, when it is one
+// (symbolic links are followed only within the checkout).
+func below(dir, path string) (string, error) {
+	if path == "." {
+		return dir, nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	if fi, err := root.Stat(path); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("%s is not a directory in this revision", path)
+	}
+	return filepath.Join(dir, path), nil
 }
 
 // CompareDirs plans the change between two checkouts already on disk

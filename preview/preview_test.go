@@ -257,3 +257,25 @@ func TestCompute_SOPSValueChangeSaysSecretChanged(t *testing.T) {
 		t.Errorf("web uses no secret: %+v", s)
 	}
 }
+
+// TestCompute_EnvsBelowAPath: a config repository whose envs/ lives below
+// a directory (the agent's repo.path, a monorepo's deploy/) is planned
+// with Options.Path; a path that escapes the repository is refused.
+func TestCompute_EnvsBelowAPath(t *testing.T) {
+	r := newRepo(t)
+	worker := "services:\n  app:\n    image: registry.example.org/dev@%s\n    x-berth: {role: worker}\n"
+	r.commit("one", map[string]string{"deploy/envs/dev/compose.yaml": strings.Replace(worker, "%s", digestA, 1), "README": "x"})
+	r.commit("two", map[string]string{"deploy/envs/dev/compose.yaml": strings.Replace(worker, "%s", digestB, 1)})
+	rep, err := Compute(context.Background(), r.Dir, "HEAD~1", "HEAD", Options{Path: "deploy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Envs) != 1 || rep.Envs[0].Env != "dev" || len(rep.Envs[0].Services) != 1 || rep.Envs[0].Services[0].Action != "replace" {
+		t.Errorf("plan %+v", rep.Envs)
+	}
+	for _, bad := range []string{"../x", "/etc", "README"} {
+		if _, err := Compute(context.Background(), r.Dir, "HEAD~1", "HEAD", Options{Path: bad}); err == nil {
+			t.Errorf("path %q: want an error", bad)
+		}
+	}
+}

@@ -31,7 +31,7 @@ func commands() []command {
 	return []command{
 		{name: "run", usage: "[--config FILE] [--once] [--check-config] [--log-level LEVEL]", summary: "run the agent daemon: poll the config repo and reconcile this host", run: runRun},
 		{name: "validate", usage: "[--env ENV] [--format text|json] [--policy AGENT_YAML] [DIR]", summary: "validate environments of a config repo checkout", run: runValidate},
-		{name: "plan", usage: "[--config FILE] [--env ENV] [--format text|json] | --repo DIR --from REF [--to REF] [--format text|markdown|json]", summary: "show what a deploy of the head (or a change of the repo) would do, changing nothing", run: runPlan},
+		{name: "plan", usage: "[--config FILE] [--env ENV] [--format text|json] | --repo DIR [--path P] --from REF [--to REF] [--format text|markdown|json]", summary: "show what a deploy of the head (or a change of the repo) would do, changing nothing", run: runPlan},
 		{name: "status", usage: "[--config FILE] [--env ENV] [--format text|json]", summary: "show the live revision and each managed container", run: runStatus},
 		{name: "history", usage: "[--config FILE] [--env ENV] [--format text|json] [-n N]", summary: "list past passes with their result and reason", run: runHistory},
 		{name: "rollback", usage: "[--config FILE] [--env ENV] [--fleet] [REV]", summary: "deploy a previous good revision and hold auto-deploy (--fleet: on every host)", run: runRollback},

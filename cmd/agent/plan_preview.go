@@ -32,9 +32,10 @@ func (l *envList) Set(s string) error { *l = append(*l, s); return nil }
 // Vault (a CI runner). Exit 1 when an env at --to fails validation or
 // policy, as berth validate would.
 func runPlanPreview(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	const usage = "--repo DIR --from REF [--to REF] [--env ENV …] [--format text|markdown|json] [--hosts N] [--policy AGENT_YAML]"
+	const usage = "--repo DIR [--path P] --from REF [--to REF] [--env ENV …] [--format text|markdown|json] [--hosts N] [--policy AGENT_YAML]"
 	fs := newFlagSet("plan", usage, stderr)
 	repo := fs.String("repo", "", "a Git checkout of the config repository (required)")
+	path := fs.String("path", "", "the directory inside the repository holding envs/, as the agent's repo.path (default: its root)")
 	from := fs.String("from", "", "the revision the hosts run now, e.g. origin/main (required)")
 	to := fs.String("to", "HEAD", "the revision to plan, e.g. the PR's head")
 	var only envList
@@ -60,7 +61,7 @@ func runPlanPreview(ctx context.Context, args []string, stdout, stderr io.Writer
 	case *hosts < 0:
 		return bad("--hosts must not be negative")
 	}
-	o := preview.Options{Envs: only, Hosts: *hosts}
+	o := preview.Options{Envs: only, Hosts: *hosts, Path: *path}
 	if *policyFile != "" {
 		var err error
 		if o.Load, err = agentconfig.ReadPolicy(*policyFile); err != nil {

@@ -38,3 +38,16 @@ func TestPlanPreview_ExitCodesForCI(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanPreview_PathOfAMonorepo(t *testing.T) {
+	repo := testenv.NewLocalRepo(t)
+	write := func(d string) {
+		repo.Commit(t, "change", map[string]string{"deploy/envs/prod/compose.yaml": "services:\n  app:\n    image: r.example.org/a@sha256:" + strings.Repeat(d, 64) + "\n    x-berth: {role: worker}\n"})
+	}
+	write("a")
+	write("b")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"plan", "--repo", repo.Dir, "--path", "deploy", "--from", "HEAD~1"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "replace app") {
+		t.Errorf("exit %d: %s%s", code, out.String(), errb.String())
+	}
+}
