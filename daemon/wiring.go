@@ -157,6 +157,7 @@ func Loader(cfg *agentconfig.Config, env string, eng *engine.Engine) func(ctx co
 		}
 		opts := loadOptions(cfg, env)
 		opts.HostBinds = eng.HostBinds
+		opts.HostEnvs = cfg.EnvNames()
 		return envs.Load(ctx, dir, env, opts)
 	}
 }

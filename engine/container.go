@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
 
 	"berth.dev/berth/internal/failure"
 )
@@ -115,6 +116,11 @@ func (e *Engine) Create(ctx context.Context, req *Request) (string, error) {
 	defer cancel()
 	resp, err := e.c.ContainerCreate(cctx, req.Config, req.Host, req.Network, nil, req.Name)
 	if err != nil {
+		if errdefs.IsConflict(err) {
+			if held := e.heldByAnother(ctx, req); held != nil {
+				return "", held
+			}
+		}
 		return "", e.classifyAt(ctx, fmt.Errorf("create container %s: %w", req.Name, err))
 	}
 	if payload != nil {
@@ -341,4 +347,31 @@ func (e *Engine) HasHealthcheck(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	return ins.State != nil && ins.State.Health != nil, nil
+}
+
+// heldByAnother says, for a create refused because the name is taken,
+// whether a container berth does not manage for this env holds it (another
+// env's, whose names run into this one's, or not berth's at all): a
+// verdict, since the same revision meets the same container again. A
+// holder of this env is a leftover the next pass retires (an outage), and
+// a holder that cannot be inspected says nothing (nil).
+func (e *Engine) heldByAnother(ctx context.Context, req *Request) error {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	ins, err := e.c.ContainerInspect(cctx, req.Name)
+	if err != nil || ins.Config == nil {
+		return nil
+	}
+	env := ""
+	if req.Config != nil {
+		env = req.Config.Labels[LabelEnv]
+	}
+	switch holder := ins.Config.Labels[LabelEnv]; {
+	case holder == env:
+		return nil
+	case holder != "":
+		return failure.AsVerdict(fmt.Errorf("create container %s: the name is held by env %s's container (service %s): the two envs' names run into each other; rename the service, or run the envs on different hosts",
+			req.Name, holder, ins.Config.Labels[LabelService]))
+	}
+	return failure.AsVerdict(fmt.Errorf("create container %s: the name is held by a container berth does not manage (%.12s): rename the service, or remove that container", req.Name, ins.ID))
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
 	"berth.dev/berth/envs"
@@ -175,6 +176,39 @@ func TestEngine_ErrorClasses(t *testing.T) {
 		t.Log(err)
 		if !failure.IsVerdict(err) {
 			t.Fatalf("start of a missing command: %v (%s)", err, failure.Of(err))
+		}
+	})
+	t.Run("a name another env or no berth env holds is a verdict; this env's leftover an outage", func(t *testing.T) {
+		env, pl := deployable(t, d, img, "")
+		if err := e.EnsureProject(ctx, env.Project); err != nil {
+			t.Fatal(err)
+		}
+		other := "o" + d.RunID
+		d.CleanupLabel(t, LabelEnv, other)
+		d.CleanupLabel(t, "berth-test.foreign", d.RunID)
+		for i, tc := range []struct {
+			labels map[string]string
+			want   failure.Class
+			text   string
+		}{
+			{map[string]string{LabelEnv: other, LabelService: "eu-web"}, failure.Verdict, "held by env " + other + "'s container (service eu-web)"},
+			{map[string]string{"berth-test.foreign": d.RunID}, failure.Verdict, "held by a container berth does not manage"},
+			{map[string]string{LabelEnv: pl.Env}, failure.Outage, "Conflict"},
+		} {
+			p := pl
+			p.Slot = 10 + i
+			req, err := CreateRequest(env.Project, env.Services[0], p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.c.ContainerCreate(ctx, &container.Config{Image: img.Ref(), Labels: tc.labels}, nil, nil, nil, req.Name); err != nil {
+				t.Fatal(err)
+			}
+			_, err = e.Create(ctx, req)
+			t.Log(err)
+			if failure.Of(err) != tc.want || !strings.Contains(err.Error(), tc.text) {
+				t.Errorf("create over a name held by %v: %v (%s), want %s and %q", tc.labels, err, failure.Of(err), tc.want, tc.text)
+			}
 		}
 	})
 	t.Run("an invalid request is a verdict", func(t *testing.T) {

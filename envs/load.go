@@ -54,6 +54,10 @@ type Options struct {
 	// environment must not overlap one another container may write
 	// (checkBindOverlap). berth validate has no host to ask.
 	HostBinds func(ctx context.Context) ([]HostBind, error)
+	// HostEnvs are the envs the agent of this host runs (this one among
+	// them): names of this env's containers that another's would take are
+	// refused (checkNameClash). berth validate has no host.
+	HostEnvs []string
 	// Log, when set, receives the stack of a panic while loading (the
 	// problem returned names the environment only).
 	Log hclog.Logger

@@ -75,6 +75,10 @@ var (
 	// proxyLabelPrefix are the labels reverse proxies on the host route
 	// by (Traefik's and caddy-docker-proxy's Docker providers).
 	proxyLabelPrefix = []string{"traefik.", "caddy"}
+	// proxyEnvVars are the environment variables nginx-proxy (and its
+	// acme-companion) route hostnames and issue certificates by, as the
+	// labels above.
+	proxyEnvVars = []string{"VIRTUAL_HOST", "VIRTUAL_PATH", "LETSENCRYPT_HOST"}
 	// defaultHostPorts are the host ports a service may publish unless
 	// policy.allowed_host_ports says otherwise.
 	defaultHostPorts = []string{"1024-65535"}
@@ -171,6 +175,11 @@ func checkPolicy(bad func(field, msg, hint string), cfg *types.ServiceConfig, p 
 			bad("labels."+k, fmt.Sprintf("label %s is reserved: berth and Compose use these to know which containers are whose", k), "use a label of your own")
 		} else if !p.AllowProxyLabels && hasPrefix(k, proxyLabelPrefix) {
 			bad("labels."+k, fmt.Sprintf("label %s is refused: a reverse proxy on the host routes by it, to any container that carries it", k), "berth's load balancer routes to servers (x-berth.lb), or set policy.allow_proxy_labels in /etc/berth/agent.yaml")
+		}
+	}
+	for _, k := range slices.Sorted(mapsKeys(cfg.Environment)) {
+		if !p.AllowProxyLabels && slices.Contains(proxyEnvVars, k) {
+			bad("environment."+k, proxyEnvMessage(k), proxyEnvHint)
 		}
 	}
 	allowedPorts := p.AllowedHostPorts
@@ -451,4 +460,10 @@ func underAny(src string, prefixes []string) bool {
 		}
 	}
 	return false
+}
+
+const proxyEnvHint = "berth's load balancer routes to servers (x-berth.lb), or set policy.allow_proxy_labels in /etc/berth/agent.yaml"
+
+func proxyEnvMessage(k string) string {
+	return fmt.Sprintf("environment variable %s is refused: nginx-proxy on the host routes a hostname by it, to any container that carries it", k)
 }

@@ -278,6 +278,11 @@ func TestPolicy_HostPortsAndProxyLabels(t *testing.T) {
 			f + ":w:labels.traefik.http.routers.x.rule: label traefik.http.routers.x.rule is refused: a reverse proxy on the host routes by it, to any container that carries it (berth's load balancer routes to servers (x-berth.lb), or set policy.allow_proxy_labels in /etc/berth/agent.yaml)",
 		}},
 		{"proxy labels allowed", worker("    labels: {traefik.enable: 'true'}\n"), Policy{AllowProxyLabels: true}, nil},
+		{"nginx-proxy's variables", worker("    environment: {VIRTUAL_HOST: other.example, LETSENCRYPT_HOST: other.example, APP_HOST: web}\n"), Policy{}, []string{
+			f + ":w:environment.LETSENCRYPT_HOST: environment variable LETSENCRYPT_HOST is refused: nginx-proxy on the host routes a hostname by it, to any container that carries it (berth's load balancer routes to servers (x-berth.lb), or set policy.allow_proxy_labels in /etc/berth/agent.yaml)",
+			f + ":w:environment.VIRTUAL_HOST: environment variable VIRTUAL_HOST is refused: nginx-proxy on the host routes a hostname by it, to any container that carries it (berth's load balancer routes to servers (x-berth.lb), or set policy.allow_proxy_labels in /etc/berth/agent.yaml)",
+		}},
+		{"nginx-proxy's variables allowed", worker("    environment: {VIRTUAL_HOST: other.example}\n"), Policy{AllowProxyLabels: true}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -43,10 +43,13 @@ func validate(ctx context.Context, c *collector, env *Env, opts Options) error {
 		for _, k := range slices.Sorted(maps.Keys(job.Environment)) {
 			if !varNameRe.MatchString(k) {
 				c.top(f+".environment."+k, fmt.Sprintf("%q is not a valid environment variable name", k), "letters, digits and _, not starting with a digit")
+			} else if !opts.Policy.AllowProxyLabels && slices.Contains(proxyEnvVars, k) {
+				c.top(f+".environment."+k, proxyEnvMessage(k), proxyEnvHint)
 			}
 		}
 	}
 	checkJobBounds(c, env.Jobs, opts.Policy)
+	checkNameClash(c, env, opts.HostEnvs)
 	return checkBindOverlap(ctx, c, mounts.binds, opts.HostBinds)
 }
 
@@ -90,7 +93,10 @@ func balancers(c *collector, env *Env, o LBOptions) {
 		}
 		byName[lb.String()] = s.Name
 	}
-	if env.LB != nil && !topUsed && len(servers) > 0 {
+	switch {
+	case env.LB != nil && len(servers) == 0:
+		c.top(extKey+".lb", "the env has no server: the balancer would switch nothing", "remove the top-level x-berth.lb, or give the service behind it x-berth.role: server")
+	case env.LB != nil && !topUsed:
 		c.top(extKey+".lb", "no server uses it: each names its own x-berth.lb", "remove the top-level x-berth.lb")
 	}
 	checkLB(c, env, o)

@@ -119,7 +119,8 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 					fmt.Fprintln(stdout)
 				}
 			case r.Error != "":
-				fmt.Fprintf(stdout, "envs/%s: %s\n", r.Env, r.Error)
+				// One line, whatever the error quotes (envs.Problem is one line too).
+				fmt.Fprintf(stdout, "envs/%s: %s\n", r.Env, lineBreaks.Replace(r.Error))
 			default:
 				for _, p := range r.Problems {
 					fmt.Fprintln(stdout, p.String())
@@ -139,3 +140,5 @@ func plural(n int, noun string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }
+
+var lineBreaks = strings.NewReplacer("\n", `\n`, "\r", `\r`)
