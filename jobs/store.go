@@ -349,3 +349,18 @@ func NewID(now time.Time) string {
 	rand.Read(b)
 	return fmt.Sprintf("%s-%04x%s", now.UTC().Format("20060102T150405.000Z"), idSeq.Add(1)&0xffff, hex.EncodeToString(b))
 }
+
+// NewestFinished is the id of job's newest run that ended and made output
+// (not a skipped one): what `berth jobs logs NAME` shows.
+func (s *Store) NewestFinished(job string) (string, error) {
+	runs, err := s.Runs(job)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range runs {
+		if r.Done() && r.Status != StatusSkipped {
+			return r.ID, nil
+		}
+	}
+	return "", fmt.Errorf("job %s has no finished run", job)
+}

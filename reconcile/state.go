@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -55,6 +56,22 @@ type Request struct {
 	// By and Reason say who paused and why (pause).
 	By     string `json:"by,omitempty"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// RollbackTarget is the revision `berth rollback` goes back to: the
+// newest one this host deployed successfully that is not live, or, with
+// want, the newest successful one whose commit begins with want; "" when
+// the journal (recs, newest first) has none.
+func RollbackTarget(recs []Record, live, want string) string {
+	for _, r := range recs {
+		if r.Result != ResultSucceeded {
+			continue
+		}
+		if want == "" && r.Commit != live || want != "" && strings.HasPrefix(r.Commit, want) {
+			return r.Commit
+		}
+	}
+	return ""
 }
 
 func requestPath(dir string) string { return filepath.Join(dir, "request.json") }

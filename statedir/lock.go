@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
+
+	"berth.dev/berth/reconcile"
 )
 
 // Lock makes sure one agent runs per state dir. The lock file holds the
@@ -53,4 +56,19 @@ func Signal(dir string) bool {
 		return false
 	}
 	return syscall.Kill(pid, syscall.SIGUSR1) == nil
+}
+
+// Submit leaves an operator's request (berth rollback, retry, pause,
+// resume) in the env's directory for its agent, the only writer of
+// state.json, and signals the agent to take it now; signalled is false
+// when no agent runs (it applies the request when it starts).
+func Submit(root, envDir string, r reconcile.Request) (signalled bool, err error) {
+	r.At = time.Now().UTC()
+	if err := os.MkdirAll(envDir, 0o700); err != nil {
+		return false, fmt.Errorf("submit request: %w", err)
+	}
+	if err := reconcile.SubmitRequest(envDir, r); err != nil {
+		return false, fmt.Errorf("submit request: %w", err)
+	}
+	return Signal(root), nil
 }

@@ -2,7 +2,7 @@ package status
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"sync"
 	"time"
 
@@ -44,13 +44,20 @@ func Fleet(ctx context.Context, c *fleet.Client, names []string) ([]FleetEnv, er
 	return out, nil
 }
 
-// EtcdErr says plainly that etcd did not answer.
+// EtcdErr says plainly that etcd did not answer (once, however often it
+// is called on the way up).
 func EtcdErr(err error) error {
-	if failure.IsOutage(err) {
-		return fmt.Errorf("etcd unreachable: %w", err)
+	var said etcdUnreachable
+	if errors.As(err, &said) || !failure.IsOutage(err) {
+		return err
 	}
-	return err
+	return etcdUnreachable{err}
 }
+
+type etcdUnreachable struct{ err error }
+
+func (e etcdUnreachable) Error() string { return "etcd unreachable: " + e.err.Error() }
+func (e etcdUnreachable) Unwrap() error { return e.err }
 
 // FleetCache is /api/fleet and the hosts-by-revision metric: the fleet's
 // hosts, read from etcd at most every FleetCacheFor.

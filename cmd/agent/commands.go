@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"berth.dev/berth/internal/termsafe"
 	"berth.dev/berth/secretinit"
 )
 
@@ -71,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		if c.name != "run" { // the daemon logs through hclog, escaped
-			stdout, stderr = termSafe{stdout}, termSafe{stderr}
+			stdout, stderr = termsafe.Writer{W: stdout}, termsafe.Writer{W: stderr}
 		}
 		return c.run(ctx, args[1:], stdout, stderr)
 	}

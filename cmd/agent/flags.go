@@ -25,6 +25,12 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// failed stops a command that ran and failed: "berth CMD: err", exit code.
+func failed(stderr io.Writer, cmd string, err error, code int) int {
+	fmt.Fprintf(stderr, "berth %s: %v\n", cmd, err)
+	return code
+}
+
 // usageError stops a command called wrongly: the reason, then the usage.
 func usageError(fs *flag.FlagSet, format string, a ...any) int {
 	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, a...))

@@ -12,6 +12,7 @@ import (
 
 	"berth.dev/berth/fleet"
 	"berth.dev/berth/internal/testenv"
+	"berth.dev/berth/operator"
 	"berth.dev/berth/status"
 )
 
@@ -116,7 +117,7 @@ func TestFleetCommands_AgainstEtcd(t *testing.T) {
 	// etcd gone: the CLI says so within its bound, and fails.
 	e.Stop()
 	stderr.Reset()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*fleetCLITimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*operator.Timeout)
 	defer cancel()
 	if code := run(ctx, []string{"fleet", "status", "--config", cfg}, &stdout, &stderr); code != exitFailure || !strings.Contains(stderr.String(), "etcd") {
 		t.Fatalf("etcd stopped: exit %d, %q", code, stderr.String())

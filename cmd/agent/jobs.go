@@ -6,45 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"berth.dev/berth/agentconfig"
+	"berth.dev/berth/internal/termsafe"
 	"berth.dev/berth/jobs"
+	"berth.dev/berth/operator"
 	"berth.dev/berth/statedir"
 	"berth.dev/berth/status"
 )
 
 // berth jobs list|history|logs|run: read from the state dir, like status;
 // `run` asks the running agent (the one process that starts containers).
-
-// jobEnv is the env a job command acts on: --env, else the one env whose
-// live revision has the job.
-func jobEnv(cfg *agentconfig.Config, only, job string) (string, error) {
-	if only != "" || len(cfg.EnvNames()) == 1 {
-		return oneEnv(cfg, only)
-	}
-	var has []string
-	for _, env := range cfg.EnvNames() {
-		l, err := cfg.JobStore(env).Listing()
-		if err != nil {
-			continue
-		}
-		for _, e := range l.Jobs {
-			if e.Name == job {
-				has = append(has, env)
-			}
-		}
-	}
-	switch len(has) {
-	case 1:
-		return has[0], nil
-	case 0:
-		return "", fmt.Errorf("no env's live revision has a job %q (berth jobs list)", job)
-	}
-	return "", fmt.Errorf("envs %s all have a job %q: name one with --env", strings.Join(has, ", "), job)
-}
 
 const jobsUsage = `usage: berth jobs list|history NAME|logs NAME [RUN]|run NAME [--config FILE] [--env ENV]
 
@@ -104,13 +78,11 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 	}
 	names, err := status.SelectEnvs(cfg, only)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth jobs list: %v\n", err)
-		return exitUsage
+		return failed(stderr, "jobs list", err, exitUsage)
 	}
 	rows, err := status.Jobs(cfg, names)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth jobs list: %v\n", err)
-		return exitFailure
+		return failed(stderr, "jobs list", err, exitFailure)
 	}
 	if format.json() {
 		return writeJSON(stdout, rows)
@@ -154,14 +126,13 @@ func jobsHistory(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	env, err := jobEnv(cfg, only, pos[0])
+	env, err := status.JobEnv(cfg, only, pos[0])
 	if err != nil {
-		fmt.Fprintf(stderr, "berth jobs history: %v\n", err)
-		return exitUsage
+		return failed(stderr, "jobs history", err, exitUsage)
 	}
 	if cfg.Fleet != nil && !*local {
 		// The fleet's runs, each naming its host: the same on every host.
-		runs, err := fleetJobHistory(cfg, env, pos[0], int(*n))
+		runs, err := operator.JobHistory(context.Background(), cfg, env, pos[0], int(*n))
 		if err == nil {
 			return printFleetJobHistory(stdout, runs, format.json())
 		}
@@ -169,8 +140,7 @@ func jobsHistory(args []string, stdout, stderr io.Writer) int {
 	}
 	runs, err := cfg.JobStore(env).Runs(pos[0])
 	if err != nil {
-		fmt.Fprintf(stderr, "berth jobs history: %v\n", err)
-		return exitFailure
+		return failed(stderr, "jobs history", err, exitFailure)
 	}
 	if len(runs) > int(*n) {
 		runs = runs[:*n]
@@ -202,30 +172,18 @@ func jobsLogs(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	env, err := jobEnv(cfg, only, pos[0])
+	env, err := status.JobEnv(cfg, only, pos[0])
 	if err != nil {
-		fmt.Fprintf(stderr, "berth jobs logs: %v\n", err)
-		return exitUsage
+		return failed(stderr, "jobs logs", err, exitUsage)
 	}
 	st := cfg.JobStore(env)
 	job, id := pos[0], ""
 	if len(pos) == 2 {
 		id = pos[1]
 	} else {
-		runs, err := st.Runs(job)
-		if err != nil {
-			fmt.Fprintf(stderr, "berth jobs logs: %v\n", err)
-			return exitFailure
-		}
-		for _, r := range runs { // the newest run that made output
-			if r.Done() && r.Status != jobs.StatusSkipped {
-				id = r.ID
-				break
-			}
-		}
-		if id == "" {
-			fmt.Fprintf(stderr, "berth jobs logs: job %s has no finished run\n", job)
-			return exitFailure
+		var err error
+		if id, err = st.NewestFinished(job); err != nil {
+			return failed(stderr, "jobs logs", err, exitFailure)
 		}
 	}
 	r, err := st.Run(job, id)
@@ -235,17 +193,16 @@ func jobsLogs(args []string, stdout, stderr io.Writer) int {
 	}
 	out, errb, err := st.Output(job, id)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth jobs logs: %v\n", err)
-		return exitFailure
+		return failed(stderr, "jobs logs", err, exitFailure)
 	}
 	if r.StdoutDropped > 0 {
 		fmt.Fprintf(stdout, "[berth: %d earlier bytes of stdout not kept]\n", r.StdoutDropped)
 	}
-	raw(stdout).Write(out) // the container's own bytes, escaped on a terminal only
+	termsafe.Raw(stdout).Write(out) // the container's own bytes, escaped on a terminal only
 	if r.StderrDropped > 0 {
 		fmt.Fprintf(stderr, "[berth: %d earlier bytes of stderr not kept]\n", r.StderrDropped)
 	}
-	raw(stderr).Write(errb)
+	termsafe.Raw(stderr).Write(errb)
 	return exitOK
 }
 
@@ -262,62 +219,30 @@ func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	job := pos[0]
-	env, err := jobEnv(cfg, only, job)
+	env, err := status.JobEnv(cfg, only, job)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)
-		return exitUsage
+		return failed(stderr, "jobs run", err, exitUsage)
 	}
 	st := cfg.JobStore(env)
-	l, err := st.Listing()
+	req, timeout, err := st.Ask(job)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)
-		return exitFailure
-	}
-	var entry *jobs.Entry
-	for i := range l.Jobs {
-		if l.Jobs[i].Name == job {
-			entry = &l.Jobs[i]
-		}
-	}
-	if entry == nil {
-		fmt.Fprintf(stderr, "berth jobs run: no job %q in the live revision (berth jobs list)\n", job)
-		return exitFailure
-	}
-	req := jobs.Request{ID: jobs.NewID(time.Now()), Job: job, At: time.Now().UTC()}
-	if err := st.SubmitRequest(req); err != nil {
-		fmt.Fprintf(stderr, "berth jobs run: %v\n", err)
-		return exitFailure
+		return failed(stderr, "jobs run", err, exitFailure)
 	}
 	if !statedir.Signal(cfg.StateDir) {
 		fmt.Fprintf(stderr, "berth jobs run: the agent is not running on %s; it runs %s when it starts\n", cfg.StateDir, job)
 		return exitFailure
 	}
-	if *wait == 0 && entry.Timeout != "" {
-		d, _ := time.ParseDuration(entry.Timeout)
-		*wait = d + time.Minute
+	if *wait == 0 && timeout > 0 {
+		*wait = timeout + time.Minute
 	}
 	if *wait > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *wait)
 		defer cancel()
 	}
-	var run *jobs.Run
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if run = findRequested(st, job, req.ID); run != nil && (run.Done() || (*detach && run.Container != "")) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			if run == nil {
-				fmt.Fprintf(stderr, "berth jobs run: the agent has not started %s yet (request %s)\n", job, req.ID)
-			} else {
-				fmt.Fprintf(stderr, "berth jobs run: run %s is still %s\n", run.ID, run.Status)
-			}
-			return exitFailure
-		case <-tick.C:
-		}
+	run, err := st.Await(ctx, job, req.ID, *detach)
+	if err != nil {
+		return failed(stderr, "jobs run", err, exitFailure)
 	}
 	code = exitOK
 	if run.Done() && run.Status != jobs.StatusSucceeded {
@@ -337,17 +262,6 @@ func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout)
 	return code
-}
-
-// findRequested returns the run the agent made for request id, if any yet.
-func findRequested(st *jobs.Store, job, id string) *jobs.Run {
-	runs, _ := st.Runs(job)
-	for i := range runs {
-		if runs[i].Request == id {
-			return &runs[i]
-		}
-	}
-	return nil
 }
 
 // stamp shows the first non-zero time, local and to the second.

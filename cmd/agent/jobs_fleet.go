@@ -1,30 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
-	"berth.dev/berth/agentconfig"
-	"berth.dev/berth/fleet/fleetjobs"
 	"berth.dev/berth/jobs"
 )
-
-// fleetJobHistory is the fleet's records of env's job, newest first (at
-// most n): what `berth jobs history` shows with a fleet, the same on every
-// host.
-func fleetJobHistory(cfg *agentconfig.Config, env, job string, n int) ([]jobs.FleetRun, error) {
-	c, err := cliFleet(cfg, "jobs history")
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), fleetCLITimeout)
-	defer cancel()
-	return fleetjobs.Adapter{C: c}.History(ctx, env, job, n)
-}
 
 // printFleetJobHistory prints the fleet's records, each naming its host.
 func printFleetJobHistory(w io.Writer, runs []jobs.FleetRun, asJSON bool) int {

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"berth.dev/berth/daemon"
-	"berth.dev/berth/engine"
-	"berth.dev/berth/reconcile"
 	"berth.dev/berth/status"
 	"github.com/hashicorp/go-hclog"
 )
@@ -36,58 +34,12 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
-	log := newLogger(stderr, hclog.Warn)
-	scratch, err := os.MkdirTemp("", "berth-plan-")
-	if err != nil {
-		return fail(exitFailure, err)
-	}
-	defer os.RemoveAll(scratch)
-	src, err := daemon.NewSource(cfg, scratch, log)
-	if err != nil {
+	plans, err := daemon.Plan(ctx, cfg, names, newLogger(stderr, hclog.Warn))
+	switch {
+	case errors.Is(err, daemon.ErrConfig):
 		return fail(exitConfig, err)
-	}
-	head, err := src.Head(ctx)
-	if err != nil {
+	case err != nil:
 		return fail(exitFailure, err)
-	}
-	rev, err := daemon.Source{Source: src}.Fetch(ctx, head, "")
-	if err != nil {
-		return fail(exitFailure, err)
-	}
-	dc, err := daemon.NewDocker(cfg)
-	if err != nil {
-		return fail(exitFailure, err)
-	}
-	defer dc.Close()
-	sec, _, err := daemon.NewSecrets(cfg, log) // contacts nothing until a service resolves its secrets
-	if err != nil {
-		return fail(exitConfig, err)
-	}
-	eng := engine.New(dc, log)
-	var plans []planJSON
-	for _, name := range names {
-		env, err := daemon.Loader(cfg, name, eng)(ctx, rev)
-		if err != nil {
-			return fail(exitFailure, fmt.Errorf("env %s: %w", name, err))
-		}
-		d := daemon.NewDeployer(cfg, name, eng, sec, log)
-		res, err := d.Plan(ctx, reconcile.Input{Env: env, Revision: head})
-		if err != nil {
-			return fail(exitFailure, fmt.Errorf("env %s: %w", name, err))
-		}
-		p := planJSON{Env: name, Commit: head, Subject: rev.Subject, Changed: res.Changed, Actions: []string{}}
-		for _, a := range res.Actions {
-			p.Actions = append(p.Actions, a.String())
-		}
-		if st, err := reconcile.LoadState(cfg.EnvDir(name)); err == nil {
-			switch {
-			case st.Hold != nil:
-				p.Note = fmt.Sprintf("the agent holds %.12s (berth rollback) until %s", st.Hold.Commit, holdEnd(cfg))
-			case st.Failed != nil && st.Failed.Commit == head:
-				p.Note = fmt.Sprintf("%.12s failed on this host; the agent keeps the live revision until a new commit or berth retry", head)
-			}
-		}
-		plans = append(plans, p)
 	}
 	if format.json() {
 		return writeJSON(stdout, plans)
@@ -108,14 +60,4 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
-}
-
-// planJSON is one env of `berth plan --format json` (docs/reference.md).
-type planJSON struct {
-	Env     string   `json:"env"`
-	Commit  string   `json:"commit"`
-	Subject string   `json:"subject,omitempty"`
-	Changed bool     `json:"changed"`
-	Actions []string `json:"actions"`
-	Note    string   `json:"note,omitempty"`
 }

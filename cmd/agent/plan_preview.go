@@ -65,14 +65,12 @@ func runPlanPreview(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *policyFile != "" {
 		var err error
 		if o.Load, err = agentconfig.ReadPolicy(*policyFile); err != nil {
-			fmt.Fprintf(stderr, "berth plan: %v\n", err)
-			return exitConfig
+			return failed(stderr, "plan", err, exitConfig)
 		}
 	}
 	rep, err := preview.Compute(ctx, *repo, *from, *to, o)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitFailure
+		return failed(stderr, "plan", err, exitFailure)
 	}
 	switch *format {
 	case "markdown":
@@ -83,8 +81,7 @@ func runPlanPreview(ctx context.Context, args []string, stdout, stderr io.Writer
 		err = rep.Text(stdout)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return exitFailure
+		return failed(stderr, "plan", err, exitFailure)
 	}
 	if rep.Failed() {
 		return exitFailure

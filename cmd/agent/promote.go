@@ -36,8 +36,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	p, err := envs.Promote(ctx, dir, *from, *to)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth promote: %v\n", err)
-		return exitFailure
+		return failed(stderr, "promote", err, exitFailure)
 	}
 	for _, s := range p.Skipped {
 		fmt.Fprintf(stderr, "skipped %s\n", s)
@@ -55,8 +54,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	for _, c := range p.Changes {
 		if err := atomicfile.WriteFile(filepath.Join(dir, filepath.FromSlash(c.Path)), c.New, c.Mode); err != nil {
-			fmt.Fprintf(stderr, "berth promote: %v\n", err)
-			return exitFailure
+			return failed(stderr, "promote", err, exitFailure)
 		}
 	}
 	return exitOK

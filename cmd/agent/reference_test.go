@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"berth.dev/berth/agentconfig"
+	"berth.dev/berth/daemon"
+	"berth.dev/berth/envs"
 	"berth.dev/berth/jobs"
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/reconcile"
@@ -32,8 +34,8 @@ var referenceTypes = map[string]reflect.Type{
 	"berth-jobs-history-fleet": reflect.TypeFor[[]jobs.FleetRun](),
 	"berth-jobs-run":           reflect.TypeFor[jobs.Run](),
 	"berth-fleet-status":       reflect.TypeFor[status.FleetAll](),
-	"berth-validate":           reflect.TypeFor[[]validateResult](),
-	"berth-plan":               reflect.TypeFor[[]planJSON](),
+	"berth-validate":           reflect.TypeFor[[]envs.Validation](),
+	"berth-plan":               reflect.TypeFor[[]daemon.EnvPlan](),
 	"berth-version":            reflect.TypeFor[versionJSON](),
 	"berth-request":            reflect.TypeFor[requestJSON](),
 }

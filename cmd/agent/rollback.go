@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"strings"
-	"time"
 
-	"berth.dev/berth/agentconfig"
+	"berth.dev/berth/daemon"
+	"berth.dev/berth/operator"
 	"berth.dev/berth/reconcile"
-	"berth.dev/berth/statedir"
+	"berth.dev/berth/status"
 )
 
 // runRollback asks the agent to go back to a revision this host ran
@@ -25,36 +23,25 @@ func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if !ok {
 		return code
 	}
-	env, err := oneEnv(cfg, *only)
+	env, err := status.OneEnv(cfg, *only)
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
 	out := answer{stdout, format.json()}
 	st, err := reconcile.LoadState(cfg.EnvDir(env))
 	if err != nil {
-		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
-		return exitFailure
+		return failed(stderr, "rollback", err, exitFailure)
 	}
 	recs, err := cfg.Journal(env).List()
 	if err != nil {
-		fmt.Fprintf(stderr, "berth rollback: %v\n", err)
-		return exitFailure
+		return failed(stderr, "rollback", err, exitFailure)
 	}
 	live := ""
 	if st.Live != nil {
 		live = st.Live.Commit
 	}
 	want := fs.Arg(0)
-	target := ""
-	for _, r := range recs {
-		if r.Result != reconcile.ResultSucceeded {
-			continue
-		}
-		if want == "" && r.Commit != live || want != "" && strings.HasPrefix(r.Commit, want) {
-			target = r.Commit
-			break
-		}
-	}
+	target := reconcile.RollbackTarget(recs, live, want)
 	if target == "" {
 		if want == "" {
 			fmt.Fprintln(stderr, "berth rollback: no earlier successful deploy recorded on this host")
@@ -64,37 +51,13 @@ func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitFailure
 	}
 	if *all {
-		return rollbackFleet(ctx, cfg, env, target, *reason, out, stderr)
+		by := operator.Who()
+		head, err := operator.Rollback(ctx, cfg, env, target, by, *reason)
+		return fleetDone(out, stderr, env, "rollback", err, fmt.Sprintf("env %s: fleet-wide rollback to %.12s requested by %s; head %.12s halted; every host deploys %.12s through the waves until a new commit or berth resume --fleet",
+			env, target, by, head, target))
 	}
 	return submit(cfg, env, reconcile.Request{Action: "rollback", Commit: target}, out, stderr,
-		fmt.Sprintf("rollback to %.12s requested; held there until %s", target, holdEnd(cfg)))
-}
-
-func holdEnd(cfg *agentconfig.Config) string {
-	if cfg.RollbackHold == "resume" {
-		return "berth resume"
-	}
-	return "a new commit or berth resume"
-}
-
-// submit leaves the request for env's agent and signals it to check now.
-func submit(cfg *agentconfig.Config, env string, r reconcile.Request, out answer, stderr io.Writer, done string) int {
-	r.At = time.Now().UTC()
-	dir := cfg.EnvDir(env)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		fmt.Fprintf(stderr, "berth %s: %v\n", r.Action, err)
-		return exitFailure
-	}
-	if err := reconcile.SubmitRequest(dir, r); err != nil {
-		fmt.Fprintf(stderr, "berth %s: %v\n", r.Action, err)
-		return exitFailure
-	}
-	a := requestJSON{Env: env, Action: r.Action, Commit: r.Commit, Agent: "signalled", Message: done + "; the agent is applying it now"}
-	if !statedir.Signal(cfg.StateDir) {
-		a.Agent, a.Message = "not running", done+"; the agent is not running: it applies it when it starts"
-	}
-	out.say(a)
-	return exitOK
+		fmt.Sprintf("rollback to %.12s requested; held there until %s", target, daemon.HoldEnd(cfg)))
 }
 
 // answer is what an operator's request prints: a sentence, or with

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
-	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/daemon"
 	"berth.dev/berth/engine"
 	"berth.dev/berth/reconcile"
@@ -63,19 +61,6 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	}
 	return code
-}
-
-// oneEnv is the env a command that changes something acts on: --env, or
-// the only env the agent runs.
-func oneEnv(cfg *agentconfig.Config, only string) (string, error) {
-	names, err := status.SelectEnvs(cfg, only)
-	if err != nil {
-		return "", err
-	}
-	if len(names) > 1 {
-		return "", fmt.Errorf("the agent runs several envs (%s): name one with --env", strings.Join(names, ", "))
-	}
-	return names[0], nil
 }
 
 func printStatus(w io.Writer, s status.Env) {
@@ -133,8 +118,7 @@ func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	recs, err := status.History(cfg, names, int(*n))
 	if err != nil {
-		fmt.Fprintf(stderr, "berth history: %v\n", err)
-		return exitFailure
+		return failed(stderr, "history", err, exitFailure)
 	}
 	if format.json() {
 		return writeJSON(stdout, recs)

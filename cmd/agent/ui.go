@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"strings"
 
@@ -39,14 +38,12 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fc, err := agentconfig.LoadFleet(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "berth ui: %v\n", err)
-		return exitConfig
+		return failed(stderr, "ui", err, exitConfig)
 	}
 	log := newLogger(stderr, level.Level)
 	c, err := fleet.New(*fc, fleet.Options{Log: log})
 	if err != nil {
-		fmt.Fprintf(stderr, "berth ui: %v\n", err)
-		return exitConfig
+		return failed(stderr, "ui", err, exitConfig)
 	}
 	defer c.Close()
 	s := &ui.Server{Fleet: &ui.Fleet{Reader: &fleet.Overviews{Client: c}, Envs: only, Only: len(only) > 0}, Log: log.Named("ui")}

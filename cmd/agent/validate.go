@@ -3,52 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 
 	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/envs"
 )
-
-type validateResult struct {
-	Env      string        `json:"env"`
-	OK       bool          `json:"ok"`
-	Services int           `json:"services,omitempty"`
-	Jobs     int           `json:"jobs,omitempty"`
-	Problems envs.Problems `json:"problems,omitempty"`
-	Error    string        `json:"error,omitempty"`
-	// Sealed says what the env's SOPS-encrypted files hold, read without
-	// the host's key: which keys are encrypted, and for whom.
-	Sealed []sealedResult `json:"sealed,omitempty"`
-}
-
-type sealedResult struct {
-	File       string   `json:"file"`
-	Recipients []string `json:"recipients"`
-	Encrypted  []string `json:"encrypted"`
-	Plain      []string `json:"plain,omitempty"`
-}
-
-func sealedResults(e *envs.Env) []sealedResult {
-	var out []sealedResult
-	for _, path := range slices.Sorted(maps.Keys(e.Sealed)) {
-		f := e.Sealed[path]
-		r := sealedResult{File: path, Recipients: f.Recipients()}
-		for _, k := range f.Keys() {
-			if k.Encrypted {
-				r.Encrypted = append(r.Encrypted, k.Name)
-			} else {
-				r.Plain = append(r.Plain, k.Name)
-			}
-		}
-		out = append(out, r)
-	}
-	return out
-}
 
 // runValidate checks environments of a config repo checkout: the same
 // loading and validation the agent does before a deploy, for the config
@@ -65,8 +27,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if *policyFile != "" {
 		var err error
 		if opts, err = agentconfig.ReadPolicy(*policyFile); err != nil {
-			fmt.Fprintf(stderr, "berth validate: %v\n", err)
-			return exitConfig
+			return failed(stderr, "validate", err, exitConfig)
 		}
 	}
 	dir := "."
@@ -77,31 +38,15 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if *env == "" {
 		var err error
 		if names, err = envs.List(dir); err != nil {
-			fmt.Fprintf(stderr, "berth validate: %v\n", err)
-			return exitFailure
+			return failed(stderr, "validate", err, exitFailure)
 		}
 		if len(names) == 0 {
 			fmt.Fprintf(stderr, "berth validate: no environments under %s/envs\n", dir)
 			return exitFailure
 		}
 	}
-	var results []validateResult
-	failed := false
-	for _, name := range names {
-		r := validateResult{Env: name}
-		e, err := envs.Load(ctx, dir, name, opts)
-		var ps envs.Problems
-		switch {
-		case errors.As(err, &ps):
-			r.Problems = ps
-		case err != nil:
-			r.Error = err.Error()
-		default:
-			r.OK, r.Services, r.Jobs, r.Sealed = true, len(e.Services), len(e.Jobs), sealedResults(e)
-		}
-		failed = failed || !r.OK
-		results = append(results, r)
-	}
+	results := envs.ValidateAll(ctx, dir, names, opts)
+	failed := slices.ContainsFunc(results, func(r envs.Validation) bool { return !r.OK })
 	if format.json() {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

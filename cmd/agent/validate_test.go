@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"berth.dev/berth/envs"
 )
 
 const examples = "../../examples/config-repo"
@@ -34,7 +36,7 @@ func TestValidate_ProblemsExitOneAndJSON(t *testing.T) {
 
 	stdout.Reset()
 	code = run(context.Background(), []string{"validate", "--format", "json", dir}, &stdout, &stderr)
-	var results []validateResult
+	var results []envs.Validation
 	if err := json.Unmarshal(stdout.Bytes(), &results); err != nil {
 		t.Fatalf("json: %v\n%s", err, stdout.String())
 	}

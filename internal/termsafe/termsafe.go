@@ -1,4 +1,8 @@
-package main
+// Package termsafe owns what berth's CLI writes to a terminal: every
+// character a terminal acts on (escape sequences, C0 and C1 controls, bidi
+// overrides) that reaches it from the config repository is written
+// escaped.
+package termsafe
 
 import (
 	"fmt"
@@ -10,37 +14,37 @@ import (
 	"github.com/mattn/go-isatty"
 )
 
-// termSafe escapes, in what a command prints, the characters a terminal
+// Writer escapes, in what a command prints, the characters a terminal
 // acts on: commit subjects and authors, reasons, schedules and every other
 // string that comes from the config repository reach status, history, jobs,
 // plan and validate, and an escape sequence there could rewrite the
 // operator's screen or title, or hide text (bidi overrides). Newlines and
 // tabs pass; everything else is written as \uXXXX (\xXX for a byte that is
 // not UTF-8), which keeps --json output valid JSON.
-type termSafe struct{ w io.Writer }
+type Writer struct{ W io.Writer }
 
-func (t termSafe) Write(p []byte) (int, error) {
+func (t Writer) Write(p []byte) (int, error) {
 	if !needsEscape(p) {
-		return t.w.Write(p)
+		return t.W.Write(p)
 	}
-	if _, err := io.WriteString(t.w, escapeTerm(p)); err != nil {
+	if _, err := io.WriteString(t.W, escapeTerm(p)); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// raw is the writer under a termSafe, for output that is the container's
+// Raw is the writer under a Writer, for output that is the container's
 // own (job logs) when it goes to a file or a pipe; a terminal keeps it
 // escaped.
-func raw(w io.Writer) io.Writer {
-	t, ok := w.(termSafe)
+func Raw(w io.Writer) io.Writer {
+	t, ok := w.(Writer)
 	if !ok {
 		return w
 	}
-	if f, ok := t.w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+	if f, ok := t.W.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		return w
 	}
-	return t.w
+	return t.W
 }
 
 func unsafeRune(r rune) bool {
@@ -53,6 +57,14 @@ func unsafeRune(r rune) bool {
 		return true // bidi controls
 	}
 	return false
+}
+
+// Under is the writer a Writer escapes for, or w itself.
+func Under(w io.Writer) io.Writer {
+	if t, ok := w.(Writer); ok {
+		return t.W
+	}
+	return w
 }
 
 func needsEscape(p []byte) bool {
