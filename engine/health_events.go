@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"sync"
 	"time"
 
@@ -76,18 +75,11 @@ func (e *Engine) healthLoop(first chan struct{}) {
 	h := &e.health
 	failures := 0
 	for {
-		ctx, cancel := context.WithCancel(context.Background())
-		bound := e.Timeouts.Call
-		if bound <= 0 {
-			bound = DefaultTimeouts.Call
-		}
-		timer := time.AfterFunc(bound, cancel)
-		msgs, errs := e.c.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+		msgs, errs, cancel, subscribed := e.subscribe(filters.NewArgs(
 			filters.Arg("type", string(events.ContainerEventType)),
 			filters.Arg("event", string(events.ActionHealthStatus)),
 			filters.Arg("event", string(events.ActionDie)),
-		)})
-		subscribed := timer.Stop() && len(errs) == 0
+		))
 		h.mu.Lock()
 		h.up = subscribed
 		h.mu.Unlock()

@@ -33,6 +33,20 @@ func (e *Engine) watchRestarts() {
 	})
 }
 
+// subscribe opens an event stream filtered by args. Events returns once
+// the engine answered the request: that is bounded as any call, then the
+// stream runs until cancel. subscribed says the engine answered.
+func (e *Engine) subscribe(args filters.Args) (msgs <-chan events.Message, errs <-chan error, cancel func(), subscribed bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	bound := e.Timeouts.Call
+	if bound <= 0 {
+		bound = DefaultTimeouts.Call
+	}
+	timer := time.AfterFunc(bound, cancel)
+	msgs, errs = e.c.Events(ctx, events.ListOptions{Filters: args})
+	return msgs, errs, cancel, timer.Stop() && len(errs) == 0
+}
+
 // streamRetry is the pace of resubscribing to the engine's event
 // streams: 1 s after a stream broke, doubling to 30 s while the engine
 // stays away.
@@ -41,16 +55,7 @@ var streamRetry = backoff.Policy{Min: time.Second, Max: 30 * time.Second, Jitter
 func (e *Engine) watchLoop(first chan struct{}) {
 	failures := 0
 	for {
-		ctx, cancel := context.WithCancel(context.Background())
-		// Events returns once the engine answered the request: bound that
-		// as any call, then let the stream run.
-		bound := e.Timeouts.Call
-		if bound <= 0 {
-			bound = DefaultTimeouts.Call
-		}
-		timer := time.AfterFunc(bound, cancel)
-		msgs, errs := e.c.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.DaemonEventType)))})
-		subscribed := timer.Stop() && len(errs) == 0
+		msgs, errs, cancel, subscribed := e.subscribe(filters.NewArgs(filters.Arg("type", string(events.DaemonEventType))))
 		r := &e.restarts
 		r.mu.Lock()
 		if subscribed {

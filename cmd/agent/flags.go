@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"berth.dev/berth/agentconfig"
+	"berth.dev/berth/status"
 )
 
 // Each command owns its flags, its number of arguments and its output
@@ -86,6 +87,20 @@ func parseArgs(fs *flag.FlagSet, args []string, min, max int, what string) (int,
 // before the call.
 func withConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *agentconfig.Config, code int, ok bool) {
 	return withConfigArgs(fs, args, 0, 0, "", stderr)
+}
+
+// withEnvs is withConfig for a command that reads every env the agent
+// runs, or the one --env names.
+func withEnvs(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *agentconfig.Config, names []string, code int, ok bool) {
+	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
+	if cfg, code, ok = withConfig(fs, args, stderr); !ok {
+		return nil, nil, code, false
+	}
+	names, err := status.SelectEnvs(cfg, *only)
+	if err != nil {
+		return nil, nil, usageError(fs, "%v", err), false
+	}
+	return cfg, names, 0, true
 }
 
 // withConfigArgs is withConfig for a command that takes between min and

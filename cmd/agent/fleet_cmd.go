@@ -31,15 +31,10 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	fs := newFlagSet("fleet status", "[--config FILE] [--env ENV] [--format text|json]", stderr)
-	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
 	format := addFormat(fs)
-	cfg, code, ok := withConfig(fs, args[1:], stderr)
+	cfg, names, code, ok := withEnvs(fs, args[1:], stderr)
 	if !ok {
 		return code
-	}
-	names, err := status.SelectEnvs(cfg, *only)
-	if err != nil {
-		return usageError(fs, "%v", err)
 	}
 	data, err := operator.Status(ctx, cfg, names)
 	switch {

@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"berth.dev/berth/daemon"
-	"berth.dev/berth/status"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -20,26 +19,17 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runPlanPreview(ctx, args, stdout, stderr)
 	}
 	fs := newFlagSet("plan", "[--config FILE] [--env ENV] [--format text|json]", stderr)
-	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
 	format := addFormat(fs)
-	cfg, code, ok := withConfig(fs, args, stderr)
+	cfg, names, code, ok := withEnvs(fs, args, stderr)
 	if !ok {
 		return code
-	}
-	fail := func(code int, err error) int {
-		fmt.Fprintf(stderr, "berth plan: %v\n", err)
-		return code
-	}
-	names, err := status.SelectEnvs(cfg, *only)
-	if err != nil {
-		return usageError(fs, "%v", err)
 	}
 	plans, err := daemon.Plan(ctx, cfg, names, newLogger(stderr, hclog.Warn))
 	switch {
 	case errors.Is(err, daemon.ErrConfig):
-		return fail(exitConfig, err)
+		return failed(stderr, "plan", err, exitConfig)
 	case err != nil:
-		return fail(exitFailure, err)
+		return failed(stderr, "plan", err, exitFailure)
 	}
 	if format.json() {
 		return writeJSON(stdout, plans)

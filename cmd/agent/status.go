@@ -20,14 +20,9 @@ import (
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("status", "[--config FILE] [--env ENV] [--format text|json]", stderr)
 	format := addFormat(fs)
-	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
-	cfg, code, ok := withConfig(fs, args, stderr)
+	cfg, names, code, ok := withEnvs(fs, args, stderr)
 	if !ok {
 		return code
-	}
-	names, err := status.SelectEnvs(cfg, *only)
-	if err != nil {
-		return usageError(fs, "%v", err)
 	}
 	var eng status.Lister
 	if dc, err := daemon.NewDocker(cfg); err == nil {
@@ -107,14 +102,9 @@ func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("history", "[--config FILE] [--env ENV] [--format text|json] [-n N]", stderr)
 	format := addFormat(fs)
 	n := addCount(fs, "n", 20, "how many passes, newest first")
-	only := fs.String("env", "", "only this environment (default: every env the agent runs)")
-	cfg, code, ok := withConfig(fs, args, stderr)
+	cfg, names, code, ok := withEnvs(fs, args, stderr)
 	if !ok {
 		return code
-	}
-	names, err := status.SelectEnvs(cfg, *only)
-	if err != nil {
-		return usageError(fs, "%v", err)
 	}
 	recs, err := status.History(cfg, names, int(*n))
 	if err != nil {
