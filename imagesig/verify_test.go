@@ -441,3 +441,40 @@ func TestVerify_AHugeAnswerIsReadNoFurtherThanItsBound(t *testing.T) {
 		t.Errorf("berth read %d MiB of a %d MiB referrers list", n>>20, huge>>20)
 	}
 }
+
+// A Sigstore bundle the key made counts only as a signature of the image
+// it is attached to: not one whose statement names another digest, nor an
+// attestation of another kind (an SBOM, a scan) about this one.
+func TestVerify_ABundleOfTheKeyForAnotherDigestOrPredicate(t *testing.T) {
+	reg := referrersRegistry(t)
+	kp, err := sign.NewEphemeralKeypair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := kp.GetPublicKeyPem()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "bundle.pub")
+	if err := os.WriteFile(keyFile, []byte(pem), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	push := func(onto name.Digest, statement []byte) {
+		b, err := sign.Bundle(&sign.DSSEData{Data: statement, PayloadType: "application/vnd.in-toto+json"}, kp, sign.BundleOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.PushBundle(t, onto, b)
+	}
+	target, other := pushImage(t, reg.host, "app/target"), pushImage(t, reg.host, "app/other")
+	push(target, testenv.CosignStatement(other))
+	sbom := pushImage(t, reg.host, "app/sbom")
+	push(sbom, []byte(strings.Replace(string(testenv.CosignStatement(sbom)), testenv.CosignSignPredicate, "https://spdx.dev/Document", 1)))
+	v, _ := newVerifier(t, []Rule{{Prefix: "*", Key: keyFile}}, "")
+	for img, why := range map[name.Digest]string{target: "a bundle that does not verify", sbom: "not an image signature"} {
+		err := v.Check(context.Background(), img.String(), nil)
+		if !failure.IsVerdict(err) || !strings.Contains(err.Error(), why) {
+			t.Errorf("%s: want a verdict saying %q, got %v", img.Context(), why, err)
+		}
+	}
+}
