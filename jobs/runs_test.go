@@ -214,10 +214,13 @@ func TestStore_ReadsThePreviousFormatAndWritesItsVersion(t *testing.T) {
 
 // refusingSignatures refuses every image, as an enforce rule does an
 // unsigned one.
-type refusingSignatures struct{ asked []string }
+type refusingSignatures struct {
+	asked []string
+	env   []*imagesig.Policy // the environment's own rules each check got
+}
 
-func (s *refusingSignatures) Check(_ context.Context, ref string, _ *imagesig.Policy) error {
-	s.asked = append(s.asked, ref)
+func (s *refusingSignatures) Check(_ context.Context, ref string, env *imagesig.Policy) error {
+	s.asked, s.env = append(s.asked, ref), append(s.env, env)
 	return failure.AsVerdict(errors.New("no valid signature"))
 }
 
@@ -225,11 +228,23 @@ func TestScheduler_AnImageRefusedBySignaturesIsAFailedRunAndNothingRuns(t *testi
 	h := newHarness(t, t0)
 	sigs := &refusingSignatures{}
 	h.s.Signatures = sigs
-	h.s.Update(testEnv(envs.JobSpec{Name: "report", Schedule: "@daily"}), "rev1")
+	env := testEnv(envs.JobSpec{Name: "report", Schedule: "@daily"})
+	// The environment's own rules (x-berth.images.verify) apply to its
+	// jobs' images as to its services'.
+	own, err := imagesig.Compile([]imagesig.Rule{{Prefix: "*", Keyless: &imagesig.Keyless{Issuer: "https://i", Subject: ".*", TrustedRoot: "root.json"}}},
+		"x-berth.images.verify", func(string) ([]byte, error) { return []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Images = own
+	h.s.Update(env, "rev1")
 	h.s.RunNow("report", "")
 	r := h.settled(t, "report", 1, allDone)[0]
 	if r.Status != StatusFailed || r.Class != "verdict" || !strings.Contains(r.Reason, "no valid signature") || len(sigs.asked) != 1 || sigs.asked[0] != "reg/app@sha256:aa" {
 		t.Fatalf("run %+v, checked %v", r, sigs.asked)
+	}
+	if sigs.env[0] != own {
+		t.Errorf("the job's image was checked without the environment's own rules")
 	}
 	if h.eng.n != 0 {
 		t.Fatalf("%d containers ran from a refused image", h.eng.n)
