@@ -1,24 +1,18 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 )
@@ -194,215 +188,8 @@ func (p *PrivateDocker) start() error {
 	}
 }
 
-// Pid is the daemon's process id.
-func (p *PrivateDocker) Pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd.Process.Pid
-}
-
-// Pause freezes the daemon (SIGSTOP): it still accepts connections on its
-// socket (the kernel queues them) but answers nothing, as a hung dockerd.
-func (p *PrivateDocker) Pause() {
-	p.t.Helper()
-	pid := p.Pid()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		p.t.Fatalf("testenv: SIGSTOP dockerd: %v", err)
-	}
-	// The stop reaches each thread when it next runs: wait until every
-	// one has stopped, or requests sent now might still be answered.
-	deadline := time.Now().Add(10 * time.Second)
-	for !allStopped(pid) {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("testenv: dockerd %d not stopped 10 s after SIGSTOP", pid)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// allStopped reports whether every thread of pid is stopped (state T).
-func allStopped(pid int) bool {
-	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	if len(stats) == 0 {
-		return false
-	}
-	for _, st := range stats {
-		b, err := os.ReadFile(st)
-		if err != nil {
-			continue // a thread that just exited
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 || !strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "T") {
-			return false
-		}
-	}
-	return true
-}
-
-// Resume lets a paused daemon go on (SIGCONT).
-func (p *PrivateDocker) Resume() {
-	p.t.Helper()
-	if err := syscall.Kill(p.Pid(), syscall.SIGCONT); err != nil {
-		p.t.Fatalf("testenv: SIGCONT dockerd: %v", err)
-	}
-}
-
-// Stop stops the daemon as systemctl stop docker does (SIGTERM, then
-// SIGKILL after a minute) and waits until it is gone. Without live-restore
-// it stops the containers first.
-func (p *PrivateDocker) Stop() {
-	p.t.Helper()
-	if err := p.stop(time.Minute); err != nil {
-		p.t.Fatalf("testenv: stop dockerd: %v", err)
-	}
-}
-
-func (p *PrivateDocker) stop(grace time.Duration) error {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	select {
-	case <-done:
-		return nil
-	default:
-	}
-	syscall.Kill(cmd.Process.Pid, syscall.SIGCONT) // a paused daemon cannot stop
-	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGTERM); err != nil {
-		return err
-	}
-	select {
-	case <-done:
-		return nil
-	case <-time.After(grace):
-	}
-	syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-	<-done
-	return fmt.Errorf("dockerd did not stop within %s; killed", grace)
-}
-
-// Start starts a stopped daemon again on the same state and waits until
-// it answers.
-func (p *PrivateDocker) Start() {
-	p.t.Helper()
-	if err := p.start(); err != nil {
-		p.t.Fatalf("testenv: restart dockerd: %v", err)
-	}
-}
-
-// Restart is Stop then Start: systemctl restart docker.
-func (p *PrivateDocker) Restart() {
-	p.t.Helper()
-	p.Stop()
-	p.Start()
-}
-
 func (p *PrivateDocker) logTail() string {
 	b, _ := os.ReadFile(filepath.Join(p.Dir, "dockerd.log"))
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.Join(lines[max(0, len(lines)-30):], "\n")
-}
-
-// cleanup removes every container, stops the daemon and its containerd,
-// unmounts what is left under Dir and removes it.
-func (p *PrivateDocker) cleanup() {
-	t := p.t
-	if p.Client != nil {
-		p.mu.Lock()
-		cmd := p.cmd
-		p.mu.Unlock()
-		if cmd != nil {
-			syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if cs, err := p.Client.ContainerList(ctx, container.ListOptions{All: true}); err == nil {
-			for _, c := range cs {
-				p.Client.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-			}
-		}
-		// Networks' bridges outlive a stopped daemon.
-		if ns, err := p.Client.NetworkList(ctx, network.ListOptions{}); err == nil {
-			for _, n := range ns {
-				p.networks = append(p.networks, n.ID)
-			}
-		}
-		p.Client.NetworksPrune(ctx, filters.Args{})
-		cancel()
-		p.Client.Close()
-	}
-	if err := p.stop(time.Minute); err != nil {
-		t.Logf("testenv: private dockerd: %v", err)
-	}
-	// Its containerd: gone with a daemon that stopped cleanly, left running
-	// by one with live-restore or one that was killed.
-	if b, err := os.ReadFile(filepath.Join(p.Dir, "exec", "containerd", "containerd.pid")); err == nil {
-		var pid int
-		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 1 {
-			syscall.Kill(pid, syscall.SIGKILL)
-			for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-	}
-	unmountUnder(p.Dir)
-	p.deleteLinks()
-	if p.log != nil {
-		p.log.Close()
-	}
-	if t.Failed() {
-		t.Logf("testenv: private dockerd's log (last lines):\n%s", p.logTail())
-	}
-	if err := os.RemoveAll(p.Dir); err != nil {
-		t.Logf("testenv: remove %s: %v", p.Dir, err)
-	}
-}
-
-// freeNet picks "10.N." with no address of the host in 10.N.0.0/16.
-func freeNet() string {
-	out, _ := exec.Command("ip", "-o", "-4", "addr", "show").Output()
-	for {
-		n, _ := rand.Int(rand.Reader, big.NewInt(200))
-		net := fmt.Sprintf("10.%d.", 20+n.Int64())
-		if !strings.Contains(string(out), " "+net) {
-			return net
-		}
-	}
-}
-
-// deleteLinks deletes the private engine's bridge and any bridge left of
-// its networks (br- and the start of the network's id, as libnetwork names
-// them). Nothing else: the shared engine's links are never touched.
-func (p *PrivateDocker) deleteLinks() {
-	if p.bridge == "" {
-		return
-	}
-	exec.Command("ip", "link", "del", p.bridge).Run()
-	for _, id := range p.networks {
-		if len(id) >= 12 {
-			exec.Command("ip", "link", "del", "br-"+id[:12]).Run() // gone already, mostly
-		}
-	}
-}
-
-// unmountUnder lazily unmounts every mount below dir, deepest first.
-func unmountUnder(dir string) {
-	f, err := os.Open("/proc/self/mounts")
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	var mounts []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) > 1 && strings.HasPrefix(fields[1], dir+"/") {
-			mounts = append(mounts, fields[1])
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
-	for _, m := range mounts {
-		syscall.Unmount(m, syscall.MNT_DETACH)
-	}
 }

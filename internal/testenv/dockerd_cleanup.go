@@ -1,0 +1,122 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+)
+
+// cleanup removes every container, stops the daemon and its containerd,
+// unmounts what is left under Dir and removes it.
+func (p *PrivateDocker) cleanup() {
+	t := p.t
+	if p.Client != nil {
+		p.mu.Lock()
+		cmd := p.cmd
+		p.mu.Unlock()
+		if cmd != nil {
+			syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if cs, err := p.Client.ContainerList(ctx, container.ListOptions{All: true}); err == nil {
+			for _, c := range cs {
+				p.Client.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+			}
+		}
+		// Networks' bridges outlive a stopped daemon.
+		if ns, err := p.Client.NetworkList(ctx, network.ListOptions{}); err == nil {
+			for _, n := range ns {
+				p.networks = append(p.networks, n.ID)
+			}
+		}
+		p.Client.NetworksPrune(ctx, filters.Args{})
+		cancel()
+		p.Client.Close()
+	}
+	if err := p.stop(time.Minute); err != nil {
+		t.Logf("testenv: private dockerd: %v", err)
+	}
+	// Its containerd: gone with a daemon that stopped cleanly, left running
+	// by one with live-restore or one that was killed.
+	if b, err := os.ReadFile(filepath.Join(p.Dir, "exec", "containerd", "containerd.pid")); err == nil {
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 1 {
+			syscall.Kill(pid, syscall.SIGKILL)
+			for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	unmountUnder(p.Dir)
+	p.deleteLinks()
+	if p.log != nil {
+		p.log.Close()
+	}
+	if t.Failed() {
+		t.Logf("testenv: private dockerd's log (last lines):\n%s", p.logTail())
+	}
+	if err := os.RemoveAll(p.Dir); err != nil {
+		t.Logf("testenv: remove %s: %v", p.Dir, err)
+	}
+}
+
+// freeNet picks "10.N." with no address of the host in 10.N.0.0/16.
+func freeNet() string {
+	out, _ := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	for {
+		n, _ := rand.Int(rand.Reader, big.NewInt(200))
+		net := fmt.Sprintf("10.%d.", 20+n.Int64())
+		if !strings.Contains(string(out), " "+net) {
+			return net
+		}
+	}
+}
+
+// deleteLinks deletes the private engine's bridge and any bridge left of
+// its networks (br- and the start of the network's id, as libnetwork names
+// them). Nothing else: the shared engine's links are never touched.
+func (p *PrivateDocker) deleteLinks() {
+	if p.bridge == "" {
+		return
+	}
+	exec.Command("ip", "link", "del", p.bridge).Run()
+	for _, id := range p.networks {
+		if len(id) >= 12 {
+			exec.Command("ip", "link", "del", "br-"+id[:12]).Run() // gone already, mostly
+		}
+	}
+}
+
+// unmountUnder lazily unmounts every mount below dir, deepest first.
+func unmountUnder(dir string) {
+	f, err := os.Open("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var mounts []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) > 1 && strings.HasPrefix(fields[1], dir+"/") {
+			mounts = append(mounts, fields[1])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
+	for _, m := range mounts {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+}
