@@ -20,7 +20,7 @@ import (
 // hostileHost is a host whose every repo- and journal-derived string is
 // hostile: the record, the state's marks, the containers, the job and its
 // output.
-func hostileHost(t *testing.T) (*Server, *testEnv) {
+func hostileHost(t testing.TB) (*Server, *testEnv) {
 	e := newTestEnv(t, "prod")
 	rec := rolledBack("20261206T100000.000Z-0001", "c0ffee", t0)
 	id := rec.ID
