@@ -3,7 +3,7 @@ package ui
 import (
 	"context"
 	"fmt"
-	"net/url"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -31,13 +31,22 @@ type Fleet struct {
 	// links the host's own page.
 	Host string
 
-	mu       sync.Mutex
-	envs     []string
-	envsAt   time.Time
-	snap     []fleet.Overview
-	snapAt   time.Time
-	snapErr  error
+	mu     sync.Mutex
+	envs   []string
+	envsAt time.Time
+	// The last read: when it landed and how it ended; good is the last
+	// read that succeeded, made at goodAt.
+	lastAt   time.Time
+	lastErr  error
+	good     []fleet.Overview
+	goodAt   time.Time
 	inflight chan struct{}
+	// etcd's revision as the live updates last read it (revErr: that
+	// read failed), and whether a read of it is in flight.
+	rev     int64
+	revErr  bool
+	revAt   time.Time
+	revBusy bool
 }
 
 // How long a read is reused: every viewer of a page within snapFor
@@ -45,44 +54,69 @@ type Fleet struct {
 const (
 	snapFor = time.Second
 	envsFor = 30 * time.Second
-	// fleetTimeout bounds a page's etcd reads.
+	// fleetTimeout bounds a read of etcd, made in the background: a
+	// page waits for it at most pageWait, then shows the last fleet it
+	// has (or says that etcd has not answered), and the read that lands
+	// later serves the next page.
 	fleetTimeout = 5 * time.Second
+	pageWait     = 2 * time.Second
 )
 
-// overview is the fleet's current read, shared by concurrent requests.
-func (f *Fleet) overview(ctx context.Context, now time.Time) ([]fleet.Overview, error) {
-	f.mu.Lock()
-	for f.inflight != nil {
-		ch := f.inflight
-		f.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		f.mu.Lock()
-	}
-	if !f.snapAt.IsZero() && now.Sub(f.snapAt) < snapFor {
-		snap, err := f.snap, f.snapErr
-		f.mu.Unlock()
-		return snap, err
-	}
-	ch := make(chan struct{})
-	f.inflight = ch
-	f.mu.Unlock()
+// errSlow is a read still in flight when a page stopped waiting for it.
+var errSlow = fmt.Errorf("etcd has not answered within %s", pageWait)
 
-	snap, err := f.read(ctx, now)
-
+// overview is the fleet for a page: a fresh read shared by concurrent
+// requests, or, when etcd fails or is slow, the error with the last fleet
+// read (nil if none) and when it was read. At most one read is in flight,
+// whatever the number of viewers, and no page waits longer than pageWait.
+func (f *Fleet) overview(ctx context.Context, clock func() time.Time) (snap []fleet.Overview, at time.Time, err error) {
+	now := clock()
 	f.mu.Lock()
-	f.snap, f.snapErr, f.snapAt, f.inflight = snap, err, time.Now(), nil
+	if !f.lastAt.IsZero() && now.Sub(f.lastAt) < snapFor {
+		defer f.mu.Unlock()
+		return f.good, f.goodAt, f.lastErr
+	}
+	ch := f.inflight
+	if ch == nil {
+		ch = make(chan struct{})
+		f.inflight = ch
+		go f.refresh(ch, clock)
+	}
 	f.mu.Unlock()
-	close(ch)
-	return snap, err
+	wait := time.NewTimer(pageWait)
+	defer wait.Stop()
+	select {
+	case <-ch:
+	case <-wait.C:
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-ch:
+		return f.good, f.goodAt, f.lastErr
+	default:
+		return f.good, f.goodAt, errSlow
+	}
+}
+
+// refresh reads the fleet, detached from the page that asked (it serves
+// the next ones), and closes done.
+func (f *Fleet) refresh(done chan struct{}, clock func() time.Time) {
+	start := clock()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	snap, err := f.read(ctx, start)
+	cancel()
+	f.mu.Lock()
+	f.lastAt, f.lastErr, f.inflight = clock(), err, nil
+	if err == nil {
+		f.good, f.goodAt = snap, start
+	}
+	f.mu.Unlock()
+	close(done)
 }
 
 func (f *Fleet) read(ctx context.Context, now time.Time) ([]fleet.Overview, error) {
-	ctx, cancel := context.WithTimeout(ctx, fleetTimeout)
-	defer cancel()
 	names := slices.Clone(f.Envs)
 	if !f.Only {
 		f.mu.Lock()
@@ -115,119 +149,27 @@ func (f *Fleet) read(ctx context.Context, now time.Time) ([]fleet.Overview, erro
 	return out, nil
 }
 
-// fleetPage is the fleet's page: every env, or the one ?env= names
-// first.
-func (s *Server) fleetPage(ctx context.Context, q url.Values, now time.Time) fleetView {
-	var v fleetView
-	if s.Local != nil {
-		v.HostHref = href()
+// stamp writes what the live updates compare of the fleet: etcd's
+// revision as last read, and whether that read failed. It never waits:
+// when the revision is older than fpEvery, one read of it starts in the
+// background and the next stamp has it.
+func (f *Fleet) stamp(w io.Writer, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fmt.Fprintf(w, "etcd %d %t\n", f.rev, f.revErr)
+	if f.revBusy || (!f.revAt.IsZero() && now.Sub(f.revAt) < fpEvery) {
+		return
 	}
-	snap, err := s.Fleet.overview(ctx, now)
-	if err != nil {
-		v.Err = clean(err.Error())
-		return v
-	}
-	for i := range snap {
-		v.Envs = append(v.Envs, fleetEnvOf(&snap[i], q, now))
-	}
-	return v
-}
-
-// fleetHostView is one host of a fleet.
-type fleetHostView struct {
-	Env    string
-	Row    hostRow
-	Health []kv
-	// Clock is the host's wall clock when it last wrote its record.
-	Clock    time.Time
-	Failed   string
-	Held     string
-	Marks    []mark
-	Result   *mark
-	HostHref string // this host's own page, when it is this agent
-	Err      string
-}
-
-type kv struct{ K, V string }
-
-func (s *Server) fleetHostPage(ctx context.Context, env, host string, now time.Time) (*fleetHostView, error) {
-	snap, err := s.Fleet.overview(ctx, now)
-	if err != nil {
-		return &fleetHostView{Env: clean(env), Err: clean(err.Error())}, nil
-	}
-	for i := range snap {
-		if snap[i].Env != env {
-			continue
+	f.revBusy = true
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+		rev, err := f.Reader.Revision(ctx)
+		cancel()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.revBusy, f.revAt, f.revErr = false, now, err != nil
+		if err == nil {
+			f.rev = rev
 		}
-		for j := range snap[i].Hosts {
-			h := &snap[i].Hosts[j]
-			if h.Host != host {
-				continue
-			}
-			v := &fleetHostView{Env: clean(env), Row: hostRowOf(env, h), Clock: h.Clock, Failed: short(h.Failed), Held: clean(h.Held)}
-			for _, k := range sortedKeys(h.Health) {
-				v.Health = append(v.Health, kv{K: clean(k), V: clean(h.Health[k])})
-			}
-			if p := h.Paused; p != nil {
-				v.Marks = append(v.Marks, mark{Kind: "paused", Text: "paused" + reasonOf(p.Reason), By: clean(p.By), At: p.At})
-			}
-			if r := h.Result; r != nil {
-				v.Result = &mark{Kind: resultKind(r.Class), Text: clean(r.Class) + reasonOf(r.Reason), At: r.At, Commit: short(r.Revision)}
-			}
-			if s.Local != nil && s.Fleet.Host == host {
-				v.HostHref = href()
-			}
-			return v, nil
-		}
-	}
-	return nil, nil
-}
-
-func resultKind(class string) string {
-	switch class {
-	case "ok":
-		return "ok"
-	case "verdict":
-		return "failed"
-	}
-	return "outage"
-}
-
-// fleetJobView is one job's runs across the fleet.
-type fleetJobView struct {
-	Env, Name string
-	Runs      []runView
-	Err       string
-}
-
-func (s *Server) fleetJobPage(ctx context.Context, env, job string, now time.Time) (*fleetJobView, error) {
-	snap, err := s.Fleet.overview(ctx, now)
-	if err != nil {
-		return &fleetJobView{Env: clean(env), Name: clean(job), Err: clean(err.Error())}, nil
-	}
-	for i := range snap {
-		if snap[i].Env != env {
-			continue
-		}
-		for _, jh := range snap[i].Jobs {
-			if jh.Job != job {
-				continue
-			}
-			v := &fleetJobView{Env: clean(env), Name: clean(job)}
-			for k := range jh.Runs {
-				v.Runs = append(v.Runs, fleetRun(env, &jh.Runs[k]))
-			}
-			return v, nil
-		}
-	}
-	return nil, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+	}()
 }

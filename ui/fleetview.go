@@ -21,9 +21,9 @@ const hostsPerPage = 100
 const skewWarn = 5 * time.Second
 
 type fleetView struct {
-	// Err says why the fleet could not be read (etcd unreachable): the
-	// page says so instead of failing.
-	Err  string
+	// Read says why etcd's answer is missing (unreachable, slow) and
+	// when the fleet shown was read: the page says so instead of failing.
+	Read fleetRead
 	Envs []fleetEnvView
 	// HostHref links this host's own page (on the agent's listener).
 	HostHref string

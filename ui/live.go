@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -12,14 +11,17 @@ import (
 	"time"
 )
 
-// Live updates over Server-Sent Events: /events sends the page's
-// fingerprint when a stream opens and whenever it changes; the page's
-// script fetches itself again when it differs from the one it was drawn
-// with. The fingerprint is cheap: a few stats of the state dir per env
-// (the journal's and the job store's directories change with every
-// record written) and the pass in flight, or etcd's revision for a
-// fleet. It also moves every fpBucket, so the containers' health and a
-// running deploy's bar are redrawn without a write.
+// Live updates over Server-Sent Events: /events?scope=S sends the
+// fingerprint of what a page of scope S shows when a stream opens and
+// whenever it changes; the page's script fetches itself again when it
+// differs from the one it was drawn with. The fingerprint is cheap and
+// never waits: for this host, a few stats of the state dir per env (the
+// journal's and the job store's directories change with every record
+// written) and the pass in flight; for the fleet, etcd's revision as last
+// read (a read of it starts in the background when it is older than
+// fpEvery: a page is never held by etcd). It also moves every fpBucket,
+// so the containers' health and a running deploy's bar are redrawn
+// without a write.
 
 const (
 	// fpEvery is how often a stream checks the fingerprint.
@@ -34,12 +36,22 @@ const (
 	maxStreams = 64
 )
 
+// The scopes of the live updates.
+const (
+	scopeHost  = "host"
+	scopeFleet = "fleet"
+)
+
 type liveHub struct {
 	mu      sync.Mutex
 	streams int
 	stopped chan struct{}
-	fp      string
-	fpAt    time.Time
+	fps     map[string]fpCache
+}
+
+type fpCache struct {
+	fp string
+	at time.Time
 }
 
 func (h *liveHub) done() <-chan struct{} {
@@ -62,20 +74,23 @@ func (h *liveHub) stop() {
 	}
 }
 
-// fingerprint is what the page shows, hashed; shared by every stream for
-// fpEvery.
-func (s *Server) fingerprint(ctx context.Context) string {
+// fingerprint is what a page of scope shows, hashed; shared by every
+// stream for fpEvery.
+func (s *Server) fingerprint(scope string) string {
 	now := s.now()
 	s.live.mu.Lock()
-	if s.live.fp != "" && now.Sub(s.live.fpAt) < fpEvery {
-		fp := s.live.fp
+	if c, ok := s.live.fps[scope]; ok && now.Sub(c.at) < fpEvery {
 		s.live.mu.Unlock()
-		return fp
+		return c.fp
 	}
 	s.live.mu.Unlock()
 	sum := sha256.New()
 	fmt.Fprintf(sum, "%d\n", now.Truncate(fpBucket).Unix())
-	if l := s.Local; l != nil {
+	if scope == scopeFleet {
+		if f := s.Fleet; f != nil {
+			f.stamp(sum, now)
+		}
+	} else if l := s.Local; l != nil {
 		for i := range l.Envs {
 			e := &l.Envs[i]
 			statInto(sum, filepath.Join(e.Dir, "state.json"))
@@ -96,15 +111,12 @@ func (s *Server) fingerprint(ctx context.Context) string {
 			}
 		}
 	}
-	if f := s.Fleet; f != nil {
-		cctx, cancel := context.WithTimeout(ctx, fleetTimeout)
-		rev, err := f.Reader.Revision(cctx)
-		cancel()
-		fmt.Fprintf(sum, "etcd %d %v\n", rev, err != nil)
-	}
 	fp := hex.EncodeToString(sum.Sum(nil)[:12])
 	s.live.mu.Lock()
-	s.live.fp, s.live.fpAt = fp, now
+	if s.live.fps == nil {
+		s.live.fps = map[string]fpCache{}
+	}
+	s.live.fps[scope] = fpCache{fp: fp, at: now}
 	s.live.mu.Unlock()
 	return fp
 }
@@ -148,7 +160,11 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return rc.Flush() == nil
 	}
 	ctx := r.Context()
-	last := s.fingerprint(ctx)
+	scope := scopeHost
+	if s.Local == nil || (s.Fleet != nil && r.URL.Query().Get("scope") == scopeFleet) {
+		scope = scopeFleet
+	}
+	last := s.fingerprint(scope)
 	if !send("retry: 5000\n\nevent: fp\ndata: " + last + "\n\n") {
 		return
 	}
@@ -168,7 +184,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-tick.C:
 		}
-		fp := s.fingerprint(ctx)
+		fp := s.fingerprint(scope)
 		msg := ""
 		quiet++
 		switch {

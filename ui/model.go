@@ -10,7 +10,8 @@ import "time"
 // layout is what every page shares.
 type layout struct {
 	Title string
-	// Scope is "host" (the agent's page) or "fleet" (berth ui).
+	// Scope is what the page shows: "host" (this host's files) or
+	// "fleet" (etcd); its live updates follow that only.
 	Scope string
 	// Nav links the views of this server.
 	Nav []link

@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,11 +104,9 @@ func (s *Server) nav(current string) []link {
 // render writes one page with the security headers.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name, title, current string, body any) {
 	p := s.pageSet()
-	l := layout{Title: title, Nav: s.nav(current), Now: s.now().UTC(), Refresh: refreshSeconds, Body: body, Scope: "host",
-		FP: s.fingerprint(r.Context())}
-	if s.Local == nil {
-		l.Scope = "fleet"
-	}
+	scope := s.scopeOf(name)
+	l := layout{Title: title, Nav: s.nav(current), Now: s.now().UTC(), Refresh: refreshSeconds, Body: body, Scope: scope,
+		FP: s.fingerprint(scope)}
 	var buf bytes.Buffer
 	if err := p.execute(&buf, name, l); err != nil {
 		s.log().Error("render page", "page", name, "error", err)
@@ -120,6 +119,15 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
+}
+
+// scopeOf is what the page name shows: the fleet (read from etcd) or
+// this host (its files); each has its own live-update fingerprint.
+func (s *Server) scopeOf(name string) string {
+	if s.Local == nil || strings.HasPrefix(name, "fleet") {
+		return scopeFleet
+	}
+	return scopeHost
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request, what string) {
@@ -207,7 +215,7 @@ func (s *Server) serveFleet(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveFleetHost(w http.ResponseWriter, r *http.Request) {
 	env, host := r.PathValue("env"), r.PathValue("host")
-	v, _ := s.fleetHostPage(r.Context(), env, host, s.now())
+	v, _ := s.fleetHostPage(r.Context(), env, host)
 	if v == nil {
 		s.notFound(w, r, "no host "+host+" in the fleet of "+env)
 		return
@@ -217,7 +225,7 @@ func (s *Server) serveFleetHost(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveFleetJob(w http.ResponseWriter, r *http.Request) {
 	env, job := r.PathValue("env"), r.PathValue("job")
-	v, _ := s.fleetJobPage(r.Context(), env, job, s.now())
+	v, _ := s.fleetJobPage(r.Context(), env, job)
 	if v == nil {
 		s.notFound(w, r, "no job "+job+" in the fleet of "+env)
 		return

@@ -29,7 +29,8 @@
     if (!timer) { timer = setInterval(swap, 15000); }
   }
   if (!window.EventSource) { poll(); return; }
-  var es = new EventSource("/events");
+  var scope = document.body.getAttribute("data-scope") || "host";
+  var es = new EventSource("/events?scope=" + encodeURIComponent(scope));
   es.addEventListener("fp", function (e) {
     if (badge) { badge.hidden = false; }
     if (e.data !== cur) { swap(); }
