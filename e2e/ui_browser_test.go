@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -92,18 +93,25 @@ func (b *browser) open(url string) network.Headers {
 	return res.Headers
 }
 
-// text is the visible text of the first element sel matches.
+// text is the visible text of the first element sel matches, read in one
+// evaluation: the page swaps its content whenever the live updates say it
+// changed (a job's run every few seconds), so a node found by one call may
+// be gone by the next.
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	var s string
-	err := b.within(10*time.Second, func(ctx context.Context) (err error) {
-		s, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		return err
-	})
-	if err != nil {
-		b.t.Fatalf("text of %s: %v", sel, err)
+	q, _ := json.Marshal(sel)
+	expr := fmt.Sprintf(`(function(){var n=document.querySelector(%s);return n===null?"\u0000none":n.innerText})()`, q)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := eval[string](b, expr)
+		if s != "\u0000none" {
+			return s
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("no element %s on the page within 10s", sel)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return s
 }
 
 // eval evaluates a JavaScript expression in the page.
