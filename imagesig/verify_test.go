@@ -218,7 +218,8 @@ func TestVerify_WarnModePullsAndWarnsOnce(t *testing.T) {
 	reg := referrersRegistry(t)
 	k := testenv.NewCosignKey(t)
 	img := pushImage(t, reg.host, "unsigned")
-	v, logs := newVerifier(t, []Rule{{Prefix: reg.host, Key: k.PubFile, Mode: Warn}}, "")
+	cache := filepath.Join(t.TempDir(), CacheFile)
+	v, logs := newVerifier(t, []Rule{{Prefix: reg.host, Key: k.PubFile, Mode: Warn}}, cache)
 	for range 2 {
 		reg.reset()
 		if err := v.Check(context.Background(), img.String(), nil); err != nil {
@@ -230,6 +231,12 @@ func TestVerify_WarnModePullsAndWarnsOnce(t *testing.T) {
 	}
 	if n := len(reg.requests()); n != 0 {
 		t.Errorf("the second check made %d requests", n)
+	}
+	// The rule turned to enforce (the same signer): what warn remembered
+	// vouches for nothing.
+	v, _ = newVerifier(t, []Rule{{Prefix: reg.host, Key: k.PubFile}}, cache)
+	if err := v.Check(context.Background(), img.String(), nil); !failure.IsVerdict(err) {
+		t.Errorf("an enforce rule took the warn rule's remembered failure for a pass: %v", err)
 	}
 }
 
