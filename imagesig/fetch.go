@@ -75,13 +75,15 @@ func (f *fetcher) referrers(ctx context.Context) ([]candidate, error) {
 		return []candidate{{where: "referrers", err: fmt.Errorf("not an image index: %w", err)}}, nil
 	}
 	var out []candidate
+	read := 0
 	for _, d := range im.Manifests {
-		if len(out) == maxSignatures {
+		if read == maxSignatures {
 			break
 		}
 		if !maySign(d.ArtifactType) {
 			continue
 		}
+		read++
 		cs, err := f.manifest(ctx, f.digest.Context().Digest(d.Digest.String()), "referrer "+d.Digest.String())
 		if err != nil {
 			return out, err

@@ -3,6 +3,7 @@ package imagesig
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -483,5 +484,48 @@ func TestVerify_ABundleOfTheKeyForAnotherDigestOrPredicate(t *testing.T) {
 		if !failure.IsVerdict(err) || !strings.Contains(err.Error(), why) {
 			t.Errorf("%s: want a verdict saying %q, got %v", img.Context(), why, err)
 		}
+	}
+}
+
+// A registry listing many referrers that look like signatures gets at
+// most maxSignatures of them read, however many signatures each holds.
+func TestVerify_ReadsAtMostMaxSignaturesReferrers(t *testing.T) {
+	reg := referrersRegistry(t)
+	k := testenv.NewCosignKey(t)
+	img := pushImage(t, reg.host, "app")
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), emptyConfig)
+	desc, err := remote.Head(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxSignatures + 8 {
+		var adds []mutate.Addendum
+		for j := range 3 { // three signatures this key did not make
+			adds = append(adds, mutate.Addendum{Layer: static.NewLayer([]byte(fmt.Sprintf("payload %d %d", i, j)), simpleSigningType),
+				Annotations: map[string]string{signatureAnnotation: "AAAA"}})
+		}
+		m, err := mutate.Append(base, adds...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m = mutate.Subject(m, *desc).(v1.Image)
+		dg, _ := m.Digest()
+		if err := remote.Write(img.Context().Digest(dg.String()), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, _ := newVerifier(t, []Rule{{Prefix: "*", Key: k.PubFile}}, "")
+	reg.reset()
+	if err := v.Check(context.Background(), img.String(), nil); !failure.IsVerdict(err) {
+		t.Fatalf("want a verdict, got %v", err)
+	}
+	manifests := 0
+	for _, r := range reg.requests() {
+		if strings.HasPrefix(r, "GET ") && strings.Contains(r, "/manifests/sha256:") {
+			manifests++
+		}
+	}
+	if manifests > maxSignatures {
+		t.Errorf("read %d signature manifests, more than %d", manifests, maxSignatures)
 	}
 }
