@@ -102,7 +102,7 @@ func benchPage(b *testing.B, h http.Handler, path string) {
 	size := 0
 	serve := func() {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+path, nil))
 		if rec.Code != http.StatusOK {
 			b.Fatalf("%s: %d", path, rec.Code)
 		}
@@ -154,6 +154,6 @@ func BenchmarkHostPage_500DeploysFirstRequest(b *testing.B) {
 		h := s.Handler()
 		b.StartTimer()
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://127.0.0.1/", nil))
 	}
 }

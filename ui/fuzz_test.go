@@ -26,7 +26,7 @@ func FuzzPage_AnyRequest(f *testing.F) {
 		if strings.HasPrefix(target, "/events") {
 			return // a stream: tested on its own
 		}
-		req, err := http.NewRequest(http.MethodGet, "http://berth"+target, nil)
+		req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1"+target, nil)
 		if err != nil || req.URL.Path == "" || req.URL.Path[0] != '/' || strings.HasPrefix(req.URL.Path, "/events") {
 			return
 		}

@@ -110,10 +110,10 @@ func rolledBack(id, commit string, at time.Time) reconcile.Record {
 	return r
 }
 
-// get fetches path from h.
+// get fetches path from h, as a browser on this host asks for it.
 func get(t testing.TB, h http.Handler, path string) (*http.Response, string) {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9465"+path, nil)
 	req = req.WithContext(context.Background())
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)

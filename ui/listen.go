@@ -34,20 +34,27 @@ type ListenOptions struct {
 
 // Check refuses what berth ui must not start with.
 func (o ListenOptions) Check() error {
-	host, _, err := net.SplitHostPort(o.Addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(o.Addr); err != nil {
 		return fmt.Errorf("--listen %s: %w", o.Addr, err)
 	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
-	if !loopback && o.TLSCert == "" && o.BasicAuthFile == "" && !o.InsecureListen {
+	if !o.loopback() && o.TLSCert == "" && o.BasicAuthFile == "" && !o.InsecureListen {
 		return fmt.Errorf("--listen %s is not a loopback address: the fleet's page would be open to anyone who reaches it; "+
 			"serve it over TLS (--tls-cert, --tls-key), behind a login (--basic-auth-file), or say --insecure-listen", o.Addr)
 	}
 	return nil
+}
+
+// loopback says whether o listens on loopback only.
+func (o ListenOptions) loopback() bool {
+	host, _, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // ServeFleet serves s (berth ui) on o until ctx ends. ready, when set, is
@@ -56,6 +63,9 @@ func ServeFleet(ctx context.Context, s *Server, o ListenOptions, log hclog.Logge
 	if err := o.Check(); err != nil {
 		return err
 	}
+	// Beyond loopback, names are how the page is reached (DNS rebinding
+	// finds TLS or a login there, rebind.go).
+	s.AnyHost = !o.loopback()
 	var h http.Handler = s
 	if o.BasicAuthFile != "" {
 		a, err := newBasicAuth(o.BasicAuthFile, log)

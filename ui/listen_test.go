@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,4 +151,51 @@ func selfSigned(t *testing.T, dir string) (cert, key string, pool *x509.CertPool
 	pool = x509.NewCertPool()
 	pool.AddCert(c)
 	return cert, key, pool
+}
+
+// A page on loopback answers requests addressed to an IP, localhost or a
+// unix socket, and refuses any other name: a web page that rebinds its
+// own name to 127.0.0.1 cannot read it. Beyond loopback, names are
+// answered (TLS or a login guards them).
+func TestPage_OnLoopbackRefusesOtherNames(t *testing.T) {
+	s, _ := hostileHost(t)
+	for host, want := range map[string]int{"127.0.0.1:9465": 200, "[::1]:9465": 200, "localhost:9465": 200, "LOCALHOST.": 200,
+		"ui.localhost": 200, "10.1.2.3": 200, "[fe80::1%25eth0]:80": 200, "": 200,
+		"evil.example:9465": http.StatusMisdirectedRequest, "localhost.evil.example": http.StatusMisdirectedRequest, "127.0.0.1.nip.io": http.StatusMisdirectedRequest} {
+		for _, path := range []string{"/", "/events", "/history?env=prod", "/nothing"} {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.Host = host
+			if path == "/events" {
+				ctx, cancel := context.WithCancel(req.Context())
+				cancel() // the stream ends at once
+				req = req.WithContext(ctx)
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			got := rec.Code
+			if got != http.StatusMisdirectedRequest {
+				got = 200
+			}
+			if got != want || rec.Header().Get("Content-Security-Policy") == "" {
+				t.Errorf("Host %q, %s: %d, want %d", host, path, rec.Code, want)
+			}
+		}
+	}
+	// Over a unix socket, any name.
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Host = "unix"
+	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.UnixAddr{Name: "/run/berth/api.sock", Net: "unix"}))
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("over a unix socket: %d", rec.Code)
+	}
+	s.AnyHost = true
+	req = httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Host = "berth.example.org"
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("AnyHost: %d", rec.Code)
+	}
 }

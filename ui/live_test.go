@@ -40,7 +40,7 @@ func openStream(s *Server, path string) (w *streamWriter, cancel func(), done ch
 	w, done = newStreamWriter(), make(chan struct{})
 	go func() {
 		defer close(done)
-		s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil).WithContext(ctx))
+		s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+path, nil).WithContext(ctx))
 	}()
 	return w, cancel, done
 }
@@ -61,7 +61,7 @@ func TestEvents_StreamsAreBoundedAndEndWithTheServer(t *testing.T) {
 		}
 		for range 1000 - maxStreams {
 			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events", nil))
+			s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://127.0.0.1/events", nil))
 			if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Content-Security-Policy") == "" {
 				t.Fatalf("stream %d beyond the bound: %d", maxStreams+1, rec.Code)
 			}

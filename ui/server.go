@@ -21,6 +21,9 @@ type Server struct {
 	Log   hclog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AnyHost answers requests for any Host name; without it, only an
+	// IP, localhost or a unix socket (rebind.go).
+	AnyHost bool
 
 	once    sync.Once
 	pages   *pageSet
@@ -36,6 +39,10 @@ func (s *Server) Handler() http.Handler { return s }
 
 // ServeHTTP serves a view; the routes are made on the first request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.hostAllowed(r) {
+		s.misdirected(w)
+		return
+	}
 	s.muxOnce.Do(func() { s.mux = s.routes() })
 	s.mux.ServeHTTP(w, r)
 }

@@ -1,0 +1,45 @@
+package ui
+
+import (
+	"net"
+	"net/http"
+	"strings"
+)
+
+// DNS rebinding: a web page the viewer opens elsewhere can point a name
+// of its own at 127.0.0.1 and then read this server's answers as its own
+// origin's (a browser's same-origin rule compares names, not addresses).
+// A page on a loopback listener — the agent's, and berth ui's default —
+// therefore answers only requests addressed to an IP, to localhost or a
+// name under .localhost, or arriving over a unix socket: a rebound name
+// reaches it, but is refused. berth ui beyond loopback answers any name
+// (Server.AnyHost): names are how it is reached there, and TLS or a login
+// guards it.
+
+// hostAllowed says whether r may be answered.
+func (s *Server) hostAllowed(r *http.Request) bool {
+	if s.AnyHost || r.Host == "" {
+		return true
+	}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && a.Network() == "unix" {
+		return true
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if ip, _, _ := strings.Cut(host, "%"); net.ParseIP(ip) != nil {
+		return true
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+}
+
+// misdirected answers a request for a name this server does not answer.
+func (s *Server) misdirected(w http.ResponseWriter) {
+	secure(w.Header(), s.pageSet().csp)
+	http.Error(w, "this page answers requests addressed to an IP address or localhost only "+
+		"(another name may be a web page rebinding its own name to this host); "+
+		"a reverse proxy in front of it must pass the upstream's address as the Host header", http.StatusMisdirectedRequest)
+}
