@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -58,6 +59,8 @@ func escape(s string, block bool, max int) string {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unsafeRune(r, block) && r > 0xffff:
+			fmt.Fprintf(&b, `\U%08x`, r)
 		case unsafeRune(r, block):
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
@@ -74,7 +77,8 @@ func escape(s string, block bool, max int) string {
 // unsafeRune says whether r must not reach the page as itself: C0 and C1
 // controls and DEL (a block keeps newlines and tabs), bidi embeddings,
 // overrides and isolates (they reorder what is shown around them), and
-// invisible characters that hide or join text.
+// invisible characters that hide or join text (every format character,
+// Unicode's Cf, and the line and paragraph separators).
 func unsafeRune(r rune, block bool) bool {
 	switch {
 	case block && (r == '\n' || r == '\t'):
@@ -87,6 +91,8 @@ func unsafeRune(r rune, block bool) bool {
 		return true // zero-width, line and paragraph separators, BOM, word joiner
 	case r >= 0xfff9 && r <= 0xfffb:
 		return true // interlinear annotations
+	case r >= 0xad && unicode.Is(unicode.Cf, r):
+		return true // every other format character: invisible (tags U+E0020–E007F spell hidden ASCII, invisible operators, soft hyphens)
 	}
 	return false
 }
