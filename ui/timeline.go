@@ -19,6 +19,9 @@ const (
 	barHeight = 18.0
 	// minPart keeps a part that took a moment wide enough to hover.
 	minPart = 2.0
+	// maxPart bounds a part's duration: times read from etcd are hostile
+	// (a rollout "made" centuries ago overflowed the scale's arithmetic).
+	maxPart = 1000 * 24 * time.Hour
 )
 
 type timeline struct {
@@ -75,8 +78,12 @@ type barMark struct {
 // layoutTimeline places every part of every row on one shared scale.
 func layoutTimeline(rows []timelineRow) timeline {
 	var longest time.Duration
-	for _, r := range rows {
-		longest = max(longest, rowTotal(r))
+	for i := range rows {
+		for j := range rows[i].Parts {
+			p := &rows[i].Parts[j]
+			p.Dur = min(max(p.Dur, 0), maxPart)
+		}
+		longest = max(longest, rowTotal(rows[i]))
 	}
 	t := timeline{Width: barWidth, Height: barHeight, Rows: rows,
 		Caption: "Each bar is one deploy, split into its steps and phases on one scale"}

@@ -246,3 +246,24 @@ func TestFleetPage_HostileEtcdRendersAsText(t *testing.T) {
 		checkInert(t, path, page)
 	}
 }
+
+// Times read from etcd are hostile: a rollout made centuries ago, or a
+// result before its rollout, still draws a bar and an axis inside the
+// timeline's width.
+func TestTimeline_HostileTimesStayOnTheScale(t *testing.T) {
+	for _, created := range []time.Time{t0.Add(-8e18), t0.Add(-9e18), time.Time{}, t0.Add(time.Hour)} {
+		o := threeHosts("v1")
+		o.Rollouts[0].Created = created
+		tl := rolloutTimeline(&o, t0)
+		for i, k := range tl.Ticks {
+			if k.X < 0 || k.X > barWidth || (i > 0 && k.Label == "0s") || i > 10 {
+				t.Fatalf("rollout made %s: tick %d %+v of %+v", created, i, k, tl.Ticks)
+			}
+		}
+		for _, p := range tl.Rows[0].Parts {
+			if p.X < 0 || p.W < 0 || p.X+p.W > barWidth+minPart {
+				t.Errorf("rollout made %s: part %+v", created, p)
+			}
+		}
+	}
+}
