@@ -18,7 +18,8 @@ import (
 // basicAuth guards `berth ui` with HTTP basic authentication against a
 // file of "user:bcrypt-hash" lines (what `htpasswd -nbB user password`
 // prints; '#' starts a comment). The file is read again when it changes,
-// so rotating a password needs no restart. A password that matched is
+// so rotating a password needs no restart; while it is missing, empty or
+// malformed, every login is refused. A password that matched is
 // remembered (as a digest, for verifiedFor) so that a page's live
 // updates do not pay bcrypt each time.
 type basicAuth struct {
@@ -94,7 +95,7 @@ func (a *basicAuth) reload() error {
 	if c, err := bcrypt.Cost(a.dummy); err != nil || c != cost {
 		a.dummy, _ = bcrypt.GenerateFromPassword([]byte("berth: no such user"), cost)
 	}
-	a.users, a.mod, a.size = users, fi.ModTime(), fi.Size()
+	a.users, a.mod, a.size, a.lastErr = users, fi.ModTime(), fi.Size(), ""
 	a.ok = map[[32]byte]time.Time{} // a changed file forgets every login
 	return nil
 }
@@ -106,14 +107,17 @@ func (a *basicAuth) check(r *http.Request) bool {
 		return false
 	}
 	if err := a.reload(); err != nil {
-		// The last good file stays in force: a half-written one locks
-		// nobody out.
+		// Nobody is let in until the file is good again: removing or
+		// emptying it is how a person revokes every login, and the last
+		// good file staying in force kept them valid.
 		a.mu.Lock()
+		a.users, a.ok = nil, nil
 		if err.Error() != a.lastErr {
 			a.lastErr = err.Error()
-			a.log.Warn("basic auth file unreadable: the last good one stays in force", "error", err)
+			a.log.Warn("basic auth file unreadable: every login is refused until it is good again", "error", err)
 		}
 		a.mu.Unlock()
+		return false
 	}
 	key := sha256.Sum256([]byte(user + "\x00" + pass))
 	now := time.Now()
@@ -135,7 +139,7 @@ func (a *basicAuth) check(r *http.Request) bool {
 		return false
 	}
 	a.mu.Lock()
-	if len(a.ok) >= maxVerified {
+	if a.ok == nil || len(a.ok) >= maxVerified {
 		a.ok = map[[32]byte]time.Time{}
 	}
 	a.ok[key] = now

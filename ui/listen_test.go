@@ -199,3 +199,38 @@ func TestPage_OnLoopbackRefusesOtherNames(t *testing.T) {
 		t.Errorf("AnyHost: %d", rec.Code)
 	}
 }
+
+// Removing, emptying or garbling the login file refuses every login until
+// it is good again: it is how a person revokes them all.
+func TestBasicAuth_ABrokenFileRefusesEveryLogin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	writeUsers(t, path, "ops", "s3cret")
+	a, err := newBasicAuth(path, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func() bool {
+		req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+		req.SetBasicAuth("ops", "s3cret")
+		return a.check(req)
+	}
+	if !login() {
+		t.Fatal("the login is refused")
+	}
+	for name, broken := range map[string]func(){
+		"removed": func() { os.Remove(path) },
+		"emptied": func() { os.WriteFile(path, nil, 0o600) },
+		"garbled": func() { os.WriteFile(path, []byte("ops:not-a-hash\n"), 0o600) },
+	} {
+		broken()
+		if login() {
+			t.Errorf("%s: the last good file's login still works", name)
+		}
+		writeUsers(t, path, "ops", "s3cret")
+		later := time.Now().Add(time.Minute)
+		os.Chtimes(path, later, later)
+		if !login() {
+			t.Errorf("%s, then made good again: the login is refused", name)
+		}
+	}
+}
