@@ -109,6 +109,14 @@ func (o *Overviews) Overview(ctx context.Context, envs []string) ([]Overview, er
 	return out, err
 }
 
+// Forget drops the decoded values kept for the next read (the page was
+// not looked at for a while: the next read decodes everything).
+func (o *Overviews) Forget() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.cache = nil
+}
+
 // decodeCache holds the values of one read, by key and mod revision.
 type decodeCache struct{ prev, next map[string]cachedValue }
 

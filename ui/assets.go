@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
@@ -22,21 +23,29 @@ import (
 //go:embed templates
 var files embed.FS
 
-// pages lists each page and the template that draws its body.
-var pages = []string{"host", "history", "deploy", "job", "fleet", "fleethost", "fleetjob", "notfound"}
-
 // refreshSeconds is the plain refresh of a browser without JavaScript.
 const refreshSeconds = 30
 
 type pageSet struct {
-	byName map[string]*template.Template
+	// t holds every page's body (page-NAME) and the layout around it:
+	// one set, each template escaped once (a clone of the set per page
+	// kept eight escaped copies of it, 2 MiB of heap).
+	t *template.Template
 	// csp is the Content-Security-Policy: nothing but this server's own
 	// inline stylesheet and script, by hash, and its own event stream.
 	csp string
 }
 
+// pageSet is the parsed pages, made on first use and freed once nobody
+// has looked for a while (idle.go).
 func (s *Server) pageSet() *pageSet {
-	s.once.Do(func() { s.pages = mustParse() })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used = time.Now()
+	if s.pages == nil {
+		s.pages = mustParse()
+		s.freeLater()
+	}
 	return s.pages
 }
 
@@ -61,13 +70,7 @@ func mustParse() *pageSet {
 		"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"px":   func(f float64) string { return fmt.Sprintf("%.1f", f) },
 	}
-	base := template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/*.html"))
-	ps := &pageSet{byName: map[string]*template.Template{}}
-	for _, name := range pages {
-		t := template.Must(base.Clone())
-		template.Must(t.New("body").Parse(`{{template "page-` + name + `" .}}`))
-		ps.byName[name] = t
-	}
+	ps := &pageSet{t: template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/*.html"))}
 	ps.csp = "default-src 'none'; script-src '" + hash(js) + "'; style-src '" + hash(css) + "'; " +
 		"connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 	return ps
@@ -78,12 +81,16 @@ func hash(b []byte) string {
 	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
 }
 
+// execute writes page name: its body, then the layout around it. The
+// body is html/template's own output (a template must end where it began,
+// in HTML text), so the layout takes it as it is.
 func (p *pageSet) execute(w io.Writer, name string, l layout) error {
-	t := p.byName[name]
-	if t == nil {
-		return fmt.Errorf("no page %q", name)
+	var body bytes.Buffer
+	if err := p.t.ExecuteTemplate(&body, "page-"+name, l.Body); err != nil {
+		return err
 	}
-	return t.ExecuteTemplate(w, "layout", l)
+	l.Main = template.HTML(body.String())
+	return p.t.ExecuteTemplate(w, "layout", l)
 }
 
 // secure sets the headers every answer carries: the CSP, no sniffing, no

@@ -116,6 +116,17 @@ func (f *Fleet) refresh(done chan struct{}, clock func() time.Time) {
 	close(done)
 }
 
+// forget drops the last read and the env list (the page was not
+// requested for a while), and the reader's own cache when it keeps one.
+func (f *Fleet) forget() {
+	f.mu.Lock()
+	f.good, f.goodAt, f.lastAt, f.lastErr, f.envs, f.envsAt = nil, time.Time{}, time.Time{}, nil, nil, time.Time{}
+	f.mu.Unlock()
+	if r, ok := f.Reader.(interface{ Forget() }); ok {
+		r.Forget()
+	}
+}
+
 func (f *Fleet) read(ctx context.Context, now time.Time) ([]fleet.Overview, error) {
 	names := slices.Clone(f.Envs)
 	if !f.Only {

@@ -19,7 +19,7 @@ import (
 // file changes: a page that shows the newest deploys and filters the
 // whole history reads the directory and decodes only what changed since
 // the last request (the newest record, counting passes). It exists only
-// once a page was requested.
+// once a page was requested, until the page is freed (idle.go).
 type journalCache struct {
 	mu   sync.Mutex
 	dirs map[string]map[string]cachedRecord
@@ -79,6 +79,25 @@ func (c *journalCache) list(dir string) (recs []*reconcile.Record, bad int, err 
 	// IDs sort by time, as the journal names its files.
 	slices.SortFunc(recs, func(a, b *reconcile.Record) int { return strings.Compare(b.ID, a.ID) })
 	return recs, bad, nil
+}
+
+// forget drops every decoded record (the page was not requested for a
+// while).
+func (c *journalCache) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dirs = nil
+}
+
+// held is how many records are kept.
+func (c *journalCache) held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, d := range c.dirs {
+		n += len(d)
+	}
+	return n
 }
 
 func readRecord(path string, size int64) (*reconcile.Record, error) {

@@ -1,6 +1,10 @@
 package ui
 
-import "time"
+import (
+	"time"
+
+	template "berth.dev/berth/internal/htmltemplate"
+)
 
 // The view model: what the templates show, built by local.go and
 // fleetsrc.go from the journal, the state dir, the job store and etcd.
@@ -23,6 +27,8 @@ type layout struct {
 	// FP is the fingerprint of what the page shows (live.go).
 	FP   string
 	Body any
+	// Main is Body drawn by its page's template (pageSet.execute).
+	Main template.HTML
 }
 
 type link struct {

@@ -25,8 +25,11 @@ type Server struct {
 	// IP, localhost or a unix socket (rebind.go).
 	AnyHost bool
 
-	once    sync.Once
+	// mu guards what the page keeps between requests (idle.go).
+	mu      sync.Mutex
 	pages   *pageSet
+	used    time.Time
+	free    *time.Timer
 	muxOnce sync.Once
 	mux     *http.ServeMux
 	journal journalCache
