@@ -25,22 +25,8 @@ import (
 func TestE2E_SecretsFromVaultReachTheContainerAndNeverLeak(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	v := testenv.StartVault(t)
-	root := v.RootClient(t)
 	values := []string{"e2e-first-s3cret-" + w.d.RunID, "e2e-second-s3cret-" + w.d.RunID}
-	if _, err := root.KVv2("secret").Put(t.Context(), "journal/db", map[string]any{"password": values[0]}); err != nil {
-		t.Fatal(err)
-	}
-	root.Sys().PutPolicy("berth", `path "secret/data/journal/*" { capabilities = ["read"] }`)
-	tok, err := root.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"berth"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(t.TempDir(), "vault-token")
-	os.WriteFile(tokenFile, []byte(tok.Auth.ClientToken), 0o600)
-	cfg, _ := os.ReadFile(w.config)
-	cfg = append(cfg, fmt.Sprintf("vault: {address: %s, token_file: %s, check_interval: 1ms}\n", v.Addr, tokenFile)...)
-	os.WriteFile(w.config, cfg, 0o600)
+	root := w.withVault(t, values[0])
 
 	img := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	w.d.CleanupImage(img.Ref())
@@ -92,6 +78,29 @@ x-berth:
 	}
 
 	noValueLeaks(t, w, &printed, values, []string{"status", "--json"}, []string{"history", "--json"}, []string{"plan"})
+}
+
+// withVault starts Vault with value at secret/journal/db#password and
+// names it in the agent's config with a token that may read it; it
+// returns Vault's root client.
+func (w *world) withVault(t *testing.T, value string) *vault.Client {
+	t.Helper()
+	v := testenv.StartVault(t)
+	root := v.RootClient(t)
+	if _, err := root.KVv2("secret").Put(t.Context(), "journal/db", map[string]any{"password": value}); err != nil {
+		t.Fatal(err)
+	}
+	root.Sys().PutPolicy("berth", `path "secret/data/journal/*" { capabilities = ["read"] }`)
+	tok, err := root.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"berth"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "vault-token")
+	os.WriteFile(tokenFile, []byte(tok.Auth.ClientToken), 0o600)
+	cfg, _ := os.ReadFile(w.config)
+	cfg = append(cfg, fmt.Sprintf("vault: {address: %s, token_file: %s, check_interval: 1ms}\n", v.Addr, tokenFile)...)
+	os.WriteFile(w.config, cfg, 0o600)
+	return root
 }
 
 // noValueLeaks adds what berth prints for each of commands and every file

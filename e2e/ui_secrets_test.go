@@ -5,12 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
-
-	vault "github.com/hashicorp/vault/api"
 
 	"berth.dev/berth/engine"
 	"berth.dev/berth/internal/testenv"
@@ -26,23 +23,9 @@ func TestUI_NoVaultSecretOnAnyPage(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.d.CleanupLabel(t, engine.LabelJobEnv, w.env)
-	v := testenv.StartVault(t)
-	root := v.RootClient(t)
 	value := "ui-page-s3cret-" + w.d.RunID
-	if _, err := root.KVv2("secret").Put(t.Context(), "journal/db", map[string]any{"password": value}); err != nil {
-		t.Fatal(err)
-	}
-	root.Sys().PutPolicy("berth", `path "secret/data/journal/*" { capabilities = ["read"] }`)
-	tok, err := root.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"berth"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := w.t.TempDir() + "/vault-token"
-	os.WriteFile(tokenFile, []byte(tok.Auth.ClientToken), 0o600)
+	w.withVault(t, value)
 	page := w.listenTCP()
-	cfg, _ := os.ReadFile(w.config)
-	cfg = append(cfg, fmt.Sprintf("vault: {address: %s, token_file: %s, check_interval: 1ms}\n", v.Addr, tokenFile)...)
-	os.WriteFile(w.config, cfg, 0o600)
 
 	img := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	w.d.CleanupImage(img.Ref())
