@@ -26,6 +26,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"berth.dev/berth/internal/localname"
 	"berth.dev/berth/internal/metrics"
 )
 
@@ -96,7 +97,22 @@ func (s *Server) Handler() http.Handler {
 	if s.Page != nil {
 		mux.Handle("GET /", s.Page)
 	}
-	return mux
+	return localOnly(mux)
+}
+
+// localOnly refuses a request addressed to a name other than localhost or
+// an IP (internal/localname: a web page rebinding its own name to the
+// loopback address must not read status, history, job output or
+// profiles). The Git webhook is exempt: it comes through whatever proxy
+// the forge reaches, and its signature, not its name, is what admits it.
+func localOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hooks/git" && !localname.Allowed(r) {
+			http.Error(w, localname.Refusal, http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // queryKey carries a request's query parameters to the func answering it.

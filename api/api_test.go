@@ -56,7 +56,7 @@ func TestHook_RefusesWithoutTriggeringAndCollapsesNothingItself(t *testing.T) {
 	s := &Server{Metrics: reg, WebhookSecret: func() ([]byte, error) { return []byte("k"), nil }, Trigger: func() { triggers++ }}
 	h := s.Handler()
 	do := func(sig, body string) int {
-		req := httptest.NewRequest("POST", "/hooks/git", strings.NewReader(body))
+		req := localRequest("POST", "/hooks/git", strings.NewReader(body))
 		if sig != "" {
 			req.Header.Set("X-Hub-Signature-256", sig)
 		}
@@ -78,7 +78,7 @@ func TestHook_RefusesWithoutTriggeringAndCollapsesNothingItself(t *testing.T) {
 		t.Errorf("%d triggers", triggers)
 	}
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	h.ServeHTTP(rec, localRequest("GET", "/metrics", nil))
 	for _, want := range []string{`berth_webhook_requests_total{result="accepted"} 1`, `berth_webhook_requests_total{result="unauthorized"} 1`, `berth_webhook_requests_total{result="too_large"} 1`} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("metrics lack %q:\n%s", want, rec.Body.String())
@@ -86,7 +86,7 @@ func TestHook_RefusesWithoutTriggeringAndCollapsesNothingItself(t *testing.T) {
 	}
 	// Without a secret the endpoint does not exist.
 	rec = httptest.NewRecorder()
-	(&Server{}).Handler().ServeHTTP(rec, httptest.NewRequest("POST", "/hooks/git", nil))
+	(&Server{}).Handler().ServeHTTP(rec, localRequest("POST", "/hooks/git", nil))
 	if rec.Code != 404 && rec.Code != 405 {
 		t.Errorf("hook without secret: %d", rec.Code)
 	}

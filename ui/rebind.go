@@ -1,9 +1,9 @@
 package ui
 
 import (
-	"net"
 	"net/http"
-	"strings"
+
+	"berth.dev/berth/internal/localname"
 )
 
 // DNS rebinding: a web page the viewer opens elsewhere can point a name
@@ -18,28 +18,11 @@ import (
 
 // hostAllowed says whether r may be answered.
 func (s *Server) hostAllowed(r *http.Request) bool {
-	if s.AnyHost || r.Host == "" {
-		return true
-	}
-	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && a.Network() == "unix" {
-		return true
-	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if ip, _, _ := strings.Cut(host, "%"); net.ParseIP(ip) != nil {
-		return true
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+	return s.AnyHost || localname.Allowed(r)
 }
 
 // misdirected answers a request for a name this server does not answer.
 func (s *Server) misdirected(w http.ResponseWriter) {
 	secure(w.Header(), s.pageSet().csp)
-	http.Error(w, "this page answers requests addressed to an IP address or localhost only "+
-		"(another name may be a web page rebinding its own name to this host); "+
-		"a reverse proxy in front of it must pass the upstream's address as the Host header", http.StatusMisdirectedRequest)
+	http.Error(w, localname.Refusal, http.StatusMisdirectedRequest)
 }
