@@ -232,7 +232,9 @@ func TestScheduler_AnImageRefusedBySignaturesIsAFailedRunAndNothingRuns(t *testi
 	// The environment's own rules (x-berth.images.verify) apply to its
 	// jobs' images as to its services'.
 	own, err := imagesig.Compile([]imagesig.Rule{{Prefix: "*", Keyless: &imagesig.Keyless{Issuer: "https://i", Subject: ".*", TrustedRoot: "root.json"}}},
-		"x-berth.images.verify", func(string) ([]byte, error) { return []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), nil })
+		"x-berth.images.verify", func(string) ([]byte, error) {
+			return []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), nil
+		})
 	if err != nil {
 		t.Fatal(err)
 	}
