@@ -72,11 +72,12 @@ var envNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 // lowercase letters, digits, - and _.
 func ValidEnvName(name string) bool { return envNameRe.MatchString(name) }
 
-var jobNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+var jobNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // ValidJobName says whether name can name a job: it becomes part of a
-// container name and of a directory under the state dir.
-func ValidJobName(name string) bool { return jobNameRe.MatchString(name) }
+// container name and of a directory under the state dir (at most 63
+// bytes, checked apart from the regexp: see backendRe).
+func ValidJobName(name string) bool { return len(name) <= 63 && jobNameRe.MatchString(name) }
 
 // List returns the environment names under envs/ of a checkout.
 func List(checkout string) ([]string, error) {

@@ -24,19 +24,26 @@ var (
 	secretPathRe  = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
 	secretFieldRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 	upstreamRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-	backendRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+	// Names of bounded length are checked as len(name) <= N beside an
+	// unbounded pattern: a bounded repetition ({0,99}) compiles to one
+	// instruction per repeat, 42 KB of heap for this one regexp (120 KB for
+	// the three of envs), kept for the process's life.
+	backendRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 )
 
 // ValidBackendName reports whether name may name an HAProxy backend: it
 // names the backend's file in the servers directory and goes into runtime
 // API commands, so it is held to letters, digits, '_', '.' and '-'
 // (lb.ValidBackendName is this rule).
-func ValidBackendName(name string) bool { return backendRe.MatchString(name) }
+func ValidBackendName(name string) bool { return len(name) <= 100 && backendRe.MatchString(name) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// secretFileRe is a file name under /run/secrets.
-var secretFileRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+// secretFileRe is a file name under /run/secrets (at most 128 bytes:
+// validSecretFile).
+var secretFileRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+
+func validSecretFile(name string) bool { return len(name) <= 128 && secretFileRe.MatchString(name) }
 
 // parseServiceSpec decodes a service's x-berth block.
 func parseServiceSpec(v any, report func(field, msg, hint string)) ServiceSpec {
@@ -68,13 +75,13 @@ func parseServiceSpec(v any, report func(field, msg, hint string)) ServiceSpec {
 	if mg, ok := m["migration"]; ok {
 		spec.Migration = parseMigration(mg, spec.Role, report)
 	}
-	spec.Secrets = secretRefs(m, "secrets", varNameRe, "a valid environment variable name", "letters, digits and _, not starting with a digit", report)
-	spec.SecretFiles = secretRefs(m, "secret_files", secretFileRe, "a valid file name", "letters, digits, '.', '_' and '-', no '/'", report)
+	spec.Secrets = secretRefs(m, "secrets", varNameRe.MatchString, "a valid environment variable name", "letters, digits and _, not starting with a digit", report)
+	spec.SecretFiles = secretRefs(m, "secret_files", validSecretFile, "a valid file name", "letters, digits, '.', '_' and '-', no '/'", report)
 	return spec
 }
 
-// secretRefs decodes a map of names (matching nameRe) to Vault references.
-func secretRefs(m map[string]any, key string, nameRe *regexp.Regexp, what, hint string, report func(field, msg, hint string)) map[string]SecretRef {
+// secretRefs decodes a map of names (valid ones) to Vault references.
+func secretRefs(m map[string]any, key string, valid func(string) bool, what, hint string, report func(field, msg, hint string)) map[string]SecretRef {
 	sm, ok := asMap(m[key], extKey+"."+key, report)
 	if !ok {
 		return nil
@@ -82,7 +89,7 @@ func secretRefs(m map[string]any, key string, nameRe *regexp.Regexp, what, hint 
 	out := map[string]SecretRef{}
 	for _, name := range slices.Sorted(maps.Keys(sm)) {
 		field := extKey + "." + key + "." + name
-		if !nameRe.MatchString(name) {
+		if !valid(name) {
 			report(field, fmt.Sprintf("%q is not %s", name, what), hint)
 			continue
 		}
