@@ -69,6 +69,8 @@ type Client struct {
 	// (committed false) or loses its reply after etcd applied it
 	// (committed true), as a cut connection or a timeout would.
 	fault atomic.Pointer[func(what string, committed bool) error]
+	// trace, set by the benchmark only, is told each step of an Admit.
+	trace atomic.Pointer[func(step string)]
 
 	down      atomic.Bool // the last call found etcd unreachable
 	seq       atomic.Int64
@@ -77,6 +79,7 @@ type Client struct {
 	aheadWarn atomic.Int64 // when a claim was last refused for a clock ahead (unix s)
 	out       outbox
 	claims    pendingClaims
+	epochs    sync.Map // env → the rollout epoch last read (a guess for the next Admit)
 	pub       publisher
 	kickc     chan struct{}
 }
@@ -149,6 +152,21 @@ func New(cfg Config, opts Options) (*Client, error) {
 	}
 	c.pub.init()
 	return c, nil
+}
+
+// epochSeen is the rollout epoch of env this client read last (0 before).
+func (c *Client) epochSeen(env string) int64 {
+	if v, ok := c.epochs.Load(env); ok {
+		return v.(int64)
+	}
+	return 0
+}
+
+// step tells the benchmark's trace that an Admit reached step.
+func (c *Client) step(name string) {
+	if f := c.trace.Load(); f != nil {
+		(*f)(name)
+	}
 }
 
 // Host is this agent's name in the fleet.

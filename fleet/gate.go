@@ -39,6 +39,9 @@ func (c *Client) hostNames(ctx context.Context, env string) ([]string, error) {
 // that are paused or held (they would never deploy).
 func (c *Client) chooseCanaries(ctx context.Context, env, rev string, names, skip []string, n int) ([]string, error) {
 	var out []string
+	if n <= 0 {
+		return nil, nil
+	}
 	for _, h := range rendezvous(rev, names) {
 		if len(out) == n {
 			break
@@ -65,13 +68,18 @@ func (c *Client) chooseCanaries(ctx context.Context, env, rev string, names, ski
 // (rendezvous hashing): the same order for everyone who computes it, and
 // a different one for each revision, so no host is always the canary.
 func rendezvous(rev string, hosts []string) []string {
-	score := func(h string) string {
+	type scored struct{ host, score string }
+	ss := make([]scored, len(hosts))
+	for i, h := range hosts {
 		s := sha256.Sum256([]byte(rev + "\x00" + h))
-		return string(s[:])
+		ss[i] = scored{h, string(s[:])}
 	}
-	hosts = slices.Clone(hosts)
-	slices.SortFunc(hosts, func(a, b string) int { return strings.Compare(score(a), score(b)) })
-	return hosts
+	slices.SortFunc(ss, func(a, b scored) int { return strings.Compare(a.score, b.score) })
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.host
+	}
+	return out
 }
 
 // waitGate waits until the revision's canaries are all live on it and

@@ -12,7 +12,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"berth.dev/berth/internal/failure"
 )
@@ -200,17 +199,37 @@ func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Ad
 	if err != nil {
 		return nil, err
 	}
-	w, err := c.wave(ctx, env, sess, req)
-	if err != nil {
-		return nil, err
-	}
+	// One read for the epoch (which names the attempt), the attempt's
+	// record as of the epoch this host saw last (almost always the
+	// current one), the halt and the good revision: a rollout of 1,000
+	// hosts is 1,000 of each read, and each round trip counts.
 	k := c.keys(env)
-	resp, err := c.txn(ctx, "read halt", nil, []clientv3.Op{clientv3.OpGet(k.halt(req.Revision)), clientv3.OpGet(k.good())})
+	guess := c.epochSeen(env)
+	att := attemptID(req.Revision, guess)
+	resp, err := c.txn(ctx, "read rollout state", nil, []clientv3.Op{
+		clientv3.OpGet(k.epoch(), clientv3.WithKeysOnly()), clientv3.OpGet(k.halt(req.Revision)), clientv3.OpGet(k.good()),
+		clientv3.OpGet(k.rollout(att)), clientv3.OpGet(k.creating(att), clientv3.WithCountOnly())})
 	if err != nil {
 		return nil, err
 	}
-	halt := decodeFirst[Halt](resp.Responses[0].GetResponseRange().Kvs)
-	good := decodeFirst[Good](resp.Responses[1].GetResponseRange().Kvs)
+	c.step("read")
+	r := resp.Responses
+	var epoch int64
+	if kvs := r[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		epoch = kvs[0].ModRevision
+	}
+	c.epochs.Store(env, epoch)
+	halt := decodeFirst[Halt](r[1].GetResponseRange().Kvs)
+	good := decodeFirst[Good](r[2].GetResponseRange().Kvs)
+	var pre *waveRead
+	if epoch == guess {
+		pre = &waveRead{record: r[3].GetResponseRange(), making: r[4].GetResponseRange(), rev: resp.Header.Revision}
+	}
+	w, err := c.wave(ctx, env, sess, req, epoch, pre)
+	if err != nil {
+		return nil, err
+	}
+	c.step("record")
 	if req.Live == "" && good != nil && good.Revision != req.Revision {
 		joinGood := halt != nil
 		if !joinGood {
@@ -248,101 +267,6 @@ func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Ad
 		return nil, err
 	}
 	return a, nil
-}
-
-// wave reads the record of the revision's current attempt, or makes it.
-// An attempt is one rollout of one revision in one epoch: `berth retry`
-// and `berth rollback --fleet` grow the epoch, so rolling out a revision
-// again starts from its canary, whatever an earlier attempt's results
-// say. When a new revision reaches every host at once (a webhook), one
-// host makes the record: the first to put a lease-bound "creating" key;
-// the others wait on a watch for the record instead of all reading the
-// host list at once. The host that made it then prunes the attempts
-// beyond the window the fleet keeps.
-func (c *Client) wave(ctx context.Context, env string, sess *concurrency.Session, req RolloutRequest) (*Wave, error) {
-	k := c.keys(env)
-	er, err := c.get(ctx, k.epoch(), clientv3.WithKeysOnly())
-	if err != nil {
-		return nil, err
-	}
-	var epoch int64
-	if len(er.Kvs) > 0 {
-		epoch = er.Kvs[0].ModRevision
-	}
-	att := attemptID(req.Revision, epoch)
-	key, creating := k.rollout(att), k.creating(att)
-	for {
-		// Read first: a transaction that puts goes through raft even when
-		// its comparison fails, and a thousand hosts may be here at once.
-		resp, err := c.txn(ctx, "read rollout record", nil, []clientv3.Op{clientv3.OpGet(key), clientv3.OpGet(creating, clientv3.WithCountOnly())})
-		if err != nil {
-			return nil, err
-		}
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			return decodeWave(kvs[0].Value, kvs[0].CreateRevision, kvs[0].ModRevision)
-		}
-		if resp.Responses[1].GetResponseRange().Count == 0 {
-			tr, err := c.txnSess(ctx, sess, "claim rollout record",
-				[]clientv3.Cmp{
-					clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
-					clientv3.Compare(clientv3.CreateRevision(creating), "=", 0),
-				},
-				[]clientv3.Op{clientv3.OpPut(creating, c.cfg.Host, clientv3.WithLease(sess.Lease()))})
-			if err != nil {
-				return nil, err
-			}
-			if tr.Succeeded {
-				break
-			}
-		}
-		// Someone is making it: wait for the record (or for their lease
-		// to lapse).
-		if err := c.waitChange(ctx, sess, resp.Header.Revision, keyOf(key), keyOf(creating)); err != nil {
-			return nil, err
-		}
-	}
-	defer func() { // kept in the outbox if etcd does not answer: others wait on it
-		_, _ = c.later(c.ctx, "drop rollout claim", func(ctx context.Context) error {
-			_, err := c.txn(ctx, "drop rollout claim", nil, []clientv3.Op{clientv3.OpDelete(creating)})
-			return err
-		})
-	}()
-	known, err := c.hostNames(ctx, env)
-	if err != nil {
-		return nil, err
-	}
-	if !slices.Contains(known, c.cfg.Host) {
-		known = append(known, c.cfg.Host)
-		slices.Sort(known)
-	}
-	n, err := ParseMaxParallel(req.Policy.MaxParallel, len(known))
-	if err != nil {
-		return nil, failure.AsVerdict(err)
-	}
-	canaries, err := c.chooseCanaries(ctx, env, req.Revision, known, nil, req.Policy.Canary)
-	if err != nil {
-		return nil, err
-	}
-	w := &Wave{Revision: req.Revision, Attempt: att, MaxParallel: n, MaxParallelSpec: req.Policy.MaxParallel, Pause: req.Policy.Pause,
-		Known: known, Created: c.now(), By: c.cfg.Host, Canaries: canaries}
-	b, _ := json.Marshal(w)
-	lb, _ := json.Marshal(latestRecord{Attempt: att, Revision: req.Revision})
-	tr, err := c.txn(ctx, "create rollout record",
-		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
-		[]clientv3.Op{clientv3.OpPut(key, string(b)), clientv3.OpPut(k.latest(), string(lb))},
-		clientv3.OpGet(key))
-	if err != nil {
-		return nil, err
-	}
-	if !tr.Succeeded {
-		kv := tr.Responses[0].GetResponseRange().Kvs[0]
-		return decodeWave(kv.Value, kv.CreateRevision, kv.ModRevision)
-	}
-	w.seq, w.modRev = tr.Header.Revision, tr.Header.Revision
-	c.log.Info("rollout started", "env", env, "commit", short(req.Revision), "attempt", att, "canaries", strings.Join(w.Canaries, ","),
-		"max_parallel", w.MaxParallel, "hosts", len(known))
-	c.prune(ctx, env, len(known))
-	return w, nil
 }
 
 func decodeWave(b []byte, seq, mod int64) (*Wave, error) {

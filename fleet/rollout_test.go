@@ -209,7 +209,7 @@ func TestWaves_GoneCanaryIsReplaced(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 	// Fix the record first, then lose the canary before it deploys.
 	s0, _ := as[0].Session(ctx)
-	w, err := as[0].wave(ctx, "prod", s0, RolloutRequest{Revision: "c2", Policy: Policy{Canary: 1}})
+	w, err := as[0].wave(ctx, "prod", s0, RolloutRequest{Revision: "c2", Policy: Policy{Canary: 1}}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,6 +146,7 @@ func (c *Client) later(ctx context.Context, what string, fn func(ctx context.Con
 		}
 		c.log.Warn("etcd unreachable: result kept, written when etcd answers", "what", what, "error", err)
 	}
+	c.step("kept in the outbox: " + what)
 	c.out.mu.Lock()
 	c.out.items = append(c.out.items, pending{what: what, fn: fn})
 	c.out.mu.Unlock()

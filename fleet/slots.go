@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -58,6 +56,7 @@ type slotQueue struct {
 // slotView is what the queue place sees at one revision.
 type slotView struct {
 	rev     int64
+	ahead   int    // places ahead of ours, when entering (-1: not counted)
 	pred    string // the queue key before ours, if any
 	free    []int
 	busy    int
@@ -90,14 +89,14 @@ func (c *Client) takeSlot(ctx context.Context, env string, sess *concurrency.Ses
 	if err != nil {
 		return err
 	}
+	c.step("queued")
 	return q.await(ctx, a, v, wait)
 }
 
 // await waits in the queue, from view v, until a slot is ours (taken, or
 // granted to our place) or the revision is halted. The halt comes first:
 // a slot granted before the halt is not used once a read shows the halt
-// (it goes back with our place), and every place in the queue watches the
-// halt, so a halt empties the queue at once.
+// (it goes back with our place).
 func (q *slotQueue) await(ctx context.Context, a *Admission, v *slotView, wait func(string)) error {
 	c, k := q.c, q.k
 	taken := false
@@ -115,12 +114,34 @@ func (q *slotQueue) await(ctx context.Context, a *Admission, v *slotView, wait f
 			taken = true
 			a.setSlot(q, v.granted)
 			a.At = v.rev
+			c.step("granted")
 			return nil
 		case !v.queued:
 			return failure.AsOutage(ErrSessionLost)
+		case v.ahead > 0 && v.ahead < len(v.free):
+			// Entering with more free slots than places ahead: each of
+			// those ahead has a slot waiting, and so do we — the one at
+			// our position. Take it now rather than wait for the head's
+			// grants to reach us (a rollout's first wave fills at once).
+			kv, at, err := q.takeAt(ctx, v.free[v.ahead])
+			if err != nil {
+				return err
+			}
+			if kv != nil {
+				taken = true
+				a.setSlot(q, kv)
+				a.At = at
+				c.step("took at its place")
+				return nil
+			}
+			v.ahead = -1
+			continue
 		case v.pred != "":
+			// One watch per waiting host (a thousand of them in a big
+			// rollout): the predecessor. A halt reaches the queue through
+			// its head, which leaves at once, and so on down the line.
 			wait("queued for a deploy slot")
-			wake = []watchSpec{keyOf(v.pred), keyOf(q.haltKey)}
+			wake = []watchSpec{keyOf(v.pred)}
 		case len(v.free) == 0:
 			wait(fmt.Sprintf("waiting for a deploy slot (%d in use, max_parallel %d)", v.busy, q.n))
 			wake = []watchSpec{prefixOf(k.slots()), keyOf(q.haltKey)}
@@ -133,6 +154,7 @@ func (q *slotQueue) await(ctx context.Context, a *Admission, v *slotView, wait f
 				taken = true
 				a.setSlot(q, kv)
 				a.At = at
+				c.step("took as the head")
 				return nil
 			}
 		}
@@ -185,7 +207,7 @@ func (q *slotQueue) enter(ctx context.Context) (*slotView, error) {
 			clientv3.OpDelete(ours, clientv3.WithRange(q.qkey)),
 			clientv3.OpDelete(q.qkey+"\x00", clientv3.WithRange(clientv3.GetPrefixRangeEnd(ours))),
 			clientv3.OpPut(q.qkey, q.c.cfg.Host+" "+q.rev, clientv3.WithLease(q.sess.Lease())),
-		}, q.views(last2)...))
+		}, append(q.views(last2), clientv3.OpGet(q.k.queue(), clientv3.WithPrefix(), clientv3.WithCountOnly()))...))
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +218,9 @@ func (q *slotQueue) enter(ctx context.Context) (*slotView, error) {
 	}); err != nil {
 		return nil, err
 	}
-	return q.parse(resp.Header.Revision, r), nil
+	v := q.parse(resp.Header.Revision, r)
+	v.ahead = int(r[4].GetResponseRange().Count) - 1 // every place there was created before ours
+	return v, nil
 }
 
 // reread reads the view again after a wake. It reads serializably (from
@@ -222,7 +246,7 @@ func (q *slotQueue) reread(ctx context.Context) (*slotView, error) {
 }
 
 func (q *slotQueue) parse(rev int64, r []*pb.ResponseOp) *slotView {
-	v := &slotView{rev: rev, queued: len(r[3].GetResponseRange().Kvs) > 0, halt: decodeFirst[Halt](r[2].GetResponseRange().Kvs)}
+	v := &slotView{rev: rev, ahead: -1, queued: len(r[3].GetResponseRange().Kvs) > 0, halt: decodeFirst[Halt](r[2].GetResponseRange().Kvs)}
 	for _, kv := range r[0].GetResponseRange().Kvs {
 		if kv.CreateRevision < q.qrev {
 			v.pred = string(kv.Key)
@@ -244,86 +268,6 @@ func (q *slotQueue) parse(rev int64, r []*pb.ResponseOp) *slotView {
 		}
 	}
 	return v
-}
-
-// maxGrants bounds the slots granted in one transaction: etcd refuses a
-// transaction of more than --max-txn-ops (128 by default) compares or
-// operations, and each grant is two of each.
-const maxGrants = 40
-
-// grantee is a host queued behind the head, for the same revision.
-type grantee struct {
-	key   string
-	crev  int64
-	lease clientv3.LeaseID
-	host  string
-}
-
-// take takes the first free slot for us and grants the others to the
-// hosts queued right behind us. It returns our slot and the revision it
-// was taken at, or nil if the view was stale (read again).
-func (q *slotQueue) take(ctx context.Context, v *slotView) (*mvccpb.KeyValue, int64, error) {
-	var gs []grantee
-	if len(v.free) > 1 {
-		resp, err := q.c.get(ctx, q.k.queue(), clientv3.WithPrefix(), clientv3.WithMinCreateRev(q.qrev+1),
-			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(int64(min(len(v.free)-1, maxGrants))))
-		if err != nil {
-			return nil, 0, err
-		}
-		for _, kv := range resp.Kvs {
-			host, rev, _ := strings.Cut(string(kv.Value), " ")
-			lease, err := strconv.ParseUint(strings.SplitN(strings.TrimPrefix(string(kv.Key), q.k.queue()), "-", 2)[0], 16, 64)
-			if rev != q.rev || err != nil {
-				break // another revision has its own max_parallel: let it ask
-			}
-			gs = append(gs, grantee{key: string(kv.Key), crev: kv.CreateRevision, lease: clientv3.LeaseID(lease), host: host})
-		}
-	}
-	for {
-		now := q.c.now()
-		cmps := []clientv3.Cmp{
-			clientv3.Compare(clientv3.CreateRevision(q.haltKey), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(q.qkey), "=", q.qrev),
-		}
-		var ops []clientv3.Op
-		give := func(i int, host, queue, by string, lease clientv3.LeaseID) {
-			sk := q.k.slot(v.free[i])
-			b, _ := json.Marshal(slotValue{Host: host, Revision: q.rev, Since: now, Queue: queue, By: by})
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(sk), "=", 0))
-			ops = append(ops, clientv3.OpPut(sk, string(b), clientv3.WithLease(lease)), clientv3.OpDelete(queue))
-		}
-		give(0, q.c.cfg.Host, q.qkey, "", q.sess.Lease())
-		for i, g := range gs {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(g.key), "=", g.crev))
-			give(i+1, g.host, g.key, q.c.cfg.Host, g.lease)
-		}
-		ops = append(ops, clientv3.OpGet(q.k.slot(v.free[0])))
-		var resp *clientv3.TxnResponse
-		var err error
-		if len(gs) == 0 {
-			resp, err = q.c.txnSess(ctx, q.sess, "take a slot", cmps, ops)
-		} else {
-			resp, err = q.c.txn(ctx, "take slots", cmps, ops)
-			if err != nil && (errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrTooManyOps)) {
-				// A grantee's lease is gone (or ours), or etcd runs with
-				// a lower --max-txn-ops: take ours alone.
-				q.c.log.Debug("granting slots failed; taking one", "error", err)
-				gs = nil
-				continue
-			}
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		if !resp.Succeeded {
-			return nil, 0, nil
-		}
-		if len(gs) > 0 {
-			q.c.log.Debug("deploy slots granted to the hosts queued behind", "count", len(gs))
-		}
-		rs := resp.Responses
-		return rs[len(rs)-1].GetResponseRange().Kvs[0], resp.Header.Revision, nil
-	}
 }
 
 // leave gives up our queue place, and a slot granted to it that we will

@@ -32,7 +32,7 @@ func slotQueues(ctx context.Context, t *testing.T, as []*agent, w *Wave) ([]*slo
 
 // A slot granted to a queued host before its revision was halted is not
 // used once a read shows the halt: the host is refused (held) and the slot
-// goes back; every other place in the queue is told at once.
+// goes back; the places behind are told as each reaches the head.
 func TestSlots_GrantedSlotNotUsedOnceTheHaltShows(t *testing.T) {
 	etcd := startEmbedded(t)
 	as := agents(t, []string{etcd.Endpoint}, 3)

@@ -30,13 +30,24 @@ var errWatchClosed = errors.New("watch closed")
 // reports an outage if etcd is gone. The caller's loop is always
 // read → decide → waitChange(read's revision).
 func (c *Client) waitChange(ctx context.Context, sess *concurrency.Session, rev int64, specs ...watchSpec) error {
+	_, err := c.waitEvent(ctx, sess, rev, specs...)
+	return err
+}
+
+// waitEvent is waitChange that also returns the first change seen (nil
+// when the watch ended without one: read again).
+func (c *Client) waitEvent(ctx context.Context, sess *concurrency.Session, rev int64, specs ...watchSpec) (*clientv3.Event, error) {
 	cli, err := c.client()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	merged := make(chan error, len(specs))
+	type result struct {
+		ev  *clientv3.Event
+		err error
+	}
+	merged := make(chan result, len(specs))
 	for _, s := range specs {
 		opts := []clientv3.OpOption{clientv3.WithRev(rev + 1)}
 		if s.prefix {
@@ -46,15 +57,15 @@ func (c *Client) waitChange(ctx context.Context, sess *concurrency.Session, rev 
 		go func() {
 			for wr := range ch {
 				if err := wr.Err(); err != nil {
-					merged <- err
+					merged <- result{err: err}
 					return
 				}
 				if len(wr.Events) > 0 {
-					merged <- nil
+					merged <- result{ev: wr.Events[0]}
 					return
 				}
 			}
-			merged <- errWatchClosed
+			merged <- result{err: errWatchClosed}
 		}()
 	}
 	var sessDone <-chan struct{}
@@ -62,9 +73,9 @@ func (c *Client) waitChange(ctx context.Context, sess *concurrency.Session, rev 
 		sessDone = sess.Done()
 	}
 	select {
-	case err := <-merged:
-		if err != nil && ctx.Err() == nil {
-			c.log.Debug("watch ended; reading again", "error", err)
+	case r := <-merged:
+		if r.err != nil && ctx.Err() == nil {
+			c.log.Debug("watch ended; reading again", "error", r.err)
 			// No hot loop while etcd has no leader: the next read
 			// waits for one (or times out as an outage).
 			select {
@@ -72,11 +83,11 @@ func (c *Client) waitChange(ctx context.Context, sess *concurrency.Session, rev 
 			case <-ctx.Done():
 			}
 		}
-		return ctx.Err()
+		return r.ev, ctx.Err()
 	case <-sessDone:
-		return failure.AsOutage(ErrSessionLost)
+		return nil, failure.AsOutage(ErrSessionLost)
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
