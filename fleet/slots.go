@@ -192,34 +192,49 @@ func (q *slotQueue) views(pred []clientv3.OpOption, extra ...clientv3.OpOption) 
 
 // enter puts our queue key and reads the view in the same transaction:
 // the head goes straight to taking a slot, the others straight to
-// waiting. Places this session left behind (a leave that did not reach
-// etcd) go in the same transaction, and slots granted to them are given
-// back.
+// waiting. The reads are light (keys only: nothing can have been granted
+// to a place this new), since a thousand hosts entering at once are a
+// thousand such transactions run one by one in etcd's apply loop. Places
+// this session left behind (a leave that did not reach etcd) go in the
+// same transaction, and slots granted to them are given back.
 func (q *slotQueue) enter(ctx context.Context) (*slotView, error) {
+	ours := fmt.Sprintf("%s%016x-", q.k.queue(), q.sess.Lease())
 	last2 := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend), clientv3.WithLimit(2)}
-	ours := fmt.Sprintf("%s%016x-", q.k.queue(), q.sess.Lease())
 	resp, err := q.c.txnSess(ctx, q.sess, "queue for a slot",
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(q.qkey), "=", 0)},
-		append([]clientv3.Op{
+		[]clientv3.Op{
 			// etcd refuses a delete range that holds a key the same
 			// transaction puts: two ranges, around our new key.
 			clientv3.OpDelete(ours, clientv3.WithRange(q.qkey)),
 			clientv3.OpDelete(q.qkey+"\x00", clientv3.WithRange(clientv3.GetPrefixRangeEnd(ours))),
 			clientv3.OpPut(q.qkey, q.c.cfg.Host+" "+q.rev, clientv3.WithLease(q.sess.Lease())),
-		}, append(q.views(last2), clientv3.OpGet(q.k.queue(), clientv3.WithPrefix(), clientv3.WithCountOnly()))...))
+			clientv3.OpGet(q.k.queue(), last2...),
+			clientv3.OpGet(q.k.slots(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+			clientv3.OpGet(q.haltKey),
+			clientv3.OpGet(q.qkey, clientv3.WithKeysOnly()),
+			clientv3.OpGet(q.k.queue(), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		})
 	if err != nil {
 		return nil, err
 	}
 	q.qrev = resp.Header.Revision
-	r := resp.Responses[3:]
-	if err := q.giveBack(ctx, r[1].GetResponseRange().Kvs, func(queue string) bool {
-		return strings.HasPrefix(queue, ours) && queue != q.qkey
-	}); err != nil {
-		return nil, err
+	r := resp.Responses
+	left := r[0].GetResponseDeleteRange().Deleted + r[1].GetResponseDeleteRange().Deleted
+	v := q.parse(resp.Header.Revision, r[3:])
+	v.ahead = int(r[7].GetResponseRange().Count) - 1 // every place there was created before ours
+	if left > 0 {
+		// Places of ours left behind: give back what was granted to them.
+		sr, err := q.c.get(ctx, q.k.slots(), clientv3.WithPrefix())
+		if err != nil {
+			return nil, err
+		}
+		if err := q.giveBack(ctx, sr.Kvs, func(queue string) bool {
+			return strings.HasPrefix(queue, ours) && queue != q.qkey
+		}); err != nil {
+			return nil, err
+		}
 	}
-	v := q.parse(resp.Header.Revision, r)
-	v.ahead = int(r[4].GetResponseRange().Count) - 1 // every place there was created before ours
 	return v, nil
 }
 

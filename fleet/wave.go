@@ -69,22 +69,30 @@ func (c *Client) wave(ctx context.Context, env string, sess *concurrency.Session
 			switch {
 			case ev != nil && ev.Type == clientv3.EventTypePut && string(ev.Kv.Key) == key:
 				return decodeWave(ev.Kv.Value, ev.Kv.CreateRevision, ev.Kv.ModRevision)
+			case ev != nil && ev.Type == clientv3.EventTypePut:
+				making, rev = true, ev.Kv.ModRevision // someone claimed it: wait for the record, without reading again
 			case ev != nil:
-				continue // a claim (or its end): read again
+				continue // a claim's end: read again
 			case err != nil && ctx.Err() != nil, err != nil && !errors.Is(err, context.DeadlineExceeded):
 				return nil, err
 			}
+		}
+		if !making {
 			tr, err := c.txnSess(ctx, sess, "claim rollout record",
 				[]clientv3.Cmp{
 					clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
 					clientv3.Compare(clientv3.CreateRevision(creating), "=", 0),
 				},
-				[]clientv3.Op{clientv3.OpPut(creating, c.cfg.Host, clientv3.WithLease(sess.Lease()))})
+				[]clientv3.Op{clientv3.OpPut(creating, c.cfg.Host, clientv3.WithLease(sess.Lease()))},
+				clientv3.OpGet(key))
 			if err != nil {
 				return nil, err
 			}
 			if tr.Succeeded {
 				break
+			}
+			if kvs := tr.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 { // made already
+				return decodeWave(kvs[0].Value, kvs[0].CreateRevision, kvs[0].ModRevision)
 			}
 			rev = tr.Header.Revision
 		}
