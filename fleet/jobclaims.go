@@ -29,7 +29,8 @@ import (
 // `active` key deleted. Nothing stays "running" with no run behind it.
 
 // claimSettleAfter is how long an ambiguous claim waits for its caller to
-// adopt it before Run settles it as skipped (a variable for tests).
+// adopt it before Run settles it as skipped (a variable for tests); a
+// claim of a later time of the same job settles it at once.
 var claimSettleAfter = 10 * time.Second
 
 type pendingClaims struct {
@@ -165,6 +166,30 @@ func (c *Client) settleClaims(ctx context.Context) time.Time {
 		}
 	}
 	return next
+}
+
+// settleEarlier settles this host's pending claims of job's times before
+// t (best effort: one that meets an outage stays pending for Run).
+func (c *Client) settleEarlier(ctx context.Context, env, job string, t time.Time) {
+	c.claims.mu.Lock()
+	var keys []string
+	for k, p := range c.claims.m {
+		if p.env == env && p.job == job && p.t.Before(t) {
+			keys = append(keys, k)
+		}
+	}
+	c.claims.mu.Unlock()
+	for _, k := range keys {
+		c.claims.mu.Lock()
+		p := c.claims.m[k]
+		c.claims.mu.Unlock()
+		if p == nil || c.takePending(k, p.nonce) == nil {
+			continue
+		}
+		if err := c.settleClaim(ctx, k, p); err != nil {
+			c.putBack(k, p)
+		}
+	}
 }
 
 func (c *Client) settleClaim(ctx context.Context, runKey string, p *pendingClaim) error {

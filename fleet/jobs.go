@@ -106,6 +106,11 @@ func (c *Client) ClaimJob(ctx context.Context, env, job string, t time.Time, p J
 	if err := c.checkClaimTime(ctx, env, job, t); err != nil {
 		return nil, err
 	}
+	// An earlier time of this job whose claim was ambiguous and not
+	// adopted: the scheduler has moved on, so it never runs — settle it
+	// now, before its active mark makes `concurrency: forbid` skip this one
+	// on other hosts.
+	c.settleEarlier(ctx, env, job, t)
 	sess, err := c.Session(ctx)
 	if err != nil {
 		return nil, err
