@@ -105,17 +105,20 @@ func (q *slotQueue) await(ctx context.Context, a *Admission, v *slotView, wait f
 			q.leave()
 		}
 	}()
+	got := func(kv *mvccpb.KeyValue, at int64, how string) error {
+		taken = true
+		a.setSlot(q, kv)
+		a.At = at
+		c.step(how)
+		return nil
+	}
 	for {
 		var wake []watchSpec
 		switch {
 		case v.halt != nil:
 			return failure.AsVerdict(&HaltedError{Halt: *v.halt})
 		case v.granted != nil:
-			taken = true
-			a.setSlot(q, v.granted)
-			a.At = v.rev
-			c.step("granted")
-			return nil
+			return got(v.granted, v.rev, "granted")
 		case !v.queued:
 			return failure.AsOutage(ErrSessionLost)
 		case v.ahead > 0 && v.ahead < len(v.free):
@@ -128,11 +131,7 @@ func (q *slotQueue) await(ctx context.Context, a *Admission, v *slotView, wait f
 				return err
 			}
 			if kv != nil {
-				taken = true
-				a.setSlot(q, kv)
-				a.At = at
-				c.step("took at its place")
-				return nil
+				return got(kv, at, "took at its place")
 			}
 			v.ahead = -1
 			continue
@@ -151,11 +150,7 @@ func (q *slotQueue) await(ctx context.Context, a *Admission, v *slotView, wait f
 				return err
 			}
 			if kv != nil {
-				taken = true
-				a.setSlot(q, kv)
-				a.At = at
-				c.step("took as the head")
-				return nil
+				return got(kv, at, "took as the head")
 			}
 		}
 		if wake != nil {
