@@ -73,9 +73,7 @@ type backend interface {
 	// findPR finds the newest PR from head into base in state "open" or
 	// "closed" (closed: Closed set, or nil when it was merged).
 	findPR(ctx context.Context, c *Client, head, base, state string) (*PR, error)
-	openPR(ctx context.Context, c *Client, p NewPR) (*PR, error)
-	editPR(ctx context.Context, c *Client, number int, title, body string, close bool) error
-	comment(ctx context.Context, c *Client, number int, body string) error
+	prs(c *Client) prAPI
 	commit(ctx context.Context, c *Client, cm Commit) (string, error)
 }
 
@@ -121,7 +119,7 @@ func (c *Client) OpenPR(ctx context.Context, p NewPR) (*PR, error) {
 		return nil, err
 	}
 	p.Title, p.Body = OneLine(p.Title, 200), c.body(p.Body)
-	pr, err := c.be.openPR(ctx, c, p)
+	pr, err := c.be.prs(c).openPR(ctx, c, p)
 	if err != nil {
 		return nil, fmt.Errorf("open pull request %s→%s: %w", p.Head, p.Base, err)
 	}
@@ -130,7 +128,7 @@ func (c *Client) OpenPR(ctx context.Context, p NewPR) (*PR, error) {
 
 // UpdatePR replaces an open pull request's title and body.
 func (c *Client) UpdatePR(ctx context.Context, number int, title, body string) error {
-	if err := c.be.editPR(ctx, c, number, OneLine(title, 200), c.body(body), false); err != nil {
+	if err := c.be.prs(c).editPR(ctx, c, number, OneLine(title, 200), c.body(body), false); err != nil {
 		return fmt.Errorf("update pull request %d: %w", number, err)
 	}
 	return nil
@@ -144,7 +142,7 @@ func (c *Client) ClosePR(ctx context.Context, number int, why string) error {
 			return err
 		}
 	}
-	if err := c.be.editPR(ctx, c, number, "", "", true); err != nil {
+	if err := c.be.prs(c).editPR(ctx, c, number, "", "", true); err != nil {
 		return fmt.Errorf("close pull request %d: %w", number, err)
 	}
 	return nil
@@ -152,7 +150,7 @@ func (c *Client) ClosePR(ctx context.Context, number int, why string) error {
 
 // Comment adds a comment to a pull request.
 func (c *Client) Comment(ctx context.Context, number int, body string) error {
-	if err := c.be.comment(ctx, c, number, c.body(body)); err != nil {
+	if err := c.be.prs(c).comment(ctx, c, number, c.body(body)); err != nil {
 		return fmt.Errorf("comment on pull request %d: %w", number, err)
 	}
 	return nil

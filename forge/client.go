@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/failure"
 )
 
@@ -57,7 +58,7 @@ func New(cfg Config, log hclog.Logger) (*Client, error) {
 		cfg: cfg, limits: LimitsOf(cfg.Type), log: log.Named("forge"),
 		timeout: 30 * time.Second,
 		now:     time.Now,
-		sleep:   sleepCtx,
+		sleep:   backoff.Sleep,
 	}
 	switch cfg.Type {
 	case GitHub:
@@ -274,15 +275,4 @@ func apiMessage(body []byte) string {
 		s = string(raw) // GitLab sends objects: {"base": ["…"]}
 	}
 	return OneLine(s, 200)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

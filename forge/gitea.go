@@ -58,27 +58,6 @@ func (gitea) findPR(ctx context.Context, c *Client, head, base, state string) (*
 	return nil, nil
 }
 
-func (gitea) openPR(ctx context.Context, c *Client, p NewPR) (*PR, error) {
-	var out githubPR
-	in := map[string]string{"head": p.Head, "base": p.Base, "title": p.Title, "body": p.Body}
-	if err := c.do(ctx, call{method: http.MethodPost, path: repoPath(c.cfg.Repo) + "/pulls", in: in, out: &out}); err != nil {
-		return nil, err
-	}
-	return out.pr(), nil
-}
-
-func (gitea) editPR(ctx context.Context, c *Client, n int, title, body string, close bool) error {
-	in := map[string]string{"title": title, "body": body}
-	if close {
-		in = map[string]string{"state": "closed"}
-	}
-	return c.do(ctx, call{method: http.MethodPatch, path: repoPath(c.cfg.Repo) + "/pulls/" + strconv.Itoa(n), in: in})
-}
-
-func (gitea) comment(ctx context.Context, c *Client, n int, body string) error {
-	return c.do(ctx, call{method: http.MethodPost, path: repoPath(c.cfg.Repo) + "/issues/" + strconv.Itoa(n) + "/comments", in: map[string]string{"body": body}})
-}
-
 // commit is one request to the files API: the files changed on the head of
 // the base branch, written to a new branch (force_push replaces the one
 // left by an earlier promotion). Each file names the blob it replaces, so
@@ -110,4 +89,11 @@ func blobID(b []byte) string {
 	h.Write([]byte("blob " + strconv.Itoa(len(b)) + "\x00"))
 	h.Write(b)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// prs: Gitea's pull requests are GitHub's, without maintainer_can_modify.
+func (gitea) prs(c *Client) prAPI {
+	a := github{}.prs(c)
+	a.open = nil
+	return a
 }

@@ -104,27 +104,6 @@ func (github) findPR(ctx context.Context, c *Client, head, base, state string) (
 	return nil, nil
 }
 
-func (github) openPR(ctx context.Context, c *Client, p NewPR) (*PR, error) {
-	var out githubPR
-	in := map[string]any{"title": p.Title, "head": p.Head, "base": p.Base, "body": p.Body, "maintainer_can_modify": false}
-	if err := c.do(ctx, call{method: http.MethodPost, path: repoPath(c.cfg.Repo) + "/pulls", in: in, out: &out}); err != nil {
-		return nil, err
-	}
-	return out.pr(), nil
-}
-
-func (github) editPR(ctx context.Context, c *Client, n int, title, body string, close bool) error {
-	in := map[string]string{"title": title, "body": body}
-	if close {
-		in = map[string]string{"state": "closed"}
-	}
-	return c.do(ctx, call{method: http.MethodPatch, path: repoPath(c.cfg.Repo) + "/pulls/" + strconv.Itoa(n), in: in})
-}
-
-func (github) comment(ctx context.Context, c *Client, n int, body string) error {
-	return c.do(ctx, call{method: http.MethodPost, path: repoPath(c.cfg.Repo) + "/issues/" + strconv.Itoa(n) + "/comments", in: map[string]string{"body": body}})
-}
-
 // commit uses the Git database API: the base commit's tree, a new tree
 // with the files, a commit on the base, then the branch moved to it (or
 // created): four or five requests, and nothing is visible until the last.
@@ -186,4 +165,17 @@ func (github) commit(ctx context.Context, c *Client, cm Commit) (string, error) 
 		err = c.do(ctx, call{method: http.MethodPost, path: rp + "/git/refs", in: map[string]string{"ref": "refs/heads/" + cm.Branch, "sha": commit.SHA}})
 	}
 	return commit.SHA, err
+}
+
+func (github) prs(c *Client) prAPI {
+	rp := repoPath(c.cfg.Repo)
+	return prAPI{
+		pulls:    rp + "/pulls",
+		comments: func(n int) string { return rp + "/issues/" + strconv.Itoa(n) + "/comments" },
+		fields:   [3]string{"head", "base", "body"},
+		open:     map[string]any{"maintainer_can_modify": false},
+		edit:     http.MethodPatch,
+		closing:  map[string]string{"state": "closed"},
+		answer:   func() interface{ pr() *PR } { return new(githubPR) },
+	}
 }

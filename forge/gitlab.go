@@ -92,27 +92,6 @@ func (gitlab) findPR(ctx context.Context, c *Client, head, base, state string) (
 	return nil, nil
 }
 
-func (gitlab) openPR(ctx context.Context, c *Client, p NewPR) (*PR, error) {
-	var out gitlabMR
-	in := map[string]any{"source_branch": p.Head, "target_branch": p.Base, "title": p.Title, "description": p.Body, "remove_source_branch": true}
-	if err := c.do(ctx, call{method: http.MethodPost, path: projectPath(c.cfg.Repo) + "/merge_requests", in: in, out: &out}); err != nil {
-		return nil, err
-	}
-	return out.pr(), nil
-}
-
-func (gitlab) editPR(ctx context.Context, c *Client, n int, title, body string, close bool) error {
-	in := map[string]string{"title": title, "description": body}
-	if close {
-		in = map[string]string{"state_event": "close"}
-	}
-	return c.do(ctx, call{method: http.MethodPut, path: projectPath(c.cfg.Repo) + "/merge_requests/" + strconv.Itoa(n), in: in})
-}
-
-func (gitlab) comment(ctx context.Context, c *Client, n int, body string) error {
-	return c.do(ctx, call{method: http.MethodPost, path: projectPath(c.cfg.Repo) + "/merge_requests/" + strconv.Itoa(n) + "/notes", in: map[string]string{"body": body}})
-}
-
 // commit is one request: the commits API with start_sha and force, which
 // makes the branch point at a new commit on the base, whatever it held.
 func (gitlab) commit(ctx context.Context, c *Client, cm Commit) (string, error) {
@@ -134,4 +113,17 @@ func (gitlab) commit(ctx context.Context, c *Client, cm Commit) (string, error) 
 		return "", err
 	}
 	return out.ID, nil
+}
+
+func (gitlab) prs(c *Client) prAPI {
+	pp := projectPath(c.cfg.Repo) + "/merge_requests"
+	return prAPI{
+		pulls:    pp,
+		comments: func(n int) string { return pp + "/" + strconv.Itoa(n) + "/notes" },
+		fields:   [3]string{"source_branch", "target_branch", "description"},
+		open:     map[string]any{"remove_source_branch": true},
+		edit:     http.MethodPut,
+		closing:  map[string]string{"state_event": "close"},
+		answer:   func() interface{ pr() *PR } { return new(gitlabMR) },
+	}
 }

@@ -9,8 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"berth.dev/berth/internal/backoff"
 	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/internal/backoff"
 )
 
 // Poster sets commit statuses (*Client fits).

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/failure"
 )
 
@@ -129,7 +130,7 @@ func (h *HAProxy) waitUp(ctx context.Context, api *runtimeAPI, names []string) e
 		if time.Now().After(deadline) {
 			return failure.AsVerdict(fmt.Errorf("haproxy backend %s: new servers not UP in HAProxy's checks after %s: %s", h.Backend, timeout, strings.Join(down, ", ")))
 		}
-		if err := sleep(ctx, pollEvery); err != nil {
+		if err := backoff.Sleep(ctx, pollEvery); err != nil {
 			return err
 		}
 	}
@@ -182,7 +183,7 @@ func (h *HAProxy) drain(ctx context.Context, api *runtimeAPI, servers []serverSt
 			}
 			return nil
 		}
-		if err := sleep(ctx, pollEvery); err != nil {
+		if err := backoff.Sleep(ctx, pollEvery); err != nil {
 			return err
 		}
 	}
@@ -215,7 +216,7 @@ func (h *HAProxy) remove(ctx context.Context, api *runtimeAPI, servers []serverS
 			if !refusedWith(err, "connection") || time.Now().After(deadline) {
 				return fmt.Errorf("remove %s: %w", s.Addr, err)
 			}
-			if err := sleep(ctx, pollEvery); err != nil {
+			if err := backoff.Sleep(ctx, pollEvery); err != nil {
 				return err
 			}
 		}
@@ -288,15 +289,4 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/internal/atomicfile"
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/failure"
 )
 
@@ -193,7 +194,7 @@ func (n *Nginx) reload(ctx context.Context) (bool, error) {
 		if time.Now().After(deadline) {
 			return true, failure.AsOutage(fmt.Errorf("nginx reload: no new workers 10 s after the reload signal (see nginx's error log)"))
 		}
-		if err := sleep(ctx, 5*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 5*time.Millisecond); err != nil {
 			return true, err
 		}
 	}
@@ -236,7 +237,7 @@ func (n *Nginx) drain(ctx context.Context, master int) error {
 				"hint", "a client holds a connection without a request on it, kept until client_header_timeout or worker_shutdown_timeout")
 			logged = true
 		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return err
 		}
 	}

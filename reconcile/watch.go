@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"berth.dev/berth/engine"
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/failure"
 	"berth.dev/berth/lb"
 )
@@ -140,7 +141,7 @@ func (p *deploy) watch(ctx context.Context) error {
 			}
 		}
 		p.progressed()
-		if err := sleepCtx(ctx, watchEvery); err != nil {
+		if err := backoff.Sleep(ctx, watchEvery); err != nil {
 			return err
 		}
 	}
@@ -195,15 +196,4 @@ func (p *deploy) checkWatch(ctx context.Context, active []*cut, base, last map[*
 		last[c] = now
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

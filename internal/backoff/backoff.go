@@ -42,12 +42,18 @@ func (p Policy) Delay(n int) time.Duration {
 // Wait waits Delay(n), or until ctx ends; it says whether the whole wait
 // passed.
 func (p Policy) Wait(ctx context.Context, n int) bool {
-	t := time.NewTimer(p.Delay(n))
+	return Sleep(ctx, p.Delay(n)) == nil
+}
+
+// Sleep waits d, or until ctx ends; it returns ctx's error when the wait
+// was cut short, nil when the whole of d passed.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false
+		return ctx.Err()
 	case <-t.C:
-		return true
+		return nil
 	}
 }
