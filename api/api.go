@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/net/netutil"
 
 	"berth.dev/berth/internal/localname"
 	"berth.dev/berth/internal/metrics"
@@ -301,9 +302,16 @@ func CheckLoopback(addr string) error {
 	return nil
 }
 
-// Serve serves on l until ctx ends.
+// MaxConns bounds the connections a listener of berth serves at once
+// (the local API, `berth ui`): more wait in the kernel's queue, so a local
+// process that opens thousands costs the agent no more than this many
+// goroutines and buffers.
+const MaxConns = 128
+
+// Serve serves on l until ctx ends, at most MaxConns connections at once.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	l = netutil.LimitListener(l, MaxConns)
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	if s.PageStop != nil {
 		srv.RegisterOnShutdown(s.PageStop)
 	}

@@ -33,6 +33,10 @@ type basicAuth struct {
 	dummy   []byte            // a hash of nothing anyone types, at the users' cost
 	ok      map[[32]byte]time.Time
 	lastErr string
+	// slots bounds the bcrypt comparisons running at once: each costs
+	// tens of milliseconds of CPU, so a stream of wrong passwords would
+	// otherwise take every core of the box `berth ui` runs on.
+	slots chan struct{}
 }
 
 const (
@@ -43,7 +47,7 @@ const (
 )
 
 func newBasicAuth(path string, log hclog.Logger) (*basicAuth, error) {
-	a := &basicAuth{path: path, log: log}
+	a := &basicAuth{path: path, log: log, slots: make(chan struct{}, 1)}
 	if err := a.reload(); err != nil {
 		return nil, err
 	}
@@ -132,10 +136,10 @@ func (a *basicAuth) check(r *http.Request) bool {
 	if !known {
 		// As slow as a known user's check: the answer's time does not
 		// tell which users exist.
-		_ = bcrypt.CompareHashAndPassword(dummy, []byte(pass))
+		a.compare(r, dummy, pass)
 		return false
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
+	if !a.compare(r, hash, pass) {
 		return false
 	}
 	a.mu.Lock()
@@ -145,6 +149,18 @@ func (a *basicAuth) check(r *http.Request) bool {
 	a.ok[key] = now
 	a.mu.Unlock()
 	return true
+}
+
+// compare checks pass against hash when a slot is free, waiting for one
+// while the request lasts (a request given up on is refused).
+func (a *basicAuth) compare(r *http.Request, hash []byte, pass string) bool {
+	select {
+	case a.slots <- struct{}{}:
+	case <-r.Context().Done():
+		return false
+	}
+	defer func() { <-a.slots }()
+	return bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil
 }
 
 // wrap answers 401 unless the request is authenticated.

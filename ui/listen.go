@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/net/netutil"
 )
 
 // `berth ui`'s own listener. The agent's page rides the local API's
@@ -33,6 +34,10 @@ type ListenOptions struct {
 }
 
 // Check refuses what berth ui must not start with.
+// maxConns bounds the connections served at once, as api.MaxConns does
+// for the agent's local API: more wait in the kernel's queue.
+const maxConns = 128
+
 func (o ListenOptions) Check() error {
 	if _, _, err := net.SplitHostPort(o.Addr); err != nil {
 		return fmt.Errorf("--listen %s: %w", o.Addr, err)
@@ -94,6 +99,7 @@ func ServeFleet(ctx context.Context, s *Server, o ListenOptions, log hclog.Logge
 	if err != nil {
 		return err
 	}
+	l = netutil.LimitListener(l, maxConns)
 	if tlsCfg != nil {
 		l = tls.NewListener(l, tlsCfg)
 	}

@@ -234,3 +234,32 @@ func TestBasicAuth_ABrokenFileRefusesEveryLogin(t *testing.T) {
 		}
 	}
 }
+
+// Bcrypt runs one comparison at a time: a request waiting for the slot
+// while a stream of wrong passwords holds it gives up with its client,
+// refused, instead of queueing CPU work nobody waits for.
+func TestBasicAuth_ComparisonsTakeTurnsAndAGoneClientIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	writeUsers(t, path, "ops", "s3cret")
+	a, err := newBasicAuth(path, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(ctx context.Context) bool {
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1/", nil)
+		req.SetBasicAuth("ops", "s3cret")
+		return a.check(req)
+	}
+	a.slots <- struct{}{} // another comparison runs
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan bool)
+	go func() { done <- login(ctx) }()
+	cancel()
+	if <-done {
+		t.Fatal("a request given up on while it waited is let in")
+	}
+	<-a.slots
+	if !login(context.Background()) {
+		t.Fatal("with the slot free again, the login is refused")
+	}
+}
