@@ -208,7 +208,7 @@ func hostView(h fleet.HostStatus) forge.HostView {
 		v.Deploying, v.Phase, v.Started = h.Deploy.Revision, h.Deploy.Phase, h.Deploy.Started
 	}
 	if h.Result != nil {
-		v.Result = &forge.Outcome{Revision: h.Result.Revision, Class: h.Result.Class, Reason: h.Result.Reason, At: h.Result.At}
+		v.Result = &forge.Outcome{Revision: h.Result.Revision, Class: h.Result.Class, Reason: h.Result.Reason, RolledBack: h.Result.RolledBack, At: h.Result.At}
 	}
 	return v
 }

@@ -120,12 +120,11 @@ func (p *hostPublisher) PassEnded(_ string, ps reconcile.Pass) {
 	r := ps.Record
 	p.mu.Lock()
 	p.st.Deploy, p.st.Waiting = nil, string(ps.Waiting)
-	rev, class, reason := refusal(p.dir, ps)
-	at := r.Finished
-	if p.st.Result != nil && p.st.Result.Class == class && p.st.Result.Revision == rev && p.st.Result.Reason == reason {
-		at = p.st.Result.At // the same result again: no new write
+	res := passResult(p.dir, ps)
+	if was := p.st.Result; was != nil && was.Class == res.Class && was.Revision == res.Revision && was.Reason == res.Reason && was.RolledBack == res.RolledBack {
+		res.At = was.At // the same result again: no new write
 	}
-	p.st.Result = &fleet.Result{Revision: rev, Class: class, Reason: reason, At: at}
+	p.st.Result = &res
 	list := !p.listing && p.eng != nil
 	p.listing = p.listing || list
 	p.mu.Unlock()
@@ -169,6 +168,16 @@ func (p *hostPublisher) health() {
 	p.st.Health = h
 	p.mu.Unlock()
 	p.publish()
+}
+
+// passResult is the result a pass ended with, as the host publishes it.
+// A deploy that changed the host and was undone is marked rolled back:
+// the forge's status and the fleet's page say "rolled back on <host>",
+// not "refused".
+func passResult(dir string, ps reconcile.Pass) fleet.Result {
+	r := ps.Record
+	rev, class, reason := refusal(dir, ps)
+	return fleet.Result{Revision: rev, Class: class, Reason: reason, RolledBack: rev == r.Commit && len(r.Undone) > 0, At: r.Finished}
 }
 
 // refusal is the host's result for a pass: how it ended, except that a

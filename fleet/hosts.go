@@ -61,10 +61,13 @@ type Deploy struct {
 
 // Result is how a pass ended: "ok", "verdict" or "outage", and why.
 type Result struct {
-	Revision string    `json:"revision"`
-	Class    string    `json:"class"`
-	Reason   string    `json:"reason,omitempty"`
-	At       time.Time `json:"at"`
+	Revision string `json:"revision"`
+	Class    string `json:"class"`
+	Reason   string `json:"reason,omitempty"`
+	// RolledBack: the pass changed the host and undid it (a verdict
+	// after the switch). Records written before it read as false.
+	RolledBack bool      `json:"rolled_back,omitempty"`
+	At         time.Time `json:"at"`
 }
 
 // HostStatus is one host as List sees it.

@@ -88,7 +88,11 @@ func (s *Server) fleetHostPage(ctx context.Context, env, host string) (*fleetHos
 				v.Marks = append(v.Marks, mark{Kind: "paused", Text: "paused" + reasonOf(p.Reason), By: clean(p.By), At: p.At})
 			}
 			if r := h.Result; r != nil {
-				v.Result = &mark{Kind: resultKind(r.Class), Text: clean(r.Class) + reasonOf(r.Reason), At: r.At, Commit: short(r.Revision)}
+				text := clean(r.Class)
+				if r.RolledBack {
+					text = "rolled back"
+				}
+				v.Result = &mark{Kind: resultKind(r.Class), Text: text + reasonOf(r.Reason), At: r.At, Commit: short(r.Revision)}
 			}
 			if s.Local != nil && s.Fleet.Host == host {
 				v.HostHref = href()

@@ -267,3 +267,15 @@ func TestTimeline_HostileTimesStayOnTheScale(t *testing.T) {
 		}
 	}
 }
+
+// A host whose deploy was rolled back says so on its fleet page, not
+// "verdict".
+func TestFleetHostPage_ARolledBackDeploySaysRolledBack(t *testing.T) {
+	o := threeHosts("v1")
+	o.Hosts[0].Result.RolledBack = true
+	s := &Server{Fleet: &Fleet{Reader: &fakeFleet{envs: []fleet.Overview{o}}}, Now: func() time.Time { return t0 }}
+	res, page := get(t, s.Handler(), "/fleet/host/prod/web-1")
+	if body := text(parse(t, page)); res.StatusCode != http.StatusOK || !strings.Contains(body, "rolled back: web never healthy") {
+		t.Errorf("%d: the host page does not say the deploy was rolled back", res.StatusCode)
+	}
+}
