@@ -143,7 +143,8 @@ type agent struct {
 
 type agentOpt func(*Config, *Options)
 
-func withTTL(d time.Duration) agentOpt { return func(c *Config, _ *Options) { c.LeaseTTL = d } }
+func withTTL(d time.Duration) agentOpt     { return func(c *Config, _ *Options) { c.LeaseTTL = d } }
+func withTimeout(d time.Duration) agentOpt { return func(c *Config, _ *Options) { c.Timeout = d } }
 func withClock(off time.Duration) agentOpt {
 	return func(_ *Config, o *Options) { o.Now = func() time.Time { return time.Now().Add(off) } }
 }

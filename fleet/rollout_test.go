@@ -65,8 +65,16 @@ func publishAll(t *testing.T, as []*agent, rev string) {
 }
 
 // rollout has every agent deploy rev (a deploy is hold long) and returns
-// the spans; deploy decides each host's outcome.
+// the spans; outcome decides each host's outcome.
 func rollout(ctx context.Context, t *testing.T, as []*agent, rev, live string, p Policy, hold time.Duration,
+	outcome func(host string) Outcome) ([]span, map[string]error) {
+	return rolloutWith(ctx, t, as, rev, live, p, func(string) { time.Sleep(hold) }, outcome)
+}
+
+// rolloutWith is rollout with each host's deploy a call of deploy. An
+// Admit that meets an outage (a call timing out on a loaded machine) is
+// asked again, as the next pass would.
+func rolloutWith(ctx context.Context, t *testing.T, as []*agent, rev, live string, p Policy, deploy func(host string),
 	outcome func(host string) Outcome) ([]span, map[string]error) {
 	var mu sync.Mutex
 	var spans []span
@@ -77,6 +85,10 @@ func rollout(ctx context.Context, t *testing.T, as []*agent, rev, live string, p
 		go func() {
 			defer wg.Done()
 			adm, err := a.Admit(ctx, "prod", RolloutRequest{Revision: rev, Policy: p, Live: live})
+			for err != nil && failure.IsOutage(err) && !errors.Is(err, ErrSuperseded) && ctx.Err() == nil {
+				t.Logf("%s: %v; asking again", a.Host(), err)
+				adm, err = a.Admit(ctx, "prod", RolloutRequest{Revision: rev, Policy: p, Live: live})
+			}
 			if err != nil {
 				mu.Lock()
 				errs[a.Host()] = err
@@ -84,7 +96,7 @@ func rollout(ctx context.Context, t *testing.T, as []*agent, rev, live string, p
 				return
 			}
 			s := span{host: a.Host(), enter: time.Now()}
-			time.Sleep(hold)
+			deploy(a.Host())
 			s.exit = time.Now()
 			mu.Lock()
 			spans = append(spans, s)
@@ -102,12 +114,40 @@ func rollout(ctx context.Context, t *testing.T, as []*agent, rev, live string, p
 	return spans, errs
 }
 
+// 20 hosts, max_parallel 25%: never more than 5 deploy at once, and 5 do.
+// Robust on a loaded machine without checking less: leases long enough
+// that no slot is lost to a slow keepalive (a lost slot may let
+// max_parallel+1 in, by design), calls that time out asked again, and
+// the first deploys held until five are in (or long enough to show that
+// a fifth never came).
 func TestWaves_MaxParallel25PercentOf20_NeverMoreThan5(t *testing.T) {
 	etcd := startEmbedded(t)
-	as := agents(t, []string{etcd.Endpoint}, 20)
+	as := agents(t, []string{etcd.Endpoint}, 20, withTTL(10*time.Second), withTimeout(5*time.Second))
 	publishAll(t, as, "c1")
-	ctx := ctxT(t, 2*time.Minute)
-	spans, errs := rollout(ctx, t, as, "c2", "c1", Policy{MaxParallel: "25%"}, 300*time.Millisecond, nil)
+	ctx := ctxT(t, 3*time.Minute)
+	var mu sync.Mutex
+	in := 0
+	full := make(chan struct{})
+	deploy := func(string) {
+		mu.Lock()
+		if in++; in == 5 {
+			select {
+			case <-full:
+			default:
+				close(full)
+			}
+		}
+		mu.Unlock()
+		select {
+		case <-full:
+		case <-time.After(20 * time.Second):
+		}
+		time.Sleep(300 * time.Millisecond)
+		mu.Lock()
+		in--
+		mu.Unlock()
+	}
+	spans, errs := rolloutWith(ctx, t, as, "c2", "c1", Policy{MaxParallel: "25%"}, deploy, nil)
 	if len(errs) > 0 || len(spans) != 20 {
 		t.Fatalf("errors %v, %d deploys", errs, len(spans))
 	}
