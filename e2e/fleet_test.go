@@ -555,8 +555,11 @@ func TestE2E_FleetOfThreeAgents(t *testing.T) {
 	t.Logf("c4's migration taken over after %s was killed", runner4.name)
 
 	t.Log("5. etcd stopped mid-rollout: hosts keep serving, then the rollout completes")
+	// The pause after the canary keeps the other hosts waiting at its
+	// gate while etcd stops, however slow the machine: the rollout is
+	// mid-way, not done before the test notices the canary.
 	c5 := w.commit("c5: rollout through an etcd outage", fleetRev{img: v1, webMode: "serve", marker: "c5", migrate: "m5", sleep: "1s",
-		rollout: "{canary: 1, max_parallel: 1, pause: 3s}"})
+		rollout: "{canary: 1, max_parallel: 1, pause: 10s}"})
 	w.waitFor("c5 live on its canary", 3*time.Minute, func() bool {
 		for _, h := range w.hosts {
 			if h.live() == c5 {
@@ -567,6 +570,9 @@ func TestE2E_FleetOfThreeAgents(t *testing.T) {
 	})
 	w.etcd.Stop()
 	stopped := time.Now()
+	// A host waiting at the gate or queued for the slot sits in a watch:
+	// it says "waiting for etcd" once its session's keepalives go
+	// unanswered (about half the lease TTL), before the lease lapses.
 	w.waitFor("a host waiting for etcd", 2*time.Minute, func() bool {
 		for _, h := range w.hosts {
 			if h.live() != c5 && strings.Contains(h.apiStatus(), "waiting for etcd") {
@@ -575,6 +581,7 @@ func TestE2E_FleetOfThreeAgents(t *testing.T) {
 		}
 		return false
 	})
+	t.Logf("a host waiting for etcd %s after it stopped", time.Since(stopped).Round(100*time.Millisecond))
 	for time.Since(stopped) < 8*time.Second { // twice the lease TTL
 		for _, h := range w.hosts {
 			if got := h.serving(); !strings.HasPrefix(got, "version=") {

@@ -68,6 +68,7 @@ func permanent(err error) bool {
 // outage wakes Run, which writes the outbox at once (its backoff reset)
 // and keeps the session's lease alive before it can lapse unobserved.
 func (c *Client) answered() {
+	c.heard()
 	if c.down.Load() && c.down.Swap(false) {
 		c.kick()
 	}

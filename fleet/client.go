@@ -72,7 +72,8 @@ type Client struct {
 	// trace, set by the benchmark only, is told each step of an Admit.
 	trace atomic.Pointer[func(step string)]
 
-	down      atomic.Bool // the last call found etcd unreachable
+	down      atomic.Bool  // the last call found etcd unreachable
+	lastHeard atomic.Int64 // when etcd last answered (unix ns; reach.go)
 	seq       atomic.Int64
 	skew      atomic.Int64 // the offset of our clock from etcd's last published, ns
 	eclock    etcdClock
@@ -248,6 +249,7 @@ func (c *Client) Session(ctx context.Context) (*concurrency.Session, error) {
 		c.log.Info("etcd session started", "lease", fmt.Sprintf("%x", s.Lease()))
 	}
 	c.sess = s
+	c.hearKeepAlives(cli, s)
 	if hook := c.opts.OnSession; hook != nil {
 		hook(int64(s.Lease()), true)
 		go func() { <-s.Done(); hook(int64(s.Lease()), false) }()

@@ -132,7 +132,8 @@ type RolloutRequest struct {
 	// deployed (a joining host).
 	Live string
 	// Waiting, if set, is told what Admit is waiting for (for the host
-	// record), and "" when it stops waiting.
+	// record), WaitingForEtcd while etcd does not answer, and "" when it
+	// stops waiting.
 	Waiting func(string)
 }
 
@@ -190,11 +191,11 @@ type Admission struct {
 // Waiting ends with an outage if the session dies (the queue place and
 // any slot went with it) and with ctx.
 func (c *Client) Admit(ctx context.Context, env string, req RolloutRequest) (*Admission, error) {
-	wait := req.Waiting
-	if wait == nil {
-		wait = func(string) {}
-	}
-	defer wait("")
+	// What it waits for goes to req.Waiting, and "waiting for etcd" over
+	// it while etcd is silent (a host queued when etcd went away sits in
+	// a watch that asks nothing), the reason coming back after.
+	wait, stop := c.noteWaits(req.Waiting)
+	defer stop()
 	sess, err := c.Session(ctx)
 	if err != nil {
 		return nil, err

@@ -24,6 +24,8 @@ type fakeFleet struct {
 	// to deploy first.
 	good   string
 	admits []fleet.RolloutRequest
+	// waits, when set, is what Admit tells req.Waiting (then "").
+	waits []string
 }
 
 func (f *fakeFleet) Admit(_ context.Context, _ string, req fleet.RolloutRequest) (*fleet.Admission, error) {
@@ -31,7 +33,13 @@ func (f *fakeFleet) Admit(_ context.Context, _ string, req fleet.RolloutRequest)
 	defer f.mu.Unlock()
 	f.admits = append(f.admits, req)
 	if req.Waiting != nil {
-		req.Waiting("queued for a deploy slot")
+		waits := f.waits
+		if waits == nil {
+			waits = []string{"queued for a deploy slot"}
+		}
+		for _, w := range waits {
+			req.Waiting(w)
+		}
 		req.Waiting("")
 	}
 	if f.admitErr != nil {
@@ -216,6 +224,31 @@ func TestFleet_EtcdUnreachableWaitsForANewRevisionAndSelfHealsTheLiveOne(t *test
 	ff.admitErr = nil
 	if err := a.Check(ctx); err != nil || strings.Join(host.running(), ",") != "web@c2" {
 		t.Fatalf("etcd back: %v, running %v", err, host.running())
+	}
+}
+
+// Admit's "waiting for etcd" (a queued host whose etcd went silent) is
+// the pass's WaitEtcd, and the reason it waited for comes back after.
+func TestFleet_AQueuedHostWhoseEtcdGoesSilentWaitsForEtcd(t *testing.T) {
+	a, _, src, ff := fleetAgent(t)
+	ctx := t.Context()
+	if err := a.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var waits []Wait
+	a.OnProgress = func(p Progress) {
+		if p.Waiting != "" && (len(waits) == 0 || waits[len(waits)-1] != p.Waiting) {
+			waits = append(waits, p.Waiting)
+		}
+	}
+	ff.waits = []string{"queued for a deploy slot", fleet.WaitingForEtcd, "queued for a deploy slot"}
+	src.head = "c2"
+	if err := a.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []Wait{"queued for a deploy slot", WaitEtcd, "queued for a deploy slot"}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("the pass waited for %q, want %q", waits, want)
 	}
 }
 
