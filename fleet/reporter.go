@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -22,11 +21,10 @@ func (k keys) reporter() string { return k.root + "/reporter/" }
 // ends. etcd unreachable: it waits, with backoff, and holds no role — the
 // statuses wait with it, deploys do not.
 func (c *Client) LeadReporter(ctx context.Context, env string, lead func(ctx context.Context)) {
-	backoff := time.Second
+	failed := 0
 	wait := func() bool {
-		ok := sleepOrKick(ctx, nil, backoff)
-		backoff = min(2*backoff, 30*time.Second)
-		return ok
+		failed++
+		return sleepOrKick(ctx, nil, retryPolicy.Delay(failed))
 	}
 	for ctx.Err() == nil {
 		sess, err := c.Session(ctx)
@@ -38,7 +36,7 @@ func (c *Client) LeadReporter(ctx context.Context, env string, lead func(ctx con
 		}
 		held, err := c.holdReporter(ctx, sess, env, lead)
 		if held {
-			backoff = time.Second
+			failed = 0
 		}
 		if err != nil && !wait() {
 			return

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/failure"
 )
 
@@ -24,8 +25,9 @@ func (c *Client) Run(ctx context.Context) {
 	// lease TTL: when etcd returns it restores every lease with a fresh
 	// TTL, and this session's must be kept alive (and its results written)
 	// before that TTL runs out. Any call etcd answers wakes it sooner.
-	maxBackoff := min(30*time.Second, max(c.cfg.LeaseTTL/4, 500*time.Millisecond))
-	backoff := min(time.Second, maxBackoff)
+	maxBackoff := min(retryPolicy.Max, max(c.cfg.LeaseTTL/4, 500*time.Millisecond))
+	retry := backoff.Policy{Min: min(retryPolicy.Min, maxBackoff), Max: maxBackoff, Jitter: retryPolicy.Jitter}
+	failed := 0 // calls failed in a row
 	var skewAt, seenAt, pruneAt time.Time
 	down := false
 	for {
@@ -38,10 +40,10 @@ func (c *Client) Run(ctx context.Context) {
 				c.log.Warn("etcd unreachable: coordinated steps wait until it answers", "error", err)
 				down = true
 			}
-			if !sleepOrKick(ctx, c.kickc, backoff) {
+			failed++
+			if !sleepOrKick(ctx, c.kickc, retry.Delay(failed)) {
 				return
 			}
-			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		// Results first: a migration's result that waited through an
@@ -50,7 +52,7 @@ func (c *Client) Run(ctx context.Context) {
 		if down {
 			c.log.Info("etcd reachable again", "results_waiting", c.Pending())
 			down = false
-			backoff = min(time.Second, maxBackoff)
+			failed = 0
 		}
 		now := time.Now()
 		if now.Sub(skewAt) >= c.opts.SeenInterval {
@@ -77,10 +79,10 @@ func (c *Client) Run(ctx context.Context) {
 			wait = min(wait, time.Until(next))
 		}
 		if perr != nil || ferr != nil {
-			wait = min(wait, backoff)
-			backoff = min(2*backoff, maxBackoff)
+			failed++
+			wait = min(wait, retry.Delay(failed))
 		} else {
-			backoff = min(time.Second, maxBackoff)
+			failed = 0
 		}
 		t := time.NewTimer(max(wait, 10*time.Millisecond))
 		select {
@@ -103,6 +105,13 @@ func (c *Client) Run(ctx context.Context) {
 // estimate of etcd's (no network: a stepped clock shows within it).
 const skewCheck = 30 * time.Second
 
+// retryPolicy is how the fleet's background loops wait after etcd failed
+// to answer: from 1 s, doubling, to 30 s, spread ±20 % so a fleet whose
+// etcd comes back does not ask again all at the same instant.
+var retryPolicy = backoff.Policy{Min: time.Second, Max: 30 * time.Second, Jitter: 0.2}
+
+// sleepOrKick waits d, or until kick (etcd answered a call: try now) or
+// ctx; false if ctx ended.
 func sleepOrKick(ctx context.Context, kick <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -99,17 +99,17 @@ func watchLatest[T any](ctx context.Context, c *Client, read func(ctx context.Co
 	out := make(chan T, 1)
 	go func() {
 		defer close(out)
-		backoff := time.Second
+		failed := 0
 		for ctx.Err() == nil {
 			v, rev, err := read(ctx)
 			if err != nil {
-				if !sleepOrKick(ctx, nil, backoff) {
+				failed++
+				if !sleepOrKick(ctx, nil, retryPolicy.Delay(failed)) {
 					return
 				}
-				backoff = min(2*backoff, 30*time.Second)
 				continue
 			}
-			backoff = time.Second
+			failed = 0
 			select { // keep only the latest
 			case <-out:
 			default:

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/backoff"
 )
 
 // How the scheduler runs a `run_on: one` job of a fleet (docs/fleet.md,
@@ -62,9 +63,9 @@ func (s *Scheduler) claimLoop(ctx context.Context, e *entry, d *Def, t time.Time
 	deadline := startingDeadline(d, t)
 	p := FleetPolicy{StartingDeadline: deadline, History: d.Spec.History}
 	log := s.Log.With("job", job, "scheduled", t)
-	backoff := time.Second
+	retry := backoff.Policy{Min: time.Second, Max: fleetRetryMax}
 	var waited error
-	for {
+	for n := 1; ; n++ {
 		c, err := s.Fleet.Claim(ctx, s.Env, job, t, p)
 		switch {
 		case err == nil:
@@ -101,10 +102,9 @@ func (s *Scheduler) claimLoop(ctx context.Context, e *entry, d *Def, t time.Time
 			s.skipTime(d, t, trigger, fmt.Sprintf("waiting for etcd: not claimed within its starting deadline (%s); etcd: %v", deadline, err))
 			return
 		}
-		if !sleepCtx(ctx, min(backoff, left)) {
+		if backoff.Sleep(ctx, min(retry.Delay(n), left)) != nil {
 			return
 		}
-		backoff = min(2*backoff, fleetRetryMax)
 	}
 }
 
@@ -163,9 +163,9 @@ func (s *Scheduler) fleetMissed(e *entry, d *Def) {
 	ctx := s.ctx
 	s.mu.Unlock()
 	job := d.Spec.Name
-	backoff := time.Second
+	retry := backoff.Policy{Min: time.Second, Max: 3 * fleetRetryMax}
 	var last time.Time
-	for {
+	for n := 1; ; n++ {
 		recs, err := s.Fleet.History(ctx, s.Env, job, 1)
 		if err == nil {
 			if len(recs) > 0 {
@@ -173,13 +173,12 @@ func (s *Scheduler) fleetMissed(e *entry, d *Def) {
 			}
 			break
 		}
-		if backoff == time.Second {
+		if n == 1 {
 			s.Log.Warn("job: the fleet's history is unreadable (etcd); missed runs are decided when it answers", "job", job, "error", err)
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !retry.Wait(ctx, n) {
 			return
 		}
-		backoff = min(2*backoff, 3*fleetRetryMax)
 	}
 	if runs, err := s.Store.Runs(job); err == nil {
 		for _, r := range runs { // this host's own, from before the fleet
@@ -227,16 +226,5 @@ func (s *Scheduler) finishClaim(c Claim, r Run) {
 func (s *Scheduler) finish(c Claim, r Run) {
 	if err := c.Finish(context.Background(), r); err != nil {
 		s.Log.Warn("job result not written to the fleet", "job", r.Job, "run", r.ID, "error", err)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

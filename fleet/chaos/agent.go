@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/fleet"
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/failure"
 )
 
@@ -271,16 +272,7 @@ func (a *agent) run(ctx context.Context, rev *Revision, end *Event) (fleet.Outco
 	return fleet.Succeeded, ""
 }
 
+// sleepCtx waits d; false if ctx ended first.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return backoff.Sleep(ctx, max(d, 0)) == nil
 }

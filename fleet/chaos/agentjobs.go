@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"berth.dev/berth/fleet"
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/failure"
 )
 
@@ -43,12 +44,12 @@ type jobSched struct {
 func (a *agent) claimLoop(ctx context.Context, j JobSpec, t time.Time, s *jobSched) {
 	deadline := j.Every // the job's starting deadline: until its next time
 	p := fleet.JobPolicy{StartingDeadline: deadline, History: j.History}
-	backoff := time.Second
+	retry := backoff.Policy{Min: time.Second, Max: 10 * time.Second}
 	var waited error
 	skip := func(reason string) {
 		a.led.Write(Event{Kind: "job_local_skip", Job: j.Name, T: t.UnixNano(), Note: reason})
 	}
-	for {
+	for n := 1; ; n++ {
 		cl, err := a.c.ClaimJob(ctx, Env, j.Name, t, p)
 		switch {
 		case err == nil:
@@ -78,10 +79,9 @@ func (a *agent) claimLoop(ctx context.Context, j JobSpec, t time.Time, s *jobSch
 			skip(fmt.Sprintf("waiting for etcd: not claimed within its starting deadline: %v", err))
 			return
 		}
-		if !sleepCtx(ctx, min(backoff, left)) {
+		if !sleepCtx(ctx, min(retry.Delay(n), left)) {
 			return
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 
