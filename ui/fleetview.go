@@ -10,15 +10,13 @@ import (
 	"time"
 
 	"berth.dev/berth/fleet"
+	"berth.dev/berth/status"
 )
 
 // The fleet's page, built from one overview read (fleet.Overview).
 
 // hostsPerPage is how many hosts a fleet page lists per env.
 const hostsPerPage = 100
-
-// skewWarn is the clock skew the page flags (the agent logs it too).
-const skewWarn = 5 * time.Second
 
 type fleetView struct {
 	// Read says why etcd's answer is missing (unreachable, slow) and
@@ -99,7 +97,12 @@ type migrationRow struct {
 	Started, Ended                              time.Time
 }
 
-var hostStates = []string{"alive", "gone", "paused", "held", "failed", "deploying", "waiting", "skewed"}
+var hostStates = func() (s []string) {
+	for _, st := range status.HostStates {
+		s = append(s, string(st))
+	}
+	return s
+}()
 
 // fleetEnvOf builds one env's part of the fleet page; q filters and pages
 // its hosts when it names this env (?env=E&state=S&q=TEXT&page=N).
@@ -127,7 +130,7 @@ func fleetEnvOf(o *fleet.Overview, q url.Values, now time.Time) fleetEnvView {
 			continue
 		}
 		v.Alive++
-		if h.ClockSkew.Abs() >= skewWarn {
+		if status.Skewed(h) {
 			v.Skewed++
 		}
 		rev, rc := "", (*revCount)(nil)
@@ -202,20 +205,9 @@ func reasonOf(r string) string {
 func hostRowOf(env string, h *fleet.HostStatus) hostRow {
 	r := hostRow{Name: clean(h.Host), Href: href("fleet", "host", env, h.Host), Version: clean(h.Version), LastSeen: h.LastSeen,
 		Waiting: clean(h.Waiting), Health: healthLine(h.Health)}
-	r.State = "alive"
-	switch {
-	case !h.Alive:
-		r.State = "gone"
-	case h.Paused != nil:
-		r.State = "paused"
-	case h.Held != "":
-		r.State = "held"
-	case h.Waiting != "":
-		r.State = "waiting"
-	case h.Deploy != nil:
-		r.State = "deploying"
-	case h.Failed != "":
-		r.State = "failed"
+	r.State = string(status.HostStateOf(h))
+	if r.State == string(status.HostSkewed) {
+		r.State = string(status.HostAlive) // the Skewed mark says it
 	}
 	r.Class = r.State
 	if h.Live != nil {
@@ -230,7 +222,7 @@ func hostRowOf(env string, h *fleet.HostStatus) hostRow {
 	if h.ClockSkew != 0 {
 		r.Skew = h.ClockSkew.Round(time.Second).String()
 	}
-	r.Skewed = h.ClockSkew.Abs() >= skewWarn
+	r.Skewed = status.Skewed(h)
 	return r
 }
 
@@ -301,7 +293,7 @@ func (v *fleetEnvView) hostsPage(o *fleet.Overview, q url.Values) {
 func hasState(h *fleet.HostStatus, state string) bool {
 	switch state {
 	case "skewed":
-		return h.ClockSkew.Abs() >= skewWarn
+		return status.Skewed(h)
 	case "failed":
 		return h.Failed != "" || (h.Result != nil && h.Result.Class == "verdict")
 	}

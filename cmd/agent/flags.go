@@ -1,13 +1,12 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 
 	"berth.dev/berth/agentconfig"
+	"berth.dev/berth/internal/cliflags"
 	"berth.dev/berth/status"
 )
 
@@ -15,70 +14,10 @@ import (
 // format: what it is given wrongly stops it with the reason, then its
 // usage, and exit 2.
 
-// newFlagSet returns a command's flag set: errors and usage go to stderr.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("berth "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: berth %s %s\n", name, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
 // failed stops a command that ran and failed: "berth CMD: err", exit code.
 func failed(stderr io.Writer, cmd string, err error, code int) int {
 	fmt.Fprintf(stderr, "berth %s: %v\n", cmd, err)
 	return code
-}
-
-// usageError stops a command called wrongly: the reason, then the usage.
-func usageError(fs *flag.FlagSet, format string, a ...any) int {
-	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, a...))
-	fs.Usage()
-	return exitUsage
-}
-
-// parseFlags parses args, returning the exit code to stop with when the
-// command must not go on (help asked for, or bad flags: the flag package
-// says which, then prints the usage). Flags may come after positional
-// arguments ("berth jobs logs NAME --config FILE").
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return exitOK, false
-			}
-			return exitUsage, false
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			pos = append(pos, rest...) // everything after "--" is positional
-			break
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
-	}
-	fs.Parse(append([]string{"--"}, pos...))
-	return 0, true
-}
-
-// parseArgs is parseFlags wanting between min and max positional
-// arguments; what names the missing ones ("NAME").
-func parseArgs(fs *flag.FlagSet, args []string, min, max int, what string) (int, bool) {
-	if code, ok := parseFlags(fs, args); !ok {
-		return code, false
-	}
-	switch n := fs.NArg(); {
-	case n < min:
-		return usageError(fs, "missing %s", what), false
-	case n > max:
-		return usageError(fs, "unexpected argument %q", fs.Arg(max)), false
-	}
-	return 0, true
 }
 
 // withConfig adds --config to fs, parses args (no positional argument)
@@ -98,7 +37,7 @@ func withEnvs(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *agentconf
 	}
 	names, err := status.SelectEnvs(cfg, *only)
 	if err != nil {
-		return nil, nil, usageError(fs, "%v", err), false
+		return nil, nil, cliflags.UsageError(fs, "%v", err), false
 	}
 	return cfg, names, 0, true
 }
@@ -107,7 +46,7 @@ func withEnvs(fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *agentconf
 // max positional arguments.
 func withConfigArgs(fs *flag.FlagSet, args []string, min, max int, what string, stderr io.Writer) (cfg *agentconfig.Config, code int, ok bool) {
 	path := fs.String("config", agentconfig.DefaultPath, "agent config file")
-	if code, ok := parseArgs(fs, args, min, max, what); !ok {
+	if code, ok := cliflags.ParseArgs(fs, args, min, max, what); !ok {
 		return nil, code, false
 	}
 	cfg, err := agentconfig.Load(*path)
@@ -116,60 +55,4 @@ func withConfigArgs(fs *flag.FlagSet, args []string, min, max int, what string, 
 		return nil, exitConfig, false
 	}
 	return cfg, 0, true
-}
-
-// outputFormat is a command's --format: text (default) or json, with
-// --json kept as an alias of --format json.
-type outputFormat string
-
-func (f *outputFormat) String() string { return string(*f) }
-
-func (f *outputFormat) Set(s string) error {
-	switch s {
-	case "text", "json":
-		*f = outputFormat(s)
-	case "table": // berth fleet status's older name for text
-		*f = "text"
-	default:
-		return errors.New("text or json")
-	}
-	return nil
-}
-
-// addFormat adds --format and --json to fs.
-func addFormat(fs *flag.FlagSet) *outputFormat {
-	f := outputFormat("text")
-	fs.Var(&f, "format", "output format: text or json (docs/reference.md)")
-	fs.BoolFunc("json", "the same as --format json", func(s string) error {
-		if s == "false" {
-			f = "text"
-		} else {
-			f = "json"
-		}
-		return nil
-	})
-	return &f
-}
-
-func (f *outputFormat) json() bool { return *f == "json" }
-
-// count is a flag of how many (-n): a whole number of at least 1.
-type count int
-
-func (c *count) String() string { return strconv.Itoa(int(*c)) }
-
-func (c *count) Set(s string) error {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return errors.New("a whole number, at least 1")
-	}
-	*c = count(n)
-	return nil
-}
-
-// addCount adds a count flag to fs.
-func addCount(fs *flag.FlagSet, name string, def int, usage string) *count {
-	c := count(def)
-	fs.Var(&c, name, usage)
-	return &c
 }

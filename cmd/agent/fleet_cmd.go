@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"berth.dev/berth/fleet"
+	"berth.dev/berth/internal/cliflags"
 	"berth.dev/berth/operator"
 	"berth.dev/berth/status"
 )
@@ -30,8 +31,8 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "berth fleet: unknown subcommand %q (status)\n%s", args[0], usage)
 		return exitUsage
 	}
-	fs := newFlagSet("fleet status", "[--config FILE] [--env ENV] [--format text|json]", stderr)
-	format := addFormat(fs)
+	fs := cliflags.New("fleet status", "[--config FILE] [--env ENV] [--format text|json]", stderr)
+	format := cliflags.AddFormat(fs)
 	cfg, names, code, ok := withEnvs(fs, args[1:], stderr)
 	if !ok {
 		return code
@@ -46,12 +47,10 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// Exit 1 when a revision is halted or a host refuses one: a script
 	// watching a rollout learns it stopped (docs/reference.md).
 	code = exitOK
-	for _, e := range data {
-		if len(e.Halts) > 0 || slices.ContainsFunc(e.Hosts, func(h fleet.HostStatus) bool { return h.Alive && h.Failed != "" }) {
-			code = exitFailure
-		}
+	if slices.ContainsFunc(data, status.FleetEnv.Stopped) {
+		code = exitFailure
 	}
-	if format.json() {
+	if format.JSON() {
 		if data == nil {
 			data = []status.FleetEnv{}
 		}
@@ -86,18 +85,9 @@ func printFleet(w io.Writer, e status.FleetEnv) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tSTATE\tSKEW\tLIVE\tAUTHOR\tSUBJECT\tDEPLOY\tRESULT\tHEALTH\tVERSION\tLAST SEEN")
 	for _, h := range e.Hosts {
-		state := "alive"
-		switch {
-		case !h.Alive:
-			state = "gone"
-		case h.Failed != "":
+		state := string(status.HostStateOf(&h))
+		if state == string(status.HostFailed) {
 			state = fmt.Sprintf("failed %.12s", h.Failed)
-		case h.Paused != nil:
-			state = "paused"
-		case h.Held != "":
-			state = "held"
-		case h.ClockSkew.Abs() >= fleet.SkewWarn:
-			state = "skewed" // its job claims ahead of etcd's clock are refused
 		}
 		skew := "-"
 		if h.ClockSkew != 0 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"berth.dev/berth/agentconfig"
+	"berth.dev/berth/internal/cliflags"
 	"berth.dev/berth/internal/termsafe"
 	"berth.dev/berth/jobs"
 	"berth.dev/berth/operator"
@@ -58,7 +59,7 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // positional arguments (the first is the job's NAME). env is --env as
 // given.
 func jobArgs(name, usage string, args []string, min, max int, stderr io.Writer, extra func(fs *flag.FlagSet)) (cfg *agentconfig.Config, pos []string, env string, code int, ok bool) {
-	fs := newFlagSet("jobs "+name, usage, stderr)
+	fs := cliflags.New("jobs "+name, usage, stderr)
 	if extra != nil {
 		extra(fs)
 	}
@@ -71,8 +72,8 @@ func jobArgs(name, usage string, args []string, min, max int, stderr io.Writer, 
 }
 
 func jobsList(args []string, stdout, stderr io.Writer) int {
-	var format *outputFormat
-	cfg, _, only, code, ok := jobArgs("list", "[--config FILE] [--env ENV] [--format text|json]", args, 0, 0, stderr, func(fs *flag.FlagSet) { format = addFormat(fs) })
+	var format *cliflags.Format
+	cfg, _, only, code, ok := jobArgs("list", "[--config FILE] [--env ENV] [--format text|json]", args, 0, 0, stderr, func(fs *flag.FlagSet) { format = cliflags.AddFormat(fs) })
 	if !ok {
 		return code
 	}
@@ -84,7 +85,7 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return failed(stderr, "jobs list", err, exitFailure)
 	}
-	if format.json() {
+	if format.JSON() {
 		return writeJSON(stdout, rows)
 	}
 	if len(rows) == 0 {
@@ -116,11 +117,11 @@ func jobsList(args []string, stdout, stderr io.Writer) int {
 
 func jobsHistory(args []string, stdout, stderr io.Writer) int {
 	var local *bool
-	var format *outputFormat
-	var n *count
+	var format *cliflags.Format
+	var n *cliflags.Count
 	cfg, pos, only, code, ok := jobArgs("history", "NAME [--config FILE] [--env ENV] [--format text|json] [-n N] [--local]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
-		format = addFormat(fs)
-		n = addCount(fs, "n", 20, "how many runs, newest first")
+		format = cliflags.AddFormat(fs)
+		n = cliflags.AddCount(fs, "n", 20, "how many runs, newest first")
 		local = fs.Bool("local", false, "with a fleet: this host's own runs (with their run ids and triggers) instead of the fleet's")
 	})
 	if !ok {
@@ -134,7 +135,7 @@ func jobsHistory(args []string, stdout, stderr io.Writer) int {
 		// The fleet's runs, each naming its host: the same on every host.
 		runs, err := operator.JobHistory(context.Background(), cfg, env, pos[0], int(*n))
 		if err == nil {
-			return printFleetJobHistory(stdout, runs, format.json())
+			return printFleetJobHistory(stdout, runs, format.JSON())
 		}
 		fmt.Fprintf(stderr, "berth jobs history: the fleet's history is unreadable (%v); this host's own runs follow\n", err)
 	}
@@ -145,7 +146,7 @@ func jobsHistory(args []string, stdout, stderr io.Writer) int {
 	if len(runs) > int(*n) {
 		runs = runs[:*n]
 	}
-	if format.json() {
+	if format.JSON() {
 		if runs == nil {
 			runs = []jobs.Run{}
 		}
@@ -209,9 +210,9 @@ func jobsLogs(args []string, stdout, stderr io.Writer) int {
 func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var detach *bool
 	var wait *time.Duration
-	var format *outputFormat
+	var format *cliflags.Format
 	cfg, pos, only, code, ok := jobArgs("run", "NAME [--config FILE] [--env ENV] [--detach] [--wait DURATION] [--format text|json]", args, 1, 1, stderr, func(fs *flag.FlagSet) {
-		format = addFormat(fs)
+		format = cliflags.AddFormat(fs)
 		detach = fs.Bool("detach", false, "return once the run started")
 		wait = fs.Duration("wait", 0, "give up waiting for the run after this long (0: the job's timeout, else forever)")
 	})
@@ -248,7 +249,7 @@ func jobsRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if run.Done() && run.Status != jobs.StatusSucceeded {
 		code = exitFailure
 	}
-	if format.json() {
+	if format.JSON() {
 		writeJSON(stdout, run)
 		return code
 	}

@@ -5,10 +5,11 @@ import (
 	"io"
 	"os"
 
-	"berth.dev/berth/daemon"
-	"berth.dev/berth/internal/termsafe"
 	"github.com/hashicorp/go-hclog"
 	"github.com/mattn/go-isatty"
+
+	"berth.dev/berth/daemon"
+	"berth.dev/berth/internal/termsafe"
 )
 
 // newLogger is the one root logger: JSON when stderr is not a terminal

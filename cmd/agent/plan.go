@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 
-	"berth.dev/berth/daemon"
 	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/daemon"
+	"berth.dev/berth/internal/cliflags"
 )
 
 // runPlan prints what a deploy of the current head would do, changing
@@ -18,8 +20,8 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if wantsPreview(args) {
 		return runPlanPreview(ctx, args, stdout, stderr)
 	}
-	fs := newFlagSet("plan", "[--config FILE] [--env ENV] [--format text|json]", stderr)
-	format := addFormat(fs)
+	fs := cliflags.New("plan", "[--config FILE] [--env ENV] [--format text|json]", stderr)
+	format := cliflags.AddFormat(fs)
 	cfg, names, code, ok := withEnvs(fs, args, stderr)
 	if !ok {
 		return code
@@ -31,7 +33,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case err != nil:
 		return failed(stderr, "plan", err, exitFailure)
 	}
-	if format.json() {
+	if format.JSON() {
 		return writeJSON(stdout, plans)
 	}
 	for i, p := range plans {

@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"io"
 	"slices"
 	"strings"
 
 	"berth.dev/berth/agentconfig"
+	"berth.dev/berth/internal/cliflags"
 	"berth.dev/berth/preview"
 )
 
@@ -21,36 +20,26 @@ func wantsPreview(args []string) bool {
 	})
 }
 
-// envList is a repeatable --env.
-type envList []string
-
-func (l *envList) String() string     { return strings.Join(*l, ",") }
-func (l *envList) Set(s string) error { *l = append(*l, s); return nil }
-
 // runPlanPreview is berth plan --repo DIR --from REF --to REF: what a
 // change of the config repo will do, per env, with no host, Docker or
 // Vault (a CI runner). Exit 1 when an env at --to fails validation or
 // policy, as berth validate would.
 func runPlanPreview(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	const usage = "--repo DIR [--path P] --from REF [--to REF] [--env ENV …] [--format text|markdown|json] [--hosts N] [--policy AGENT_YAML]"
-	fs := newFlagSet("plan", usage, stderr)
+	fs := cliflags.New("plan", usage, stderr)
 	repo := fs.String("repo", "", "a Git checkout of the config repository (required)")
 	path := fs.String("path", "", "the directory inside the repository holding envs/, as the agent's repo.path (default: its root)")
 	from := fs.String("from", "", "the revision the hosts run now, e.g. origin/main (required)")
 	to := fs.String("to", "HEAD", "the revision to plan, e.g. the PR's head")
-	var only envList
+	var only cliflags.List
 	fs.Var(&only, "env", "only this environment (repeatable; default: every env the change touches)")
 	format := fs.String("format", "text", "output format: text, markdown (a PR comment) or json")
 	hosts := fs.Int("hosts", 0, "the fleet's size, to show the rollout's waves")
 	policyFile := fs.String("policy", "", "an agent.yaml whose policy applies, as on the host (as berth validate --policy)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := cliflags.Parse(fs, args); !ok {
 		return code
 	}
-	bad := func(msg string) int {
-		fmt.Fprintf(stderr, "berth plan: %s\n", msg)
-		fs.Usage()
-		return exitUsage
-	}
+	bad := func(msg string) int { return cliflags.UsageError(fs, "%s", msg) }
 	switch {
 	case fs.NArg() > 0:
 		return bad("unexpected argument " + fs.Arg(0))
@@ -88,5 +77,3 @@ func runPlanPreview(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	return exitOK
 }
-
-var _ flag.Value = (*envList)(nil)

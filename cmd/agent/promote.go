@@ -8,27 +8,28 @@ import (
 
 	"berth.dev/berth/envs"
 	"berth.dev/berth/internal/atomicfile"
+	"berth.dev/berth/internal/cliflags"
 )
 
 // runPromote prepares a promotion PR: the target environment gets the image
 // digests of the source environment, rewritten where they live.
 func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("promote", "--from ENV --to ENV [--dry-run] [DIR]", stderr)
+	fs := cliflags.New("promote", "--from ENV --to ENV [--dry-run] [DIR]", stderr)
 	from := fs.String("from", "", "environment to take image digests from (required)")
 	to := fs.String("to", "", "environment to write them into (required)")
 	dryRun := fs.Bool("dry-run", false, "print the diff, write nothing")
-	if code, ok := parseArgs(fs, args, 0, 1, ""); !ok {
+	if code, ok := cliflags.ParseArgs(fs, args, 0, 1, ""); !ok {
 		return code
 	}
 	switch {
 	case *from == "" && *to == "":
-		return usageError(fs, "--from and --to are required")
+		return cliflags.UsageError(fs, "--from and --to are required")
 	case *from == "":
-		return usageError(fs, "--from is required: the environment to take image digests from")
+		return cliflags.UsageError(fs, "--from is required: the environment to take image digests from")
 	case *to == "":
-		return usageError(fs, "--to is required: the environment to write them into")
+		return cliflags.UsageError(fs, "--to is required: the environment to write them into")
 	case *from == *to:
-		return usageError(fs, "--from and --to name the same environment %q", *from)
+		return cliflags.UsageError(fs, "--from and --to name the same environment %q", *from)
 	}
 	dir := "."
 	if fs.NArg() == 1 {

@@ -16,6 +16,7 @@ import (
 	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/daemon"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/buildinfo"
 	"berth.dev/berth/jobs"
 	"berth.dev/berth/migrate"
 	"berth.dev/berth/reconcile"
@@ -36,7 +37,7 @@ var referenceTypes = map[string]reflect.Type{
 	"berth-fleet-status":       reflect.TypeFor[status.FleetAll](),
 	"berth-validate":           reflect.TypeFor[[]envs.Validation](),
 	"berth-plan":               reflect.TypeFor[[]daemon.EnvPlan](),
-	"berth-version":            reflect.TypeFor[versionJSON](),
+	"berth-version":            reflect.TypeFor[buildinfo.Info](),
 	"berth-request":            reflect.TypeFor[requestJSON](),
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"berth.dev/berth/agentconfig"
+	"berth.dev/berth/internal/cliflags"
 	"berth.dev/berth/operator"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/statedir"
@@ -21,9 +22,9 @@ import (
 // request parses a request command's flags: --env, --format and the
 // command's own (extra); ok false stops it with code.
 func request(name, usage string, args []string, stdout, stderr io.Writer, extra func(fs *flag.FlagSet)) (cfg *agentconfig.Config, env string, out answer, code int, ok bool) {
-	fs := newFlagSet(name, usage, stderr)
+	fs := cliflags.New(name, usage, stderr)
 	only := fs.String("env", "", "the environment (needed when the agent runs several)")
-	format := addFormat(fs)
+	format := cliflags.AddFormat(fs)
 	if extra != nil {
 		extra(fs)
 	}
@@ -31,9 +32,9 @@ func request(name, usage string, args []string, stdout, stderr io.Writer, extra 
 		return nil, "", answer{}, code, false
 	}
 	if env, err := status.OneEnv(cfg, *only); err != nil {
-		return nil, "", answer{}, usageError(fs, "%v", err), false
+		return nil, "", answer{}, cliflags.UsageError(fs, "%v", err), false
 	} else {
-		return cfg, env, answer{stdout, format.json()}, exitOK, true
+		return cfg, env, answer{stdout, format.JSON()}, exitOK, true
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"berth.dev/berth/daemon"
+	"berth.dev/berth/internal/cliflags"
 	"berth.dev/berth/operator"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/status"
@@ -14,20 +15,20 @@ import (
 // runRollback asks the agent to go back to a revision this host ran
 // successfully (default: the one before the live one) and hold there.
 func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("rollback", "[--config FILE] [--env ENV] [--fleet [--reason TEXT]] [--format text|json] [REV]", stderr)
+	fs := cliflags.New("rollback", "[--config FILE] [--env ENV] [--fleet [--reason TEXT]] [--format text|json] [REV]", stderr)
 	only := fs.String("env", "", "the environment (needed when the agent runs several)")
 	all := fs.Bool("fleet", false, "roll every host of the env's fleet back (through the waves), and halt the branch head fleet-wide")
 	reason := fs.String("reason", "", "why (with --fleet; shown in berth fleet status)")
-	format := addFormat(fs)
+	format := cliflags.AddFormat(fs)
 	cfg, code, ok := withConfigArgs(fs, args, 0, 1, "", stderr)
 	if !ok {
 		return code
 	}
 	env, err := status.OneEnv(cfg, *only)
 	if err != nil {
-		return usageError(fs, "%v", err)
+		return cliflags.UsageError(fs, "%v", err)
 	}
-	out := answer{stdout, format.json()}
+	out := answer{stdout, format.JSON()}
 	st, err := reconcile.LoadState(cfg.EnvDir(env))
 	if err != nil {
 		return failed(stderr, "rollback", err, exitFailure)

@@ -8,16 +8,19 @@ import (
 	"os"
 	"runtime/debug"
 
-	"berth.dev/berth/daemon"
-	"berth.dev/berth/reconcile"
 	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/daemon"
+	"berth.dev/berth/internal/buildinfo"
+	"berth.dev/berth/internal/cliflags"
+	"berth.dev/berth/reconcile"
 )
 
 // runRun is the daemon: poll the config repo and reconcile this host until
 // SIGTERM (package daemon). An in-flight deploy is rolled back on shutdown
 // and the revision retried on the next start.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("run", "[--config FILE] [--once] [--check-config] [--log-level LEVEL]", stderr)
+	fs := cliflags.New("run", "[--config FILE] [--once] [--check-config] [--log-level LEVEL]", stderr)
 	once := fs.Bool("once", false, "make one pass of each env and exit: 0 live, 1 verdict, 4 outage (docs/operations.md)")
 	checkOnly := fs.Bool("check-config", false, "validate the config and exit")
 	level := logLevel{hclog.Info}
@@ -31,7 +34,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	tuneGC()
-	d := &daemon.Daemon{Config: cfg, Log: newLogger(stderr, level.Level), Version: version, Commit: buildCommit()}
+	d := &daemon.Daemon{Config: cfg, Log: newLogger(stderr, level.Level), Version: buildinfo.Get().Version, Commit: buildinfo.Get().Commit}
 	if *once {
 		passes, err := d.Once(ctx)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"berth.dev/berth/daemon"
 	"berth.dev/berth/engine"
+	"berth.dev/berth/internal/cliflags"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/status"
 )
@@ -18,8 +19,8 @@ import (
 // runs. The local API serves the same values.
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "[--config FILE] [--env ENV] [--format text|json]", stderr)
-	format := addFormat(fs)
+	fs := cliflags.New("status", "[--config FILE] [--env ENV] [--format text|json]", stderr)
+	format := cliflags.AddFormat(fs)
 	cfg, names, code, ok := withEnvs(fs, args, stderr)
 	if !ok {
 		return code
@@ -43,9 +44,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		outs = append(outs, out)
 	}
 	switch {
-	case format.json() && len(outs) == 1:
+	case format.JSON() && len(outs) == 1:
 		writeJSON(stdout, outs[0])
-	case format.json():
+	case format.JSON():
 		writeJSON(stdout, status.All{Envs: outs})
 	default:
 		for i, out := range outs {
@@ -99,9 +100,9 @@ func printStatus(w io.Writer, s status.Env) {
 }
 
 func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("history", "[--config FILE] [--env ENV] [--format text|json] [-n N]", stderr)
-	format := addFormat(fs)
-	n := addCount(fs, "n", 20, "how many passes, newest first")
+	fs := cliflags.New("history", "[--config FILE] [--env ENV] [--format text|json] [-n N]", stderr)
+	format := cliflags.AddFormat(fs)
+	n := cliflags.AddCount(fs, "n", 20, "how many passes, newest first")
 	cfg, names, code, ok := withEnvs(fs, args, stderr)
 	if !ok {
 		return code
@@ -110,7 +111,7 @@ func runHistory(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return failed(stderr, "history", err, exitFailure)
 	}
-	if format.json() {
+	if format.JSON() {
 		return writeJSON(stdout, recs)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

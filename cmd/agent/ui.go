@@ -9,6 +9,7 @@ import (
 
 	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/fleet"
+	"berth.dev/berth/internal/cliflags"
 	"berth.dev/berth/ui"
 )
 
@@ -18,7 +19,7 @@ const defaultUIListen = "127.0.0.1:7480"
 // runUI is `berth ui`: the fleet's read-only status page, from etcd, for
 // every env under the prefix (package ui).
 func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("ui", "[--config FILE] [--listen ADDR] [--tls-cert FILE --tls-key FILE] [--basic-auth-file FILE] [--insecure-listen] [--env ENV]...", stderr)
+	fs := cliflags.New("ui", "[--config FILE] [--listen ADDR] [--tls-cert FILE --tls-key FILE] [--basic-auth-file FILE] [--insecure-listen] [--env ENV]...", stderr)
 	path := fs.String("config", agentconfig.DefaultPath, "an agent config, or a file with only a fleet: block")
 	var o ui.ListenOptions
 	fs.StringVar(&o.Addr, "listen", defaultUIListen, "address to listen on; beyond loopback it needs TLS, a basic-auth file or --insecure-listen")
@@ -26,15 +27,15 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.TLSKey, "tls-key", "", "and this key (PEM)")
 	fs.StringVar(&o.BasicAuthFile, "basic-auth-file", "", "ask for a login: user:bcrypt-hash lines (htpasswd -nbB)")
 	fs.BoolVar(&o.InsecureListen, "insecure-listen", false, "allow a plain, open listener beyond loopback")
-	var only envList
+	var only cliflags.List
 	fs.Var(&only, "env", "only this env (repeat for several; default: every env under the prefix)")
 	level := logLevel{hclog.Info}
 	fs.Var(&level, "log-level", "trace, debug, info, warn or error")
-	if code, ok := parseArgs(fs, args, 0, 0, ""); !ok {
+	if code, ok := cliflags.ParseArgs(fs, args, 0, 0, ""); !ok {
 		return code
 	}
 	if err := o.Check(); err != nil {
-		return usageError(fs, "%v", err)
+		return cliflags.UsageError(fs, "%v", err)
 	}
 	fc, err := agentconfig.LoadFleet(*path)
 	if err != nil {

@@ -10,17 +10,18 @@ import (
 
 	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/internal/cliflags"
 )
 
 // runValidate checks environments of a config repo checkout: the same
 // loading and validation the agent does before a deploy, for the config
 // repo's own CI.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("validate", "[--env ENV] [--format text|json] [--policy AGENT_YAML] [DIR]", stderr)
+	fs := cliflags.New("validate", "[--env ENV] [--format text|json] [--policy AGENT_YAML] [DIR]", stderr)
 	env := fs.String("env", "", "validate only this environment (default: every envs/* directory)")
-	format := addFormat(fs)
+	format := cliflags.AddFormat(fs)
 	policyFile := fs.String("policy", "", "an agent.yaml whose policy:, vault.allowed_paths and nginx.conf_dir apply, as on the host")
-	if code, ok := parseArgs(fs, args, 0, 1, ""); !ok {
+	if code, ok := cliflags.ParseArgs(fs, args, 0, 1, ""); !ok {
 		return code
 	}
 	opts := envs.Options{}
@@ -47,7 +48,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	results := envs.ValidateAll(ctx, dir, names, opts)
 	failed := slices.ContainsFunc(results, func(r envs.Validation) bool { return !r.OK })
-	if format.json() {
+	if format.JSON() {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		enc.Encode(results)
