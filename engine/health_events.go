@@ -73,55 +73,36 @@ func (e *Engine) healthUp() bool {
 
 func (e *Engine) healthLoop(first chan struct{}) {
 	h := &e.health
-	failures := 0
-	for {
-		msgs, errs, cancel, subscribed := e.subscribe(filters.NewArgs(
-			filters.Arg("type", string(events.ContainerEventType)),
-			filters.Arg("event", string(events.ActionHealthStatus)),
-			filters.Arg("event", string(events.ActionDie)),
-		))
-		h.mu.Lock()
-		h.up = subscribed
-		h.mu.Unlock()
-		if first != nil {
-			close(first)
-			first = nil
-		}
-	stream:
-		for {
+	wake := func(list []chan<- struct{}) {
+		for _, ch := range list {
 			select {
-			case m := <-msgs:
-				h.mu.Lock()
-				for _, ch := range h.subs[m.Actor.ID] {
-					select {
-					case ch <- struct{}{}:
-					default: // one pending wake-up is enough
-					}
-				}
-				h.mu.Unlock()
-			case <-errs:
-				break stream
+			case ch <- struct{}{}:
+			default: // one pending wake-up is enough
 			}
 		}
-		cancel()
-		h.mu.Lock()
-		h.up = false
-		// Everyone waiting looks again now: an event may have been lost.
-		for _, list := range h.subs {
-			for _, ch := range list {
-				select {
-				case ch <- struct{}{}:
-				default:
-				}
-			}
-		}
-		h.mu.Unlock()
-		// Resubscribe soon after a restart; back off while the engine
-		// stays away.
-		if subscribed {
-			failures = 0
-		}
-		failures++
-		time.Sleep(streamRetry.Delay(failures))
 	}
+	e.follow(filters.NewArgs(
+		filters.Arg("type", string(events.ContainerEventType)),
+		filters.Arg("event", string(events.ActionHealthStatus)),
+		filters.Arg("event", string(events.ActionDie)),
+	), first,
+		func(subscribed bool) {
+			h.mu.Lock()
+			h.up = subscribed
+			h.mu.Unlock()
+		},
+		func(m events.Message) {
+			h.mu.Lock()
+			wake(h.subs[m.Actor.ID])
+			h.mu.Unlock()
+		},
+		func() {
+			h.mu.Lock()
+			h.up = false
+			// Everyone waiting looks again now: an event may have been lost.
+			for _, list := range h.subs {
+				wake(list)
+			}
+			h.mu.Unlock()
+		})
 }

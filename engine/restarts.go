@@ -53,17 +53,35 @@ func (e *Engine) subscribe(args filters.Args) (msgs <-chan events.Message, errs 
 var streamRetry = backoff.Policy{Min: time.Second, Max: 30 * time.Second, Jitter: 0.1}
 
 func (e *Engine) watchLoop(first chan struct{}) {
+	r := &e.restarts
+	e.follow(filters.NewArgs(filters.Arg("type", string(events.DaemonEventType))), first,
+		func(subscribed bool) {
+			r.mu.Lock()
+			if subscribed {
+				r.up = time.Now()
+			} else {
+				r.lastGap = time.Now()
+			}
+			r.mu.Unlock()
+		},
+		func(events.Message) {},
+		func() {
+			r.mu.Lock()
+			r.up, r.lastGap = time.Time{}, time.Now()
+			r.mu.Unlock()
+		})
+}
+
+// follow keeps an event stream of args open for good: up is told whether
+// each subscription took, msg gets each event, down is called when the
+// stream breaks; first is closed after the first subscription (taken or
+// not). It resubscribes soon after a restart and backs off while the
+// engine stays away.
+func (e *Engine) follow(args filters.Args, first chan struct{}, up func(subscribed bool), msg func(events.Message), down func()) {
 	failures := 0
 	for {
-		msgs, errs, cancel, subscribed := e.subscribe(filters.NewArgs(filters.Arg("type", string(events.DaemonEventType))))
-		r := &e.restarts
-		r.mu.Lock()
-		if subscribed {
-			r.up = time.Now()
-		} else {
-			r.lastGap = time.Now()
-		}
-		r.mu.Unlock()
+		msgs, errs, cancel, subscribed := e.subscribe(args)
+		up(subscribed)
 		if first != nil {
 			close(first)
 			first = nil
@@ -71,17 +89,14 @@ func (e *Engine) watchLoop(first chan struct{}) {
 	stream:
 		for {
 			select {
-			case <-msgs:
+			case m := <-msgs:
+				msg(m)
 			case <-errs:
 				break stream
 			}
 		}
 		cancel()
-		r.mu.Lock()
-		r.up, r.lastGap = time.Time{}, time.Now()
-		r.mu.Unlock()
-		// Resubscribe soon after a restart; back off while the engine
-		// stays away.
+		down()
 		if subscribed {
 			failures = 0
 		}

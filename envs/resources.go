@@ -18,14 +18,7 @@ func checkProjectResources(c *collector, p *types.Project, pol Policy) {
 	for _, k := range slices.Sorted(mapsKeys(p.Volumes)) {
 		v := p.Volumes[k]
 		f := "volumes." + k
-		switch {
-		case bool(v.External):
-			if !pol.AllowExternalVolumes {
-				c.top(f+".external", fmt.Sprintf("external volume %q is refused: it belongs to another project or to the host", v.Name), "use a volume of this project, or set policy.allow_external_volumes in /etc/berth/agent.yaml")
-			}
-		case v.Name != "" && v.Name != p.Name+"_"+k:
-			c.top(f+".name", fmt.Sprintf("volume name %q is refused: this project's volumes are named %s_<volume>", v.Name, p.Name), "leave name: out")
-		}
+		checkOwnership(c, p, resource{"volume", k, v.Name, bool(v.External)}, pol.AllowExternalVolumes, "it belongs to another project or to the host")
 		if !pol.AllowVolumeDrivers {
 			if v.Driver != "" && v.Driver != "local" {
 				c.top(f+".driver", fmt.Sprintf("volume driver %q is refused", v.Driver), "use the local driver, or set policy.allow_volume_drivers in /etc/berth/agent.yaml")
@@ -43,14 +36,7 @@ func checkProjectResources(c *collector, p *types.Project, pol Policy) {
 	for _, k := range slices.Sorted(mapsKeys(p.Networks)) {
 		n := p.Networks[k]
 		f := "networks." + k
-		switch {
-		case bool(n.External):
-			if !pol.AllowExternalNetworks {
-				c.top(f+".external", fmt.Sprintf("external network %q is refused: other projects' containers or the host's network are there", n.Name), "use a network of this project, or set policy.allow_external_networks in /etc/berth/agent.yaml")
-			}
-		case n.Name != "" && n.Name != p.Name+"_"+k:
-			c.top(f+".name", fmt.Sprintf("network name %q is refused: this project's networks are named %s_<network>", n.Name, p.Name), "leave name: out")
-		}
+		checkOwnership(c, p, resource{"network", k, n.Name, bool(n.External)}, pol.AllowExternalNetworks, "other projects' containers or the host's network are there")
 		if !bool(n.External) && !slices.Contains(safeNetworkDrivers, n.Driver) {
 			c.top(f+".driver", fmt.Sprintf("network driver %q is refused: it attaches containers to the host's network", n.Driver), "use the bridge driver")
 		}
@@ -62,6 +48,28 @@ func checkProjectResources(c *collector, p *types.Project, pol Policy) {
 				c.top(f+".labels."+l, fmt.Sprintf("label %s is reserved for berth and Compose", l), "use a label of your own")
 			}
 		}
+	}
+}
+
+// resource is a volume or network of the project: its kind, key, name and
+// whether it is external.
+type resource struct {
+	kind, key, name string
+	external        bool
+}
+
+// checkOwnership refuses a volume or network that is not the project's
+// own: an external one unless the policy allows it (why says what it
+// reaches), or one named outside the project's <project>_<key> names.
+func checkOwnership(c *collector, p *types.Project, r resource, allowExternal bool, why string) {
+	f := r.kind + "s." + r.key
+	switch {
+	case r.external:
+		if !allowExternal {
+			c.top(f+".external", fmt.Sprintf("external %s %q is refused: %s", r.kind, r.name, why), fmt.Sprintf("use a %s of this project, or set policy.allow_external_%ss in /etc/berth/agent.yaml", r.kind, r.kind))
+		}
+	case r.name != "" && r.name != p.Name+"_"+r.key:
+		c.top(f+".name", fmt.Sprintf("%s name %q is refused: this project's %ss are named %s_<%s>", r.kind, r.name, r.kind, p.Name, r.kind), "leave name: out")
 	}
 }
 
