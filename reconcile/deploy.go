@@ -46,6 +46,9 @@ type Deployer struct {
 	// watchdog tells a long phase from a wedged one by it. It must not
 	// block.
 	Progress func()
+
+	// dialPort probes a published port (markLostPorts); tests set it.
+	dialPort func(ctx context.Context, addr string) error
 }
 
 // Input is one revision to deploy.
@@ -208,6 +211,7 @@ func (d *Deployer) plan(ctx context.Context, in Input) (p *deploy, actual []engi
 	if err != nil {
 		return p, nil, asOutage(fmt.Errorf("plan: %w", err))
 	}
+	d.markLostPorts(ctx, in.Env, actual)
 	p.res.Actions = plan(in.Env, in.Hashes, actual, in.Live)
 	p.res.Changed = Changes(p.res.Actions)
 	return p, actual, nil

@@ -129,7 +129,7 @@ func planService(a *Action, s envs.Service, ms []engine.Managed, live string) {
 	// passed their gate, the live revision's if any are.
 	var serving, ofLive []engine.Managed
 	for _, m := range ms {
-		if m.State == "running" && m.Health != "unhealthy" && m.Health != "starting" {
+		if m.State == "running" && m.Health != "unhealthy" && m.Health != "starting" && m.Health != healthPortLost {
 			serving = append(serving, m)
 			if live != "" && m.Revision == live {
 				ofLive = append(ofLive, m)
@@ -153,6 +153,8 @@ func planService(a *Action, s envs.Service, ms []engine.Managed, live string) {
 		a.Reason = why(&ref, s, a.Hash)
 	case ref.State != "running":
 		a.Reason = "container " + ref.State
+	case ref.Health == healthPortLost:
+		a.Reason = "its published port refuses connections (lost by Docker)"
 	case ref.Health == "unhealthy" || ref.Health == "starting":
 		a.Reason = "container " + ref.Health
 	default:
