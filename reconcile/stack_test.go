@@ -280,7 +280,7 @@ func TestStack_TwoServersReplicasAndAWorkerCutOverUnderLoad(t *testing.T) {
 
 // The watch: after the switch the old servers keep running, out of the
 // balancer; a release that stays healthy through its watch goes live, one
-// whose server turns unhealthy 10 s after it started is switched back to
+// whose server turns unhealthy once its watch began is switched back to
 // the old servers within the watch — a verdict, with no failed request.
 func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 	t.Parallel()
@@ -303,7 +303,8 @@ func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 			loads := []*testenv.Load{testenv.StartLoad(t, s.urls[lbType+"/web"], 4), testenv.StartLoad(t, s.urls[lbType+"/api"], 4)}
 			flowing(t, loads)
 			start := time.Now()
-			res, err = s.deployStack(stackRev{image: v3, lb: lbType, watch: "40s", env: map[string]string{"web": "APP_UNHEALTHY_AFTER: 10s"}}, "r3")
+			s.turnBadInWatch("r3")
+			res, err = s.deployStack(stackRev{image: v3, lb: lbType, watch: "40s", env: map[string]string{"web": "APP_UNHEALTHY_WHEN: /unhealthy"}}, "r3")
 			took := time.Since(start)
 			flowing(t, loads)
 			for i, l := range loads {
@@ -336,7 +337,7 @@ func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 }
 
 // With HAProxy the watch also reads the new servers' answers: a release
-// whose server starts answering 500 within its watch (its HEALTHCHECK
+// whose server starts answering 500 once its watch began (its HEALTHCHECK
 // still passing) is switched back at once, a verdict naming the answers.
 func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
 	t.Parallel()
@@ -348,7 +349,8 @@ func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
 	}
 	l := testenv.StartLoad(t, s.urls["haproxy/web"], 4)
 	l.Flowing(t, 100)
-	res, err := s.deployStack(stackRev{image: v2, lb: "haproxy", watch: "40s", env: map[string]string{"web": "APP_FAIL_AFTER: 12s"}}, "r2")
+	s.turnBadInWatch("r2")
+	res, err := s.deployStack(stackRev{image: v2, lb: "haproxy", watch: "40s", env: map[string]string{"web": "APP_FAIL_WHEN: /unhealthy"}}, "r2")
 	l.Flowing(t, 100)
 	ls := l.Stop()
 	sent, failed := ls.Sent, ls.Failed
@@ -360,6 +362,31 @@ func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
 	if got := s.running(); !slices.Equal(got, wantRunning("r1")) {
 		t.Fatalf("after the watch failed: running %v", got)
 	}
+}
+
+// turnBadInWatch makes revision's web servers turn bad (the test app's
+// APP_UNHEALTHY_WHEN or APP_FAIL_WHEN naming /unhealthy) as the deploy's
+// watch begins: after the switch, however slow a busy machine made the
+// gates before it.
+func (s *stackHost) turnBadInWatch(revision string) {
+	s.deployer.BeforePhase = func(p Phase, _ *Report) error {
+		if p != PhaseWatch {
+			return nil
+		}
+		var ids []string
+		ms, err := s.engine.List(s.t.Context(), s.name)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.Service == "web" && m.Revision == revision {
+				ids = append(ids, m.ID)
+			}
+		}
+		testenv.TouchInContainers(s.t, s.d.Client, "/unhealthy", ids...)
+		return nil
+	}
+	s.t.Cleanup(func() { s.deployer.BeforePhase = nil })
 }
 
 // flowing waits until each load has had requests answered through its

@@ -16,6 +16,10 @@
 //	                   after its cutover)
 //	APP_FAIL_AFTER     duration; / answers 500 from this long after start
 //	                   on (a release whose answers start failing)
+//	APP_UNHEALTHY_WHEN, APP_FAIL_WHEN  a path; as APP_UNHEALTHY_AFTER and
+//	                   APP_FAIL_AFTER, from when that file exists on (a test
+//	                   puts it there: testenv.TouchInContainers), not after
+//	                   a time a busy machine may outlast
 //	APP_EXIT_CODE      exit code for mode exit and crash (default 0 / 3)
 //	APP_SLEEP          duration to sleep before exiting in mode exit
 //	APP_MARKER         a line printed on start, for log assertions
@@ -178,11 +182,19 @@ func serve(version string, neverHealthy bool) int {
 	start := time.Now()
 	healthyAfter := duration("APP_HEALTHY_AFTER")
 	unhealthyAfter, failAfter := duration("APP_UNHEALTHY_AFTER"), duration("APP_FAIL_AFTER")
+	exists := func(name string) bool {
+		p := os.Getenv(name)
+		if p == "" {
+			return false
+		}
+		_, err := os.Stat(p)
+		return err == nil
+	}
 	host, _ := os.Hostname()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if neverHealthy || time.Since(start) < healthyAfter || unhealthyAfter > 0 && time.Since(start) >= unhealthyAfter {
+		if neverHealthy || time.Since(start) < healthyAfter || unhealthyAfter > 0 && time.Since(start) >= unhealthyAfter || exists("APP_UNHEALTHY_WHEN") {
 			http.Error(w, "not healthy", http.StatusServiceUnavailable)
 			return
 		}
@@ -192,7 +204,7 @@ func serve(version string, neverHealthy bool) int {
 		fmt.Fprintln(w, version)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if failAfter > 0 && time.Since(start) >= failAfter {
+		if failAfter > 0 && time.Since(start) >= failAfter || exists("APP_FAIL_WHEN") {
 			http.Error(w, "version="+version+" failing", http.StatusInternalServerError)
 			return
 		}
