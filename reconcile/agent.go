@@ -244,18 +244,18 @@ func (a *Agent) deploy(ctx context.Context, p *pass) error {
 		p.written = true
 		return nil
 	}
-	stage := func() Phase { // pulls and creates call it in parallel
+	d.Progress = func() { // pulls, creates and health waits call it in parallel
 		p.stageMu.Lock()
 		defer p.stageMu.Unlock()
-		return p.stage
-	}
-	d.Progress = func() {
-		if a.OnProgress != nil {
-			a.OnProgress(Progress{Commit: p.target, Phase: stage(), Started: p.started})
+		if a.OnProgress != nil && !p.deployed {
+			a.OnProgress(Progress{Commit: p.target, Phase: p.stage, Started: p.started})
 		}
 	}
 	a.progress(p, PhasePlan)
 	res, err := d.Deploy(ctx, Input{Env: env, Revision: rev.Commit, Live: p.live})
+	p.stageMu.Lock()
+	p.deployed = true
+	p.stageMu.Unlock()
 	p.res = res
 	return err
 }

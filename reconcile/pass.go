@@ -16,8 +16,14 @@ type pass struct {
 	stage   Phase // the step being taken: list, fetch, load, plan, prepare, …
 	stageAt time.Time
 	// stageMu guards stage's writes against the deploy's progress
-	// reports, which read it from the goroutines that pull and create.
+	// reports, which read it from the goroutines that pull and create,
+	// and deployed, after which those reports are dropped.
 	stageMu sync.Mutex
+	// deployed: the deploy returned. A progress report of one of its
+	// goroutines still finishing must not reach the observers after the
+	// pass's end (a forge status went back to "deploying" after the
+	// rollback's "failure").
+	deployed bool
 	// steps time the pass's own steps (list, fetch, load, plan) and its
 	// journal writes before the deploy's phases.
 	steps   []Timing
