@@ -60,6 +60,7 @@ func (p *PrivateDocker) cleanup() {
 			}
 		}
 	}
+	killShims("berth-test-" + filepath.Base(p.Dir))
 	unmountUnder(p.Dir)
 	p.deleteLinks()
 	if p.log != nil {
@@ -70,6 +71,41 @@ func (p *PrivateDocker) cleanup() {
 	}
 	if err := os.RemoveAll(p.Dir); err != nil {
 		t.Logf("testenv: remove %s: %v", p.Dir, err)
+	}
+}
+
+// killShims kills the containerd shims of namespace and the container
+// processes under them. A container the daemon could not remove (it was
+// restarting, or restored with live-restore and wedged) outlives its
+// daemon and containerd in its shim, holding its network's bridge and
+// route: a later engine's network could then get the same subnet.
+func killShims(namespace string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var shims []int
+	for _, f := range procs {
+		b, err := os.ReadFile(f)
+		if err != nil || !strings.Contains(string(b), "containerd-shim") || !strings.Contains(string(b), "\x00-namespace\x00"+namespace+"\x00") {
+			continue
+		}
+		var pid int
+		fmt.Sscan(filepath.Base(filepath.Dir(f)), &pid)
+		shims = append(shims, pid)
+	}
+	for _, shim := range shims {
+		for _, f := range procs {
+			b, err := os.ReadFile(filepath.Join(filepath.Dir(f), "stat"))
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid …
+			fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+			if len(fields) > 1 && fields[1] == fmt.Sprint(shim) {
+				var pid int
+				fmt.Sscan(filepath.Base(filepath.Dir(f)), &pid)
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		syscall.Kill(shim, syscall.SIGKILL)
 	}
 }
 
