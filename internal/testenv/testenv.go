@@ -15,10 +15,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -82,15 +84,23 @@ func moduleStamp(dir string) (string, error) {
 
 // FreePort returns a loopback TCP port that was free a moment ago. Services
 // that cannot listen on port 0 themselves need one; callers retry on the
-// rare collision.
+// rare collision. It is picked at random below the kernel's ephemeral
+// range (32768–60999 here), where neither an outgoing connection nor
+// Docker, which publishes ports from that range, takes it before the
+// service binds it: a port the kernel handed out for :0 was taken back
+// by a container's proxy under load.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
+	for range 100 {
+		p := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err == nil {
+			l.Close()
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("testenv: free port: none of 100 random ports in 20000–31999 is free")
+	return 0
 }
 
 // logWriter sends a child process's output to the test log, line by line,
