@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"berth.dev/berth/engine"
@@ -40,8 +41,12 @@ const (
 
 // answerStats are a set of servers' answers as the balancer counts them
 // since each was added: all, and failed (5xx, or none: a connection or
-// response error).
-type answerStats struct{ responses, bad int64 }
+// response error); and how many of the servers there are, and how many
+// the balancer's own health checks hold DOWN.
+type answerStats struct {
+	responses, bad int64
+	servers, down  int
+}
 
 func (s *answerStats) rate() float64 {
 	if s == nil || s.responses == 0 {
@@ -71,6 +76,10 @@ func sumAnswers(stats []lb.ServerStat, backends []string) *answerStats {
 		if slices.Contains(backends, s.Addr) {
 			out.responses += s.Responses + s.ConnErrors + s.RespErrors
 			out.bad += s.Responses5xx + s.ConnErrors + s.RespErrors
+			out.servers++
+			if strings.HasPrefix(s.Status, "DOWN") {
+				out.down++
+			}
 		}
 	}
 	return out
@@ -184,6 +193,13 @@ func (p *deploy) checkWatch(ctx context.Context, active []*cut, base, last map[*
 		now := p.answers(ctx, c.sw, c.set.backends())
 		if now == nil {
 			continue
+		}
+		if now.servers > 0 && now.down == now.servers {
+			// They passed the balancer's checks before the switch: every
+			// one failing them since leaves the service without a server
+			// ("no server available"), whatever few answers it counted.
+			return failure.AsVerdict(fmt.Errorf("service %s: the balancer's health checks took every new server down %s after the switch, within its watch of %s",
+				c.a.Service, time.Since(c.switched).Round(100*time.Millisecond), c.watch))
 		}
 		limit := max(watchMaxRate, 2*c.before.rate())
 		for _, from := range []*answerStats{b, last[c]} {
