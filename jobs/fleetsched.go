@@ -110,19 +110,14 @@ func (s *Scheduler) claimLoop(ctx context.Context, e *entry, d *Def, t time.Time
 
 // claimed starts the run of t that this host's claim c won, unless the
 // job changed its mind meanwhile: removed, skip asked for, or (concurrency:
-// forbid) a run of the job still going on another host.
+// forbid) a run of an earlier time of the job still going on another host.
 func (s *Scheduler) claimed(ctx context.Context, e *entry, d *Def, t time.Time, trigger, skip string, c Claim) {
 	if skip == "" && (d.Spec.Concurrency == "" || d.Spec.Concurrency == envs.ConcurrencyForbid) {
 		act, err := s.Fleet.Active(ctx, s.Env, d.Spec.Name)
 		if err != nil {
 			s.Log.Warn("job: runs on other hosts unknown (etcd); only this host's are checked", "job", d.Spec.Name, "error", err)
 		}
-		for _, a := range act {
-			if a.Token != c.Token() && a.Host != s.Fleet.Host() {
-				skip = fmt.Sprintf("the run of %s on host %s is still running (concurrency: forbid)", a.Scheduled.UTC().Format(time.RFC3339), a.Host)
-				break
-			}
-		}
+		skip = forbidden(act, t, s.Fleet.Host())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -142,6 +137,22 @@ func (s *Scheduler) claimed(ctx context.Context, e *entry, d *Def, t time.Time, 
 		return
 	}
 	s.startRun(d, t, trigger, "", c)
+}
+
+// forbidden is why `concurrency: forbid` skips time t on host, given the
+// job's runs alive in the fleet ("" if it does not). Only a run of an
+// earlier time on another host counts (this host's own are checked
+// locally): claims land in the order of their times (the job's
+// high-water mark), so of two claims landing close together the earlier
+// runs and the later skips — each yielding to the other would leave both
+// times unrun.
+func forbidden(act []FleetActive, t time.Time, host string) string {
+	for _, a := range act {
+		if a.Scheduled.Before(t) && a.Host != host {
+			return fmt.Sprintf("the run of %s on host %s is still running (concurrency: forbid)", a.Scheduled.UTC().Format(time.RFC3339), a.Host)
+		}
+	}
+	return ""
 }
 
 // skipTime records scheduled time t of d as skipped on this host.

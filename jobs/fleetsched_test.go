@@ -251,3 +251,23 @@ func TestFleetScheduler_MissedRunOnceDecidedFleetWide(t *testing.T) {
 		t.Errorf("%d claims, want the old one and one catch-up", f.claims)
 	}
 }
+
+// `concurrency: forbid` yields only to a run of an earlier time on
+// another host: two claims landing close together (web-2 late with
+// 12:00:00, web-7 with 12:00:03) see each other's marks, and the earlier
+// runs while the later skips — not both skipped (found by
+// scripts/chaos-fleet --seed 18 --duration 30m).
+func TestForbidden_OnlyARunOfAnEarlierTimeOnAnotherHostCounts(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	t1 := t0.Add(3 * time.Second)
+	act := []FleetActive{{Scheduled: t0, Host: "web-2", Token: 10}, {Scheduled: t1, Host: "web-7", Token: 11}}
+	if got := forbidden(act, t0, "web-2"); got != "" {
+		t.Errorf("the earlier time skipped: %s", got)
+	}
+	if got := forbidden(act, t1, "web-7"); !strings.Contains(got, "the run of 2026-12-06T12:00:00Z on host web-2 is still running") {
+		t.Errorf("the later time: %q, want it skipped for web-2's run", got)
+	}
+	if got := forbidden(act[:1], t1, "web-2"); got != "" {
+		t.Errorf("this host's own run counted fleet-wide: %s", got)
+	}
+}

@@ -94,8 +94,8 @@ func (a *agent) runJob(ctx context.Context, j JobSpec, t time.Time, cl *fleet.Jo
 		if err != nil {
 			a.log.Warn("job: runs on other hosts unknown (etcd); only this host's are checked", "job", j.Name, "error", err)
 		}
-		for _, x := range act {
-			if x.Token != cl.Token && x.Host != a.host {
+		for _, x := range act { // as package jobs: only a run of an earlier time counts
+			if x.Scheduled.Before(t) && x.Host != a.host {
 				skip = fmt.Sprintf("the run of %s on host %s is still running (concurrency: forbid)", x.Scheduled.UTC().Format(time.RFC3339Nano), x.Host)
 				break
 			}
