@@ -62,6 +62,11 @@ type Result struct {
 	Hosts      int
 	Budget     int
 	Notes      []string // documented exceptions seen (not violations)
+	// Unanswered are the periods in which etcd answered not even the
+	// harness's own probe, and no fault of etcd was injected (an
+	// overloaded machine): etcd was away all the same, and they cover
+	// what a cluster fault would.
+	Unanswered []time.Duration
 }
 
 type interval struct {
@@ -79,7 +84,13 @@ type checker struct {
 	faults []interval
 	start  time.Time // faults_begin
 	end    time.Time // faults_end
+
+	lastProbe time.Time // the last etcd_rev sample
 }
+
+// etcdUnanswered is the kind of a period in which etcd answered not even
+// the harness's probe: seen, not injected.
+const etcdUnanswered = "etcd-unanswered"
 
 // Check runs every property over in.
 func Check(in Input) *Result {
@@ -102,6 +113,8 @@ func (c *checker) index() {
 	open := map[string][]time.Time{}
 	for _, e := range c.in.Events {
 		switch e.Kind {
+		case "etcd_rev":
+			c.probe(e.Time())
 		case "fault_start":
 			open[e.Outcome+"/"+e.Target] = append(open[e.Outcome+"/"+e.Target], e.Time())
 			c.res.Faults[e.Outcome]++
@@ -129,6 +142,35 @@ func (c *checker) index() {
 			c.faults = append(c.faults, interval{from: s, to: c.in.FinalAt, kind: kind, target: target})
 		}
 	}
+	for _, g := range c.faults {
+		if g.kind != etcdUnanswered {
+			continue
+		}
+		injected := false
+		for _, f := range c.faults {
+			switch f.kind {
+			case FaultMemberKill, FaultLeaderChange, FaultOutage:
+				injected = injected || f.overlaps(g.from, g.to)
+			}
+		}
+		if !injected {
+			c.res.Unanswered = append(c.res.Unanswered, g.to.Sub(g.from))
+		}
+	}
+}
+
+// unanswered is how long etcd may leave the harness's probe (a read every
+// half second, each with a 1 s timeout) without an answer before that
+// counts as etcd away.
+const unanswered = 2500 * time.Millisecond
+
+// probe notes an answer to the harness's probe of etcd at at: a gap since
+// the previous answer longer than unanswered is a period etcd was away.
+func (c *checker) probe(at time.Time) {
+	if !c.lastProbe.IsZero() && at.Sub(c.lastProbe) > unanswered {
+		c.faults = append(c.faults, interval{from: c.lastProbe, to: at, kind: etcdUnanswered, target: "all"})
+	}
+	c.lastProbe = at
 }
 
 func cut(s, sep string) (string, string, bool) {
@@ -158,7 +200,7 @@ func (c *checker) hostFaulted(host string, from, to time.Time) bool {
 func (c *checker) covered(from, to time.Time) bool {
 	for _, f := range c.faults {
 		switch f.kind {
-		case FaultMemberKill, FaultLeaderChange, FaultOutage:
+		case FaultMemberKill, FaultLeaderChange, FaultOutage, etcdUnanswered:
 			if f.overlaps(from, to) {
 				return true
 			}

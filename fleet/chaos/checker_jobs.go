@@ -79,7 +79,11 @@ func (c *checker) jobs() {
 // stillRunning: the run that skip names ("the run of T on host H is
 // still running") really was going when the skip was decided: it started,
 // and it had not ended, or ended too recently for its result to be
-// written, or its host died too recently for its lease to be gone.
+// written, or its host died too recently for its lease to be gone. Or it
+// may have been: H was cut off, stopped or killed between T and the skip,
+// so its claim's outcome may be unknown to it — adopted and run once
+// etcd answers, or settled; its `active` mark stands until then (bounded
+// by staleActive).
 func (c *checker) stillRunning(starts []Event, ends map[int64]Event, j JobSpec, skip Event) bool {
 	_, rest, ok := strings.Cut(skip.Note, "the run of ")
 	if !ok {
@@ -90,6 +94,9 @@ func (c *checker) stillRunning(starts []Event, ends map[int64]Event, j JobSpec, 
 	t, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
 		return false
+	}
+	if c.hostFaulted(host, t.Add(-c.in.TTL), skip.Time()) {
+		return true
 	}
 	slack := c.in.TTL + 2*c.in.Timeout
 	for _, r := range starts {

@@ -67,7 +67,7 @@ func (c *checker) staleActive() {
 		excuse := from
 		for _, f := range c.faults {
 			hostOne := hostFaults[f.kind] && f.target == l.host
-			etcd := f.kind == FaultOutage || f.kind == FaultMemberKill || f.kind == FaultLeaderChange
+			etcd := f.kind == FaultOutage || f.kind == FaultMemberKill || f.kind == FaultLeaderChange || f.kind == etcdUnanswered
 			if (hostOne || etcd) && f.overlaps(from, to) && f.to.After(excuse) {
 				excuse = f.to
 			}

@@ -22,6 +22,16 @@ func input(events ...Event) Input {
 		MaxParallel: 1, KeepRollouts: 4, KeepMigrations: 4}
 }
 
+// probes are the harness's samples of etcd's revision, every half second
+// from from to to (excluded), all at revision rev.
+func probes(from, to time.Duration, rev int64) []Event {
+	var out []Event
+	for d := from; d < to; d += 500 * time.Millisecond {
+		out = append(out, Event{At: at(d), Host: "harness", Kind: "etcd_rev", Token: rev})
+	}
+	return out
+}
+
 func props(r *Result) string {
 	var out []string
 	for _, v := range r.Violations {
@@ -54,6 +64,36 @@ func TestCheck_EachPropertyFromAHandMadeRun(t *testing.T) {
 			in.Jobs = []JobSpec{job}
 			return in
 		}(), want: "job time not run"},
+		"a job time not run while etcd answered not even the harness's probe is covered": {in: func() Input {
+			in := input(append(append(probes(0, 19*time.Second, 4), probes(23*time.Second, 50*time.Second, 8)...),
+				Event{At: at(10 * time.Second), Host: "web-1", Kind: "job_start", Job: "backup", T: at(10 * time.Second), Token: 5},
+				Event{At: at(30 * time.Second), Host: "web-1", Kind: "job_start", Job: "backup", T: at(30 * time.Second), Token: 9},
+				Event{At: at(40 * time.Second), Host: "web-1", Kind: "job_start", Job: "backup", T: at(40 * time.Second), Token: 11})...)
+			in.Jobs = []JobSpec{job}
+			return in
+		}(), want: ""},
+		"two times skipped by forbid, each for the other's run": {in: func() Input {
+			in := input(Event{At: at(10 * time.Second), Host: "web-1", Kind: "job_start", Job: "backup", T: at(10 * time.Second), Token: 5},
+				Event{At: at(31 * time.Second), Host: "web-2", Kind: "job_skip", Job: "backup", T: at(20 * time.Second), Token: 7, Forbid: true,
+					Note: "the run of " + t0.Add(30*time.Second).Format(time.RFC3339Nano) + " on host web-3 is still running (concurrency: forbid)"},
+				Event{At: at(31 * time.Second), Host: "web-3", Kind: "job_skip", Job: "backup", T: at(30 * time.Second), Token: 8, Forbid: true,
+					Note: "the run of " + t0.Add(20*time.Second).Format(time.RFC3339Nano) + " on host web-2 is still running (concurrency: forbid)"},
+				Event{At: at(40 * time.Second), Host: "web-1", Kind: "job_start", Job: "backup", T: at(40 * time.Second), Token: 11})
+			in.Jobs = []JobSpec{job}
+			return in
+		}(), want: "job time not run; job time not run"},
+		"a time skipped by forbid for a run whose host was cut off is fine": {in: func() Input {
+			in := input(Event{At: at(10 * time.Second), Host: "web-1", Kind: "job_start", Job: "backup", T: at(10 * time.Second), Token: 5},
+				Event{At: at(19 * time.Second), Host: "harness", Kind: "fault_start", Outcome: FaultHold, Target: "web-2"},
+				Event{At: at(29 * time.Second), Host: "harness", Kind: "fault_end", Outcome: FaultHold, Target: "web-2"},
+				Event{At: at(30 * time.Second), Host: "web-3", Kind: "job_skip", Job: "backup", T: at(30 * time.Second), Token: 8, Forbid: true,
+					Note: "the run of " + t0.Add(20*time.Second).Format(time.RFC3339Nano) + " on host web-2 is still running (concurrency: forbid)"},
+				Event{At: at(40 * time.Second), Host: "web-1", Kind: "job_start", Job: "backup", T: at(40 * time.Second), Token: 11})
+			in.Jobs = []JobSpec{job}
+			// web-2's claim of 20 s landed; its reply was held back.
+			in.History = []Change{put(7, root+"job/backup/run/"+t0.Add(20*time.Second).Format(timeKeyLayout), fleet.JobRecord{Host: "web-2"})}
+			return in
+		}(), want: ""},
 		"a covered job time not run is fine": {in: func() Input {
 			in := input(Event{At: at(10 * time.Second), Host: "web-1", Kind: "job_start", Job: "backup", T: at(10 * time.Second), Token: 5},
 				Event{At: at(19 * time.Second), Host: "harness", Kind: "fault_start", Outcome: FaultOutage, Target: "all"},
@@ -101,8 +141,8 @@ func TestCheck_EachPropertyFromAHandMadeRun(t *testing.T) {
 			return in
 		}(), want: "running with no run behind it"},
 		"a job's active mark with no run, alive long after every fault": {in: func() Input {
-			in := input(Event{At: at(time.Second), Host: "harness", Kind: "etcd_rev", Token: 10},
-				Event{At: at(40 * time.Second), Host: "harness", Kind: "etcd_rev", Token: 20})
+			in := input(append(probes(time.Second, 40*time.Second, 10),
+				Event{At: at(40 * time.Second), Host: "harness", Kind: "etcd_rev", Token: 20})...)
 			key := root + "job/backup/active/" + t0.Format(timeKeyLayout)
 			in.History = []Change{{Rev: 10, Key: key, Put: true, Value: []byte("web-1"), Create: 10}, {Rev: 21, Key: key}}
 			return in

@@ -56,6 +56,14 @@ func (h *Harness) print(r *Report, changes int) {
 	fmt.Fprintf(w, "\n== chaos-fleet seed %d: %s of faults, %s in all\n", h.cfg.Seed, h.cfg.Duration, r.Took.Round(time.Second))
 	fmt.Fprintf(w, "operations: %s\n", counts(r.Ops))
 	fmt.Fprintf(w, "faults:     %s\n", counts(r.Faults))
+	if len(r.Unanswered) > 0 {
+		var total, longest time.Duration
+		for _, d := range r.Unanswered {
+			total, longest = total+d, max(longest, d)
+		}
+		fmt.Fprintf(w, "etcd away, not injected: %d periods in which etcd answered not even the harness's probe, with no fault of etcd on (an overloaded machine), %s in all, the longest %s; they cover what a cluster fault would\n",
+			len(r.Unanswered), total.Round(100*time.Millisecond), longest.Round(100*time.Millisecond))
+	}
 	fmt.Fprintf(w, "etcd:       %d changes; at most %d keys in the env (budget %d), %d bytes of keys and values (%d per host, %d hosts)\n",
 		changes, r.MaxKeys, r.Budget, r.MaxBytes, r.MaxBytes/max(r.Hosts, 1), r.Hosts)
 	if len(r.Notes) > 0 {
