@@ -60,9 +60,12 @@ func TestOutage_EveryCoordinatedCallIsAnOutage(t *testing.T) {
 // etcd stops for twice the lease TTL during a rollout and a job schedule:
 // nothing coordinated starts while it is down, the deploy that was running
 // finishes and its result is written once etcd is back, the rollout then
-// completes, and of the scheduled times missed during the outage at most
-// one runs (the latest, as a catch-up).
-func TestOutage_EtcdDownTwiceTTL_NothingStarts_AtMostOneCatchUp(t *testing.T) {
+// completes, and of the scheduled times missed during the outage each
+// host runs at most one (its latest, as a catch-up), each time once in the
+// fleet. Per host, as docs/fleet.md promises: a host's claim of the time
+// it saw last may land after a later time came due and another host ran
+// that one (no claim can compare with etcd's clock).
+func TestOutage_EtcdDownTwiceTTL_NothingStarts_AtMostOneCatchUpPerHost(t *testing.T) {
 	etcd := testenv.StartEtcd(t) // a process: it stops at once
 	eps := []string{etcd.ClientURL}
 	const ttl = 2 * time.Second
@@ -153,14 +156,14 @@ func TestOutage_EtcdDownTwiceTTL_NothingStarts_AtMostOneCatchUp(t *testing.T) {
 	// clock): at most one of them ran, once etcd was back.
 	simStop, simRestart := sim.at(stopAt), sim.at(restartAt)
 	perTime := map[time.Time]int{}
-	catchUps := 0
+	catchUps := map[string]int{}
 	for _, e := range events {
 		if e.what != "job" {
 			continue
 		}
 		perTime[e.sched]++
 		if e.sched.After(simStop) && !e.sched.After(simRestart) {
-			catchUps++
+			catchUps[e.host]++
 			t.Logf("catch-up: %s ran on %s, %s after etcd restarted", e.sched.Format("15:04:05"), e.host, e.at.Sub(restartAt).Round(time.Millisecond))
 		}
 	}
@@ -169,10 +172,12 @@ func TestOutage_EtcdDownTwiceTTL_NothingStarts_AtMostOneCatchUp(t *testing.T) {
 			t.Errorf("%s ran %d times", tm, n)
 		}
 	}
-	if catchUps > 1 {
-		t.Errorf("%d of the times missed during the outage ran; want at most one", catchUps)
+	for host, n := range catchUps {
+		if n > 1 {
+			t.Errorf("%s ran %d of the times missed during the outage; want at most one", host, n)
+		}
 	}
-	t.Logf("outage %s; job times run: %d; catch-up runs: %d", upAt.Sub(stopAt).Round(time.Millisecond), len(perTime), catchUps)
+	t.Logf("outage %s; job times run: %d; catch-up runs by host: %v", upAt.Sub(stopAt).Round(time.Millisecond), len(perTime), catchUps)
 	// The deploy that finished during the outage wrote its result later.
 	waitFor(t, 10*time.Second, "every host's result recorded", func() bool {
 		g, err := raw(t, eps...).Get(ctx, as[0].keys("prod").dones(attemptID("c2", 0)), clientPrefix()...)
