@@ -367,31 +367,6 @@ func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
 	}
 }
 
-// turnBadInWatch makes revision's web servers turn bad (the test app's
-// APP_UNHEALTHY_WHEN or APP_FAIL_WHEN naming /unhealthy) as the deploy's
-// watch begins: after the switch, however slow a busy machine made the
-// gates before it.
-func (s *stackHost) turnBadInWatch(revision string) {
-	s.deployer.BeforePhase = func(p Phase, _ *Report) error {
-		if p != PhaseWatch {
-			return nil
-		}
-		var ids []string
-		ms, err := s.engine.List(s.t.Context(), s.name)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if m.Service == "web" && m.Revision == revision {
-				ids = append(ids, m.ID)
-			}
-		}
-		testenv.TouchInContainers(s.t, s.d.Client, "/unhealthy", ids...)
-		return nil
-	}
-	s.t.Cleanup(func() { s.deployer.BeforePhase = nil })
-}
-
 // flowing waits until each load has had requests answered through its
 // balancer (before a cutover, and again after it).
 func flowing(t *testing.T, loads []*testenv.Load) {

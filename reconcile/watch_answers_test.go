@@ -3,6 +3,7 @@ package reconcile
 import (
 	"testing"
 
+	"berth.dev/berth/internal/testenv"
 	"berth.dev/berth/lb"
 )
 
@@ -19,4 +20,29 @@ func TestSumAnswers_CountsServersTheBalancerHoldsDown(t *testing.T) {
 	if *got != (answerStats{responses: 23, bad: 3, servers: 3, down: 2}) {
 		t.Fatalf("sumAnswers = %+v", *got)
 	}
+}
+
+// turnBadInWatch makes revision's web servers turn bad (the test app's
+// APP_UNHEALTHY_WHEN or APP_FAIL_WHEN naming /unhealthy) as the deploy's
+// watch begins: after the switch, however slow a busy machine made the
+// gates before it.
+func (s *stackHost) turnBadInWatch(revision string) {
+	s.deployer.BeforePhase = func(p Phase, _ *Report) error {
+		if p != PhaseWatch {
+			return nil
+		}
+		var ids []string
+		ms, err := s.engine.List(s.t.Context(), s.name)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.Service == "web" && m.Revision == revision {
+				ids = append(ids, m.ID)
+			}
+		}
+		testenv.TouchInContainers(s.t, s.d.Client, "/unhealthy", ids...)
+		return nil
+	}
+	s.t.Cleanup(func() { s.deployer.BeforePhase = nil })
 }
