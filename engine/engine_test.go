@@ -234,7 +234,10 @@ func TestEngine_RunOnceExitCodesTimeoutStopAndCleanup(t *testing.T) {
 			if res.ExitCode != tc.code || res.TimedOut != tc.timedOut || res.Stopped != tc.stopped || !strings.Contains(string(res.Output), tc.output) || started == "" {
 				t.Fatalf("result %+v (output %q)", res, res.Output)
 			}
-			if !strings.Contains(string(res.Stdout), tc.output) || res.Duration <= 0 || res.Duration > 10*time.Second {
+			// The duration only has to show the run was ended (the idle
+			// app runs until stopped): 3 s of timeout and 5 s of grace
+			// took 13.9 s of Docker calls on a machine at a load of 45.
+			if !strings.Contains(string(res.Stdout), tc.output) || res.Duration <= 0 || res.Duration > time.Minute {
 				t.Fatalf("stdout %q, duration %s", res.Stdout, res.Duration)
 			}
 			if _, err := d.Client.ContainerInspect(t.Context(), req.Name); err == nil {
