@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,11 +43,7 @@ func TestE2E_GiteaFleetOneStatusPerEnv(t *testing.T) {
 			t.Fatalf("push to gitea: %v\n%s", err, out)
 		}
 	}
-	statuses := func(sha string) []giteaStatus {
-		var ss []giteaStatus
-		g.API(t, http.MethodGet, "/repos/"+gitea.Name+"/commits/"+sha+"/statuses?limit=50", nil, &ss)
-		return ss
-	}
+	statuses := func(sha string) []testenv.GiteaStatus { return gitea.Statuses(t, sha) }
 	waitLatest := func(sha, state, desc string) {
 		t.Helper()
 		w.waitFor(fmt.Sprintf("status %s %q on %.12s", state, desc, sha), 4*time.Minute, func() bool {

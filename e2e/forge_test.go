@@ -15,12 +15,6 @@ import (
 	"berth.dev/berth/internal/testenv"
 )
 
-type giteaStatus struct {
-	Status      string `json:"status"`
-	Context     string `json:"context"`
-	Description string `json:"description"`
-}
-
 type giteaPR struct {
 	Number int    `json:"number"`
 	State  string `json:"state"`
@@ -116,17 +110,15 @@ forge:
 	}
 	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
 
-	statusOf := func(sha, ctx string) giteaStatus {
-		var ss []giteaStatus
-		g.API(t, http.MethodGet, "/repos/"+repo.Name+"/commits/"+sha+"/statuses", nil, &ss)
-		for _, s := range ss { // newest first
+	statusOf := func(sha, ctx string) testenv.GiteaStatus {
+		for _, s := range repo.Statuses(t, sha) { // newest first
 			if s.Context == ctx {
 				return s
 			}
 		}
-		return giteaStatus{}
+		return testenv.GiteaStatus{}
 	}
-	waitStatus := func(sha, env, state string) giteaStatus {
+	waitStatus := func(sha, env, state string) testenv.GiteaStatus {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Minute)
 		for {

@@ -52,6 +52,11 @@ func (a *Agent) markAttempt(p *pass, stage Phase) {
 	path := filepath.Join(a.StateDir, attemptFile)
 	tmp := path + ".tmp"
 	err := os.WriteFile(tmp, b, 0o600)
+	if errors.Is(err, fs.ErrNotExist) { // a new env's first pass: its state dir is made here
+		if err = os.MkdirAll(a.StateDir, 0o700); err == nil {
+			err = os.WriteFile(tmp, b, 0o600)
+		}
+	}
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}

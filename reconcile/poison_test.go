@@ -109,3 +109,33 @@ func TestAgent_ARevisionTheAgentDiesOnIsRefused(t *testing.T) {
 		t.Fatalf("no verdict on bomb in the journal: %+v", recs)
 	}
 }
+
+// TestAgent_ANewEnvsFirstPassIsMarked: the first pass of an env whose
+// state dir does not exist yet marks its revision too (the dir is made
+// for it): a revision that kills the agent on a fresh host is caught as
+// on any other.
+func TestAgent_ANewEnvsFirstPassIsMarked(t *testing.T) {
+	a, _ := newAgent(t, &fakeSource{head: "bomb"}, newFakeHost())
+	a.StateDir = filepath.Join(a.StateDir, "envs", "web")
+	block := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(block); <-done })
+	a.Load = func(context.Context, *Revision) (*envs.Env, error) {
+		<-block
+		return nil, errors.New("released at the end of the test")
+	}
+	go func() { defer close(done); a.Check(context.Background()) }()
+	mark := filepath.Join(a.StateDir, attemptFile)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var m attempt
+		b, _ := os.ReadFile(mark)
+		if json.Unmarshal(b, &m) == nil && m.Commit == "bomb" && m.Stage == PhaseLoad {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no mark of the load of bomb in a new state dir: %q", b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -274,3 +274,21 @@ func (g *Gitea) NewUser(t testing.TB, name string, scopes ...string) string {
 	}
 	return out.SHA1
 }
+
+// GiteaStatus is a commit status as Gitea lists it.
+type GiteaStatus struct {
+	Status      string `json:"status"`
+	Context     string `json:"context"`
+	Description string `json:"description"`
+	TargetURL   string `json:"target_url"`
+}
+
+// Statuses lists the statuses of sha, newest first (at most 50). By
+// index: Gitea's default order is by creation second, which leaves two
+// statuses posted in the same second in either order.
+func (r *GiteaRepo) Statuses(t testing.TB, sha string) []GiteaStatus {
+	t.Helper()
+	var ss []GiteaStatus
+	r.g.API(t, http.MethodGet, "/repos/"+r.Name+"/commits/"+sha+"/statuses?sort=leastindex&limit=50", nil, &ss)
+	return ss
+}
