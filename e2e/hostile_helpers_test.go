@@ -21,7 +21,7 @@ import (
 // line written before it).
 func waitState(t *testing.T, w *world, ok func(hostileState) bool) hostileState {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(patience)
 	var s hostileState
 	for {
 		b, err := os.ReadFile(filepath.Join(w.state, "state.json"))
@@ -32,7 +32,7 @@ func waitState(t *testing.T, w *world, ok func(hostileState) bool) hostileState 
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("state did not reach the expected value within 90s: %s", b)
+			t.Fatalf("state did not reach the expected value within %s: %s", patience, b)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

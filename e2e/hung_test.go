@@ -141,7 +141,7 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 	if !strings.Contains(out1.Reason, "deadline") && !strings.Contains(out1.Reason, "not answer") {
 		t.Errorf("the outage does not say the engine did not answer: %s", out1.Reason)
 	}
-	deadline := time.After(60 * time.Second)
+	deadline := time.After(patience)
 	for seen := ""; !strings.Contains(seen, "; outage since"); {
 		select {
 		case seen = <-statuses:

@@ -46,7 +46,7 @@ func (w *world) jobRuns(job string) []jobRun {
 
 func (w *world) eventually(what string, ok func() bool) {
 	w.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(patience)
 	for !ok() {
 		if time.Now().After(deadline) {
 			w.t.Fatalf("timed out waiting for %s", what)

@@ -60,13 +60,13 @@ func (w *world) journalText(t testing.TB) string {
 // passes in phase, and returns it.
 func (w *world) waitOutage(t testing.TB, phase reconcile.Phase, n int) reconcile.Record {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		if recs := w.journal(t); len(recs) > 0 && recs[0].Result == reconcile.ResultOutage && recs[0].Phase == phase && recs[0].Count() >= n {
 			return recs[0]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no outage of %d passes in %s within 90s; journal:\n%s", n, phase, w.journalText(t))
+			t.Fatalf("no outage of %d passes in %s within %s; journal:\n%s", n, phase, patience, w.journalText(t))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -42,7 +42,8 @@ func TestE2E_KilledAtEachPhaseConverges(t *testing.T) {
 			d.waitFor(t, p.markers...)
 			d.kill()
 			d = w.start()
-			deadline := time.Now().Add(60 * time.Second)
+			t.Cleanup(d.kill) // a failed point leaves no agent holding the state dir for the next
+			deadline := time.Now().Add(patience)
 			want := []string{"web@" + c[:12] + ":running", "worker@" + c[:12] + ":running"}
 			for w.serving() != "version="+p.version || !slices.Equal(w.containers(), want) {
 				if time.Now().After(deadline) {
@@ -50,7 +51,6 @@ func TestE2E_KilledAtEachPhaseConverges(t *testing.T) {
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
-			d.kill()
 		})
 	}
 }

@@ -45,7 +45,7 @@ func TestE2E_SystemdNotify(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	want := []string{"READY=1", "STATUS=env " + w.env + ": live " + commit[:12]}
-	deadline := time.After(60 * time.Second)
+	deadline := time.After(patience)
 	var got []string
 	for len(want) > 0 {
 		select {

@@ -203,7 +203,7 @@ func TestEngine_RunOnceExitCodesTimeoutStopAndCleanup(t *testing.T) {
 		env      string
 		cancel   bool // ctx ends 1 s after the container started
 		code     int
-		timedOut bool
+		timedOut bool // after a 3 s timeout; the others have a minute
 		stopped  error
 		output   string
 	}{
@@ -220,7 +220,11 @@ func TestEngine_RunOnceExitCodesTimeoutStopAndCleanup(t *testing.T) {
 			ctx, cancel := context.WithCancelCause(t.Context())
 			defer cancel(nil)
 			started := ""
-			res, err := e.RunOnce(ctx, req, OneShot{Timeout: 3 * time.Second, Grace: 5 * time.Second, Started: func(id string) {
+			timeout := time.Minute // exits long before, however busy Docker is
+			if tc.timedOut {
+				timeout = 3 * time.Second
+			}
+			res, err := e.RunOnce(ctx, req, OneShot{Timeout: timeout, Grace: 5 * time.Second, Started: func(id string) {
 				started = id
 				if tc.cancel {
 					// Once the app had time to set up its signal handler

@@ -51,11 +51,17 @@ func newHost(t testing.TB) *host {
 				ProbeURL: h.nginx.URL() + "/",
 			}
 		},
-		HealthTimeout: 5 * time.Second,
+		// A loaded machine takes its time to start a container: a
+		// test of a server that never gets healthy sets neverHealthy.
+		HealthTimeout: time.Minute,
 		Settle:        time.Second,
 	}
 	return h
 }
+
+// neverHealthy is the health gate's timeout for a revision that never
+// passes it: it fails after this long anyway.
+const neverHealthy = 5 * time.Second
 
 // rev describes one revision of the test environment.
 type rev struct {
@@ -218,6 +224,10 @@ func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.
 			if tc.after != nil {
 				defer tc.after()
 			}
+			if tc.rev.webMode == "unhealthy" || tc.rev.workerMode == "unhealthy" {
+				h.deployer.HealthTimeout = neverHealthy
+				defer func() { h.deployer.HealthTimeout = time.Minute }()
+			}
 			res, err := h.deploy(tc.rev, "r3")
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("deploy: %v, want an error containing %q", err, tc.wantErr)
@@ -331,6 +341,7 @@ func TestDeploy_ServerWithoutHealthcheckIsGatedOnItsPort(t *testing.T) {
 	}
 	// v2's server runs but never listens.
 	env := h.env(rev{image: v2, webMode: "idle"})
+	h.deployer.HealthTimeout = neverHealthy
 	_, err := h.deployer.Deploy(t.Context(), Input{Env: env, Revision: "r2"})
 	if err == nil || !strings.Contains(err.Error(), "no HEALTHCHECK, and http://127.0.0.1:") {
 		t.Fatalf("deploy of a server that never listens: %v", err)
