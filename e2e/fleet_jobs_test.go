@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"berth.dev/berth/fleet"
 	"berth.dev/berth/internal/testenv"
 	"berth.dev/berth/jobs"
 )
@@ -112,8 +113,8 @@ func countHosts(m map[time.Time]string) map[string]int {
 
 // fleetJobs is `berth jobs history NAME --json` on host h: the fleet's
 // records.
-func (h *fleetHost) fleetJobs(job string) ([]jobs.FleetRun, error) {
-	var runs []jobs.FleetRun
+func (h *fleetHost) fleetJobs(job string) ([]fleet.JobRecord, error) {
+	var runs []fleet.JobRecord
 	return runs, h.jobsCLI(&runs, "history", job, "-n", "1000")
 }
 

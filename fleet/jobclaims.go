@@ -150,7 +150,19 @@ func (c *Client) settleClaims(ctx context.Context) time.Time {
 		}
 	}
 	c.claims.mu.Unlock()
-	for _, k := range due {
+	c.settleEach(ctx, due, func(p *pendingClaim) {
+		p.due = now.Add(time.Second)
+		if next.IsZero() || p.due.Before(next) {
+			next = p.due
+		}
+	})
+	return next
+}
+
+// settleEach settles the pending claims of keys still pending; one that
+// meets an outage is put back, after failed(p) when it is not nil.
+func (c *Client) settleEach(ctx context.Context, keys []string, failed func(*pendingClaim)) {
+	for _, k := range keys {
 		c.claims.mu.Lock()
 		p := c.claims.m[k]
 		c.claims.mu.Unlock()
@@ -158,14 +170,12 @@ func (c *Client) settleClaims(ctx context.Context) time.Time {
 			continue
 		}
 		if err := c.settleClaim(ctx, k, p); err != nil {
-			p.due = now.Add(time.Second)
-			c.putBack(k, p)
-			if next.IsZero() || p.due.Before(next) {
-				next = p.due
+			if failed != nil {
+				failed(p)
 			}
+			c.putBack(k, p)
 		}
 	}
-	return next
 }
 
 // settleEarlier settles this host's pending claims of job's times before
@@ -179,17 +189,7 @@ func (c *Client) settleEarlier(ctx context.Context, env, job string, t time.Time
 		}
 	}
 	c.claims.mu.Unlock()
-	for _, k := range keys {
-		c.claims.mu.Lock()
-		p := c.claims.m[k]
-		c.claims.mu.Unlock()
-		if p == nil || c.takePending(k, p.nonce) == nil {
-			continue
-		}
-		if err := c.settleClaim(ctx, k, p); err != nil {
-			c.putBack(k, p)
-		}
-	}
+	c.settleEach(ctx, keys, nil)
 }
 
 func (c *Client) settleClaim(ctx context.Context, runKey string, p *pendingClaim) error {

@@ -21,9 +21,9 @@ type Fleet interface {
 	// The claim is permanent: losing the lease mid-run never hands t to
 	// another host.
 	Claim(ctx context.Context, env, job string, t time.Time, p FleetPolicy) (Claim, error)
-	// History is the fleet's records of job, newest first (at most
-	// limit; 0: all).
-	History(ctx context.Context, env, job string, limit int) ([]FleetRun, error)
+	// LastScheduled is the latest scheduled time of job the fleet has a
+	// record of, whoever claimed it (zero: none).
+	LastScheduled(ctx context.Context, env, job string) (time.Time, error)
 	// Active lists the runs of job whose runners are alive now, on every
 	// host (this one's included).
 	Active(ctx context.Context, env, job string) ([]FleetActive, error)
@@ -45,25 +45,6 @@ type FleetPolicy struct {
 	StartingDeadline time.Duration
 	// History is how many of the job's records the fleet keeps.
 	History int
-}
-
-// FleetRun is the fleet's record of one scheduled time of a job.
-type FleetRun struct {
-	Job       string    `json:"job"`
-	Scheduled time.Time `json:"scheduled"`
-	Host      string    `json:"host"`
-	Token     int64     `json:"token"`
-	// Status is running, succeeded, failed, lost (its runner's lease
-	// expired before it reported), or a local status (timeout,
-	// interrupted, skipped).
-	Status    string    `json:"status"`
-	Claimed   time.Time `json:"claimed"`
-	Started   time.Time `json:"started,omitzero"`
-	Ended     time.Time `json:"ended,omitzero"`
-	ExitCode  int       `json:"exit_code"`
-	Reason    string    `json:"reason,omitempty"`
-	LeaseLost bool      `json:"lease_lost,omitempty"`
-	RunID     string    `json:"run_id,omitempty"` // the run in the host's own history
 }
 
 // FleetActive is a run whose runner is alive.

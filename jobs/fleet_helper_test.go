@@ -36,8 +36,8 @@ func (f sharedEnv) Claim(ctx context.Context, _, job string, t time.Time, p jobs
 	return f.Fleet.Claim(ctx, fleetEnv, job, t, p)
 }
 
-func (f sharedEnv) History(ctx context.Context, _, job string, limit int) ([]jobs.FleetRun, error) {
-	return f.Fleet.History(ctx, fleetEnv, job, limit)
+func (f sharedEnv) LastScheduled(ctx context.Context, _, job string) (time.Time, error) {
+	return f.Fleet.LastScheduled(ctx, fleetEnv, job)
 }
 
 func (f sharedEnv) Active(ctx context.Context, _, job string) ([]jobs.FleetActive, error) {
@@ -140,11 +140,11 @@ func waitFleet(t *testing.T, timeout time.Duration, what string, ok func() bool)
 	}
 }
 
-func history(t *testing.T, h *fleetHost, job string) []jobs.FleetRun {
+func history(t *testing.T, h *fleetHost, job string) []fleet.JobRecord {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	recs, err := h.f.History(ctx, "", job, 0)
+	recs, err := h.c.JobRuns(ctx, fleetEnv, job, 0)
 	if err != nil {
 		t.Fatalf("%s: history: %v", h.name, err)
 	}
@@ -170,7 +170,7 @@ func localRuns(t *testing.T, hs []*fleetHost, job string) map[time.Time][]jobs.R
 	return out
 }
 
-func doneCount(recs []jobs.FleetRun) int {
+func doneCount(recs []fleet.JobRecord) int {
 	n := 0
 	for _, r := range recs {
 		if r.Status != fleet.JobRunning {

@@ -101,7 +101,7 @@ func TestDocker_FleetJobRunsOncePerScheduledTimeAcrossThreeHosts(t *testing.T) {
 	t.Logf("fleet history: %d runs, by host: %v", len(recs), byHost(recs))
 }
 
-func byHost(recs []jobs.FleetRun) map[string]int {
+func byHost(recs []fleet.JobRecord) map[string]int {
 	m := map[string]int{}
 	for _, r := range recs {
 		m[r.Host]++

@@ -177,11 +177,8 @@ func (s *Scheduler) fleetMissed(e *entry, d *Def) {
 	retry := backoff.Policy{Min: time.Second, Max: 3 * fleetRetryMax}
 	var last time.Time
 	for n := 1; ; n++ {
-		recs, err := s.Fleet.History(ctx, s.Env, job, 1)
-		if err == nil {
-			if len(recs) > 0 {
-				last = recs[0].Scheduled
-			}
+		var err error
+		if last, err = s.Fleet.LastScheduled(ctx, s.Env, job); err == nil {
 			break
 		}
 		if n == 1 {

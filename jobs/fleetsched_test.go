@@ -20,10 +20,21 @@ type fakeFleet struct {
 	mu     sync.Mutex
 	down   bool
 	tok    int64
-	recs   map[string]*FleetRun // job/T → record
+	recs   map[string]*fakeRecord // job/T → record
 	claims int
 	// refused counts claims asked while down.
 	refused int
+}
+
+// fakeRecord is the fake fleet's record of one scheduled time.
+type fakeRecord struct {
+	Job       string
+	Scheduled time.Time
+	Host      string
+	Token     int64
+	Status    string
+	Reason    string
+	RunID     string
 }
 
 type fakeHost struct {
@@ -42,7 +53,7 @@ func (h fakeHost) Claim(_ context.Context, env, job string, t time.Time, p Fleet
 		return nil, failure.AsOutage(fmt.Errorf("etcd: connection refused"))
 	}
 	if f.recs == nil {
-		f.recs = map[string]*FleetRun{}
+		f.recs = map[string]*fakeRecord{}
 	}
 	k := job + "/" + t.UTC().Format(time.RFC3339Nano)
 	if r := f.recs[k]; r != nil {
@@ -50,36 +61,32 @@ func (h fakeHost) Claim(_ context.Context, env, job string, t time.Time, p Fleet
 	}
 	f.tok++
 	f.claims++
-	r := &FleetRun{Job: job, Scheduled: t, Host: h.name, Token: f.tok, Status: "running"}
+	r := &fakeRecord{Job: job, Scheduled: t, Host: h.name, Token: f.tok, Status: "running"}
 	f.recs[k] = r
 	return &fakeClaim{f: f, r: r}, nil
 }
 
-func (h fakeHost) History(_ context.Context, env, job string, limit int) ([]FleetRun, error) {
+func (h fakeHost) LastScheduled(_ context.Context, env, job string) (time.Time, error) {
 	f := h.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return nil, failure.AsOutage(fmt.Errorf("etcd: connection refused"))
+		return time.Time{}, failure.AsOutage(fmt.Errorf("etcd: connection refused"))
 	}
-	var out []FleetRun
+	var last time.Time
 	for _, r := range f.recs {
-		if r.Job == job {
-			out = append(out, *r)
+		if r.Job == job && r.Scheduled.After(last) {
+			last = r.Scheduled
 		}
 	}
-	slices.SortFunc(out, func(a, b FleetRun) int { return b.Scheduled.Compare(a.Scheduled) })
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
+	return last, nil
 }
 
 func (h fakeHost) Active(context.Context, string, string) ([]FleetActive, error) { return nil, nil }
 
 type fakeClaim struct {
 	f *fakeFleet
-	r *FleetRun
+	r *fakeRecord
 }
 
 func (c *fakeClaim) Token() int64 { return c.r.Token }
@@ -90,7 +97,7 @@ func (c *fakeClaim) Finish(_ context.Context, r Run) error {
 	return nil
 }
 
-func (f *fakeFleet) record(job string, t time.Time) *FleetRun {
+func (f *fakeFleet) record(job string, t time.Time) *fakeRecord {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r := f.recs[job+"/"+t.UTC().Format(time.RFC3339Nano)]; r != nil {

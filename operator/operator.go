@@ -18,8 +18,6 @@ import (
 	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/daemon"
 	"berth.dev/berth/fleet"
-	"berth.dev/berth/fleet/fleetjobs"
-	"berth.dev/berth/jobs"
 	"berth.dev/berth/status"
 )
 
@@ -126,9 +124,9 @@ func Status(ctx context.Context, cfg *agentconfig.Config, names []string) (out [
 
 // JobHistory is the fleet's records of env's job, newest first (at most
 // n), each naming its host: the same on every host.
-func JobHistory(ctx context.Context, cfg *agentconfig.Config, env, job string, n int) (runs []jobs.FleetRun, err error) {
+func JobHistory(ctx context.Context, cfg *agentconfig.Config, env, job string, n int) (runs []fleet.JobRecord, err error) {
 	err = do(ctx, cfg, func(ctx context.Context, c *fleet.Client) error {
-		runs, err = fleetjobs.Adapter{C: c}.History(ctx, env, job, n)
+		runs, err = c.JobRuns(ctx, env, job, n)
 		return err
 	})
 	return runs, err

@@ -6,14 +6,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"berth.dev/berth/fleet"
 	"berth.dev/berth/jobs"
 )
 
 // printFleetJobHistory prints the fleet's records, each naming its host.
-func printFleetJobHistory(w io.Writer, runs []jobs.FleetRun, asJSON bool) int {
+func printFleetJobHistory(w io.Writer, runs []fleet.JobRecord, asJSON bool) int {
 	if asJSON {
 		if runs == nil {
-			runs = []jobs.FleetRun{}
+			runs = []fleet.JobRecord{}
 		}
 		return writeJSON(w, runs)
 	}

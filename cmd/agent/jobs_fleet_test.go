@@ -10,7 +10,6 @@ import (
 
 	"berth.dev/berth/fleet"
 	"berth.dev/berth/internal/testenv"
-	"berth.dev/berth/jobs"
 )
 
 // berth jobs history with a fleet shows the fleet's runs, each naming its
@@ -41,7 +40,7 @@ func TestJobsHistory_WithAFleetShowsTheFleetsRunsAndTheirHosts(t *testing.T) {
 	if code := run(ctx, []string{"jobs", "history", "cleanup", "--config", cfg, "--json"}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	var runs []jobs.FleetRun
+	var runs []fleet.JobRecord
 	if err := json.Unmarshal(stdout.Bytes(), &runs); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"berth.dev/berth/agentconfig"
 	"berth.dev/berth/daemon"
 	"berth.dev/berth/envs"
+	"berth.dev/berth/fleet"
 	"berth.dev/berth/internal/buildinfo"
 	"berth.dev/berth/jobs"
 	"berth.dev/berth/migrate"
@@ -32,7 +33,7 @@ var referenceTypes = map[string]reflect.Type{
 	"berth-history":            reflect.TypeFor[[]reconcile.Record](),
 	"berth-jobs-list":          reflect.TypeFor[[]status.JobRow](),
 	"berth-jobs-history":       reflect.TypeFor[[]jobs.Run](),
-	"berth-jobs-history-fleet": reflect.TypeFor[[]jobs.FleetRun](),
+	"berth-jobs-history-fleet": reflect.TypeFor[[]fleet.JobRecord](),
 	"berth-jobs-run":           reflect.TypeFor[jobs.Run](),
 	"berth-fleet-status":       reflect.TypeFor[status.FleetAll](),
 	"berth-validate":           reflect.TypeFor[[]envs.Validation](),

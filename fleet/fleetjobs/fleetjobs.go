@@ -38,18 +38,13 @@ func (a Adapter) Claim(ctx context.Context, env, job string, t time.Time, p jobs
 	return claim{c}, nil
 }
 
-// History is the fleet's records of job, newest first.
-func (a Adapter) History(ctx context.Context, env, job string, limit int) ([]jobs.FleetRun, error) {
-	recs, err := a.C.JobRuns(ctx, env, job, limit)
-	if err != nil {
-		return nil, err
+// LastScheduled is the scheduled time of the fleet's newest record of job.
+func (a Adapter) LastScheduled(ctx context.Context, env, job string) (time.Time, error) {
+	recs, err := a.C.JobRuns(ctx, env, job, 1)
+	if err != nil || len(recs) == 0 {
+		return time.Time{}, err
 	}
-	out := make([]jobs.FleetRun, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, jobs.FleetRun{Job: r.Job, Scheduled: r.Scheduled, Host: r.Host, Token: r.Token, Status: r.Status,
-			Claimed: r.Claimed, Started: r.Started, Ended: r.Ended, ExitCode: r.ExitCode, Reason: r.Reason, LeaseLost: r.LeaseLost, RunID: r.RunID})
-	}
-	return out, nil
+	return recs[0].Scheduled, nil
 }
 
 // Active lists the job's runs whose runners are alive.
