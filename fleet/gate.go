@@ -109,13 +109,6 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 		if len(r[0].GetResponseRange().Kvs) > 0 {
 			return false, nil
 		}
-		if l := r[5].GetResponseRange().Kvs; len(l) > 0 && l[0].ModRevision > w.seq {
-			if lr := decodeFirst[latestRecord](l); lr != nil && lr.Attempt != att {
-				// The canaries may never deploy this revision now.
-				return false, failure.AsOutage(fmt.Errorf("%w (%s) while this host waited for %s's canaries: asking again",
-					ErrSuperseded, short(lr.Revision), short(rev)))
-			}
-		}
 		if len(r[4].GetResponseRange().Kvs) == 0 {
 			// Pruned: the fleet has moved on by the window of attempts it
 			// keeps. The pass asks again (a new attempt, if still wanted).
@@ -150,6 +143,17 @@ func (c *Client) waitGate(ctx context.Context, env string, sess *concurrency.Ses
 			specs = append(specs, keyOf(k.host(h)))
 		}
 		if len(missing) > 0 {
+			// A rollout begun after this one (latest) means the canaries
+			// may never deploy this revision now. Only then: canaries
+			// that proved it open the gate whatever began since, or a
+			// stale host's rollout of an older revision would hold the
+			// newer one's gate shut for good (found by chaos-fleet).
+			if l := r[5].GetResponseRange().Kvs; len(l) > 0 && l[0].ModRevision > w.seq {
+				if lr := decodeFirst[latestRecord](l); lr != nil && lr.Attempt != att {
+					return false, failure.AsOutage(fmt.Errorf("%w (%s) while this host waited for %s's canaries: asking again",
+						ErrSuperseded, short(lr.Revision), short(rev)))
+				}
+			}
 			if len(gone) > 0 {
 				replaced, err := c.replaceCanaries(ctx, env, w, gone)
 				if err != nil {

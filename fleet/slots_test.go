@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -113,5 +114,53 @@ func TestWaves_GateOfASupersededRollout_AsksAgain(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatal("still waiting for c2's canaries 20 s after c3 began")
 		}
+	}
+}
+
+// A stale host's rollout of an older revision, begun after the newer
+// one's, does not hold the newer one's gate shut once its canaries proved
+// it: the hosts asking again are let in (chaos-fleet seed 1 found the
+// fleet stuck on the older revision with the newer one's canary live).
+func TestWaves_CanariesThatProvedARevisionOpenItsGateWhateverBeganSince(t *testing.T) {
+	etcd := startEmbedded(t)
+	as := agents(t, []string{etcd.Endpoint}, 4)
+	publishAll(t, as[:3], "c1") // web-4 shows up later
+	ctx := ctxT(t, time.Minute)
+	p := Policy{Canary: 1, MaxParallel: "3"}
+	var canary *agent
+	var rest []*agent
+	for _, a := range as[:3] {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		adm, err := a.Admit(wctx, "prod", RolloutRequest{Revision: "c3", Policy: p, Live: "c1"})
+		cancel()
+		switch {
+		case err == nil && adm.Canary:
+			canary = a
+			defer adm.Finish(ctx, Succeeded, "")
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if canary == nil {
+		t.Fatal("no canary let in on c3")
+	}
+	// web-4, stale, begins c2's rollout after c3's.
+	as[3].Publish("prod", HostState{Live: &Commit{Revision: "c1"}})
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go as[3].Admit(sctx, "prod", RolloutRequest{Revision: "c2", Policy: p, Live: "c1"})
+	r := raw(t, etcd.Endpoint)
+	waitFor(t, 20*time.Second, "c2's rollout the latest", func() bool {
+		g, err := r.Get(ctx, as[0].keys("prod").latest())
+		return err == nil && len(g.Kvs) == 1 && strings.Contains(string(g.Kvs[0].Value), `"revision":"c2"`)
+	})
+	// The canary goes live on c3.
+	canary.Publish("prod", HostState{Live: &Commit{Revision: "c3"}})
+	for _, a := range rest {
+		adm, err := a.Admit(ctx, "prod", RolloutRequest{Revision: "c3", Policy: p, Live: "c1"})
+		if err != nil {
+			t.Fatalf("%s asking again for c3 once its canary is live: %v", a.Host(), err)
+		}
+		_ = adm.Finish(ctx, Succeeded, "")
 	}
 }
