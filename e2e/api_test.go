@@ -100,7 +100,7 @@ func value(fams map[string]*dto.MetricFamily, name string, labels ...string) flo
 }
 
 func TestE2E_LocalAPIStatusMetricsAndWebhook(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	// Polls only at start and by webhook.
 	// Notifications go to a generic webhook and a Slack-style one.

@@ -25,7 +25,7 @@ import (
 //     connection the server closed before answering);
 //   - never more than one nginx reload per cutover, crashes included.
 func TestE2E_CutoversUnderLoadSurviveRandomKills(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	const (
 		cutovers   = 8
 		kills      = 6

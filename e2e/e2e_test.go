@@ -174,7 +174,7 @@ func (w *world) stateFile() map[string]any {
 }
 
 func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})

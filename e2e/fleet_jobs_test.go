@@ -18,7 +18,7 @@ import (
 // — N runs in all, not 3N — and `berth jobs history` on every host shows
 // the same runs, each naming its host.
 func TestE2E_FleetJobOncePerScheduledTime(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newFleetWorld(t, 3)
 	img := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "jobs"})
 	c1 := w.repo.CommitFiles(t, "a worker and a job", map[string]string{"envs/" + w.env + "/compose.yaml": fmt.Sprintf(`services:

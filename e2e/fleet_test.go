@@ -37,7 +37,7 @@ import (
 //  5. etcd stopped mid-rollout: the hosts keep serving, status says
 //     waiting for etcd, and the rollout completes once etcd is back.
 func TestE2E_FleetOfThreeAgents(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newFleetWorld(t, 3)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})

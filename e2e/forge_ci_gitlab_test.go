@@ -29,7 +29,7 @@ import (
 // script; the Gitea/Forgejo step runs against a real Gitea
 // (TestE2E_GiteaCIStepPostsOneComment).
 func TestE2E_GitLabCIScriptPostsOneNote(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	bin := testenv.BerthBinary(t)
 	script := docGitLabScript(t)
 	api := newFakeGitLabNotes(t, 42, 7)

@@ -22,7 +22,7 @@ import (
 // person's comment that starts with the marker is left alone and does not
 // fail the job, and the plan's exit code gates the job.
 func TestE2E_GiteaCIStepPostsOneComment(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	g := testenv.StartGitea(t)
 	bin := testenv.BerthBinary(t)
 	steps := docWorkflow(t, "**Gitea / Forgejo Actions**")

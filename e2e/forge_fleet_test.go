@@ -18,7 +18,7 @@ import (
 // on 3/3 hosts" after a rollout in waves; when that agent dies, another
 // takes the role and reports the next revision.
 func TestE2E_GiteaFleetOneStatusPerEnv(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newFleetWorld(t, 3)
 	g := testenv.StartGitea(t)
 	gitea := g.CreateRepo(t, "config")

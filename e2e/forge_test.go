@@ -35,7 +35,7 @@ type giteaPR struct {
 // closes it with the reason (berth never merges it), and a forge that
 // hangs delays no deploy: the status follows once it answers again.
 func TestE2E_GiteaStatusesPromotionPRAndPushWebhook(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	g := testenv.StartGitea(t)
 	bin := testenv.BerthBinary(t)
 	d := testenv.Docker(t)

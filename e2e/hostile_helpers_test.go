@@ -87,7 +87,7 @@ func (w *world) containerIDs() []string {
 // one after records a verdict on it instead of dying on it again (systemd
 // gives up after a few quick restarts); the live revision keeps serving.
 func TestE2E_HostileRevisionTheAgentDiesOnIsRefused(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})

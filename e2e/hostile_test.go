@@ -29,7 +29,7 @@ const hostMarker = "HOST-FILE-CONTENT-5d1c9e"
 // previous revision still serving; nothing outside berth's state dir and
 // the LB directory changes, and no host file's content shows anywhere.
 func TestE2E_HostileRepoGetsNoMoreThanThePolicy(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	w.d.CleanupImage(v1.Ref())

@@ -21,7 +21,7 @@ import (
 // status`, /api/status and the unit's STATUS= keep answering and say so;
 // once the engine answers again the head deploys by itself.
 func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	sock := strings.TrimPrefix(w.d.Client.DaemonHost(), "unix://")
 	gate := testenv.NewUnixGate(t, sock)

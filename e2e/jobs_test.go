@@ -56,7 +56,7 @@ func (w *world) eventually(what string, ok func() bool) {
 }
 
 func TestE2E_JobsFollowTheLiveRevisionAndSurviveAKill(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	w.d.CleanupLabel(t, engine.LabelJobEnv, w.env)
 	img := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "jobs"})

@@ -109,7 +109,7 @@ func (m *twoEnvs) waitFor(t *testing.T, what string, ok func() bool) {
 // containers, and status, history and metrics carry the env. One listing
 // of the branch head serves both envs' passes.
 func TestE2E_TwoEnvsOnOneAgentDeployIndependently(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	m := newTwoEnvs(t)
 	a, b := m.names[0], m.names[1]
 	imgs := map[string]testenv.AppImage{}

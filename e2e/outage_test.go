@@ -88,7 +88,7 @@ func backoff(n int) time.Duration {
 // and deploys the head by itself within one backoff period of the
 // service's return: no `berth retry`.
 func TestE2E_GitRegistryAndVaultOutagesAreWaitedOut(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	v := testenv.StartVault(t)
 	root := v.RootClient(t)

@@ -14,7 +14,7 @@ import (
 )
 
 func TestE2E_KilledAtEachPhaseConverges(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	imgs := map[string]testenv.AppImage{}
 	for _, v := range []string{"v1", "v2", "v3", "v4", "v5", "v6"} {
@@ -56,7 +56,7 @@ func TestE2E_KilledAtEachPhaseConverges(t *testing.T) {
 }
 
 func TestE2E_SIGTERMDuringACutoverRollsBackAndExits(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})
@@ -93,7 +93,7 @@ func TestE2E_SIGTERMDuringACutoverRollsBackAndExits(t *testing.T) {
 }
 
 func TestE2E_PlanSelfHealAndOneAgentPerStateDir(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	w.d.CleanupImage(v1.Ref())

@@ -23,7 +23,7 @@ import (
 // and as files on a tmpfs (x-berth.secret_files), a new version redeploys,
 // and no value appears in anything berth wrote or printed.
 func TestE2E_SecretsFromVaultReachTheContainerAndNeverLeak(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	values := []string{"e2e-first-s3cret-" + w.d.RunID, "e2e-second-s3cret-" + w.d.RunID}
 	root := w.withVault(t, values[0])

@@ -93,7 +93,7 @@ func (s *stackWorld) converged(t *testing.T, c, version string, within time.Dura
 // two replicas and a watch, converges on restart to one whole revision:
 // every replica of it, nothing of the old one, both balancers on it.
 func TestE2E_StackKilledAtEachPhaseConverges(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	s := newStackWorld(t)
 	imgs := map[string]testenv.AppImage{}
 	for _, v := range []string{"v1", "v2", "v3", "v4", "v5", "v6", "v7"} {

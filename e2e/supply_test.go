@@ -28,7 +28,7 @@ func pinned(t *testing.T, img testenv.AppImage) name.Digest {
 // nothing, and a release signed by another key is refused as a verdict
 // naming the image and the rule, the signed one still serving.
 func TestE2E_SignedImagesOnly(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	release, other := testenv.NewCosignKey(t), testenv.NewCosignKey(t)
 	cfg, err := os.ReadFile(w.config)
@@ -142,7 +142,7 @@ func sopsEncrypt(t *testing.T, bin, recipient, plain string) string {
 // redeploys; a file changed after encryption (its MAC) is a verdict; no
 // value appears in anything berth wrote or printed.
 func TestE2E_SOPSValuesReachTheContainerAndNeverLeak(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	sops := testenv.SOPS(t)
 	id, err := age.GenerateX25519Identity()

@@ -16,7 +16,7 @@ import (
 // NOTIFY_SOCKET set, it reports READY=1 once started and a STATUS= line
 // naming the live revision, and STOPPING=1 on SIGTERM.
 func TestE2E_SystemdNotify(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	img := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	w.d.CleanupImage(img.Ref())

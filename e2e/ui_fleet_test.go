@@ -55,7 +55,7 @@ func startUI(t *testing.T, bin, config string, args ...string) string {
 // hosts, the canary's failure halting its revision fleet-wide, and a
 // fleet-wide pause; each host links its own page of the fleet.
 func TestUI_FleetPageInABrowser(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	b := newBrowser(t)
 	w := newFleetWorld(t, 3)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})

@@ -20,7 +20,7 @@ import (
 // job's output redacted, and neither the value nor any container's config
 // hash.
 func TestUI_NoVaultSecretOnAnyPage(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	w.d.CleanupLabel(t, engine.LabelJobEnv, w.env)
 	value := "ui-page-s3cret-" + w.d.RunID

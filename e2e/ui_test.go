@@ -52,7 +52,7 @@ func (w *world) listenTCP() string {
 // subject of that release shows as text and runs nothing; every answer
 // carries the CSP.
 func TestUI_HostPageInABrowser(t *testing.T) {
-	t.Parallel()
+	testenv.Parallel(t)
 	w := newWorld(t)
 	w.d.CleanupLabel(t, engine.LabelJobEnv, w.env)
 	b := newBrowser(t)
