@@ -1,12 +1,13 @@
 package reconcile
 
 import (
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"berth.dev/berth/internal/testenv"
 )
 
 var ssPid = regexp.MustCompile(`pid=(\d+)`)
@@ -31,15 +32,9 @@ func listenerElsewhere(t testing.TB, engine int, hostPort string) (string, bool)
 		return "", false
 	}
 	pid, _ := strconv.Atoi(string(m[1]))
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	ppid, ok := testenv.ParentPid(pid)
+	if !ok {
 		return "", false
 	}
-	// pid (comm) state ppid …; comm may hold spaces, so from the last ')'.
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	if len(f) < 2 {
-		return "", false
-	}
-	ppid, _ := strconv.Atoi(f[1])
 	return strings.TrimSpace(string(out)), ppid != engine
 }

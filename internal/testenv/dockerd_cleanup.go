@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -93,20 +94,29 @@ func killShims(namespace string) {
 	}
 	for _, shim := range shims {
 		for _, f := range procs {
-			b, err := os.ReadFile(filepath.Join(filepath.Dir(f), "stat"))
-			if err != nil {
-				continue
-			}
-			// pid (comm) state ppid …
-			fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-			if len(fields) > 1 && fields[1] == fmt.Sprint(shim) {
-				var pid int
-				fmt.Sscan(filepath.Base(filepath.Dir(f)), &pid)
+			var pid int
+			fmt.Sscan(filepath.Base(filepath.Dir(f)), &pid)
+			if ppid, ok := ParentPid(pid); ok && ppid == shim {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
 		syscall.Kill(shim, syscall.SIGKILL)
 	}
+}
+
+// ParentPid is the parent of process pid, from /proc (false: gone).
+func ParentPid(pid int) (int, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// pid (comm) state ppid …; comm may hold spaces, so from the last ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	return ppid, err == nil
 }
 
 // freeNet picks "10.N." with no address of the host in 10.N.0.0/16.
