@@ -58,16 +58,28 @@ func main() {
 		return
 	}
 	var in io.Reader = os.Stdin
+	var f *os.File
 	if *raw != "" {
-		f, err := os.Create(*raw)
-		if err != nil {
+		// Written beside and renamed at the end: the last whole run stays
+		// readable meanwhile (-order, and e2e's longest-first start read
+		// it while this one runs).
+		var err error
+		if f, err = os.Create(*raw + ".tmp"); err != nil {
 			fmt.Fprintln(os.Stderr, "testreport:", err)
 			os.Exit(2)
 		}
-		defer f.Close()
 		in = io.TeeReader(os.Stdin, f)
 	}
-	os.Exit(report(in, os.Stdout))
+	code := report(in, os.Stdout)
+	if f != nil {
+		if err := f.Close(); err == nil {
+			err = os.Rename(f.Name(), *raw)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "testreport:", err)
+			}
+		}
+	}
+	os.Exit(code)
 }
 
 func report(in io.Reader, out io.Writer) int {
