@@ -80,10 +80,19 @@ func (b *browser) within(d time.Duration, f func(ctx context.Context) error) err
 func (b *browser) open(url string) network.Headers {
 	b.t.Helper()
 	var res *network.Response
-	err := b.within(30*time.Second, func(ctx context.Context) (err error) {
-		res, err = chromedp.Run(ctx, chromedp.NavigateResponse(url))
-		return err
-	})
+	var err error
+	// Chromium aborts a load with ERR_NETWORK_CHANGED when an interface
+	// comes or goes, and the tests' Docker engines add and remove bridges
+	// and veths all the time: the load is tried again.
+	for try := 0; try < 5; try++ {
+		err = b.within(30*time.Second, func(ctx context.Context) (err error) {
+			res, err = chromedp.Run(ctx, chromedp.NavigateResponse(url))
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+			break
+		}
+	}
 	if err != nil {
 		b.t.Fatalf("open %s: %v", url, err)
 	}

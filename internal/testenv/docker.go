@@ -154,7 +154,7 @@ func (d *DockerEnv) CleanupLabel(t testing.TB, key, value string) {
 			t.Errorf("testenv: list networks for cleanup: %v", err)
 		}
 		for _, n := range nets {
-			if err := d.Client.NetworkRemove(ctx, n.ID); err != nil && !client.IsErrNotFound(err) {
+			if err := d.removeNetwork(ctx, n.ID); err != nil && !client.IsErrNotFound(err) {
 				t.Errorf("testenv: remove network %s: %v", n.Name, err)
 			}
 		}
@@ -169,6 +169,27 @@ func (d *DockerEnv) CleanupLabel(t testing.TB, key, value string) {
 			}
 		}
 	})
+}
+
+// removeNetwork removes a network, first disconnecting what the engine
+// still lists on it: a loaded engine has kept a removed container's
+// endpoint a while ("has active endpoints").
+func (d *DockerEnv) removeNetwork(ctx context.Context, id string) error {
+	err := d.Client.NetworkRemove(ctx, id)
+	for try := 0; err != nil && strings.Contains(err.Error(), "active endpoints") && try < 10; try++ {
+		if n, ierr := d.Client.NetworkInspect(ctx, id, network.InspectOptions{}); ierr == nil {
+			for cid := range n.Containers {
+				_ = d.Client.NetworkDisconnect(ctx, id, cid, true)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+		err = d.Client.NetworkRemove(ctx, id)
+	}
+	return err
 }
 
 func randomID() string {
