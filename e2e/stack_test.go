@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -59,7 +57,7 @@ x-berth:
 
 // servingHAProxy is the version HAProxy's frontend answers.
 func (s *stackWorld) servingHAProxy() string {
-	v, _, _ := strings.Cut(answer(s.hp.URL()+"/"), " ")
+	v, _, _ := strings.Cut(testenv.Answer(s.hp.URL()+"/"), " ")
 	return v
 }
 
@@ -127,16 +125,4 @@ func TestE2E_StackKilledAtEachPhaseConverges(t *testing.T) {
 			d.kill()
 		})
 	}
-}
-
-// answer is what url answers on a fresh connection.
-func answer(url string) string {
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b))
 }

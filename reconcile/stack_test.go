@@ -3,8 +3,6 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,21 +128,6 @@ func (s *stackHost) deployStack(r stackRev, revision string) (*Report, error) {
 	return s.deployer.Deploy(s.t.Context(), Input{Env: s.stackEnv(r), Revision: revision})
 }
 
-// answer is what url answers on a fresh connection: "version=v1 host=…".
-// Which version answers is checked here, not how fast (the load
-// generators count failed requests): a machine kept busy by a build beside
-// the suite took over 5 s to answer one.
-func answer(url string) string {
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b))
-}
-
 // serves checks that lb serves version on both servers, web from both of
 // its replicas.
 func (s *stackHost) serves(lbType, version string) {
@@ -152,7 +135,7 @@ func (s *stackHost) serves(lbType, version string) {
 	hosts := map[string]bool{}
 	for range 20 {
 		for _, svc := range []string{"web", "api"} {
-			got := answer(s.urls[lbType+"/"+svc])
+			got := testenv.Answer(s.urls[lbType+"/"+svc])
 			v, host, _ := strings.Cut(got, " ")
 			if v != "version="+version {
 				s.t.Fatalf("%s %s answers %q, want %s", lbType, svc, got, version)

@@ -154,6 +154,21 @@ func HTTPBackend(t testing.TB, body string) string {
 	return strings.TrimPrefix(s.URL, "http://")
 }
 
+// Answer is what url answers on a fresh connection, trimmed, or the
+// error. Which answer is checked, not how fast (load generators count
+// failed requests): a machine kept busy by a build beside the suite took
+// over 5 s to answer one.
+func Answer(url string) string {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
+}
+
 // Get fetches url and returns the body, failing the test on a transport
 // error.
 func Get(t testing.TB, url string) string {
