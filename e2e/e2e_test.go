@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,14 +137,12 @@ func (w *world) once() (int, string) {
 	return code, stderr.String()
 }
 
-func (w *world) serving() string {
-	resp, err := http.Get(w.nginx.URL() + "/")
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	v, _, _ := strings.Cut(string(b), " ")
+func (w *world) serving() string { return version(w.nginx.URL() + "/") }
+
+// version is the first word of what url answers ("version=v2"), or the
+// error.
+func version(url string) string {
+	v, _, _ := strings.Cut(testenv.Answer(url), " ")
 	return v
 }
 

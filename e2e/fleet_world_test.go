@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,17 +199,7 @@ func (h *fleetHost) logTail(n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-func (h *fleetHost) serving() string {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(h.nginx.URL() + "/")
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	v, _, _ := strings.Cut(string(b), " ")
-	return v
-}
+func (h *fleetHost) serving() string { return version(h.nginx.URL() + "/") }
 
 // migrationRunning says whether a migration container of commit runs on
 // this host's engine.

@@ -55,7 +55,7 @@ func benchMergeToLive(b *testing.B, lbType string) {
 			return w.repo.CommitFiles(w.t, msg, map[string]string{"envs/" + w.env + "/compose.yaml": compose})
 		}
 		serving = func() string {
-			v, _, _ := strings.Cut(testenv.Answer(hp.URL()+"/"), " ")
+			v := version(hp.URL() + "/")
 			return v
 		}
 	}

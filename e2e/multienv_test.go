@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,14 +68,7 @@ x-berth:
 }
 
 func (m *twoEnvs) serving(env string) string {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/%s/", m.port, env))
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	v, _, _ := strings.Cut(string(b), " ")
-	return v
+	return version(fmt.Sprintf("http://127.0.0.1:%d/%s/", m.port, env))
 }
 
 func (m *twoEnvs) stateOf(env string) reconcile.State {

@@ -57,7 +57,7 @@ x-berth:
 
 // servingHAProxy is the version HAProxy's frontend answers.
 func (s *stackWorld) servingHAProxy() string {
-	v, _, _ := strings.Cut(testenv.Answer(s.hp.URL()+"/"), " ")
+	v := version(s.hp.URL() + "/")
 	return v
 }
 
