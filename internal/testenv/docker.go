@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -76,50 +75,6 @@ func (d *DockerEnv) removeImages(t testing.TB) {
 			t.Errorf("testenv: remove image %s: %v", ref, err)
 		}
 	}
-	d.removeRegistryImages(ctx, registriesOf.take(t))
-}
-
-// removeRegistryImages removes what the engine pulled from the test's
-// registries (berth pulls; a test need not name each image). Not forced,
-// errors ignored: a port a later test's registry reuses may have an image
-// in use again.
-func (d *DockerEnv) removeRegistryImages(ctx context.Context, hosts []string) {
-	if len(hosts) == 0 {
-		return
-	}
-	imgs, err := d.Client.ImageList(ctx, image.ListOptions{All: true})
-	if err != nil {
-		return
-	}
-	for _, img := range imgs {
-		for _, ref := range append(img.RepoTags, img.RepoDigests...) {
-			if slices.ContainsFunc(hosts, func(h string) bool { return strings.HasPrefix(ref, h+"/") }) {
-				d.Client.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
-			}
-		}
-	}
-}
-
-// registriesOf is the registries each test started.
-var registriesOf = testHosts{m: map[testing.TB][]string{}}
-
-type testHosts struct {
-	mu sync.Mutex
-	m  map[testing.TB][]string
-}
-
-func (h *testHosts) add(t testing.TB, host string) {
-	h.mu.Lock()
-	h.m[t] = append(h.m[t], host)
-	h.mu.Unlock()
-}
-
-func (h *testHosts) take(t testing.TB) []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	hosts := h.m[t]
-	delete(h.m, t)
-	return hosts
 }
 
 // Labels returns the test label to put on every object the test creates.

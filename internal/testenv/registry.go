@@ -126,7 +126,6 @@ func StartRegistry(t testing.TB) *Registry {
 	}))
 	t.Cleanup(srv.Close)
 	reg.Host = strings.TrimPrefix(srv.URL, "http://")
-	registriesOf.add(t, reg.Host)
 	return reg
 }
 
