@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -268,6 +269,19 @@ func TestE2E_PromoteByCommitAndRefuseBadRevisions(t *testing.T) {
 type daemon struct {
 	cmd   *exec.Cmd
 	lines chan string
+
+	mu   sync.Mutex
+	last []string // the last lines it logged, for a failure's message
+}
+
+// tail is the last lines the agent logged, for a test's failure message.
+func (d *daemon) tail() string {
+	if d == nil {
+		return "(no daemon)"
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.last, "\n")
 }
 
 func (w *world) start() *daemon {
@@ -281,6 +295,12 @@ func (w *world) start() *daemon {
 	go func() {
 		s := bufio.NewScanner(pr)
 		for s.Scan() {
+			d.mu.Lock()
+			d.last = append(d.last, s.Text())
+			if len(d.last) > 40 {
+				d.last = d.last[len(d.last)-40:]
+			}
+			d.mu.Unlock()
 			select {
 			case d.lines <- s.Text():
 			default:
