@@ -80,7 +80,7 @@ x-berth:
 	if code, out := w.once(); code != 0 {
 		t.Fatalf("first deploy: exit %d\n%s", code, out)
 	}
-	converged(c, img, time.Minute)
+	converged(c, img, patience)
 	d := w.start()
 
 	// The load, from before the first cutover to after the last.
@@ -102,7 +102,7 @@ x-berth:
 			t.Logf("cutover %d: agent killed %s after the commit", i, at.Round(time.Millisecond))
 			d = w.start()
 		}
-		converged(c, img, 2*time.Minute)
+		converged(c, img, patience)
 		t.Logf("cutover %d to %s converged after %s", i, c[:12], time.Since(start).Round(time.Millisecond))
 	}
 	g.Flowing(t, 100)

@@ -114,7 +114,7 @@ func TestE2E_FleetOfThreeAgents(t *testing.T) {
 		}
 		return false
 	})
-	w.waitFor("the other hosts hold c2", 2*time.Minute, func() bool {
+	w.waitFor("the other hosts hold c2", patience, func() bool {
 		for _, h := range w.hosts {
 			if h != canary && (h.stateNow().FleetHeld == nil || h.stateNow().FleetHeld.Commit != c2) {
 				return false
@@ -127,7 +127,7 @@ func TestE2E_FleetOfThreeAgents(t *testing.T) {
 		h.kill()
 		h.start()
 	}
-	w.waitFor("every agent checked the head again after its restart", 2*time.Minute, func() bool {
+	w.waitFor("every agent checked the head again after its restart", patience, func() bool {
 		for _, h := range w.hosts {
 			recs := h.journal()
 			if len(recs) == 0 || recs[0].LastPass.Before(restarted) && recs[0].Finished.Before(restarted) {
@@ -241,7 +241,7 @@ func TestE2E_FleetOfThreeAgents(t *testing.T) {
 	// A host waiting at the gate or queued for the slot sits in a watch:
 	// it says "waiting for etcd" once its session's keepalives go
 	// unanswered (about half the lease TTL), before the lease lapses.
-	w.waitFor("a host waiting for etcd", 2*time.Minute, func() bool {
+	w.waitFor("a host waiting for etcd", patience, func() bool {
 		for _, h := range w.hosts {
 			if h.live() != c5 && strings.Contains(h.apiStatus(), "waiting for etcd") {
 				return true

@@ -105,7 +105,7 @@ func TestE2E_HostileRevisionTheAgentDiesOnIsRefused(t *testing.T) {
 	mark := filepath.Join(w.state, "envs", w.env, "attempt.json")
 	inDeploy := func(deaths int) {
 		t.Helper()
-		deadline := time.Now().Add(120 * time.Second)
+		deadline := time.Now().Add(patience)
 		for {
 			var m struct {
 				Commit, Stage string

@@ -78,7 +78,7 @@ func (m *twoEnvs) stateOf(env string) reconcile.State {
 
 func (m *twoEnvs) waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(patience)
 	for !ok() {
 		if time.Now().After(deadline) {
 			var b strings.Builder

@@ -21,7 +21,7 @@ import (
 // never a log line.
 func (w *world) waitLiveCommit(t testing.TB, commit string) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(patience)
 	for {
 		// Live means state.json names it and the journal holds the pass
 		// that deployed it: the state is written first, then the record.
@@ -32,7 +32,7 @@ func (w *world) waitLiveCommit(t testing.TB, commit string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%.12s not live within 2m (state %+v, %v); journal:\n%s", commit, st, err, w.journalText(t))
+			t.Fatalf("%.12s not live within %s (state %+v, %v); journal:\n%s", commit, patience, st, err, w.journalText(t))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
