@@ -16,6 +16,7 @@ import (
 	"berth.dev/berth/internal/testenv"
 	"berth.dev/berth/lb"
 	"berth.dev/berth/migrate"
+	"github.com/hashicorp/go-hclog"
 )
 
 // stackHost is a host whose env has two servers — web (two replicas) and
@@ -54,6 +55,8 @@ func newStackHost(t *testing.T) *stackHost {
 	s.hp.Start(t)
 
 	h.deployer = &Deployer{
+		// The deploy's log in the test's: a failure shows each step.
+		Log:    hclog.New(&hclog.LoggerOptions{Output: testenv.LogWriter(t, "berth"), Level: hclog.Info}),
 		Images: h.engine, Containers: h.engine, Observer: h.engine,
 		OneShots:      &migrate.Runner{Engine: h.engine, Ledger: filepath.Join(t.TempDir(), "migrations.json"), Timeout: 30 * time.Second},
 		Switcher:      s.switcher,
@@ -316,7 +319,7 @@ func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 			t.Logf("switched back %s after the deploy started: %v; phases %v", took.Round(time.Millisecond), err, res.Phases)
 			s.serves(lbType, "v2")
 			if got := s.running(); !slices.Equal(got, wantRunning("r2")) {
-				t.Fatalf("after the watch failed: running %v", got)
+				t.Fatalf("after the watch failed: running %v; undone %v", got, res.Undone)
 			}
 		})
 	}
@@ -349,7 +352,7 @@ func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
 	t.Logf("%v; %d of %d requests failed before the switch back; undone %v", err, failed, sent, res.Undone)
 	s.serves("haproxy", "v1")
 	if got := s.running(); !slices.Equal(got, wantRunning("r1")) {
-		t.Fatalf("after the watch failed: running %v", got)
+		t.Fatalf("after the watch failed: running %v; undone %v", got, res.Undone)
 	}
 }
 

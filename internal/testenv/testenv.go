@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -112,6 +113,10 @@ type logWriter struct {
 	mu     sync.Mutex
 	closed bool
 }
+
+// LogWriter is a writer to the test's log, each line prefixed, until the
+// test ends: for a logger whose lines a failure's output should hold.
+func LogWriter(t testing.TB, prefix string) io.Writer { return newLogWriter(t, prefix) }
 
 func newLogWriter(t testing.TB, prefix string) *logWriter {
 	w := &logWriter{t: t, prefix: prefix}
