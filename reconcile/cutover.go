@@ -351,8 +351,11 @@ func (p *deploy) retire(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			err := safely(p.log, "retire", func() error {
+				// A stop that missed its deadline (a loaded engine slow to
+				// report the exit) still ends in the forced removal, which
+				// kills what is left.
 				if err := p.Containers.Stop(ctx, m.ID, nil); err != nil {
-					return err
+					p.log.Warn("graceful stop incomplete; removing the container", "service", m.Service, "container", m.Name, "error", err)
 				}
 				return p.Containers.Remove(ctx, m.ID)
 			})

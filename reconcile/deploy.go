@@ -114,6 +114,9 @@ type deploy struct {
 type undoStep struct {
 	what string
 	run  func(context.Context) error
+	// apart: the step touches nothing another apart step does (removing
+	// one new container), so neighbouring ones run at once.
+	apart bool
 }
 
 // Deploy plans and, when anything changes, carries out in.Revision. On

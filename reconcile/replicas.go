@@ -64,7 +64,7 @@ func (p *deploy) create(ctx context.Context, a Action, publish bool) (*newSet, e
 		if err != nil {
 			return set, asOutage(fmt.Errorf("service %s: %w", a.Service, err))
 		}
-		p.addUndo("remove "+req.Name, func(ctx context.Context) error { return p.Containers.Remove(ctx, id) })
+		p.addUndoApart("remove "+req.Name, func(ctx context.Context) error { return p.Containers.Remove(ctx, id) })
 		p.done("create " + req.Name)
 		set.ids, set.names = append(set.ids, id), append(set.names, req.Name)
 	}
@@ -199,7 +199,15 @@ func classOrder(err error) string {
 // addUndo notes how to put back one change; safe from parallel steps.
 func (p *deploy) addUndo(what string, run func(context.Context) error) {
 	p.mu.Lock()
-	p.undo = append(p.undo, undoStep{what, run})
+	p.undo = append(p.undo, undoStep{what: what, run: run})
+	p.mu.Unlock()
+}
+
+// addUndoApart is addUndo for a step that may run beside its neighbours
+// (a removal of a new container).
+func (p *deploy) addUndoApart(what string, run func(context.Context) error) {
+	p.mu.Lock()
+	p.undo = append(p.undo, undoStep{what: what, run: run, apart: true})
 	p.mu.Unlock()
 }
 
