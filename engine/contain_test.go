@@ -25,7 +25,7 @@ import (
 // verdict naming it, and uses its own.
 func TestEngine_EnsureProjectRefusesAnotherProjectsNetworksAndVolumes(t *testing.T) {
 	d := testenv.Docker(t)
-	e := New(d.Client, nil)
+	e := patientEngine(d)
 	ctx := t.Context()
 	proj := "t" + d.RunID
 	labels := func(more map[string]string) map[string]string {

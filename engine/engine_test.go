@@ -54,7 +54,17 @@ func pushedApp(t *testing.T, version string) (*testenv.DockerEnv, *testenv.Regis
 	reg := testenv.StartRegistry(t)
 	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: version + "-" + d.RunID})
 	d.CleanupImage(img.Ref())
-	return d, reg, New(d.Client, nil), img
+	return d, reg, patientEngine(d), img
+}
+
+// patientEngine is an Engine whose calls may take as long as a loaded
+// engine needs (a start has taken over 30 s with the whole suite on 2
+// cores): the tests that use it check what the calls do, not their
+// deadlines, which the hung-engine test checks with its own.
+func patientEngine(d *testenv.DockerEnv) *Engine {
+	e := New(d.Client, nil)
+	e.Timeouts.Call = 2 * time.Minute
+	return e
 }
 
 // pulledApp is pushedApp with the image already pulled.
@@ -112,7 +122,7 @@ func TestEngine_PullsOnceThenNeverAgain(t *testing.T) {
 
 func TestEngine_PullFromAnUnreachableRegistryFails(t *testing.T) {
 	d := testenv.Docker(t)
-	e := New(d.Client, nil)
+	e := patientEngine(d)
 	ref := "127.0.0.1:1/berth/none@sha256:" + strings.Repeat("ab", 32)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -318,7 +328,7 @@ func TestEngine_PullUsesDockerConfigCredentials(t *testing.T) {
 	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "auth-" + d.RunID})
 	d.CleanupImage(img.Ref())
 	reg.RequireAuth("bot", "s3cret-pw")
-	e := New(d.Client, nil)
+	e := patientEngine(d)
 
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	if _, err := e.EnsureImage(t.Context(), img.Ref()); err == nil {

@@ -48,9 +48,15 @@ x-berth:
 	return s, env, d
 }
 
-func waitRuns(t *testing.T, s *Scheduler, job string, timeout time.Duration, ok func([]Run) bool) []Run {
+// patience bounds a wait for runs the scheduler makes by itself: each
+// creates, starts and waits out a container, which a loaded engine (the
+// whole suite on 2 cores) has taken over 30 s to do. A bound on failure,
+// never a measure.
+const patience = 3 * time.Minute
+
+func waitRuns(t *testing.T, s *Scheduler, job string, ok func([]Run) bool) []Run {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(patience)
 	for {
 		rs, err := s.Store.Runs(job)
 		if err != nil {
@@ -107,7 +113,7 @@ func TestDocker_JobsRunOnScheduleWithPoliciesAndKeepOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rs := waitRuns(t, s, "tick", 30*time.Second, func(rs []Run) bool { return countStatus(rs, StatusFailed) >= 2 })
+	rs := waitRuns(t, s, "tick", func(rs []Run) bool { return countStatus(rs, StatusFailed) >= 2 })
 	for _, r := range rs {
 		if r.Status != StatusFailed {
 			continue
@@ -120,14 +126,14 @@ func TestDocker_JobsRunOnScheduleWithPoliciesAndKeepOutput(t *testing.T) {
 			t.Errorf("tick output %q", out)
 		}
 	}
-	slow := waitRuns(t, s, "slow", 30*time.Second, func(rs []Run) bool { return len(rs) == 1 && rs[0].Done() })[0]
+	slow := waitRuns(t, s, "slow", func(rs []Run) bool { return len(rs) == 1 && rs[0].Done() })[0]
 	if slow.Status != StatusTimeout || slow.ExitCode != nil {
 		t.Errorf("slow run %+v", slow)
 	}
-	waitRuns(t, s, "overlap", 30*time.Second, func(rs []Run) bool {
+	waitRuns(t, s, "overlap", func(rs []Run) bool {
 		return countStatus(rs, StatusSkipped) >= 1 && countStatus(rs, StatusSucceeded) >= 1
 	})
-	nr := waitRuns(t, s, "newest", 30*time.Second, func(rs []Run) bool { return countStatus(rs, StatusInterrupted) >= 1 })
+	nr := waitRuns(t, s, "newest", func(rs []Run) bool { return countStatus(rs, StatusInterrupted) >= 1 })
 	for _, r := range nr {
 		if r.Status == StatusInterrupted && !strings.Contains(r.Reason, "replaced") {
 			t.Errorf("newest run %+v", r)

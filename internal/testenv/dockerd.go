@@ -26,14 +26,19 @@ import (
 // shared engine over NAT; Compose networks (user bridges) work, and ports
 // published on 127.0.0.1 go through its userland proxy.
 //
-// Never --bridge=none beside another engine, nor --default-address-pool:
-// dockerd 20.10 then deletes the interface docker0 — the shared engine's
-// default bridge — at startup (with --bridge=none), or at every restart
-// (with address pools and no live-restore: moby's "clear stale bridge
-// network" calls removeDefaultBridgeInterface). The private engine gets a
-// bridge of its own instead, made here and deleted when the test ends with
-// the bridges of the networks it made; those take subnets from Docker's
-// default pools, which skip the ranges the host routes already.
+// Its networks take subnets from a pool of its own, 10.N.0.0/16 (N free on
+// the host, picked under a host-wide lock), never from Docker's default
+// pools: two engines picking from the same pools at the same moment gave
+// two bridges one subnet, and a published port of the shared engine's
+// container answered from a private engine's ("version=hung" from another
+// test's app). Its default bridge is its own too, 10.N.200.1/24, made here
+// and deleted when the test ends with the bridges of the networks it made.
+//
+// Never --bridge=none beside another engine: dockerd 20.10 then deletes
+// the interface docker0, the shared engine's default bridge, at startup.
+// It does so at a restart too when address pools are set and live-restore
+// is not (moby's "clear stale bridge network" calls
+// removeDefaultBridgeInterface), so such a restart drops the pool flag.
 type PrivateDocker struct {
 	Dir    string // everything it has lives here
 	Host   string // "unix://DIR/docker.sock", for DOCKER_HOST or the client
@@ -82,13 +87,13 @@ func StartPrivateDocker(t testing.TB, o PrivateDockerOptions) *PrivateDocker {
 	}
 	id := filepath.Base(dir)
 	p := &PrivateDocker{Dir: dir, Host: "unix://" + filepath.Join(dir, "docker.sock"), LiveRestore: o.LiveRestore, t: t,
-		bridge: "bt" + strings.TrimPrefix(id, "bd"), net: freeNet()}
+		bridge: "bt" + strings.TrimPrefix(id, "bd")}
 	if len(p.bridge) > 15 { // IFNAMSIZ
 		p.bridge = p.bridge[:15]
 	}
 	t.Cleanup(p.cleanup)
-	if out, err := exec.Command("sh", "-c", fmt.Sprintf("ip link add %[1]s type bridge && ip addr add %[2]s200.1/24 dev %[1]s && ip link set %[1]s up", p.bridge, p.net)).CombinedOutput(); err != nil {
-		unavailable(t, "private dockerd", fmt.Errorf("make its bridge %s: %v: %s", p.bridge, err, out))
+	if err := p.makeBridge(); err != nil {
+		unavailable(t, "private dockerd", err)
 	}
 	p.args = []string{
 		"--config-file", filepath.Join(dir, "daemon.json"), // not /etc/docker/daemon.json
@@ -97,6 +102,7 @@ func StartPrivateDocker(t testing.TB, o PrivateDockerOptions) *PrivateDocker {
 		"--pidfile", filepath.Join(dir, "docker.pid"),
 		"--host", p.Host,
 		"--bridge", p.bridge, "--iptables=false", "--ip-masq=false",
+		poolFlag, "base=" + p.net + "0.0/16,size=24",
 		"--cgroup-parent", "/berth-test-" + id,
 		"--containerd-namespace", "berth-test-" + id,
 		"--containerd-plugins-namespace", "berth-test-" + id + "-plugins",
@@ -148,9 +154,27 @@ func (p *PrivateDocker) reservePools() error {
 	return nil
 }
 
+const poolFlag = "--default-address-pool"
+
 // start runs dockerd and waits until it answers a ping.
 func (p *PrivateDocker) start() error {
-	cmd := exec.Command("dockerd", p.args...)
+	p.mu.Lock()
+	restart := p.cmd != nil
+	p.mu.Unlock()
+	args := p.args
+	if restart && !p.LiveRestore {
+		// A restart without live-restore but with address pools deletes
+		// docker0 (above). The networks it made keep their subnets.
+		args = nil
+		for i := 0; i < len(p.args); i++ {
+			if p.args[i] == poolFlag {
+				i++
+				continue
+			}
+			args = append(args, p.args[i])
+		}
+	}
+	cmd := exec.Command("dockerd", args...)
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	// Its own process group: signals to the test's group never reach it.
 	// Killed with the test process (a test that times out runs no

@@ -120,15 +120,38 @@ func ParentPid(pid int) (int, bool) {
 }
 
 // freeNet picks "10.N." with no address of the host in 10.N.0.0/16.
-func freeNet() string {
-	out, _ := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+func freeNet(taken string) string {
 	for {
 		n, _ := rand.Int(rand.Reader, big.NewInt(200))
 		net := fmt.Sprintf("10.%d.", 20+n.Int64())
-		if !strings.Contains(string(out), " "+net) {
+		if !strings.Contains(taken, " "+net) {
 			return net
 		}
 	}
+}
+
+// makeBridge picks the engine's 10.N. (one no interface of the host has)
+// and makes its bridge, 10.N.200.1/24, under a lock every test process of
+// the host takes: two engines started at once picked the same N.
+func (p *PrivateDocker) makeBridge() error {
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "berth-test-nets.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock the choice of a private subnet: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	taken, err := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	if err != nil {
+		return fmt.Errorf("list the host's addresses: %w", err)
+	}
+	p.net = freeNet(string(taken))
+	if out, err := exec.Command("sh", "-c", fmt.Sprintf("ip link add %[1]s type bridge && ip addr add %[2]s200.1/24 dev %[1]s && ip link set %[1]s up", p.bridge, p.net)).CombinedOutput(); err != nil {
+		return fmt.Errorf("make its bridge %s: %v: %s", p.bridge, err, out)
+	}
+	return nil
 }
 
 // deleteLinks deletes the private engine's bridge and any bridge left of

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,8 +44,9 @@ func TestPrivateDocker_PausesResumesAndRestartsWithoutTheSharedEngine(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Never docker0's subnet (reservePools).
-	if n, err := p.Client.NetworkInspect(t.Context(), created.ID, network.InspectOptions{}); err != nil || len(n.IPAM.Config) != 1 || n.IPAM.Config[0].Subnet == "172.17.0.0/16" {
+	// A subnet of its own pool, 10.N.0.0/16: never one the shared engine
+	// may take at the same moment from Docker's default pools.
+	if n, err := p.Client.NetworkInspect(t.Context(), created.ID, network.InspectOptions{}); err != nil || len(n.IPAM.Config) != 1 || !strings.HasPrefix(n.IPAM.Config[0].Subnet, p.net) {
 		t.Fatalf("the private engine's network got %+v (%v)", n.IPAM.Config, err)
 	}
 	p.Pause()
