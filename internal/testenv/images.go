@@ -3,6 +3,7 @@ package testenv
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -44,6 +45,9 @@ type ImageSpec struct {
 	Env     []string // extra environment baked into the image, e.g. "APP_MODE=crash"
 	// NoHealthcheck leaves out the image's HEALTHCHECK.
 	NoHealthcheck bool
+	// HealthInterval and HealthTimeout pace its HEALTHCHECK; zero: the
+	// tests' healthInterval and a generous 15 s.
+	HealthInterval, HealthTimeout time.Duration
 }
 
 // AppImages are the two standard versions a deploy test moves between.
@@ -76,14 +80,24 @@ func PushApp(t testing.TB, reg *Registry, spec ImageSpec) AppImage {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	d, err := PushImage(ctx, ref, img)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return AppImage{Repo: repo, Tag: spec.Version, Digest: d, Version: spec.Version}
+}
+
+// PushImage writes img to ref in its (plain HTTP) registry and returns
+// its digest: no Docker engine involved.
+func PushImage(ctx context.Context, ref name.Reference, img v1.Image) (string, error) {
 	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
-		t.Fatalf("testenv: push %s: %v", ref, err)
+		return "", fmt.Errorf("push %s: %w", ref, err)
 	}
 	d, err := img.Digest()
 	if err != nil {
-		t.Fatalf("testenv: image digest: %v", err)
+		return "", fmt.Errorf("image digest: %w", err)
 	}
-	return AppImage{Repo: repo, Tag: spec.Version, Digest: d.String(), Version: spec.Version}
+	return d.String(), nil
 }
 
 // epoch is the timestamp of every file and config in a test image, so that
@@ -95,6 +109,13 @@ func buildApp(t testing.TB, spec ImageSpec) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	return BuildImage(bin, spec)
+}
+
+// BuildImage builds an image FROM scratch holding the program at bin as
+// /app, its entrypoint, configured by spec; the same bin and spec always
+// give the same digest.
+func BuildImage(bin string, spec ImageSpec) (v1.Image, error) {
 	layerTar, err := appLayer(bin)
 	if err != nil {
 		return nil, err
@@ -123,8 +144,8 @@ func buildApp(t testing.TB, spec ImageSpec) (v1.Image, error) {
 		// a test checks, so it is generous.
 		cfg.Config.Healthcheck = &v1.HealthConfig{
 			Test:     []string{"CMD", "/app", "health"},
-			Interval: healthInterval,
-			Timeout:  15 * time.Second,
+			Interval: cmp.Or(spec.HealthInterval, healthInterval),
+			Timeout:  cmp.Or(spec.HealthTimeout, 15*time.Second),
 			Retries:  3,
 		}
 	}

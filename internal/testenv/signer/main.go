@@ -3,11 +3,17 @@
 // requires signatures refusing an image nobody signed, without building
 // the cosign CLI. Tests use testenv.CosignKey directly.
 //
+// It also builds and pushes the demo's images without a Docker engine
+// (a loaded engine held a `docker rmi` of the demo's build for minutes
+// behind the suite's container starts), printing the digest:
+//
 //	signer keygen PRIVATE.pem PUBLIC.pem
 //	signer sign PRIVATE.pem REGISTRY/REPO@sha256:…
+//	signer image REGISTRY/REPO:VERSION APP_BINARY [KEY=VALUE …]
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -77,6 +84,25 @@ func run(args []string) error {
 			return err
 		}
 		return testenv.CosignSignTag(sv, d, d)
+	case len(args) >= 3 && args[0] == "image":
+		ref, err := name.NewTag(args[1], name.Insecure)
+		if err != nil {
+			return err
+		}
+		// The demo's users watch its health gate: checked every second.
+		img, err := testenv.BuildImage(args[2], testenv.ImageSpec{Version: ref.TagStr(), Env: args[3:],
+			HealthInterval: time.Second, HealthTimeout: 2 * time.Second})
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		d, err := testenv.PushImage(ctx, ref, img)
+		if err != nil {
+			return err
+		}
+		fmt.Println(d)
+		return nil
 	}
-	return errors.New("usage: signer keygen PRIVATE.pem PUBLIC.pem | signer sign PRIVATE.pem REPO@sha256:…")
+	return errors.New("usage: signer keygen PRIVATE.pem PUBLIC.pem | signer sign PRIVATE.pem REPO@sha256:… | signer image REPO:VERSION APP_BINARY [KEY=VALUE …]")
 }
