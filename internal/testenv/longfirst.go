@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // A package of few, long, parallel tests (e2e: 27 tests of 30 s to 4 min)
@@ -52,9 +53,19 @@ func Parallel(t *testing.T) {
 	name := t.Name()
 	sched.register(name)
 	t.Parallel()
+	start := time.Now()
 	sched.acquire(name)
+	if sched.slots > 0 {
+		// Go counts the wait in the test's time: the next run's order
+		// subtracts it (lastRunTimes).
+		t.Logf("%s%.1fs", admittedAfter, time.Since(start).Seconds())
+	}
 	t.Cleanup(sched.release)
 }
+
+// admittedAfter starts the line Parallel logs with how long the test
+// waited for its turn.
+const admittedAfter = "testenv: admitted after "
 
 var sched = newLongFirst()
 
@@ -119,9 +130,9 @@ func (l *longFirst) next() string {
 
 // lastRunTimes reads each top-level test's time in the last run from the
 // go test -json stream scripts/test keeps in the cache dir (none: every
-// test weighs the same).
+// test weighs the same), less the time it waited for its turn.
 func lastRunTimes() map[string]float64 {
-	out := map[string]float64{}
+	out, waited := map[string]float64{}, map[string]float64{}
 	f, err := os.Open(filepath.Join(CacheDir(), "last-go-test-1.json"))
 	if err != nil {
 		return out
@@ -134,11 +145,26 @@ func lastRunTimes() map[string]float64 {
 			Action  string
 			Test    string
 			Elapsed float64
+			Output  string
 		}
-		if json.Unmarshal(s.Bytes(), &e) != nil || e.Test == "" || strings.Contains(e.Test, "/") || (e.Action != "pass" && e.Action != "fail") {
+		if json.Unmarshal(s.Bytes(), &e) != nil || e.Test == "" || strings.Contains(e.Test, "/") {
 			continue
 		}
-		out[e.Test] = max(out[e.Test], e.Elapsed)
+		switch e.Action {
+		case "output":
+			if _, after, ok := strings.Cut(e.Output, admittedAfter); ok {
+				if w, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(after), "s"), 64); err == nil {
+					waited[e.Test] = w
+				}
+			}
+		case "pass", "fail":
+			out[e.Test] = max(out[e.Test], e.Elapsed)
+		}
+	}
+	for name, w := range waited {
+		if d, ok := out[name]; ok {
+			out[name] = max(d-w, 0)
+		}
 	}
 	return out
 }

@@ -1,6 +1,9 @@
 package testenv
 
 import (
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -75,5 +78,25 @@ func TestLongestFirst_NeverMoreThanItsSlots(t *testing.T) {
 	wg.Wait()
 	if most != 2 {
 		t.Errorf("%d ran at once, want 2 (the slots)", most)
+	}
+}
+
+// A test's weight is its time in the last run less the time it waited
+// for its turn (Go counts both).
+func TestLongestFirst_WeighsTheLastRunLessItsWait(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("BERTH_CACHE_DIR", dir)
+	stream := `{"Action":"output","Test":"TestLong","Output":"    longfirst.go:61: testenv: admitted after 300.5s\n"}
+{"Action":"pass","Test":"TestLong","Elapsed":400.5}
+{"Action":"pass","Test":"TestShort","Elapsed":50}
+{"Action":"pass","Test":"TestShort/sub","Elapsed":49}
+not json
+`
+	if err := os.WriteFile(filepath.Join(dir, "last-go-test-1.json"), []byte(stream), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := lastRunTimes()
+	if want := map[string]float64{"TestLong": 100, "TestShort": 50}; !maps.Equal(got, want) {
+		t.Fatalf("weights %v, want %v", got, want)
 	}
 }
