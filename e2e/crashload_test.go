@@ -63,13 +63,14 @@ x-berth:
 `, img.Ref(), i, w.lbFile)
 		return w.repo.CommitFiles(t, fmt.Sprintf("cutover %d", i), map[string]string{"envs/" + w.env + "/compose.yaml": compose}), img
 	}
+	var d *daemon
 	converged := func(c string, img testenv.AppImage, within time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
 		want := []string{"web@" + c[:12] + ":running", "worker@" + c[:12] + ":running"}
 		for w.serving() != "version="+img.Version || !slices.Equal(w.containers(), want) {
 			if time.Since(start) > within {
-				t.Fatalf("not converged to %s within %s: serving %q, containers %v", c[:12], within, w.serving(), w.containers())
+				t.Fatalf("not converged to %s within %s: serving %q, containers %v; the agent's last lines:\n%s", c[:12], within, w.serving(), w.containers(), d.tail())
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -81,7 +82,7 @@ x-berth:
 		t.Fatalf("first deploy: exit %d\n%s", code, out)
 	}
 	converged(c, img, patience)
-	d := w.start()
+	d = w.start()
 
 	// The load, from before the first cutover to after the last.
 	url := w.nginx.URL() + "/"

@@ -274,14 +274,21 @@ type daemon struct {
 	last []string // the last lines it logged, for a failure's message
 }
 
-// tail is the last lines the agent logged, for a test's failure message.
+// tail is the last lines above debug the agent logged, for a test's
+// failure message.
 func (d *daemon) tail() string {
 	if d == nil {
 		return "(no daemon)"
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return strings.Join(d.last, "\n")
+	var out []string
+	for _, l := range d.last {
+		if !strings.Contains(l, `"@level":"debug"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out[max(0, len(out)-40):], "\n")
 }
 
 func (w *world) start() *daemon {
@@ -297,8 +304,8 @@ func (w *world) start() *daemon {
 		for s.Scan() {
 			d.mu.Lock()
 			d.last = append(d.last, s.Text())
-			if len(d.last) > 40 {
-				d.last = d.last[len(d.last)-40:]
+			if len(d.last) > 400 {
+				d.last = d.last[len(d.last)-400:]
 			}
 			d.mu.Unlock()
 			select {
