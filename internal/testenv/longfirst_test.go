@@ -9,6 +9,25 @@ import (
 	"testing"
 )
 
+// admitAll registers names with l and runs body for each in a goroutine
+// of its own, between acquire and release; wait waits for them all.
+func admitAll(l *longFirst, names []string, body func(name string)) (wait func()) {
+	for _, n := range names {
+		l.register(n)
+	}
+	var wg sync.WaitGroup
+	for _, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.acquire(n)
+			body(n)
+			l.release()
+		}()
+	}
+	return wg.Wait
+}
+
 // The scheduler starts the waiting tests longest first, one never timed
 // before them all.
 func TestLongestFirst_StartsTheLongestFirst(t *testing.T) {
@@ -17,25 +36,13 @@ func TestLongestFirst_StartsTheLongestFirst(t *testing.T) {
 	l := newLongFirst()
 	l.slots, l.loaded = 1, true
 	l.weights = map[string]float64{"short": 1, "long": 100, "mid": 10, "tiny": 0.1}
-	names := []string{"short", "tiny", "mid", "new", "long"}
-	for _, n := range names {
-		l.register(n)
-	}
 	var mu sync.Mutex
 	var order []string
-	var wg sync.WaitGroup
-	for _, n := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.acquire(n)
-			mu.Lock()
-			order = append(order, n)
-			mu.Unlock()
-			l.release()
-		}()
-	}
-	wg.Wait()
+	admitAll(l, []string{"short", "tiny", "mid", "new", "long"}, func(n string) {
+		mu.Lock()
+		order = append(order, n)
+		mu.Unlock()
+	})()
 	if want := []string{"new", "long", "mid", "short", "tiny"}; !slices.Equal(order, want) {
 		t.Errorf("started %v, want %v", order, want)
 	}
@@ -46,36 +53,26 @@ func TestLongestFirst_NeverMoreThanItsSlots(t *testing.T) {
 	l := newLongFirst()
 	l.slots, l.loaded = 2, true
 	names := []string{"a", "b", "c", "d", "e"}
-	for _, n := range names {
-		l.register(n)
-	}
 	var mu sync.Mutex
 	running, most := 0, 0
 	started := make(chan struct{}, len(names))
 	hold := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, n := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.acquire(n)
-			mu.Lock()
-			running++
-			most = max(most, running)
-			mu.Unlock()
-			started <- struct{}{}
-			<-hold
-			mu.Lock()
-			running--
-			mu.Unlock()
-			l.release()
-		}()
-	}
+	wait := admitAll(l, names, func(string) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		started <- struct{}{}
+		<-hold
+		mu.Lock()
+		running--
+		mu.Unlock()
+	})
 	// The first two hold their slots until both have started.
 	<-started
 	<-started
 	close(hold)
-	wg.Wait()
+	wait()
 	if most != 2 {
 		t.Errorf("%d ran at once, want 2 (the slots)", most)
 	}
