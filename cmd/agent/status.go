@@ -56,6 +56,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			printStatus(stdout, *out)
 		}
 	}
+	// Exit 1 says why on stderr, as every command does; the report above
+	// still shows what berth's own state holds.
+	for _, out := range outs {
+		if out.Docker != "" {
+			fmt.Fprintf(stderr, "berth status: env %s: its containers could not be listed: %s\n", out.Env, out.Docker)
+		}
+	}
 	return code
 }
 
