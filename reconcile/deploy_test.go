@@ -60,8 +60,12 @@ func newHost(t testing.TB) *host {
 }
 
 // neverHealthy is the health gate's timeout for a revision that never
-// passes it: it fails after this long anyway.
-const neverHealthy = 5 * time.Second
+// passes it: it fails after this long anyway. The gate is the whole
+// deploy's, so the revision's healthy services must pass it too: their
+// first check comes after the test image's 4 s interval, and on a loaded
+// engine its exec takes seconds more (at 5 s a healthy worker was still
+// "starting").
+const neverHealthy = 20 * time.Second
 
 // rev describes one revision of the test environment.
 type rev struct {
