@@ -53,10 +53,12 @@ func run(t *testing.T, d *testenv.DockerEnv, ref string, env ...string) string {
 }
 
 // waitHealth polls the container's health status until it is want, within a
-// bound: a HEALTHCHECK that can never pass must not hang the test.
+// bound: a HEALTHCHECK that can never pass must not hang the test. Turning
+// unhealthy takes three failed checks 4 s apart, each an exec that a loaded
+// engine makes slower: the bound is for failure only, so it is generous.
 func waitHealth(t *testing.T, d *testenv.DockerEnv, id, want string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		ins, err := d.Client.ContainerInspect(context.Background(), id)
 		if err != nil {
