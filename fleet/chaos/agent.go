@@ -31,7 +31,8 @@ type agent struct {
 	c    *fleet.Client
 	led  *Ledger
 	log  hclog.Logger
-	off  atomic.Int64 // the clock offset the nemesis set, ns
+	off  atomic.Int64    // the clock offset the nemesis set, ns
+	ctx  context.Context // done once the agent stops
 
 	mu sync.Mutex
 	st agentState
@@ -65,6 +66,7 @@ func AgentMain() int {
 	a.c = c
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	a.ctx = ctx
 	led.Write(Event{Kind: "start", Rev: a.st.Live})
 	go c.Run(ctx)
 	go a.commands()
@@ -95,7 +97,11 @@ func (a *agent) now() time.Time { return time.Now().Add(time.Duration(a.off.Load
 
 func (a *agent) onSession(lease int64, started bool) {
 	kind := "session"
-	if !started {
+	switch {
+	case started:
+	case a.ctx != nil && a.ctx.Err() != nil:
+		kind = "session_end" // the agent stopping closes it: no loss
+	default:
 		kind = "session_lost"
 	}
 	a.led.Write(Event{Kind: kind, Lease: strconv.FormatInt(lease, 16)})

@@ -37,15 +37,20 @@ func (c *checker) deploys() {
 			if f.Kind == "session_lost" && lost.IsZero() {
 				lost = f.Time()
 			}
-			if f.Kind == "deploy_end" {
+			if f.Kind == "deploy_end" && to.IsZero() {
 				to = f.Time()
+			}
+			// A host thawed from a pause finishes the deploy it was in
+			// before it sees its lease gone: a loss it notices after
+			// the end, with no session in between, is the same lease.
+			if !lost.IsZero() || (!to.IsZero() && (f.Kind == "session" || f.Kind == "deploy_start")) {
 				break
 			}
 		}
 		if to.IsZero() {
 			to = c.procEnd(e.Host, e.Pid, e.Time())
 		}
-		if !lost.IsZero() && lost.Before(to) {
+		if !lost.IsZero() {
 			if cut := lost.Add(-c.in.TTL - time.Second); cut.Before(to) {
 				if cut.Before(e.Time()) {
 					cut = e.Time()

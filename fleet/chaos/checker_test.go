@@ -129,6 +129,25 @@ func TestCheck_EachPropertyFromAHandMadeRun(t *testing.T) {
 			Event{At: at(9 * time.Second), Host: "web-2", Pid: 2, Kind: "deploy_start", Rev: "r2", Slot: 0},
 			Event{At: at(10 * time.Second), Host: "web-2", Pid: 2, Kind: "deploy_end", Rev: "r2"},
 			Event{At: at(13 * time.Second), Host: "web-1", Pid: 1, Kind: "deploy_end", Rev: "r2"}), want: ""},
+		"a lease lost in a pause, noticed just after the deploy's end, is the documented exception": {in: input(
+			Event{At: at(time.Second), Host: "web-1", Pid: 1, Kind: "deploy_start", Rev: "r2", Slot: 0},
+			Event{At: at(6 * time.Second), Host: "web-2", Pid: 2, Kind: "deploy_start", Rev: "r2", Slot: 0},
+			Event{At: at(9 * time.Second), Host: "web-1", Pid: 1, Kind: "deploy_end", Rev: "r2"},
+			Event{At: at(9*time.Second + time.Millisecond), Host: "web-1", Pid: 1, Kind: "session_lost"},
+			Event{At: at(10 * time.Second), Host: "web-2", Pid: 2, Kind: "deploy_end", Rev: "r2"}), want: ""},
+		"a lease lost long after the deploy's end excuses nothing": {in: input(
+			Event{At: at(time.Second), Host: "web-1", Pid: 1, Kind: "deploy_start", Rev: "r2", Slot: 0},
+			Event{At: at(5 * time.Second), Host: "web-2", Pid: 2, Kind: "deploy_start", Rev: "r2", Slot: 0},
+			Event{At: at(9 * time.Second), Host: "web-1", Pid: 1, Kind: "deploy_end", Rev: "r2"},
+			Event{At: at(10 * time.Second), Host: "web-2", Pid: 2, Kind: "deploy_end", Rev: "r2"},
+			Event{At: at(30 * time.Second), Host: "web-1", Pid: 1, Kind: "session_lost"}), want: "max_parallel exceeded"},
+		"a loss after a new session excuses nothing": {in: input(
+			Event{At: at(time.Second), Host: "web-1", Pid: 1, Kind: "deploy_start", Rev: "r2", Slot: 0},
+			Event{At: at(5 * time.Second), Host: "web-2", Pid: 2, Kind: "deploy_start", Rev: "r2", Slot: 0},
+			Event{At: at(9 * time.Second), Host: "web-1", Pid: 1, Kind: "deploy_end", Rev: "r2"},
+			Event{At: at(9*time.Second + time.Millisecond), Host: "web-1", Pid: 1, Kind: "session"},
+			Event{At: at(9*time.Second + 2*time.Millisecond), Host: "web-1", Pid: 1, Kind: "session_lost"},
+			Event{At: at(10 * time.Second), Host: "web-2", Pid: 2, Kind: "deploy_end", Rev: "r2"}), want: "max_parallel exceeded"},
 		"a halted revision started": {in: func() Input {
 			in := input(Event{At: at(time.Second), Host: "web-1", Kind: "deploy_start", Rev: "r2", AdmRev: 12},
 				Event{At: at(2 * time.Second), Host: "web-1", Kind: "deploy_end", Rev: "r2"})
