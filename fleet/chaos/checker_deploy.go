@@ -43,7 +43,7 @@ func (c *checker) deploys() {
 			// A host thawed from a pause finishes the deploy it was in
 			// before it sees its lease gone: a loss it notices after
 			// the end, with no session in between, is the same lease.
-			if !lost.IsZero() || (!to.IsZero() && (f.Kind == "session" || f.Kind == "deploy_start")) {
+			if !to.IsZero() && (!lost.IsZero() || f.Kind == "session" || f.Kind == "deploy_start") {
 				break
 			}
 		}
