@@ -103,7 +103,7 @@ func TestE2E_FleetOfThreeAgents(t *testing.T) {
 	t.Logf("c1 rolled out: migration ran on %s; turns %s", ran, turnsText(turns))
 
 	t.Log("2. a canary failure halts the revision fleet-wide, across restarts")
-	c2 := w.commit("c2: broken release", fleetRev{img: v2, webMode: "unhealthy", migrate: "m1", sleep: "2s", rollout: waves})
+	c2 := w.commit("c2: broken release", fleetRev{img: v2, webMode: "crash", migrate: "m1", sleep: "2s", rollout: waves})
 	var canary *fleetHost
 	w.waitFor("c2 failed on its canary", 3*time.Minute, func() bool {
 		for _, h := range w.hosts {

@@ -82,7 +82,7 @@ repo:
   poll_interval: 1s
   auth: {username: berth, token_file: %s}
 docker: {host: "%s"}
-deploy: {health_timeout: 20s, settle: 500ms}
+deploy: {health_timeout: 2m, settle: 500ms}
 api: {listen: "unix:%s"}
 nginx:
   command: %s

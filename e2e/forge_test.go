@@ -65,7 +65,7 @@ func TestE2E_GiteaStatusesPromotionPRAndPushWebhook(t *testing.T) {
 	cfg := write("agent.yaml", fmt.Sprintf(`envs: [%s, %s]
 state_dir: %s
 repo: {url: %s, poll_interval: 1h}
-deploy: {health_timeout: 30s, settle: 1s}
+deploy: {health_timeout: 2m, settle: 1s}
 api: {listen: "127.0.0.1:%d", webhook_secret_file: %s}
 forge:
   type: gitea

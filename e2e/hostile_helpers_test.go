@@ -100,7 +100,7 @@ func TestE2E_HostileRevisionTheAgentDiesOnIsRefused(t *testing.T) {
 		t.Fatalf("v1 not serving: %q", w.serving())
 	}
 	// v2's server never turns healthy: its deploy waits in the health
-	// gate (8 s) long enough to be killed there.
+	// gate (the world's health timeout) long enough to be killed there.
 	c2 := w.commit("v2", v2, "unhealthy")
 	mark := filepath.Join(w.state, "envs", w.env, "attempt.json")
 	inDeploy := func(deaths int) {

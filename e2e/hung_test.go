@@ -30,7 +30,7 @@ func TestE2E_HungDockerdIsAnOutageAndStatusKeepsAnswering(t *testing.T) {
 	// waits on the hung engine counts as wedged, so the test sees the
 	// watchdog stop answering (and start again once the deadline ends the
 	// pass).
-	cfgText := strings.Replace(string(cfg), "deploy: {health_timeout: 30s, settle: 1s}", "deploy: {health_timeout: 30s, settle: 1s, stall_timeout: 5s}", 1)
+	cfgText := strings.Replace(string(cfg), "deploy: {health_timeout: 2m, settle: 1s}", "deploy: {health_timeout: 30s, settle: 1s, stall_timeout: 5s}", 1)
 	os.WriteFile(w.config, []byte(cfgText+"docker: {host: unix://"+gate.Addr+"}\n"), 0o600)
 	v1 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v1"})
 	v2 := testenv.PushApp(t, w.reg, testenv.ImageSpec{Version: "v2"})

@@ -88,14 +88,14 @@ func (m *twoEnvs) waitFor(t *testing.T, what string, ok func() bool) {
 					fmt.Fprintf(&b, "  %s %.12s %s ×%d %s: %s\n", n, r.Commit, r.Result, r.Count(), r.Phase, r.Reason)
 				}
 			}
-			t.Fatalf("%s: not within 2 minutes; journals:\n%s", what, b.String())
+			t.Fatalf("%s: not within %s; journals:\n%s", what, patience, b.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
 // Two envs on one agent deploy independently: an outage of one (its
-// registry unreachable) and then a broken commit of it (never healthy)
+// registry unreachable) and then a broken commit of it (its server dies on start)
 // leave the other deploying, each has its own state, journal and
 // containers, and status, history and metrics carry the env. One listing
 // of the branch head serves both envs' passes.
@@ -133,7 +133,7 @@ func TestE2E_TwoEnvsOnOneAgentDeployIndependently(t *testing.T) {
 		}
 	})
 	t.Run("a broken commit of one env leaves the other deploying", func(t *testing.T) {
-		c3 := m.commit("a never healthy, b v3", [2]string{imgs["v3"].Ref(), imgs["v3"].Ref()}, [2]string{"unhealthy", "serve"})
+		c3 := m.commit("a dies on start, b v3", [2]string{imgs["v3"].Ref(), imgs["v3"].Ref()}, [2]string{"crash", "serve"})
 		m.waitFor(t, "b on v3, a's v3 failed", func() bool {
 			sa := m.stateOf(a)
 			return m.stateOf(b).Live.Commit == c3 && m.serving(b) == "version=v3" && sa.Failed != nil && sa.Failed.Commit == c3

@@ -66,7 +66,7 @@ func TestUI_FleetPageInABrowser(t *testing.T) {
 		h.start()
 	}
 	w.waitFor("every host live on c1", 4*time.Minute, func() bool { return w.allLive(c1) })
-	c2 := w.commit("c2: broken release", fleetRev{img: v2, webMode: "unhealthy", migrate: "m1", sleep: "1s", rollout: waves})
+	c2 := w.commit("c2: broken release", fleetRev{img: v2, webMode: "crash", migrate: "m1", sleep: "1s", rollout: waves})
 	w.waitFor("c2 failed on its canary", 3*time.Minute, func() bool {
 		for _, h := range w.hosts {
 			if st := h.stateNow(); st.Failed != nil && st.Failed.Commit == c2 {

@@ -46,7 +46,7 @@ func (w *world) listenTCP() string {
 }
 
 // The host's page in a real browser, against a real agent: v1 → v2 shows
-// v2 live with its author and subject; a release that never turns healthy
+// v2 live with its author and subject; a release that dies before it is healthy
 // is rolled back, and the page (updating itself over SSE) draws the
 // failed bar with its reason and the rollback's undo steps; the hostile
 // subject of that release shows as text and runs nothing; every answer
@@ -92,13 +92,13 @@ func TestUI_HostPageInABrowser(t *testing.T) {
 	b.waitJS(`!document.getElementById("live").hidden`, 15*time.Second)
 	b.shot("host-v2")
 
-	// v3 never turns healthy: rolled back. The page, left open, redraws
-	// itself from the event stream.
-	c3 := w.commitUI(hostileSubject, v2, "unhealthy")
+	// v3 dies before it is healthy: rolled back. The page, left open,
+	// redraws itself from the event stream.
+	c3 := w.commitUI(hostileSubject, v2, "crash")
 	d.waitFor(t, "deploy failed and rolled back", c3[:12])
-	b.waitText("not healthy", 30*time.Second)
+	b.waitText("before it was healthy", 30*time.Second)
 	failedBar := eval[string](b, `(function(){var r=document.querySelector("tr.fail rect.p.failed title");return r?r.textContent:""})()`)
-	if !strings.Contains(failedBar, "servers") || !strings.Contains(failedBar, "not healthy") {
+	if !strings.Contains(failedBar, "servers") || !strings.Contains(failedBar, "before it was healthy") {
 		t.Errorf("the failed bar's part says %q, want the servers phase and its reason", failedBar)
 	}
 	undo := eval[string](b, `(function(){var r=document.querySelector("tr.fail rect.p.rollback title");return r?r.textContent:""})()`)
@@ -119,7 +119,7 @@ func TestUI_HostPageInABrowser(t *testing.T) {
 	// The failed deploy's own record, from the bar.
 	href := eval[string](b, `document.querySelector("tr.fail a").getAttribute("href")`)
 	b.open(url + href)
-	if got := b.text(".reason"); !strings.Contains(got, "not healthy") {
+	if got := b.text(".reason"); !strings.Contains(got, "before it was healthy") {
 		t.Errorf("the record's reason: %q", got)
 	}
 	if got := b.text("ol.undone"); !strings.Contains(got, "remove") {

@@ -20,12 +20,18 @@ import (
 // dockerd fails a pass as an outage instead of hanging the agent. Normal
 // latencies measured on a loaded 2-core host (docs/benchmarks.md): list and
 // inspect take milliseconds, create and start 1–3 s each, a forced remove
-// under a second; the defaults leave ten times that and more.
+// under a second; the defaults leave ten times that and more. A start sets
+// up the container's network and runtime, and with dozens of containers
+// starting and checking on 2 cores one has taken over 30 s: abandoning it
+// would only turn a slow host into failed passes, so it gets minutes.
 type Timeouts struct {
 	// Call bounds a call that reads or changes metadata: ping, list,
-	// inspect, create, start, kill, attach, and network and volume
-	// operations. Default 30 s.
+	// inspect, kill, attach, and network and volume operations. Default
+	// 30 s.
 	Call time.Duration
+	// Start bounds creating a container, connecting it to its networks,
+	// and starting it. Default 2 min.
+	Start time.Duration
 	// Remove bounds removing a container (a forced remove kills it first
 	// and deletes its writable layer, which can hold many files) or an
 	// image, and reading a finished container's logs. Default 2 min.
@@ -40,7 +46,7 @@ type Timeouts struct {
 }
 
 // DefaultTimeouts are the deadlines of an Engine made by New.
-var DefaultTimeouts = Timeouts{Call: 30 * time.Second, Remove: 2 * time.Minute, StopMargin: 30 * time.Second, Pull: 30 * time.Minute}
+var DefaultTimeouts = Timeouts{Call: 30 * time.Second, Start: 2 * time.Minute, Remove: 2 * time.Minute, StopMargin: 30 * time.Second, Pull: 30 * time.Minute}
 
 // defaultStopGrace is Docker's own stop timeout for a container that sets
 // none.
@@ -56,6 +62,11 @@ func within(ctx context.Context, d time.Duration) (context.Context, context.Canc
 
 func (e *Engine) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return within(ctx, e.Timeouts.Call)
+}
+
+// starting bounds a create or a start (Timeouts.Start).
+func (e *Engine) starting(ctx context.Context) (context.Context, context.CancelFunc) {
+	return within(ctx, e.Timeouts.Start)
 }
 
 // classify marks err with what the engine's answer says about it (DESIGN.md

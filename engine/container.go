@@ -112,7 +112,7 @@ func (e *Engine) Create(ctx context.Context, req *Request) (string, error) {
 		}
 	}
 	e.watchRestarts()
-	cctx, cancel := e.call(ctx)
+	cctx, cancel := e.starting(ctx)
 	defer cancel()
 	resp, err := e.c.ContainerCreate(cctx, req.Config, req.Host, req.Network, nil, req.Name)
 	if err != nil {
@@ -148,7 +148,7 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 	delete(e.pending, id)
 	e.mu.Unlock()
 	outer := ctx
-	ctx, cancel := e.call(ctx)
+	ctx, cancel := e.starting(ctx)
 	defer cancel()
 	if payload == nil {
 		if err := e.c.ContainerStart(ctx, id, container.StartOptions{}); err != nil {

@@ -141,7 +141,7 @@ func TestEngine_ServerContainerFromComposeServesAndIsHealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := launch(t, e, env, pl)
-	if err := e.WaitHealthy(ctx, id, 30*time.Second, 0); err != nil {
+	if err := e.WaitHealthy(ctx, id, testenv.HealthTimeout, 0); err != nil {
 		t.Fatal(err)
 	}
 	port, err := e.HostPort(ctx, id, "8080/tcp")

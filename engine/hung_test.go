@@ -24,7 +24,7 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	// dockerd slow); the short ones are what this test checks.
 	setup := New(pd.Client, nil)
 	e := New(pd.Client, nil)
-	e.Timeouts = Timeouts{Call: 2 * time.Second, Remove: 3 * time.Second, StopMargin: 2 * time.Second, Pull: time.Minute}
+	e.Timeouts = Timeouts{Call: 2 * time.Second, Start: 3 * time.Second, Remove: 3 * time.Second, StopMargin: 2 * time.Second, Pull: time.Minute}
 	e.PullStall = 3 * time.Second
 	ctx := t.Context()
 	if _, err := setup.EnsureImage(ctx, img.Ref()); err != nil {
@@ -55,7 +55,7 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 		}
 	}()
 	grace, slack := time.Second, 5*time.Second
-	call, remove, stop := e.Timeouts.Call, e.Timeouts.Remove, grace+e.Timeouts.StopMargin
+	call, starting, remove, stop := e.Timeouts.Call, e.Timeouts.Start, e.Timeouts.Remove, grace+e.Timeouts.StopMargin
 	calls := []struct {
 		name     string
 		deadline time.Duration
@@ -66,8 +66,8 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 		{"inspect (host port)", call, func(ctx context.Context) error { _, err := e.HostPort(ctx, id, "8080/tcp"); return err }},
 		{"inspect (healthcheck)", call, func(ctx context.Context) error { _, err := e.HasHealthcheck(ctx, id); return err }},
 		{"wait healthy", call, func(ctx context.Context) error { return e.WaitHealthy(ctx, id, time.Minute, 0) }},
-		{"create", call, func(ctx context.Context) error { _, err := e.Create(ctx, req); return err }},
-		{"start", call, func(ctx context.Context) error { return e.Start(ctx, id) }},
+		{"create", starting, func(ctx context.Context) error { _, err := e.Create(ctx, req); return err }},
+		{"start", starting, func(ctx context.Context) error { return e.Start(ctx, id) }},
 		{"stop", stop, func(ctx context.Context) error { return e.Stop(ctx, id, &grace) }},
 		{"kill", call, func(ctx context.Context) error { return e.Kill(ctx, id) }},
 		{"remove", remove, func(ctx context.Context) error { return e.Remove(ctx, id) }},
@@ -81,7 +81,7 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 		}},
 		// The wait of a one-shot notices within its liveness check; its
 		// create is the first call here.
-		{"one-shot run", call, func(ctx context.Context) error {
+		{"one-shot run", starting, func(ctx context.Context) error {
 			_, err := e.RunOnce(ctx, request(3), OneShot{Timeout: time.Minute})
 			return err
 		}},

@@ -51,26 +51,25 @@ func newHost(t testing.TB) *host {
 				ProbeURL: h.nginx.URL() + "/",
 			}
 		},
-		// A loaded machine takes its time to start a container: a
-		// test of a server that never gets healthy sets neverHealthy.
-		HealthTimeout: time.Minute,
+		// A test of a server that never gets healthy sets neverHealthy.
+		HealthTimeout: testenv.HealthTimeout,
 		Settle:        time.Second,
 	}
 	return h
 }
 
 // neverHealthy is the health gate's timeout for a revision that never
-// passes it: it fails after this long anyway. The gate is the whole
-// deploy's, so the revision's healthy services must pass it too: their
-// first check comes after the test image's 4 s interval, and on a loaded
-// engine its exec takes seconds more (at 5 s a healthy worker was still
-// "starting").
+// passes it: it fails after this long anyway. Every container of the
+// deploy gets that timeout, so a test using it keeps the revision's
+// healthy services as they are (rev.worker is the live image): on a
+// loaded engine a healthy worker has been "starting" for 20 s and more.
 const neverHealthy = 20 * time.Second
 
 // rev describes one revision of the test environment.
 type rev struct {
 	image       testenv.AppImage
-	migrateCode string // APP_EXIT_CODE of the migration
+	worker      testenv.AppImage // the worker's image if not image
+	migrateCode string           // APP_EXIT_CODE of the migration
 	webMode     string
 	workerMode  string
 }
@@ -86,6 +85,9 @@ func (h *host) env(r rev) *envs.Env {
 	if r.workerMode == "" {
 		r.workerMode = "serve"
 	}
+	if r.worker.Digest == "" {
+		r.worker = r.image
+	}
 	dir := h.t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "envs", h.name), 0o755)
 	compose := fmt.Sprintf(`
@@ -95,7 +97,7 @@ services:
     environment: {APP_MODE: exit, APP_EXIT_CODE: "%[2]s", APP_MARKER: migrating}
     x-berth: {role: migrate}
   worker:
-    image: %[1]s
+    image: %[6]s
     environment: {APP_MODE: %[4]s, APP_PORT: "9000"}
   web:
     image: %[1]s
@@ -103,7 +105,7 @@ services:
     x-berth: {role: server, port: 8080}
 x-berth:
   lb: {type: nginx, upstream: app, file: %[5]s}
-`, r.image.Ref(), r.migrateCode, r.webMode, r.workerMode, h.lbFile)
+`, r.image.Ref(), r.migrateCode, r.webMode, r.workerMode, h.lbFile, r.worker.Ref())
 	os.WriteFile(filepath.Join(dir, "envs", h.name, "compose.yaml"), []byte(compose), 0o644)
 	env, err := envs.Load(context.Background(), dir, h.name, envs.Options{Policy: envs.Policy{AllowedBindMounts: nil}, LB: envs.LBOptions{ConfDir: filepath.Dir(h.lbFile)}})
 	if err != nil {
@@ -198,7 +200,7 @@ func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.
 		wantDone  bool          // something changed before the failure
 	}{
 		{name: "migration exits 1", rev: rev{image: v3, migrateCode: "1"}, wantErr: "cli: migrate migrate: exited with code 1", wantClass: failure.Verdict, wantDone: true},
-		{name: "server never healthy", rev: rev{image: v3, webMode: "unhealthy"}, wantErr: "servers: service web: container", wantClass: failure.Verdict, wantDone: true},
+		{name: "server never healthy", rev: rev{image: v3, worker: v2, webMode: "unhealthy"}, wantErr: "servers: service web: container", wantClass: failure.Verdict, wantDone: true},
 		{name: "server crashes on start", rev: rev{image: v3, webMode: "crash"}, wantErr: "exited with code 3 before it was healthy", wantClass: failure.Verdict, wantDone: true},
 		{name: "worker never healthy", rev: rev{image: v3, workerMode: "unhealthy"}, wantErr: "workers: service worker: container", wantClass: failure.Verdict, wantDone: true},
 		{
@@ -230,7 +232,7 @@ func TestDeploy_V1V2AndEveryFailureKeepsTheHostOnTheLastGoodRevision(t *testing.
 			}
 			if tc.rev.webMode == "unhealthy" || tc.rev.workerMode == "unhealthy" {
 				h.deployer.HealthTimeout = neverHealthy
-				defer func() { h.deployer.HealthTimeout = time.Minute }()
+				defer func() { h.deployer.HealthTimeout = testenv.HealthTimeout }()
 			}
 			res, err := h.deploy(tc.rev, "r3")
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -344,7 +346,7 @@ func TestDeploy_ServerWithoutHealthcheckIsGatedOnItsPort(t *testing.T) {
 		t.Fatalf("serving %q", got)
 	}
 	// v2's server runs but never listens.
-	env := h.env(rev{image: v2, webMode: "idle"})
+	env := h.env(rev{image: v2, worker: v1, webMode: "idle"})
 	h.deployer.HealthTimeout = neverHealthy
 	_, err := h.deployer.Deploy(t.Context(), Input{Env: env, Revision: "r2"})
 	if err == nil || !strings.Contains(err.Error(), "no HEALTHCHECK, and http://127.0.0.1:") {

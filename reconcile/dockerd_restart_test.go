@@ -35,7 +35,7 @@ func privateHost(t *testing.T, liveRestore bool) (*host, *testenv.PrivateDocker)
 				ProbeURL: h.nginx.URL() + "/",
 			}
 		},
-		HealthTimeout: time.Minute, // the machine may be loaded: only a restart may fail the gate here
+		HealthTimeout: testenv.HealthTimeout, // only a restart may fail the gate here
 		Settle:        time.Second,
 	}
 	return h, pd

@@ -60,7 +60,7 @@ func newStackHost(t *testing.T) *stackHost {
 		Images: h.engine, Containers: h.engine, Observer: h.engine,
 		OneShots:      &migrate.Runner{Engine: h.engine, Ledger: filepath.Join(t.TempDir(), "migrations.json"), Timeout: 30 * time.Second},
 		Switcher:      s.switcher,
-		HealthTimeout: 20 * time.Second, // a loaded 2-core machine
+		HealthTimeout: testenv.HealthTimeout,
 		Settle:        time.Second,
 	}
 	return s

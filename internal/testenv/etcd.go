@@ -39,12 +39,14 @@ type Etcd struct {
 	ClientURL string
 	PeerURL   string
 
-	t    testing.TB
-	bin  string
-	args []string
-	pki  *EtcdPKI
-	mu   sync.Mutex
-	proc *process
+	t     testing.TB
+	bin   string
+	args  []string
+	pki   *EtcdPKI
+	ports []int // client, peer
+	mu    sync.Mutex
+	proc  *process
+	holds []*portHold // the ports while the member is down (porthold.go)
 }
 
 // EtcdCluster is several members forming one cluster.
@@ -102,15 +104,19 @@ func StartEtcdCluster(t testing.TB, n int, opts ...EtcdOption) *EtcdCluster {
 	c := &EtcdCluster{}
 	var initial []string
 	for i := range n {
+		client, peer := FreePort(t), FreePort(t)
 		m := &Etcd{
 			Name:      fmt.Sprintf("m%d", i),
 			Dir:       filepath.Join(t.TempDir(), "etcd"),
-			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, FreePort(t)),
-			PeerURL:   fmt.Sprintf("%s://127.0.0.1:%d", scheme, FreePort(t)),
+			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, client),
+			PeerURL:   fmt.Sprintf("%s://127.0.0.1:%d", scheme, peer),
 			t:         t,
 			bin:       bin,
 			pki:       o.tls,
+			ports:     []int{client, peer},
 		}
+		m.hold() // until it starts
+		t.Cleanup(m.release)
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.PeerURL)
 	}
@@ -179,6 +185,7 @@ func (e *Etcd) Start() {
 			return // running
 		}
 	}
+	e.releaseLocked()
 	p, err := startProcess(e.t, "etcd "+e.Name, exec.Command(e.bin, e.args...))
 	if err != nil {
 		unavailable(e.t, "etcd", err)
@@ -193,6 +200,7 @@ func (e *Etcd) Stop() {
 	e.mu.Unlock()
 	if p != nil {
 		p.stop()
+		e.hold()
 	}
 }
 
@@ -206,6 +214,36 @@ func (e *Etcd) Kill() {
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.exited
+	e.hold()
+}
+
+// hold keeps the stopped member's ports from anyone else until it starts
+// again (porthold.go). A port that can't be held is left as it is: the
+// restart then fails only if someone takes it meanwhile.
+func (e *Etcd) hold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.holds) > 0 {
+		return
+	}
+	for _, port := range e.ports {
+		if h, err := holdPort(port); err == nil {
+			e.holds = append(e.holds, h)
+		}
+	}
+}
+
+func (e *Etcd) release() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.releaseLocked()
+}
+
+func (e *Etcd) releaseLocked() {
+	for _, h := range e.holds {
+		h.release()
+	}
+	e.holds = nil
 }
 
 // Restart stops the member and starts it again, waiting until it is

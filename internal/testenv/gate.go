@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -23,6 +24,7 @@ type Gate struct {
 	network, backend string
 	mu               sync.Mutex
 	l                net.Listener
+	held             *portHold // a TCP gate's port while it is down
 	hang             bool
 	conns            map[net.Conn]struct{}
 }
@@ -63,6 +65,14 @@ func (g *Gate) Down() {
 	if g.l != nil {
 		g.l.Close()
 		g.l = nil
+		if g.network == "tcp" {
+			// Its port is in the ephemeral range: Docker's proxy or an
+			// outgoing connection may take it before Up otherwise.
+			if _, port, err := net.SplitHostPort(g.Addr); err == nil {
+				n, _ := strconv.Atoi(port)
+				g.held, _ = holdPort(n)
+			}
+		}
 	}
 	g.cut()
 }
@@ -99,6 +109,8 @@ func (g *Gate) listen() error {
 	if g.network == "unix" {
 		os.Remove(g.Addr)
 	}
+	g.held.release()
+	g.held = nil
 	l, err := net.Listen(g.network, g.Addr)
 	if err != nil {
 		return err
@@ -174,4 +186,8 @@ func (g *Gate) cut() {
 
 func (g *Gate) close() {
 	g.Down()
+	g.mu.Lock()
+	g.held.release()
+	g.held = nil
+	g.mu.Unlock()
 }

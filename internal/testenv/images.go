@@ -174,6 +174,15 @@ func BuildImage(bin string, spec ImageSpec) (v1.Image, error) {
 // engine predates it.)
 const healthInterval = 4 * time.Second
 
+// HealthTimeout is how long a test gives a healthy container to pass
+// berth's health gate. Alone a test container is healthy in a few
+// seconds, but with the suite and other work on 2 cores a check's exec
+// has taken over 15 s: a deadline of 20–30 s failed healthy releases. A
+// test that wants a verdict uses a container that exits, which is one at
+// once, or sets a short deadline for a revision that is healthy in no
+// part of it.
+const HealthTimeout = 2 * time.Minute
+
 // appLayer is a tar holding the binary as /app.
 func appLayer(bin string) ([]byte, error) {
 	data, err := os.ReadFile(bin)
