@@ -122,6 +122,7 @@ func TestEngine_HungDockerdCallsAreOutagesWithinTheirDeadlines(t *testing.T) {
 	waiter := New(pd.Client, nil)
 	waiter.Timeouts = e.Timeouts
 	waiter.Timeouts.Call = 15 * time.Second
+	waiter.Timeouts.Start = DefaultTimeouts.Start
 	go func() {
 		_, err := waiter.RunOnce(ctx, oneShot, OneShot{Timeout: time.Minute, Started: func(string) { close(started) }})
 		waiting <- err
