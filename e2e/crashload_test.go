@@ -86,7 +86,7 @@ x-berth:
 
 	// The load, from before the first cutover to after the last.
 	url := w.nginx.URL() + "/"
-	wrk, g := testenv.StartWrk(t, url), testenv.StartLoad(t, url, goClients)
+	wrk, g := testenv.StartWrk(t, url, testenv.Paced), testenv.StartLoad(t, url, goClients, testenv.Paced)
 	g.Flowing(t, 100)
 	reloads := w.nginx.Reloads(t)
 

@@ -181,7 +181,7 @@ func TestHAProxy_BackendWithoutChecks(t *testing.T) {
 	if err := sw.Switch(t.Context(), []string{a.addr}); err != nil {
 		t.Fatal(err)
 	}
-	l := testenv.StartLoad(t, hp.URL()+"/", 4)
+	l := testenv.StartLoad(t, hp.URL()+"/", 4, testenv.Paced)
 	for _, s := range []*appServer{b, a} {
 		if err := sw.Switch(t.Context(), []string{s.addr}); err != nil {
 			t.Fatal(err)

@@ -21,7 +21,7 @@ func TestHAProxy_StandbyOldServersComeBackAtOnce(t *testing.T) {
 	if err := sw.Switch(t.Context(), old); err != nil {
 		t.Fatal(err)
 	}
-	l := testenv.StartLoad(t, hp.URL()+"/", 8)
+	l := testenv.StartLoad(t, hp.URL()+"/", 8, testenv.Paced)
 	waitFor(t, 5*time.Second, "load reaching a", func() bool { return a1.served.Load() > 50 })
 	if err := sw.SwitchStandby(t.Context(), []string{b.addr}); err != nil {
 		t.Fatal(err)

@@ -141,7 +141,7 @@ func TestHAProxy_NoFailedRequestsAcrossSwitchesUnderLoad(t *testing.T) {
 	if err := sw.Switch(t.Context(), addrs(cur)); err != nil {
 		t.Fatal(err)
 	}
-	l := testenv.StartLoad(t, hp.URL()+"/", 8)
+	l := testenv.StartLoad(t, hp.URL()+"/", 8, testenv.Paced)
 	waitFor(t, 5*time.Second, "load reaching v0", func() bool { return cur[0].served.Load() > 100 })
 	type retired struct {
 		app    *appServer
@@ -331,7 +331,7 @@ func TestHAProxy_FailedSwitchPutsTheOldServersBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(hp.SectionFile())
-	l := testenv.StartLoad(t, hp.URL()+"/", 4)
+	l := testenv.StartLoad(t, hp.URL()+"/", 4, testenv.Paced)
 	// Nothing listens on dead's port: HAProxy's checks never see it UP.
 	dead := newAppServer(t, "dead", 0)
 	dead.srv.Close()

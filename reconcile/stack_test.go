@@ -188,7 +188,7 @@ func TestStack_TwoServersReplicasAndAWorkerCutOverUnderLoad(t *testing.T) {
 			}
 			s.serves(lbType, "v1")
 
-			loads := []*testenv.Load{testenv.StartLoad(t, s.urls[lbType+"/web"], 4), testenv.StartLoad(t, s.urls[lbType+"/api"], 4)}
+			loads := []*testenv.Load{testenv.StartLoad(t, s.urls[lbType+"/web"], 4, testenv.Paced), testenv.StartLoad(t, s.urls[lbType+"/api"], 4, testenv.Paced)}
 			flowing(t, loads)
 			res, err := s.deployStack(stackRev{image: v2, lb: lbType}, "r2")
 			if err != nil {
@@ -234,7 +234,7 @@ func TestStack_TwoServersReplicasAndAWorkerCutOverUnderLoad(t *testing.T) {
 			loaded := []string{"api"}
 			loads = loads[:0]
 			for _, svc := range loaded {
-				loads = append(loads, testenv.StartLoad(t, s.urls[lbType+"/"+svc], 4))
+				loads = append(loads, testenv.StartLoad(t, s.urls[lbType+"/"+svc], 4, testenv.Paced))
 			}
 			flowing(t, loads)
 			res, err = s.deployStack(stackRev{image: v3, lb: lbType, env: map[string]string{"web": "APP_FAIL_AFTER: 1ms"}}, "r3")
@@ -289,7 +289,7 @@ func TestStack_WatchSwitchesBackAReleaseThatTurnsUnhealthy(t *testing.T) {
 			}
 			s.serves(lbType, "v2")
 
-			loads := []*testenv.Load{testenv.StartLoad(t, s.urls[lbType+"/web"], 4), testenv.StartLoad(t, s.urls[lbType+"/api"], 4)}
+			loads := []*testenv.Load{testenv.StartLoad(t, s.urls[lbType+"/web"], 4, testenv.Paced), testenv.StartLoad(t, s.urls[lbType+"/api"], 4, testenv.Paced)}
 			flowing(t, loads)
 			start := time.Now()
 			s.turnBadInWatch("r3")
@@ -337,7 +337,7 @@ func TestStack_WatchSwitchesBackOnFailedAnswers(t *testing.T) {
 	if _, err := s.deployStack(stackRev{image: v1, lb: "haproxy"}, "r1"); err != nil {
 		t.Fatal(err)
 	}
-	l := testenv.StartLoad(t, s.urls["haproxy/web"], 4)
+	l := testenv.StartLoad(t, s.urls["haproxy/web"], 4, testenv.Paced)
 	l.Flowing(t, 100)
 	s.turnBadInWatch("r2")
 	res, err := s.deployStack(stackRev{image: v2, lb: "haproxy", watch: "40s", env: map[string]string{"web": "APP_FAIL_WHEN: /unhealthy"}}, "r2")

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -37,11 +39,18 @@ type LoadStats struct {
 }
 
 // LoadOptions shape a Load; the zero value is constant load as fast as the
-// balancer answers.
+// balancer answers, which benchmarks measure.
 type LoadOptions struct {
 	// Every is the pause between one client's requests (0: none).
 	Every time.Duration
 }
+
+// Paced is a test's load: each client pauses 2 ms between requests, so
+// a few clients keep a request in flight at every switch. Flat out, the
+// clients, the balancer, Docker's userland proxy and the app each take
+// all the CPU the scheduler gives them, for minutes, beside a suite that
+// already loads 2 cores 10–20 times over.
+var Paced = LoadOptions{Every: 2 * time.Millisecond}
 
 // StartLoad starts workers clients against url. Idle connections close
 // after 5 s: a connection Go's client dialled and never used would hold an
@@ -161,13 +170,24 @@ func (w WrkStats) String() string {
 
 // StartWrk starts wrk against url; Stop ends it. Debian's wrk is a test
 // service like nginx: missing, it fails the test under BERTH_INTEGRATION=1.
-func StartWrk(t testing.TB, url string) *Wrk {
+// With opts' Every, each connection pauses that long between requests
+// (wrk's Lua delay()).
+func StartWrk(t testing.TB, url string, opts ...LoadOptions) *Wrk {
 	t.Helper()
 	shortSkip(t, "StartWrk")
 	if _, err := exec.LookPath("wrk"); err != nil {
 		unavailable(t, "wrk", err)
 	}
-	w := &Wrk{cmd: exec.Command("wrk", "-t1", "-c"+strconv.Itoa(WrkConns), "-d600s", "--timeout", "10s", url)}
+	args := []string{"-t1", "-c" + strconv.Itoa(WrkConns), "-d600s", "--timeout", "10s"}
+	if len(opts) > 0 && opts[0].Every > 0 {
+		script := filepath.Join(t.TempDir(), "pace.lua")
+		lua := fmt.Sprintf("function delay()\n  return %d\nend\n", max(opts[0].Every.Milliseconds(), 1))
+		if err := os.WriteFile(script, []byte(lua), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-s", script)
+	}
+	w := &Wrk{cmd: exec.Command("wrk", append(args, url)...)}
 	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
