@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"berth.dev/berth/internal/porthold"
 )
 
 // cluster is a three-member etcd cluster of this client's release
@@ -37,6 +40,10 @@ type member struct {
 	mu                      sync.Mutex
 	cmd                     *exec.Cmd
 	exited                  chan struct{}
+	// holds keep a killed member's ports until it restarts: an outgoing
+	// connection or Docker's proxy may take a port of the ephemeral range
+	// meanwhile, and the member could not come back.
+	holds []*porthold.Hold
 }
 
 func freeAddr() (string, error) {
@@ -108,6 +115,7 @@ func (c *cluster) start(m *member) error {
 			return nil
 		}
 	}
+	m.releasePorts()
 	cmd := exec.Command(c.bin)
 	cmd.Env = append(os.Environ(), m.env...)
 	cmd.Stdout, cmd.Stderr = m.log, m.log
@@ -131,6 +139,29 @@ func (m *member) kill() {
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-exited
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.holds) > 0 {
+		return
+	}
+	for _, addr := range []string{m.client, m.peer} {
+		u, err := url.Parse(addr)
+		if err != nil {
+			continue
+		}
+		n, _ := strconv.Atoi(u.Port())
+		if h, err := porthold.Bind(n); err == nil {
+			m.holds = append(m.holds, h)
+		}
+	}
+}
+
+// releasePorts frees the ports kill held; m.mu is held.
+func (m *member) releasePorts() {
+	for _, h := range m.holds {
+		h.Release()
+	}
+	m.holds = nil
 }
 
 func (m *member) running() bool {
@@ -167,6 +198,9 @@ func (m *member) waitHealthy(timeout time.Duration) error {
 func (c *cluster) stop() {
 	for _, m := range c.members {
 		m.kill()
+		m.mu.Lock()
+		m.releasePorts()
+		m.mu.Unlock()
 		m.log.Close()
 	}
 }

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"berth.dev/berth/internal/porthold"
 )
 
 // Etcd is one real etcd member running as its own process on loopback
@@ -46,7 +48,7 @@ type Etcd struct {
 	ports []int // client, peer
 	mu    sync.Mutex
 	proc  *process
-	holds []*portHold // the ports while the member is down (porthold.go)
+	holds []*porthold.Hold // the ports while the member is down (internal/porthold)
 }
 
 // EtcdCluster is several members forming one cluster.
@@ -218,7 +220,7 @@ func (e *Etcd) Kill() {
 }
 
 // hold keeps the stopped member's ports from anyone else until it starts
-// again (porthold.go). A port that can't be held is left as it is: the
+// again (internal/porthold). A port that can't be held is left as it is: the
 // restart then fails only if someone takes it meanwhile.
 func (e *Etcd) hold() {
 	e.mu.Lock()
@@ -227,7 +229,7 @@ func (e *Etcd) hold() {
 		return
 	}
 	for _, port := range e.ports {
-		if h, err := holdPort(port); err == nil {
+		if h, err := porthold.Bind(port); err == nil {
 			e.holds = append(e.holds, h)
 		}
 	}
@@ -241,7 +243,7 @@ func (e *Etcd) release() {
 
 func (e *Etcd) releaseLocked() {
 	for _, h := range e.holds {
-		h.release()
+		h.Release()
 	}
 	e.holds = nil
 }

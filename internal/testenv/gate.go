@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"berth.dev/berth/internal/porthold"
 )
 
 // Gate is a byte-level proxy in front of a real service that a test can
@@ -24,7 +26,7 @@ type Gate struct {
 	network, backend string
 	mu               sync.Mutex
 	l                net.Listener
-	held             *portHold // a TCP gate's port while it is down
+	held             *porthold.Hold // a TCP gate's port while it is down
 	hang             bool
 	conns            map[net.Conn]struct{}
 }
@@ -70,7 +72,7 @@ func (g *Gate) Down() {
 			// outgoing connection may take it before Up otherwise.
 			if _, port, err := net.SplitHostPort(g.Addr); err == nil {
 				n, _ := strconv.Atoi(port)
-				g.held, _ = holdPort(n)
+				g.held, _ = porthold.Bind(n)
 			}
 		}
 	}
@@ -109,7 +111,7 @@ func (g *Gate) listen() error {
 	if g.network == "unix" {
 		os.Remove(g.Addr)
 	}
-	g.held.release()
+	g.held.Release()
 	g.held = nil
 	l, err := net.Listen(g.network, g.Addr)
 	if err != nil {
@@ -187,7 +189,7 @@ func (g *Gate) cut() {
 func (g *Gate) close() {
 	g.Down()
 	g.mu.Lock()
-	g.held.release()
+	g.held.Release()
 	g.held = nil
 	g.mu.Unlock()
 }

@@ -1,4 +1,4 @@
-package testenv
+package porthold
 
 import (
 	"errors"
@@ -11,9 +11,14 @@ import (
 // A held port can't be bound by a listener (Go's set SO_REUSEADDR), and a
 // connection to it is refused; once released, the service binds it.
 func TestHoldPort_KeepsThePortAndRefusesConnections(t *testing.T) {
-	port := FreePort(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	h, err := holdPort(port)
+	h, err := Bind(port)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,9 +34,9 @@ func TestHoldPort_KeepsThePortAndRefusesConnections(t *testing.T) {
 	} else if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("dial a held port: %v, want refused", err)
 	}
-	h.release()
-	h.release() // twice is harmless
-	l, err := net.Listen("tcp", addr)
+	h.Release()
+	h.Release() // twice is harmless
+	l, err = net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("listen after the release: %v", err)
 	}
