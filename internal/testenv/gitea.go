@@ -74,7 +74,9 @@ func StartGitea(t testing.TB) *Gitea {
 		unavailable(t, "gitea", err)
 	}
 	t.Cleanup(p.stop)
-	if err := p.waitHTTP(g.URL+"/api/v1/version", 2*time.Minute); err != nil {
+	// 200 only: while it starts, Gitea answers every path 404 before its
+	// routes are in place, and a token asked for then is refused.
+	if err := p.waitHTTPStatus(g.URL+"/api/v1/version", 2*time.Minute, func(code int) bool { return code == http.StatusOK }); err != nil {
 		unavailable(t, "gitea", err)
 	}
 	g.Token = g.NewToken(t, "all", "all")

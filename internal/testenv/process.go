@@ -58,6 +58,11 @@ func (p *process) stop() {
 // waitHTTP polls url until it answers with a status below 500, the process
 // exits, or the timeout passes.
 func (p *process) waitHTTP(url string, timeout time.Duration) error {
+	return p.waitHTTPStatus(url, timeout, func(code int) bool { return code < 500 })
+}
+
+// waitHTTPStatus is waitHTTP with the answers that mean ready.
+func (p *process) waitHTTPStatus(url string, timeout time.Duration, ready func(code int) bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c := http.Client{Timeout: time.Second}
@@ -68,7 +73,7 @@ func (p *process) waitHTTP(url string, timeout time.Duration) error {
 		resp, err := c.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode < 500 {
+			if ready(resp.StatusCode) {
 				return nil
 			}
 			err = errors.New(resp.Status)
