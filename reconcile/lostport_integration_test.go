@@ -2,12 +2,10 @@ package reconcile
 
 import (
 	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"berth.dev/berth/internal/porthold"
 	"berth.dev/berth/internal/testenv"
 )
 
@@ -41,25 +39,19 @@ func TestDeploy_APortLostInADockerdRestartIsRestored(t *testing.T) {
 		t.Fatalf("no published port of web in %+v", ms)
 	}
 	pd.Stop()
-	// The engine's proxy is gone with it; take its port, and keep it for
-	// the rest of the test: bound, not listening, so a connection to it is
-	// refused and no one can bind it. (Released, it was taken by another
-	// test's engine, whose proxy then answered berth's check for the lost
-	// server.)
-	_, portText, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(portText)
-	var hold *porthold.Hold
+	// The engine's proxy is gone with it; take its port.
+	var hold net.Listener
 	deadline := time.Now().Add(30 * time.Second)
 	for hold == nil {
-		if hold, err = porthold.Bind(port); err != nil && time.Now().After(deadline) {
+		if hold, err = net.Listen("tcp", addr); err != nil && time.Now().After(deadline) {
 			t.Fatalf("the port %s is still held after dockerd stopped: %v", addr, err)
 		}
 		if hold == nil {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	defer hold.Release()
 	pd.Start()
+	hold.Close()
 	if got := h.serving(); got == "version=v1" {
 		t.Fatalf("dockerd bound %s again: the case under test did not happen", addr)
 	}
