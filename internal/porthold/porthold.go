@@ -6,6 +6,10 @@
 // ("bind: address already in use"). The socket is bound without
 // SO_REUSEADDR, so no other socket may bind the port, and a connection to
 // it is refused as to a closed port, which is the outage a test makes.
+//
+// It is best effort: the same rule refuses the hold itself while
+// connections the service closed sit in TIME_WAIT on the port (up to a
+// minute), and callers then go on without it.
 package porthold
 
 import (
