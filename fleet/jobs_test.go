@@ -42,7 +42,7 @@ func (s *simClock) realDelay(now func() time.Time, t time.Time) time.Duration {
 // T, and runs it if the claim is its own. When etcd is unreachable it
 // keeps the latest missed T and tries it again until its deadline.
 func scheduler(ctx context.Context, a *agent, sim *simClock, now func() time.Time, spec cron.Schedule, from time.Time, n int,
-	p JobPolicy, runFor time.Duration, ran func(host string, t time.Time)) {
+	p JobPolicy, runFor time.Duration, ran func(host string, t, asked time.Time)) {
 	var missed *time.Time
 	t := from
 	for i := 0; i < n && ctx.Err() == nil; {
@@ -75,8 +75,10 @@ func scheduler(ctx context.Context, a *agent, sim *simClock, now func() time.Tim
 }
 
 // try claims t and runs it; it reports false only when etcd was
-// unreachable (the time may be retried).
-func try(ctx context.Context, a *agent, t time.Time, p JobPolicy, runFor time.Duration, ran func(string, time.Time)) bool {
+// unreachable (the time may be retried). ran learns when the claim was
+// asked for.
+func try(ctx context.Context, a *agent, t time.Time, p JobPolicy, runFor time.Duration, ran func(host string, t, asked time.Time)) bool {
+	asked := time.Now()
 	claim, err := a.ClaimJob(ctx, "prod", "cleanup", t, p)
 	switch {
 	case errors.Is(err, ErrClaimed), errors.Is(err, ErrTooLate):
@@ -84,7 +86,7 @@ func try(ctx context.Context, a *agent, t time.Time, p JobPolicy, runFor time.Du
 	case err != nil:
 		return false
 	}
-	ran(a.Host(), t)
+	ran(a.Host(), t, asked)
 	start := time.Now()
 	time.Sleep(runFor)
 	_ = claim.Finish(ctx, JobResult{Status: JobSucceeded, Started: start, Ended: time.Now()})
@@ -103,7 +105,7 @@ func TestJobs_EveryMinuteForTenMinutes_ExactlyTenRuns_OneClock90sAhead(t *testin
 	offsets := map[string]time.Duration{"web-1": 0, "web-2": 0, "web-3": 90 * time.Second}
 	var mu sync.Mutex
 	runs := map[time.Time][]string{}
-	ran := func(host string, t time.Time) {
+	ran := func(host string, t, _ time.Time) {
 		mu.Lock()
 		runs[t] = append(runs[t], host)
 		mu.Unlock()
