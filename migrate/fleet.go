@@ -27,7 +27,7 @@ type Fleet interface {
 const FenceTokenEnv = "BERTH_FENCE_TOKEN"
 
 // runFleet runs one migration through the fleet: here (with
-// BERTH_FENCE_TOKEN), or not at all because it ran on another host (the
+// BERTH_FENCE_TOKEN), or not at all because it already ran (the
 // record says which), or it failed there or was interrupted (a verdict,
 // without running it).
 func (r *Runner) runFleet(ctx context.Context, j Job, timeout time.Duration) (Record, error) {
@@ -71,7 +71,7 @@ func (r *Runner) runFleet(ctx context.Context, j Job, timeout time.Duration) (Re
 		if !out.State.Ended.IsZero() {
 			rec.Skipped += " at " + out.State.Ended.UTC().Format(time.RFC3339)
 		}
-		r.log().Info("migration skipped: it ran on another host of the fleet", "service", s.Name, "ran_on", out.State.Host)
+		r.log().Info("migration skipped: it already ran in the fleet (ran_on may be this host, in an earlier pass)", "service", s.Name, "ran_on", out.State.Host)
 		return rec, nil
 	case err == nil:
 		return rec, nil
