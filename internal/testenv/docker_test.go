@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +198,49 @@ func containerLogs(t *testing.T, d *testenv.DockerEnv, id string) string {
 		t.Fatal(err)
 	}
 	return out.String()
+}
+
+// A private engine publishes ports from a block of its own, below the
+// kernel's range for outgoing connections, where no other engine of the
+// host counts from: after a restart too, when its layers are mounted
+// where its containerd looks for them (the same mount namespace).
+func TestPrivateDocker_PublishesFromItsOwnPortBlock(t *testing.T) {
+	t.Parallel()
+	pd := testenv.StartPrivateDocker(t, testenv.PrivateDockerOptions{LiveRestore: true})
+	other := testenv.StartPrivateDocker(t, testenv.PrivateDockerOptions{})
+	if pd.Ports[0] < 26000 || pd.Ports[1] >= 32768 || pd.Ports == other.Ports {
+		t.Fatalf("port blocks %v and %v", pd.Ports, other.Ports)
+	}
+	reg := testenv.StartRegistry(t)
+	img := testenv.PushApp(t, reg, testenv.ImageSpec{Version: "v1"})
+	d := &testenv.DockerEnv{Client: pd.Client, RunID: "ports"}
+	pull(t, d, img.Ref())
+	published := func(id string) int {
+		t.Helper()
+		ins, err := pd.Client.ContainerInspect(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := ins.NetworkSettings.Ports["8080/tcp"]
+		if len(b) != 1 {
+			t.Fatalf("published: %+v", ins.NetworkSettings.Ports)
+		}
+		port, _ := strconv.Atoi(b[0].HostPort)
+		if port < pd.Ports[0] || port > pd.Ports[1] {
+			t.Fatalf("published on %d, outside the engine's block %v", port, pd.Ports)
+		}
+		return port
+	}
+	first := run(t, d, img.Ref())
+	published(first)
+	pd.Restart()
+	second := run(t, d, img.Ref())
+	port := published(second)
+	waitHealth(t, d, second, "healthy")
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	published(first) // kept across the restart (live-restore)
 }

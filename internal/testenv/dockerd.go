@@ -24,7 +24,8 @@ import (
 // in its exec root, under its own namespaces), cgroup parent and default
 // bridge. It writes no iptables rules, so it cannot fight the
 // shared engine over NAT; Compose networks (user bridges) work, and ports
-// published on 127.0.0.1 go through its userland proxy.
+// published on 127.0.0.1 go through its userland proxy, on ports of a
+// block of its own (dockerd_ports.go).
 //
 // Its networks take subnets from a pool of its own, 10.N.0.0/16 (N free on
 // the host, picked under a host-wide lock), never from Docker's default
@@ -45,13 +46,17 @@ type PrivateDocker struct {
 	Client *client.Client
 	// LiveRestore is whether containers survive a restart of the daemon.
 	LiveRestore bool
+	// Ports is the range its published ports come from (dockerd_ports.go).
+	Ports [2]int
 
 	t      testing.TB
 	args   []string
 	bridge string // its default bridge, made by StartPrivateDocker
 	net    string // "10.N.": its bridge is 10.N.200.1/24
 
-	networks []string // ids of its networks, for their bridges
+	networks []string  // ids of its networks, for their bridges
+	holder   *exec.Cmd // holds its mount namespace
+	portLock *os.File  // its claim on Ports
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	done     chan struct{}
@@ -115,6 +120,9 @@ func StartPrivateDocker(t testing.TB, o PrivateDockerOptions) *PrivateDocker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := p.startNamespace(); err != nil {
+		unavailable(t, "private dockerd", err)
+	}
 	if err := p.start(); err != nil {
 		unavailable(t, "private dockerd", err)
 	}
@@ -174,7 +182,7 @@ func (p *PrivateDocker) start() error {
 			args = append(args, p.args[i])
 		}
 	}
-	cmd := exec.Command("dockerd", args...)
+	cmd := p.inNamespace("dockerd", args...)
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	// Its own process group: signals to the test's group never reach it.
 	// Killed with the test process (a test that times out runs no

@@ -62,6 +62,7 @@ func (p *PrivateDocker) cleanup() {
 		}
 	}
 	killShims("berth-test-" + filepath.Base(p.Dir))
+	p.stopNamespace()
 	unmountUnder(p.Dir)
 	p.deleteLinks()
 	if p.log != nil {

@@ -85,22 +85,23 @@ func moduleStamp(dir string) (string, error) {
 
 // FreePort returns a loopback TCP port that was free a moment ago. Services
 // that cannot listen on port 0 themselves need one; callers retry on the
-// rare collision. It is picked at random below the kernel's ephemeral
-// range (32768–60999 here), where neither an outgoing connection nor
-// Docker, which publishes ports from that range, takes it before the
-// service binds it: a port the kernel handed out for :0 was taken back
-// by a container's proxy under load.
+// rare collision. It is picked at random in 20000–25999: below the
+// kernel's ephemeral range (32768–60999 here), where neither an outgoing
+// connection nor the shared Docker engine, which publishes ports from that
+// range, takes it before the service binds it (a port the kernel handed
+// out for :0 was taken back by a container's proxy under load), and below
+// the private engines' blocks (26000–32499, dockerd_ports.go).
 func FreePort(t testing.TB) int {
 	t.Helper()
 	for range 100 {
-		p := 20000 + rand.IntN(12000)
+		p := 20000 + rand.IntN(6000)
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err == nil {
 			l.Close()
 			return p
 		}
 	}
-	t.Fatal("testenv: free port: none of 100 random ports in 20000–31999 is free")
+	t.Fatal("testenv: free port: none of 100 random ports in 20000–25999 is free")
 	return 0
 }
 
