@@ -104,7 +104,7 @@ setup_registry_testapp_docker() {
 	export BERTH_REGISTRY_BIN="$cache/registry-$(module_stamp $mod)"
 	if [ ! -x "$BERTH_REGISTRY_BIN" ]; then
 		log "building the test registry (cold cache: ~3 min)"
-		(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$BERTH_REGISTRY_BIN.tmp" \
+		(cd "$mod" && go build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" -o "$BERTH_REGISTRY_BIN.tmp" \
 			github.com/distribution/distribution/v3/cmd/registry)
 		mv "$BERTH_REGISTRY_BIN.tmp" "$BERTH_REGISTRY_BIN"
 	fi
@@ -172,18 +172,25 @@ bg_build_start() {
 	bg_build_pid=$!
 }
 
-# bg_build_wait waits for the background queue, printing its progress.
+# bg_build_wait RUN [NAME] waits for NAME's build (or the whole queue),
+# printing the queue's progress.
 bg_build_wait() {
-	local run=$1 shown=0 n
+	local run=$1 name=${2:-} n
 	[ -n "${bg_build_pid:-}" ] || return 0
-	while kill -0 "$bg_build_pid" 2>/dev/null; do
-		n=$(wc -l <"$run/bg-progress" 2>/dev/null || echo 0)
-		if [ "$n" -gt "$shown" ]; then
-			sed -n "$((shown + 1)),${n}p" "$run/bg-progress" | while read -r l; do log "background build: $l"; done
-			shown=$n
-		fi
+	while kill -0 "$bg_build_pid" 2>/dev/null && ! [ -n "$name" -a -s "$run/$name-build.status" ]; do
+		bg_build_progress "$run"
 		sleep 5
 	done
-	sed -n "$((shown + 1)),\$p" "$run/bg-progress" 2>/dev/null | while read -r l; do log "background build: $l"; done
-	bg_build_pid=""
+	bg_build_progress "$run"
+	kill -0 "$bg_build_pid" 2>/dev/null || bg_build_pid=""
+}
+
+# bg_build_progress RUN logs the queue's progress lines not logged yet.
+bg_build_progress() {
+	local n
+	n=$(wc -l <"$1/bg-progress" 2>/dev/null || echo 0)
+	if [ "$n" -gt "${bg_shown:-0}" ]; then
+		sed -n "$((${bg_shown:-0} + 1)),${n}p" "$1/bg-progress" | while read -r l; do log "background build: $l"; done
+		bg_shown=$n
+	fi
 }

@@ -36,9 +36,9 @@ func (v *Vault) RootClient(t testing.TB) *vault.Client {
 }
 
 // StartVault starts a dev-mode Vault server for the test, its log in the
-// test log. The binary is built by scripts/test from
-// internal/testenv/vaultbin (see WaitBuilt: on a cold machine it builds in
-// the background, and the test's name must say "Vault").
+// test log. The binary and its plugins are built by scripts/test with
+// internal/testenv/vaultbin/build.sh (see WaitBuilt: on a cold machine it
+// builds in the background, and the test's name must say "Vault").
 func StartVault(t testing.TB) *Vault {
 	t.Helper()
 	bin := WaitBuilt(t, "vault")
@@ -46,11 +46,17 @@ func StartVault(t testing.TB) *Vault {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-		cmd := exec.Command(bin, "server", "-dev",
-			"-dev-root-token-id="+token,
-			"-dev-listen-address="+addr,
+		args := []string{"server", "-dev",
+			"-dev-root-token-id=" + token,
+			"-dev-listen-address=" + addr,
 			"-dev-no-store-token",
-		)
+		}
+		// The plugins built beside a minimal Vault (vaultbin/build.sh); a
+		// full build, cached before there were any, has them built in.
+		if plugins := bin + "-plugins"; isDir(plugins) {
+			args = append(args, "-dev-plugin-dir="+plugins)
+		}
+		cmd := exec.Command(bin, args...)
 		// A clean environment: the test's VAULT_* variables must not steer
 		// the server, and HOME must not receive a token helper file.
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -66,4 +72,9 @@ func StartVault(t testing.TB) *Vault {
 	}
 	unavailable(t, "vault", lastErr)
 	return nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }

@@ -17,7 +17,7 @@ tmp=$(mktemp -d "$out-src.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cp -r "$dir/." "$tmp/"
 chmod -R u+w "$tmp"
-(cd "$tmp" && go build -trimpath -ldflags "-s -w -X main.Version=${v#v}" -o gitea .)
+(cd "$tmp" && go build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w -X main.Version=${v#v}" -o gitea .)
 mv "$tmp/gitea" "$out.tmp"
 rm -rf "$out-src"
 mv "$tmp" "$out-src"

@@ -1,11 +1,16 @@
 // Module vaultbin builds a real Vault server binary for berth's integration
 // tests. It is a separate module so that berth's own build never pulls in
-// Vault's (very large) dependency graph. See internal/testenv/vault.go.
+// Vault's (very large) dependency graph. See internal/testenv/vault.go and
+// build.sh (a minimal Vault, and the two plugins the tests use beyond it).
 module berth.dev/berth/internal/testenv/vaultbin
 
 go 1.26
 
-tool github.com/hashicorp/vault
+tool (
+	github.com/hashicorp/vault
+	github.com/hashicorp/vault-plugin-database-redis/cmd/vault-plugin-database-redis
+	github.com/hashicorp/vault/builtin/credential/aws/cmd/aws
+)
 
 require (
 	cel.dev/expr v0.24.0 // indirect
