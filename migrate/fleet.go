@@ -38,11 +38,10 @@ func (r *Runner) runFleet(ctx context.Context, j Job, timeout time.Duration) (Re
 		m.Revision = j.Request.Config.Labels[engine.LabelRevision]
 	}
 	rec := Record{Service: s.Name}
-	ran := false
+	ran, started := false, false
 	out, err := r.Fleet.Migrate(ctx, r.Env, m, func(ctx context.Context, token int64) error {
 		ran = true
 		req := fenced(j.Request, token)
-		started := false
 		o := engine.OneShot{Timeout: timeout, Grace: r.Grace, Secrets: j.Secrets, Started: func(string) { started = true }}
 		res, err := r.Engine.RunOnce(ctx, req, o)
 		if err != nil {
@@ -80,12 +79,16 @@ func (r *Runner) runFleet(ctx context.Context, j Job, timeout time.Duration) (Re
 		rec.Skipped = "not run: " + merr.Error()
 		r.log().Warn("migration not run: the fleet refuses it", "service", s.Name, "status", merr.State.Status, "host", merr.State.Host)
 		return rec, failure.AsVerdict(fmt.Errorf("migrate %s: %w", s.Name, err))
-	case failure.IsVerdict(err) && !failure.IsOutage(err):
-		return rec, fmt.Errorf("migrate %s: %w", s.Name, err)
-	case ctx.Err() != nil:
-		return rec, fmt.Errorf("migrate %s: %w", s.Name, err)
 	}
-	if !ran {
+	// The journal must not read a migration that never started as a run
+	// (an empty record, exit 0).
+	if !started && rec.Skipped == "" {
+		rec.Skipped = "not started: see the pass's reason"
+	}
+	switch {
+	case failure.IsVerdict(err) && !failure.IsOutage(err), ctx.Err() != nil:
+		return rec, fmt.Errorf("migrate %s: %w", s.Name, err)
+	case !ran:
 		return rec, fmt.Errorf("migrate %s: waiting for etcd: %w", s.Name, err)
 	}
 	return rec, fmt.Errorf("migrate %s: %w", s.Name, err)

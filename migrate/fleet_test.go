@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -124,5 +125,26 @@ func TestRunner_FleetMigrationFailedOnOneHostIsRefusedByTheOthersWithoutRunning(
 	// A new image is a new migration: it runs.
 	if _, err := b.Run(t.Context(), []Job{fleetJob("r@3")}); err != nil || len(runs) != 2 || !slices.ContainsFunc(runs, func(s string) bool { return strings.HasPrefix(s, "b ") }) {
 		t.Fatalf("new image: %v, runs %q", err, runs)
+	}
+}
+
+// unreachableFleet is etcd down: nothing runs.
+type unreachableFleet struct{}
+
+func (unreachableFleet) Migrate(context.Context, string, fleet.Migration, fleet.RunFunc) (fleet.MigrationOutcome, error) {
+	return fleet.MigrationOutcome{}, failure.AsOutage(errors.New("etcd unreachable"))
+}
+
+// A migration that never started (etcd down) is recorded as not run, so
+// the journal does not read it as a run with exit 0.
+func TestRunner_FleetMigrationNotStartedIsNotRecordedAsARun(t *testing.T) {
+	var runs []string
+	r := &Runner{Engine: &slowEngine{host: "a", runs: &runs}, Fleet: unreachableFleet{}, Env: "prod"}
+	recs, err := r.Run(t.Context(), []Job{fleetJob("r@1")})
+	if !failure.IsOutage(err) || !strings.Contains(err.Error(), "waiting for etcd") {
+		t.Fatalf("err %v (%s)", err, failure.Of(err))
+	}
+	if len(runs) != 0 || len(recs) != 1 || !strings.HasPrefix(recs[0].Skipped, "not started") {
+		t.Fatalf("runs %q, records %+v", runs, recs)
 	}
 }

@@ -45,7 +45,7 @@ cache_dir() {
 # module_stamp prints a short hash of a wrapper module's go.mod and go.sum,
 # so a cached binary is rebuilt exactly when its pins change.
 module_stamp() {
-	cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12
+	cat "$1/go.mod" "$1/go.sum" $([ -f "$1/build.sh" ] && echo "$1/build.sh") | sha256sum | cut -c1-12
 }
 
 # docker_reachable succeeds when DOCKER_HOST (or the default socket) answers.
@@ -123,7 +123,7 @@ setup_registry_testapp_docker() {
 # run building them, so they build one after another in one background queue
 # while the tests that need none of them run; the tests that do need one
 # carry its name in their own (TestVault_…, TestE2E_…Gitea…) and, on a cold
-# run, scripts/test runs them last, once the queue is done.
+# run, scripts/test runs them once it is built.
 #
 # bg_build NAME OUT CMD... queues CMD, which must write the binary to
 # "$OUT.tmp" (CMD sees it as $BG_OUT), unless OUT exists already. It exports
@@ -151,7 +151,7 @@ bg_build_start() {
 		var=$(printf '%s' "$name" | tr '[:lower:]-' '[:upper:]_')
 		export "BERTH_${var}_BUILD_STATUS=$run/$name-build.status"
 	done
-	log "building in the background, one after another: ${BG_QUEUED[*]} (tests needing them run last)"
+	log "building in the background, one after another: ${BG_QUEUED[*]} (tests needing one run once it is built)"
 	printf '%s\n' "${BG_CMDS[@]}" >"$run/bg-queue"
 	setsid bash -c '
 		run=$1
@@ -182,6 +182,11 @@ bg_build_wait() {
 		sleep 5
 	done
 	bg_build_progress "$run"
+	if [ -n "$name" ] && ! [ -s "$run/$name-build.status" ]; then
+		# The queue died before it got to NAME: its tests fail at once
+		# (testenv.WaitBuilt) instead of waiting out their deadline.
+		echo "the background build queue exited before it built $name" >"$run/$name-build.status"
+	fi
 	kill -0 "$bg_build_pid" 2>/dev/null || bg_build_pid=""
 }
 

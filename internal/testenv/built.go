@@ -15,14 +15,15 @@ import (
 // waiting for it when the build is still running in the background.
 //
 // The binary is BERTH_<NAME>_BIN when set, else name-STAMP in CacheDir when
-// internal/testenv/<name>bin is a wrapper module (STAMP hashes its go.mod and
-// go.sum), else CacheDir/name. When BERTH_<NAME>_BUILD_STATUS names a file,
-// the build is under way until that file holds "ok" or the reason it failed.
+// internal/testenv/<name>bin is a wrapper module (STAMP hashes its go.mod,
+// go.sum and build.sh, if it has one), else CacheDir/name. When
+// BERTH_<NAME>_BUILD_STATUS names a file, the build is under way until that
+// file holds "ok" or the reason it failed.
 //
 // A test that needs such a service must carry the service's name in its
 // own (TestVault_…, TestE2E_SecretsFromVault…): on a cold machine
-// scripts/test runs those tests last, once the builds are done, so no
-// test's deadline is spent waiting. WaitBuilt fails a test that breaks the
+// scripts/test runs those tests once that build is done, so no test's
+// deadline is spent waiting. WaitBuilt fails a test that breaks the
 // rule, so the rule cannot rot.
 func WaitBuilt(t testing.TB, name string) string {
 	t.Helper()

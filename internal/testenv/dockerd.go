@@ -55,7 +55,8 @@ type PrivateDocker struct {
 	net    string // "10.N.": its bridge is 10.N.200.1/24
 
 	networks []string  // ids of its networks, for their bridges
-	holder   *exec.Cmd // holds its mount namespace
+	holder   *exec.Cmd // made its mount namespace
+	ns       *os.File  // the namespace (/proc/PID/ns/mnt of holder)
 	portLock *os.File  // its claim on Ports
 	mu       sync.Mutex
 	cmd      *exec.Cmd

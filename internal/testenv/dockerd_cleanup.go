@@ -135,7 +135,7 @@ func freeNet(taken string) string {
 // and makes its bridge, 10.N.200.1/24, under a lock every test process of
 // the host takes: two engines started at once picked the same N.
 func (p *PrivateDocker) makeBridge() error {
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "berth-test-nets.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := os.OpenFile(filepath.Join("/tmp", "berth-test-nets.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
 	}

@@ -15,10 +15,10 @@ import (
 //
 // dockerd 20.10 gives a port published without a host port (127.0.0.1::80,
 // as berth publishes its servers) the next free one of the range in
-// /proc/sys/net/ipv4/ip_local_port_range, counting from the range's start,
-// and tries ten before it gives up. Every engine counts from the same
-// start and knows only its own ports, and the kernel hands out the same
-// range to outgoing connections. With a dozen engines on one host, a
+// /proc/sys/net/ipv4/ip_local_port_range, going round it from its start,
+// and tries ten before it gives up. Every engine starts at the same port
+// and knows only its own, and the kernel hands out the same range to
+// outgoing connections. With a dozen engines on one host, a
 // container's start failed with "Error starting userland proxy: listen
 // tcp4 127.0.0.1:32777: bind: address already in use", and a port one
 // test had let go was taken by another engine's proxy, which then answered
@@ -28,8 +28,8 @@ import (
 // file says "B B+99": B from 26000 up in steps of 100, below the kernel's
 // range for outgoing connections (32768 up) and above FreePort's
 // (20000–25999), one per engine on the host, claimed with a lock on its
-// file for the engine's life. The namespace is
-// held by a small process (sleep), so a restarted dockerd enters the same
+// file for the engine's life. The namespace is made by a small process
+// (sleep) and kept open as a file, so a restarted dockerd enters the same
 // one its containerd and shims still run in: the layers dockerd mounts
 // must be where runc looks for them.
 const (
@@ -44,7 +44,7 @@ func claimPortBlock() (first, last int, lock *os.File, err error) {
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		for k := range portBlocks {
-			f, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("berth-test-ports-%d.lock", k)), os.O_CREATE|os.O_RDWR, 0o600)
+			f, err := os.OpenFile(filepath.Join("/tmp", fmt.Sprintf("berth-test-ports-%d.lock", k)), os.O_CREATE|os.O_RDWR, 0o600)
 			if err != nil {
 				return 0, 0, nil, err
 			}
@@ -97,23 +97,31 @@ func (p *PrivateDocker) startNamespace() error {
 		if !ok {
 			return fmt.Errorf("set the engine's port range in its mount namespace failed:\n%s", p.logTail())
 		}
-		return nil
 	case <-time.After(time.Minute):
 		return fmt.Errorf("the engine's mount namespace not ready after a minute")
 	}
+	// The namespace itself, kept open: it lasts while the file is open,
+	// should the holder die.
+	p.ns, err = os.Open("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/mnt")
+	return err
 }
 
 // inNamespace is the command that runs name with args in the engine's
 // mount namespace (nsenter execs it: the process id is name's).
 func (p *PrivateDocker) inNamespace(name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--target", strconv.Itoa(p.holder.Process.Pid), "--mount", "--", name}, args...)...)
+	cmd := exec.Command("nsenter", append([]string{"--mount=/proc/self/fd/3", "--", name}, args...)...)
+	cmd.ExtraFiles = []*os.File{p.ns} // fd 3
+	return cmd
 }
 
 // stopNamespace unmounts what the engine left under Dir in its namespace,
 // ends the holder and lets the port block go.
 func (p *PrivateDocker) stopNamespace() {
-	if p.holder != nil {
+	if p.ns != nil {
 		p.inNamespace("sh", "-c", `grep -o " $0/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l`, p.Dir).Run()
+		p.ns.Close()
+	}
+	if p.holder != nil {
 		syscall.Kill(-p.holder.Process.Pid, syscall.SIGKILL)
 		p.holder.Wait()
 	}

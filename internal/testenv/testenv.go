@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -73,8 +74,11 @@ func moduleStamp(dir string) (string, error) {
 		return "", errors.New("cannot locate internal/testenv")
 	}
 	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum"} {
+	for _, f := range []string{"go.mod", "go.sum", "build.sh"} {
 		b, err := os.ReadFile(filepath.Join(filepath.Dir(self), dir, f))
+		if errors.Is(err, fs.ErrNotExist) && f == "build.sh" {
+			continue // built by scripts/lib.sh itself
+		}
 		if err != nil {
 			return "", err
 		}

@@ -42,6 +42,11 @@ func (v *Vault) RootClient(t testing.TB) *vault.Client {
 func StartVault(t testing.TB) *Vault {
 	t.Helper()
 	bin := WaitBuilt(t, "vault")
+	// The plugins built beside the minimal Vault (vaultbin/build.sh).
+	plugins := bin + "-plugins"
+	if !isDir(plugins) {
+		unavailable(t, "vault", fmt.Errorf("no %s: Vault's AWS auth and Redis plugins are built beside it by internal/testenv/vaultbin/build.sh (scripts/test rebuilds it)", plugins))
+	}
 	token := "root-" + randomID()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -51,12 +56,7 @@ func StartVault(t testing.TB) *Vault {
 			"-dev-listen-address=" + addr,
 			"-dev-no-store-token",
 		}
-		// The plugins built beside a minimal Vault (vaultbin/build.sh); a
-		// full build, cached before there were any, has them built in.
-		if plugins := bin + "-plugins"; isDir(plugins) {
-			args = append(args, "-dev-plugin-dir="+plugins)
-		}
-		cmd := exec.Command(bin, args...)
+		cmd := exec.Command(bin, append(args, "-dev-plugin-dir="+plugins)...)
 		// A clean environment: the test's VAULT_* variables must not steer
 		// the server, and HOME must not receive a token helper file.
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}

@@ -23,5 +23,5 @@ go build "${flags[@]}" -o "$tmp/aws" github.com/hashicorp/vault/builtin/credenti
 go build "${flags[@]}" -o "$tmp/redis-database-plugin" github.com/hashicorp/vault-plugin-database-redis/cmd/vault-plugin-database-redis
 go build "${flags[@]}" -tags minimal -o "$out.tmp" github.com/hashicorp/vault
 rm -rf "$out-plugins"
-mv "$tmp" "$out-plugins"
+mv -T "$tmp" "$out-plugins"
 trap - EXIT
