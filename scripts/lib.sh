@@ -175,7 +175,7 @@ bg_build_start() {
 # bg_build_wait RUN [NAME] waits for NAME's build (or the whole queue),
 # printing the queue's progress.
 bg_build_wait() {
-	local run=$1 name=${2:-} n
+	local run=$1 name=${2:-}
 	[ -n "${bg_build_pid:-}" ] || return 0
 	while kill -0 "$bg_build_pid" 2>/dev/null && ! [ -n "$name" -a -s "$run/$name-build.status" ]; do
 		bg_build_progress "$run"

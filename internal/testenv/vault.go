@@ -44,7 +44,7 @@ func StartVault(t testing.TB) *Vault {
 	bin := WaitBuilt(t, "vault")
 	// The plugins built beside the minimal Vault (vaultbin/build.sh).
 	plugins := bin + "-plugins"
-	if !isDir(plugins) {
+	if fi, err := os.Stat(plugins); err != nil || !fi.IsDir() {
 		unavailable(t, "vault", fmt.Errorf("no %s: Vault's AWS auth and Redis plugins are built beside it by internal/testenv/vaultbin/build.sh (scripts/test rebuilds it)", plugins))
 	}
 	token := "root-" + randomID()
@@ -72,9 +72,4 @@ func StartVault(t testing.TB) *Vault {
 	}
 	unavailable(t, "vault", lastErr)
 	return nil
-}
-
-func isDir(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.IsDir()
 }
